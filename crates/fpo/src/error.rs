@@ -1,0 +1,51 @@
+//! Errors of the `fpo` crate.
+
+/// An error of the FPO loop or of its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value that is out of range or inconsistent with another.
+    #[error("invalid value for `{key}`: {message}")]
+    InvalidConfig {
+        /// Dotted path of the offending key, e.g. `rm.pinned_init[0].weights`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The optimisation produced a non-finite number.
+    #[error("non-finite value in {what} at iteration {iteration} (seed {seed}, variant {variant})")]
+    NonFinite {
+        /// Which quantity.
+        what: &'static str,
+        /// Outer iteration.
+        iteration: usize,
+        /// Seed of the run.
+        seed: u64,
+        /// Variant of the run.
+        variant: crate::Variant,
+    },
+}
+
+/// Result alias of the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::InvalidConfig { key: key.into(), message: message.into() }
+}
+
+/// Checks that a config value is strictly positive.
+pub(crate) fn check_positive(key: &str, value: f64) -> Result<()> {
+    if value > 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("must be a positive finite number, got {value}")))
+    }
+}
+
+/// Checks that a config value is finite and not negative.
+pub(crate) fn check_non_negative(key: &str, value: f64) -> Result<()> {
+    if value >= 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("must be a finite number >= 0, got {value}")))
+    }
+}

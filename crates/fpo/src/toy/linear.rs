@@ -1,0 +1,346 @@
+//! Toy 1: a 50-dimensional action, a Gaussian true utility and a linear reward model retrained by
+//! one SGD step per iteration (paper.md, "Toy 1").
+
+use serde::{Deserialize, Serialize};
+
+use super::{ToyRecord, ToyRun, dist_sq, norm, rng};
+use crate::error::{Result, check_non_negative, check_positive, invalid};
+use crate::penalty::{ActionGradients, Feedback, Penalty};
+
+/// How the policy's gradient of its objective is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GradientMode {
+    /// Forward finite differences, `(J(y + eps e_i) - J(y)) / eps`, as the authors' notebook.
+    FiniteDifference,
+    /// The exact gradient of the same objective (the utility inside the relaxed error factor is
+    /// differentiated through, as finite differences do).
+    Analytic,
+}
+
+/// The environment: action space, true utility and action cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearEnv {
+    /// Dimension of the action.
+    pub dim: usize,
+    /// The first `signal_dims` coordinates carry the signal; the rest are noise.
+    pub signal_dims: usize,
+    /// Value of the target on each signal coordinate.
+    pub target_value: f64,
+    /// `A` in `u(y) = A exp(-tau ||y - t||²)`.
+    pub utility_scale: f64,
+    /// `tau` in `u(y) = A exp(-tau ||y - t||²)`.
+    pub utility_width: f64,
+    /// Weight of the action cost `c ||y||²` in the policy objective.
+    pub action_cost: f64,
+}
+
+/// The policy: plain gradient ascent on the action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearPolicy {
+    /// Outer iterations (each: policy steps, then one RM step).
+    pub iterations: usize,
+    /// Gradient-ascent steps on the action per iteration.
+    pub steps_per_iteration: usize,
+    /// Step size of the gradient ascent.
+    pub step_size: f64,
+    /// Finite differences or the analytic gradient.
+    pub gradient: GradientMode,
+    /// Step of the forward finite differences.
+    pub fd_eps: f64,
+}
+
+/// An initial RM weight vector pinned for one seed (the authors' run is seed 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedInit {
+    /// The seed that uses these weights.
+    pub seed: u64,
+    /// The full initial weight vector, `w_true + noise`.
+    pub weights: Vec<f64>,
+}
+
+/// The linear reward model `r_w(y) = w.y`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearRm {
+    /// Weight of `w_true` on each signal coordinate (0 elsewhere).
+    pub true_weight: f64,
+    /// Standard deviation of the Gaussian noise added to `w_true` at initialisation.
+    pub init_noise_sd: f64,
+    /// SGD learning rate of the squared-error update.
+    pub lr: f64,
+    /// Multiplicative weight decay per step: `w <- w (1 - weight_decay) + ...`.
+    pub weight_decay: f64,
+    /// Initial weights pinned per seed; other seeds draw the noise from the crate's RNG.
+    #[serde(default)]
+    pub pinned_init: Vec<PinnedInit>,
+}
+
+/// Every hyperparameter of the linear toy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearToyConfig {
+    /// Environment.
+    pub env: LinearEnv,
+    /// Policy.
+    pub policy: LinearPolicy,
+    /// Reward model.
+    pub rm: LinearRm,
+}
+
+impl LinearToyConfig {
+    /// The paper's hyperparameters (without the authors' pinned initial weights).
+    pub fn paper() -> Self {
+        Self {
+            env: LinearEnv {
+                dim: 50,
+                signal_dims: 3,
+                target_value: 2.0,
+                utility_scale: 10.0,
+                utility_width: 0.3,
+                action_cost: 0.1,
+            },
+            policy: LinearPolicy {
+                iterations: 300,
+                steps_per_iteration: 1,
+                step_size: 0.02,
+                gradient: GradientMode::FiniteDifference,
+                fd_eps: 0.05,
+            },
+            rm: LinearRm {
+                true_weight: 1.0,
+                init_noise_sd: 0.1,
+                lr: 0.005,
+                weight_decay: 1e-4,
+                pinned_init: Vec::new(),
+            },
+        }
+    }
+
+    /// Checks ranges and lengths; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let e = &self.env;
+        if e.dim == 0 {
+            return Err(invalid("env.dim", "must be at least 1"));
+        }
+        if e.signal_dims > e.dim {
+            return Err(invalid(
+                "env.signal_dims",
+                format!("{} exceeds env.dim = {}", e.signal_dims, e.dim),
+            ));
+        }
+        check_non_negative("env.utility_width", e.utility_width)?;
+        check_non_negative("env.action_cost", e.action_cost)?;
+        check_positive("policy.step_size", self.policy.step_size)?;
+        check_positive("policy.fd_eps", self.policy.fd_eps)?;
+        check_non_negative("rm.init_noise_sd", self.rm.init_noise_sd)?;
+        check_non_negative("rm.lr", self.rm.lr)?;
+        check_non_negative("rm.weight_decay", self.rm.weight_decay)?;
+        for (i, p) in self.rm.pinned_init.iter().enumerate() {
+            if p.weights.len() != e.dim {
+                return Err(invalid(
+                    format!("rm.pinned_init[{i}].weights"),
+                    format!("has {} entries, env.dim is {}", p.weights.len(), e.dim),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The linear environment with its reward model, ready to run.
+#[derive(Debug, Clone)]
+pub struct LinearToy<'a> {
+    cfg: &'a LinearToyConfig,
+    target: Vec<f64>,
+}
+
+impl<'a> LinearToy<'a> {
+    /// Builds the environment of a validated config.
+    pub fn new(cfg: &'a LinearToyConfig) -> Result<Self> {
+        cfg.validate()?;
+        let mut target = vec![0.0; cfg.env.dim];
+        target[..cfg.env.signal_dims].fill(cfg.env.target_value);
+        Ok(Self { cfg, target })
+    }
+
+    /// `u(y) = A exp(-tau ||y - t||²)`.
+    pub fn utility(&self, y: &[f64]) -> f64 {
+        let d = dist_sq(y, &self.target).sqrt();
+        self.cfg.env.utility_scale * (-self.cfg.env.utility_width * (d * d)).exp()
+    }
+
+    /// The initial RM weights of a seed: pinned ones, or `w_true + N(0, sd²)` from the seed's RNG.
+    pub fn initial_weights(&self, seed: u64) -> Vec<f64> {
+        if let Some(p) = self.cfg.rm.pinned_init.iter().find(|p| p.seed == seed) {
+            return p.weights.clone();
+        }
+        use rand_distr::{Distribution, Normal};
+        let normal = Normal::new(0.0, self.cfg.rm.init_noise_sd).expect("sd validated >= 0");
+        let mut rng = rng(seed, 0);
+        (0..self.cfg.env.dim)
+            .map(|i| {
+                let w = if i < self.cfg.env.signal_dims { self.cfg.rm.true_weight } else { 0.0 };
+                w + normal.sample(&mut rng)
+            })
+            .collect()
+    }
+
+    /// The policy objective `J(y) = w.y - penalty(y) - c ||y||²`, in the authors' order of
+    /// operations (so that finite differences reproduce their trajectories bit for bit).
+    pub fn objective(&self, penalty: &Penalty, w: &[f64], y: &[f64]) -> f64 {
+        let reward = dot(w, y);
+        let n = norm(y);
+        let norm_sq = n * n;
+        let pen = if penalty.is_zero() {
+            0.0
+        } else {
+            penalty.value(reward, Feedback::SquaredError { utility: self.utility(y) }, norm_sq)
+        };
+        reward - pen - self.cfg.env.action_cost * norm_sq
+    }
+
+    /// The gradient of [`Self::objective`] with respect to `y`, by the configured mode.
+    pub fn objective_gradient(&self, penalty: &Penalty, w: &[f64], y: &[f64], out: &mut [f64]) {
+        match self.cfg.policy.gradient {
+            GradientMode::FiniteDifference => {
+                let eps = self.cfg.policy.fd_eps;
+                let base = self.objective(penalty, w, y);
+                let mut yp = y.to_vec();
+                for i in 0..y.len() {
+                    yp[i] = y[i] + eps;
+                    out[i] = (self.objective(penalty, w, &yp) - base) / eps;
+                    yp[i] = y[i];
+                }
+            }
+            GradientMode::Analytic => self.analytic_gradient(penalty, w, y, out),
+        }
+    }
+
+    /// The exact gradient: `w - ∇penalty - 2 c y`, with `∇r = w`, `G = ||y||²`, `∇G = 2y` and
+    /// `∇u = -2 tau u (y - t)`.
+    pub fn analytic_gradient(&self, penalty: &Penalty, w: &[f64], y: &[f64], out: &mut [f64]) {
+        let c = self.cfg.env.action_cost;
+        for ((o, wi), yi) in out.iter_mut().zip(w).zip(y) {
+            *o = wi - 2.0 * c * yi;
+        }
+        if penalty.is_zero() {
+            return;
+        }
+        let u = self.utility(y);
+        let d_grad_term: Vec<f64> = y.iter().map(|v| 2.0 * v).collect();
+        let tau = self.cfg.env.utility_width;
+        let d_utility: Vec<f64> =
+            y.iter().zip(&self.target).map(|(v, t)| -2.0 * tau * u * (v - t)).collect();
+        penalty.add_action_gradient(
+            dot(w, y),
+            Feedback::SquaredError { utility: u },
+            dot(y, y),
+            ActionGradients { reward: w, grad_term: &d_grad_term, utility: Some(&d_utility) },
+            -1.0,
+            out,
+        );
+    }
+
+    /// The follower's response: one SGD step of the squared-error loss,
+    /// `w <- w (1 - lambda) + 2 eta (u(y) - w.y) y`.
+    pub fn rm_step(&self, w: &mut [f64], y: &[f64]) {
+        let err = self.utility(y) - dot(w, y);
+        let lr = self.cfg.rm.lr;
+        let keep = 1.0 - self.cfg.rm.weight_decay;
+        for (wi, yi) in w.iter_mut().zip(y) {
+            // Authors: w * (1 - weight_decay) + lr * (-(-2 * error * y)).
+            *wi = *wi * keep + lr * (2.0 * err * yi);
+        }
+    }
+
+    fn record(&self, iteration: usize, penalty: &Penalty, w: &[f64], y: &[f64]) -> ToyRecord {
+        let s = self.cfg.env.signal_dims;
+        let reward = dot(w, y);
+        let u = self.utility(y);
+        let n = norm(y);
+        ToyRecord {
+            iteration,
+            signal: norm(&y[..s]),
+            noise: norm(&y[s..]),
+            true_utility: u,
+            proxy_reward: reward,
+            penalty: penalty.value(reward, Feedback::SquaredError { utility: u }, n * n),
+        }
+    }
+
+    /// Runs one variant from one seed. The trajectory has `iterations + 1` points: the initial
+    /// action, then the action after each iteration (logged before the RM step, as the authors).
+    pub fn run(&self, penalty: Penalty, seed: u64) -> ToyRun {
+        let mut w = self.initial_weights(seed);
+        let mut y = vec![0.0; self.cfg.env.dim];
+        let mut grad = vec![0.0; self.cfg.env.dim];
+        let mut records = Vec::with_capacity(self.cfg.policy.iterations + 1);
+        records.push(self.record(0, &penalty, &w, &y));
+        for t in 1..=self.cfg.policy.iterations {
+            for _ in 0..self.cfg.policy.steps_per_iteration {
+                self.objective_gradient(&penalty, &w, &y, &mut grad);
+                for (yi, gi) in y.iter_mut().zip(&grad) {
+                    *yi += self.cfg.policy.step_size * gi;
+                }
+            }
+            records.push(self.record(t, &penalty, &w, &y));
+            self.rm_step(&mut w, &y);
+        }
+        ToyRun { variant: penalty.variant, seed, records, final_action: y }
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Variant;
+
+    #[test]
+    fn analytic_gradient_matches_central_differences() {
+        let mut cfg = LinearToyConfig::paper();
+        cfg.env.dim = 6;
+        cfg.env.signal_dims = 2;
+        let toy = LinearToy::new(&cfg).unwrap();
+        let w = toy.initial_weights(3);
+        let y: Vec<f64> = (0..6).map(|i| 0.3 * i as f64 - 0.4).collect();
+        for v in Variant::ALL {
+            let p = Penalty::new(v, 0.1);
+            let mut g = vec![0.0; 6];
+            toy.analytic_gradient(&p, &w, &y, &mut g);
+            for i in 0..6 {
+                let h = 1e-5;
+                let (mut a, mut b) = (y.clone(), y.clone());
+                a[i] += h;
+                b[i] -= h;
+                let fd = (toy.objective(&p, &w, &a) - toy.objective(&p, &w, &b)) / (2.0 * h);
+                assert!((fd - g[i]).abs() < 1e-7, "{v} coord {i}: fd {fd} vs analytic {}", g[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn relaxed_with_gamma_two_eta_is_the_one_step_foresighted_objective() {
+        // paper.md: w'(y).y = (1 - lambda) w.y - 2 eta (w.y - u(y)) ||y||²; relaxed FPO with
+        // gamma = 2 eta equals it up to the (1 - lambda) factor on the first term.
+        let mut cfg = LinearToyConfig::paper();
+        cfg.rm.weight_decay = 0.0;
+        cfg.env.action_cost = 0.0;
+        let toy = LinearToy::new(&cfg).unwrap();
+        let p = Penalty::new(Variant::Relaxed, 2.0 * cfg.rm.lr);
+        let w0 = toy.initial_weights(1);
+        let y: Vec<f64> = (0..cfg.env.dim).map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.1).collect();
+        let mut w1 = w0.clone();
+        toy.rm_step(&mut w1, &y);
+        let foresighted = dot(&w1, &y);
+        let relaxed = toy.objective(&p, &w0, &y);
+        assert!((foresighted - relaxed).abs() < 1e-12, "{foresighted} vs {relaxed}");
+    }
+}

@@ -1,0 +1,404 @@
+//! The neural-network toy's reward model, `d -> h -> softplus -> h -> softplus -> 1`, in plain
+//! `f64` with every derivative the FPO penalties need written out by hand.
+//!
+//! Parameters live in one flat vector (layout: `W1 [h x d]`, `b1 [h]`, `W2 [h x h]`, `b2 [h]`,
+//! `w3 [h]`, `b3`), row-major, so that the optimiser and the gradient norms see one slice.
+//! For an input `y`:
+//!
+//! ```text
+//! h1 = W1 y + b1, a1 = sp(h1), s1 = σ(h1)
+//! h2 = W2 a1 + b2, a2 = sp(h2), s2 = σ(h2)
+//! r  = w3.a2 + b3
+//! δ2 = w3 ⊙ s2,  u = W2ᵀ δ2,  δ1 = u ⊙ s1,  ∇_y r = W1ᵀ δ1
+//! ∇_φ r = (δ1 yᵀ, δ1, δ2 a1ᵀ, δ2, a2, 1)
+//! P = ||∇_φ r||² = ||a2||² + 1 + ||δ2||² (||a1||² + 1) + ||δ1||² (||y||² + 1)
+//! ```
+//!
+//! `∇_y P` (a mixed second derivative of the RM) is one reverse pass through the expression for
+//! `P` above; see [`Mlp::grad_norm_sq_input_gradient`].
+
+/// Layer sizes of the MLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MlpShape {
+    /// Input dimension.
+    pub input: usize,
+    /// Width of both hidden layers.
+    pub hidden: usize,
+}
+
+impl MlpShape {
+    /// Number of parameters.
+    pub fn num_params(&self) -> usize {
+        let (d, h) = (self.input, self.hidden);
+        h * d + h + h * h + h + h + 1
+    }
+
+    fn offsets(&self) -> Offsets {
+        let (d, h) = (self.input, self.hidden);
+        let w1 = 0;
+        let b1 = w1 + h * d;
+        let w2 = b1 + h;
+        let b2 = w2 + h * h;
+        let w3 = b2 + h;
+        let b3 = w3 + h;
+        Offsets { w1, b1, w2, b2, w3, b3 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Offsets {
+    w1: usize,
+    b1: usize,
+    w2: usize,
+    b2: usize,
+    w3: usize,
+    b3: usize,
+}
+
+/// The MLP's parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mlp {
+    shape: MlpShape,
+    off: Offsets,
+    /// The flat parameter vector.
+    pub params: Vec<f64>,
+}
+
+/// Activations of one forward pass, kept for the backward passes.
+#[derive(Debug, Clone)]
+pub struct Activations {
+    a1: Vec<f64>,
+    s1: Vec<f64>,
+    a2: Vec<f64>,
+    s2: Vec<f64>,
+    d2: Vec<f64>,
+    u: Vec<f64>,
+    d1: Vec<f64>,
+    // Scratch of the second-order pass.
+    g1: Vec<f64>,
+    g2: Vec<f64>,
+    /// The reward of the last forward pass.
+    pub reward: f64,
+}
+
+impl Activations {
+    /// Scratch space for an MLP of the given shape.
+    pub fn new(shape: MlpShape) -> Self {
+        let h = shape.hidden;
+        let z = || vec![0.0; h];
+        Self {
+            a1: z(),
+            s1: z(),
+            a2: z(),
+            s2: z(),
+            d2: z(),
+            u: z(),
+            d1: z(),
+            g1: z(),
+            g2: z(),
+            reward: 0.0,
+        }
+    }
+}
+
+impl Mlp {
+    /// An MLP with the given flat parameters.
+    pub fn from_params(shape: MlpShape, params: Vec<f64>) -> Self {
+        assert_eq!(params.len(), shape.num_params(), "parameter count of {shape:?}");
+        Self { shape, off: shape.offsets(), params }
+    }
+
+    /// Weights ~ N(0, sd²), biases 0 (the authors' initialisation).
+    pub fn init(shape: MlpShape, sd: f64, rng: &mut impl rand::Rng) -> Self {
+        use rand_distr::{Distribution, Normal};
+        let normal = Normal::new(0.0, sd).expect("sd >= 0");
+        let o = shape.offsets();
+        let mut params = vec![0.0; shape.num_params()];
+        for range in [o.w1..o.b1, o.w2..o.b2, o.w3..o.b3] {
+            for p in &mut params[range] {
+                *p = normal.sample(rng);
+            }
+        }
+        Self::from_params(shape, params)
+    }
+
+    /// The layer sizes.
+    pub fn shape(&self) -> MlpShape {
+        self.shape
+    }
+
+    fn offsets(&self) -> Offsets {
+        self.off
+    }
+
+    /// Forward pass: returns `r(y)` and fills `act` (including `δ1`, `δ2` of the backward pass,
+    /// which every caller needs).
+    pub fn forward(&self, y: &[f64], act: &mut Activations) -> f64 {
+        let (d, h) = (self.shape.input, self.shape.hidden);
+        let o = self.offsets();
+        let p = &self.params;
+        let (w1, b1) = (&p[o.w1..o.b1], &p[o.b1..o.w2]);
+        let (w2, b2) = (&p[o.w2..o.b2], &p[o.b2..o.w3]);
+        let (w3, b3) = (&p[o.w3..o.b3], p[o.b3]);
+        for i in 0..h {
+            let z = b1[i] + dot(&w1[i * d..(i + 1) * d], y);
+            act.a1[i] = softplus(z);
+            act.s1[i] = sigmoid(z);
+        }
+        for i in 0..h {
+            let z = b2[i] + dot(&w2[i * h..(i + 1) * h], &act.a1);
+            act.a2[i] = softplus(z);
+            act.s2[i] = sigmoid(z);
+        }
+        act.reward = b3 + dot(w3, &act.a2);
+        for i in 0..h {
+            act.d2[i] = w3[i] * act.s2[i];
+        }
+        act.u.fill(0.0);
+        for i in 0..h {
+            axpy(act.d2[i], &w2[i * h..(i + 1) * h], &mut act.u);
+        }
+        for i in 0..h {
+            act.d1[i] = act.u[i] * act.s1[i];
+        }
+        act.reward
+    }
+
+    /// `∇_y r` after [`Self::forward`].
+    pub fn input_gradient(&self, act: &Activations, out: &mut [f64]) {
+        let (d, h) = (self.shape.input, self.shape.hidden);
+        let w1 = &self.params[self.offsets().w1..self.offsets().b1];
+        out.fill(0.0);
+        for i in 0..h {
+            axpy(act.d1[i], &w1[i * d..(i + 1) * d], out);
+        }
+    }
+
+    /// `P = ||∇_φ r(y)||²` after [`Self::forward`] on `y`.
+    pub fn grad_norm_sq(&self, y: &[f64], act: &Activations) -> f64 {
+        let nsq = |v: &[f64]| dot(v, v);
+        nsq(&act.a2) + 1.0 + nsq(&act.d2) * (nsq(&act.a1) + 1.0) + nsq(&act.d1) * (nsq(y) + 1.0)
+    }
+
+    /// `∇_y P`, the mixed second derivative the FPO penalties need, after [`Self::forward`] on
+    /// `y`: one reverse pass through the closed form of `P` (see the module docs).
+    pub fn grad_norm_sq_input_gradient(&self, y: &[f64], act: &mut Activations, out: &mut [f64]) {
+        let (d, h) = (self.shape.input, self.shape.hidden);
+        let o = self.offsets();
+        let p = &self.params;
+        let w1 = &p[o.w1..o.b1];
+        let w2 = &p[o.w2..o.b2];
+        let w3 = &p[o.w3..o.b3];
+        let y_sq = dot(y, y);
+        let a1_sq = dot(&act.a1, &act.a1);
+        let d1_sq = dot(&act.d1, &act.d1);
+        let d2_sq = dot(&act.d2, &act.d2);
+        // Direct term through ||y||².
+        for (o, yi) in out.iter_mut().zip(y) {
+            *o = 2.0 * d1_sq * yi;
+        }
+        // g1 = dP/du = 2 (||y||²+1) δ1 ⊙ s1; dP/ds1 = 2 (||y||²+1) δ1 ⊙ u (kept in act.g2 for now).
+        let c1 = 2.0 * (y_sq + 1.0);
+        for i in 0..h {
+            act.g1[i] = c1 * act.d1[i] * act.s1[i];
+        }
+        // dP/dδ2 = W2 g1 + 2 (||a1||²+1) δ2; then dP/dh2 = 2 a2 s2 + dP/dδ2 ⊙ w3 ⊙ s2 (1 - s2).
+        let c2 = 2.0 * (a1_sq + 1.0);
+        for i in 0..h {
+            let gd2 = dot(&w2[i * h..(i + 1) * h], &act.g1) + c2 * act.d2[i];
+            let s2 = act.s2[i];
+            act.g2[i] = 2.0 * act.a2[i] * s2 + gd2 * w3[i] * s2 * (1.0 - s2);
+        }
+        // dP/da1 = 2 ||δ2||² a1 + W2ᵀ dP/dh2, accumulated into g1 (its old value is consumed).
+        let mut ga1 = std::mem::take(&mut act.g1);
+        for (g, a) in ga1.iter_mut().zip(&act.a1) {
+            *g = 2.0 * d2_sq * a;
+        }
+        for i in 0..h {
+            axpy(act.g2[i], &w2[i * h..(i + 1) * h], &mut ga1);
+        }
+        // dP/dh1 = dP/da1 ⊙ s1 + dP/ds1 ⊙ s1 (1 - s1); dP/dy += W1ᵀ dP/dh1.
+        for i in 0..h {
+            let s1 = act.s1[i];
+            let gs1 = c1 * act.d1[i] * act.u[i];
+            let gh1 = ga1[i] * s1 + gs1 * s1 * (1.0 - s1);
+            axpy(gh1, &w1[i * d..(i + 1) * d], out);
+        }
+        act.g1 = ga1;
+    }
+
+    /// Adds `scale * ∇_φ r(y)` to `grad` (same flat layout as the parameters), after
+    /// [`Self::forward`] on `y`.
+    pub fn add_param_gradient(&self, y: &[f64], act: &Activations, scale: f64, grad: &mut [f64]) {
+        let (d, h) = (self.shape.input, self.shape.hidden);
+        let o = self.offsets();
+        for i in 0..h {
+            let c1 = scale * act.d1[i];
+            axpy(c1, y, &mut grad[o.w1 + i * d..o.w1 + (i + 1) * d]);
+            grad[o.b1 + i] += c1;
+            let c2 = scale * act.d2[i];
+            axpy(c2, &act.a1, &mut grad[o.w2 + i * h..o.w2 + (i + 1) * h]);
+            grad[o.b2 + i] += c2;
+        }
+        axpy(scale, &act.a2, &mut grad[o.w3..o.b3]);
+        grad[o.b3] += scale;
+    }
+}
+
+/// `torch.optim.Adam` with L2 weight decay added to the gradient (not AdamW).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adam {
+    /// Learning rate.
+    pub lr: f64,
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Denominator epsilon.
+    pub eps: f64,
+    /// L2 weight decay, added to the gradient.
+    pub weight_decay: f64,
+    m: Vec<f64>,
+    v: Vec<f64>,
+    t: i32,
+}
+
+impl Adam {
+    /// An optimiser for `n` parameters with zero moments.
+    pub fn new(n: usize, lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Self {
+        Self { lr, beta1, beta2, eps, weight_decay, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
+    }
+
+    /// One step, in `torch.optim.Adam`'s order of operations.
+    pub fn step(&mut self, params: &mut [f64], grad: &[f64]) {
+        self.t += 1;
+        let bc1 = 1.0 - self.beta1.powi(self.t);
+        let bc2 = 1.0 - self.beta2.powi(self.t);
+        let step_size = self.lr / bc1;
+        let bc2_sqrt = bc2.sqrt();
+        for (((p, g), m), v) in params.iter_mut().zip(grad).zip(&mut self.m).zip(&mut self.v) {
+            let g = g + self.weight_decay * *p;
+            *m = self.beta1 * *m + (1.0 - self.beta1) * g;
+            *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
+            let denom = v.sqrt() / bc2_sqrt + self.eps;
+            *p -= step_size * *m / denom;
+        }
+    }
+}
+
+/// `log(1 + e^x)`, stable for every `x`.
+pub fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+/// The derivative of [`softplus`].
+pub fn sigmoid(x: f64) -> f64 {
+    crate::penalty::sigmoid(x)
+}
+
+/// A dot product with four independent accumulators (vectorises, and is deterministic).
+#[inline]
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 4];
+    let chunks = n / 4;
+    for c in 0..chunks {
+        for k in 0..4 {
+            acc[k] += a[4 * c + k] * b[4 * c + k];
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for i in 4 * chunks..n {
+        s += a[i] * b[i];
+    }
+    s
+}
+
+/// `y += alpha * x`.
+#[inline]
+pub(crate) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mlp() -> (Mlp, Vec<f64>) {
+        let shape = MlpShape { input: 5, hidden: 7 };
+        let mut rng = crate::toy::rng(11, 0);
+        // A larger init than the toy's so that the second-order terms are not negligible.
+        (Mlp::init(shape, 0.7, &mut rng), vec![0.3, -1.2, 0.8, 0.05, -0.4])
+    }
+
+    fn central<F: Fn(&[f64]) -> f64>(f: F, x: &[f64], i: usize, h: f64) -> f64 {
+        let (mut a, mut b) = (x.to_vec(), x.to_vec());
+        a[i] += h;
+        b[i] -= h;
+        (f(&a) - f(&b)) / (2.0 * h)
+    }
+
+    #[test]
+    fn input_gradient_matches_central_differences() {
+        let (m, y) = mlp();
+        let mut act = Activations::new(m.shape());
+        m.forward(&y, &mut act);
+        let mut g = vec![0.0; 5];
+        m.input_gradient(&act, &mut g);
+        let f = |x: &[f64]| m.forward(x, &mut Activations::new(m.shape()));
+        for i in 0..5 {
+            let fd = central(f, &y, i, 1e-5);
+            assert!((fd - g[i]).abs() < 1e-8, "coord {i}: {fd} vs {}", g[i]);
+        }
+    }
+
+    #[test]
+    fn param_gradient_matches_central_differences_and_norm() {
+        let (m, y) = mlp();
+        let mut act = Activations::new(m.shape());
+        m.forward(&y, &mut act);
+        let mut g = vec![0.0; m.params.len()];
+        m.add_param_gradient(&y, &act, 1.0, &mut g);
+        for i in 0..m.params.len() {
+            let f = |p: &[f64]| {
+                Mlp::from_params(m.shape(), p.to_vec())
+                    .forward(&y, &mut Activations::new(m.shape()))
+            };
+            let fd = central(f, &m.params, i, 1e-5);
+            assert!((fd - g[i]).abs() < 1e-8, "param {i}: {fd} vs {}", g[i]);
+        }
+        let norm_sq: f64 = g.iter().map(|v| v * v).sum();
+        assert!((norm_sq - m.grad_norm_sq(&y, &act)).abs() < 1e-10);
+    }
+
+    #[test]
+    fn mixed_second_derivative_matches_central_differences() {
+        let (m, y) = mlp();
+        let mut act = Activations::new(m.shape());
+        m.forward(&y, &mut act);
+        let mut g = vec![0.0; 5];
+        m.grad_norm_sq_input_gradient(&y, &mut act, &mut g);
+        let f = |x: &[f64]| {
+            let mut a = Activations::new(m.shape());
+            m.forward(x, &mut a);
+            m.grad_norm_sq(x, &a)
+        };
+        for i in 0..5 {
+            let fd = central(f, &y, i, 1e-5);
+            assert!((fd - g[i]).abs() < 1e-7 * (1.0 + fd.abs()), "coord {i}: {fd} vs {}", g[i]);
+        }
+    }
+
+    #[test]
+    fn adam_matches_torch_formula_on_a_hand_computed_step() {
+        // One step of torch.optim.Adam(lr=0.1, weight_decay=0.5) from p = 2, grad = 1:
+        // g = 1 + 0.5*2 = 2; m = 0.2; v = 0.004; m_hat = 2, v_hat = 4; p = 2 - 0.1*2/(2+1e-8).
+        let mut adam = Adam::new(1, 0.1, 0.9, 0.999, 1e-8, 0.5);
+        let mut p = [2.0];
+        adam.step(&mut p, &[1.0]);
+        assert!((p[0] - (2.0 - 0.1 * 2.0 / (2.0 + 1e-8))).abs() < 1e-12, "{}", p[0]);
+    }
+}

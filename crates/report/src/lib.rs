@@ -1,0 +1,1 @@
+//! HTML reports over plain numbers (see the reports issue).

@@ -1,0 +1,247 @@
+//! `fpo`: the command line of the alignment-collapse workspace. Thin glue over `fpo`, `fpo-eval`
+//! and `fpo-report`.
+
+#![allow(clippy::print_stdout)]
+
+mod output;
+mod settings;
+mod toys;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::output::{RunDir, json, write_atomic};
+use crate::settings::{Overrides, Resolved, Seeds, SettingsError};
+
+/// Experiments on alignment collapse in iterative RLHF (Gauthier, Bach, Jordan, 2026).
+#[derive(Debug, Parser)]
+#[command(name = "fpo", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one experiment file (e.g. experiments/toy-linear.toml).
+    Run {
+        /// The experiment TOML.
+        experiment: PathBuf,
+        /// Run only these variants (repeatable): standard, relaxed, practical.
+        #[arg(long = "variant", value_parser = parse_variant)]
+        variants: Vec<fpo::Variant>,
+        /// Seeds: `A..B` (half-open), `N`, or `N,M,...`.
+        #[arg(long)]
+        seeds: Option<Seeds>,
+        /// Apply the file's `[profiles.<NAME>]` overrides.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Run directory (default: runs/<suite>/<timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the resolved settings as JSON and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Run every suite of experiments/reproduce.toml under one profile.
+    Reproduce {
+        /// Size of the runs.
+        #[arg(long, value_enum, default_value_t = Profile::Cpu)]
+        profile: Profile,
+        /// Directory of the experiment files.
+        #[arg(long, default_value = "experiments")]
+        experiments: PathBuf,
+        /// Output directory (default: runs/reproduce-<profile>-<timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the resolved settings of every suite as JSON and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Profile {
+    /// Minutes: what CI runs.
+    Smoke,
+    /// The default of `just reproduce` on a 2-core CPU.
+    Cpu,
+    /// The paper's sizes (a GPU for the LLM suites).
+    Paper,
+}
+
+impl Profile {
+    fn name(self) -> &'static str {
+        match self {
+            Profile::Smoke => "smoke",
+            Profile::Cpu => "cpu",
+            Profile::Paper => "paper",
+        }
+    }
+}
+
+fn parse_variant(s: &str) -> Result<fpo::Variant, String> {
+    fpo::Variant::from_name(s).ok_or_else(|| {
+        format!("unknown variant `{s}`, expected one of: standard, relaxed, practical")
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            let usage = err.downcast_ref::<SettingsError>().is_some()
+                || err.downcast_ref::<output::AlreadyExists>().is_some();
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { experiment, variants, seeds, profile, out, print_config } => {
+            let overrides = Overrides { variants, seeds };
+            let resolved = settings::load(&experiment, profile.as_deref(), &overrides)?;
+            if print_config {
+                println!("{}", serde_json::to_string_pretty(&resolved)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let target = out.unwrap_or_else(|| {
+                Path::new("runs").join(resolved.suite.name()).join(timestamp())
+            });
+            let dir = RunDir::create(&target)?;
+            run_suite(&resolved, dir.path())?;
+            let path = dir.commit()?;
+            println!("{}", path.display());
+        }
+        Command::Reproduce { profile, experiments, out, print_config } => {
+            let list = experiments.join("reproduce.toml");
+            let suites = reproduce_list(&list)?;
+            let resolved = suites
+                .iter()
+                .map(|f| settings::load(&experiments.join(f), Some(profile.name()), &Overrides::default()))
+                .collect::<Result<Vec<_>, _>>()?;
+            if print_config {
+                println!("{}", serde_json::to_string_pretty(&resolved)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let target = out.unwrap_or_else(|| {
+                Path::new("runs").join(format!("reproduce-{}-{}", profile.name(), timestamp()))
+            });
+            let dir = RunDir::create(&target)?;
+            let started = Instant::now();
+            for r in &resolved {
+                run_suite(r, &dir.path().join(r.suite.name()))?;
+            }
+            let index = ReproduceIndex {
+                profile: profile.name(),
+                suites: resolved.iter().map(|r| r.suite.name()).collect(),
+                wall_time_s: started.elapsed().as_secs_f64(),
+                machine: machine(),
+            };
+            write_atomic(dir.path(), "reproduce.json", &json(&index)?)?;
+            let path = dir.commit()?;
+            println!("{}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Serialize)]
+struct ReproduceIndex {
+    profile: &'static str,
+    suites: Vec<&'static str>,
+    wall_time_s: f64,
+    machine: Machine,
+}
+
+/// `run.json`: what ran where, and for how long (kept out of the deterministic files).
+#[derive(Debug, Serialize)]
+struct RunInfo {
+    suite: &'static str,
+    fpo_version: &'static str,
+    backend: &'static str,
+    machine: Machine,
+    started_unix_s: u64,
+    wall_time_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    os: &'static str,
+    arch: &'static str,
+    threads: usize,
+}
+
+fn machine() -> Machine {
+    Machine {
+        os: std::env::consts::OS,
+        arch: std::env::consts::ARCH,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReproduceFile {
+    suites: Vec<PathBuf>,
+}
+
+fn reproduce_list(path: &Path) -> Result<Vec<PathBuf>, SettingsError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| SettingsError::Read { path: path.to_owned(), source })?;
+    let f: ReproduceFile = toml::from_str(&text).map_err(|e| SettingsError::Invalid {
+        path: path.to_owned(),
+        key: "suites".into(),
+        message: e.to_string(),
+    })?;
+    Ok(f.suites)
+}
+
+/// Runs one resolved suite into `dir`: config.json, metrics.csv, summary.json, run.json.
+fn run_suite(resolved: &Resolved, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic(dir, "config.json", &json(resolved)?)?;
+    let started = Instant::now();
+    let started_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let jobs = toys::jobs(resolved).len() as u64;
+    let bar = ProgressBar::new(jobs).with_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} runs, {elapsed} (eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(resolved.suite.name());
+    let runs = toys::run(resolved, &|| bar.inc(1))
+        .with_context(|| format!("running {}", resolved.source.display()))?;
+    bar.finish_and_clear();
+    let mut csv = Vec::new();
+    toys::write_metrics_csv(&runs, &mut csv)?;
+    write_atomic(dir, "metrics.csv", &csv)?;
+    let summary = toys::summarize(resolved, &runs);
+    write_atomic(dir, "summary.json", &json(&summary)?)?;
+    let info = RunInfo {
+        suite: resolved.suite.name(),
+        fpo_version: env!("CARGO_PKG_VERSION"),
+        backend: "cpu (f64, no tensor backend: see ARCHITECTURE.md)",
+        machine: machine(),
+        started_unix_s,
+        wall_time_s: started.elapsed().as_secs_f64(),
+    };
+    write_atomic(dir, "run.json", &json(&info)?)?;
+    Ok(())
+}
+
+fn timestamp() -> String {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    now.replace(':', "-")
+}

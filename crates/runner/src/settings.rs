@@ -1,0 +1,322 @@
+//! Settings resolve once: experiment TOML (+ profile overrides) + CLI flags -> one [`Resolved`]
+//! struct, written as `config.json` beside the results.
+
+use std::path::{Path, PathBuf};
+
+use fpo::Variant;
+use fpo::toy::linear::LinearToyConfig;
+use fpo::toy::nn::NnToyConfig;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// A configuration error: always names the file, and the key where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse, or does not fit the suite's schema.
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Dotted key path (`.` for the document itself).
+        key: String,
+        /// The parser's message, with line and column where it has them.
+        message: String,
+    },
+    /// A value the suite rejects.
+    #[error("{path}: {source}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// The suite's own error, naming the key.
+        source: fpo::Error,
+    },
+}
+
+/// The suites this runner knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SuiteKind {
+    /// Toy 1.
+    ToyLinear,
+    /// Toy 2.
+    ToyNn,
+}
+
+impl SuiteKind {
+    /// The suite's name in configs and run directories.
+    pub fn name(self) -> &'static str {
+        match self {
+            SuiteKind::ToyLinear => "toy-linear",
+            SuiteKind::ToyNn => "toy-nn",
+        }
+    }
+}
+
+/// Seeds as written in configs and flags: `"0..20"` (half-open), `"7"`, or `"0,3,5"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Seeds(pub Vec<u64>);
+
+impl TryFrom<String> for Seeds {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Seeds> for String {
+    fn from(s: Seeds) -> String {
+        s.0.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl std::str::FromStr for Seeds {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a seed range: use `A..B` (half-open), `N` or `N,M,...`");
+        let seeds: Vec<u64> = if let Some((a, b)) = s.split_once("..") {
+            let (a, b): (u64, u64) =
+                (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+            (a..b).collect()
+        } else {
+            s.split(',').map(|x| x.trim().parse().map_err(|_| bad())).collect::<Result<_, _>>()?
+        };
+        if seeds.is_empty() {
+            return Err(format!("`{s}` selects no seed"));
+        }
+        Ok(Seeds(seeds))
+    }
+}
+
+/// The `[run]` section shared by every suite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Variants to run.
+    pub variants: Vec<Variant>,
+    /// Seeds to run.
+    pub seeds: Seeds,
+    /// Log every this many outer iterations (the first and last are always logged).
+    #[serde(default = "one")]
+    pub log_every: usize,
+    /// Confidence level of every interval in the summary.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_confidence() -> f64 {
+    0.95
+}
+
+/// The `[fpo]` section: the penalty weight shared by relaxed and practical.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FpoSection {
+    /// `gamma`.
+    pub gamma: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinearFile {
+    suite: SuiteKind,
+    #[serde(default)]
+    description: String,
+    run: RunSection,
+    fpo: FpoSection,
+    env: fpo::toy::linear::LinearEnv,
+    policy: fpo::toy::linear::LinearPolicy,
+    rm: fpo::toy::linear::LinearRm,
+    /// Profile overrides (applied before this struct is read).
+    #[serde(default, rename = "profiles")]
+    _profiles: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NnFile {
+    suite: SuiteKind,
+    #[serde(default)]
+    description: String,
+    run: RunSection,
+    fpo: FpoSection,
+    env: fpo::toy::nn::NnEnv,
+    rm: fpo::toy::nn::NnRm,
+    policy: fpo::toy::nn::NnPolicy,
+    /// Profile overrides (applied before this struct is read).
+    #[serde(default, rename = "profiles")]
+    _profiles: Option<toml::Value>,
+}
+
+/// A suite's own configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SuiteConfig {
+    /// Toy 1.
+    ToyLinear(LinearToyConfig),
+    /// Toy 2.
+    ToyNn(NnToyConfig),
+}
+
+/// Everything a run needs, resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resolved {
+    /// Which suite.
+    pub suite: SuiteKind,
+    /// The experiment file it came from.
+    pub source: PathBuf,
+    /// The profile applied, if any.
+    pub profile: Option<String>,
+    /// Free text from the file.
+    pub description: String,
+    /// The `[run]` section after CLI overrides.
+    pub run: RunSection,
+    /// The `[fpo]` section.
+    pub fpo: FpoSection,
+    /// The suite's configuration.
+    pub config: SuiteConfig,
+}
+
+/// Overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--variant`, repeated.
+    pub variants: Vec<Variant>,
+    /// `--seeds`.
+    pub seeds: Option<Seeds>,
+}
+
+/// Reads an experiment file, applies `[profiles.<profile>]` and the CLI overrides, validates.
+pub fn load(
+    path: &Path,
+    profile: Option<&str>,
+    overrides: &Overrides,
+) -> Result<Resolved, SettingsError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| SettingsError::Read { path: path.to_owned(), source })?;
+    let invalid = |key: String, message: String| SettingsError::Invalid {
+        path: path.to_owned(),
+        key,
+        message,
+    };
+    let mut doc: toml::Table =
+        toml::from_str(&text).map_err(|e| invalid(".".into(), e.to_string()))?;
+    let profiles = doc.remove("profiles");
+    if let Some(name) = profile {
+        if let Some(table) = profiles.as_ref().and_then(|p| p.get(name)).and_then(|t| t.as_table())
+        {
+            merge(&mut doc, table);
+        }
+    }
+    let suite = match doc.get("suite").and_then(|s| s.as_str()) {
+        Some("toy-linear") => SuiteKind::ToyLinear,
+        Some("toy-nn") => SuiteKind::ToyNn,
+        Some(other) => {
+            return Err(invalid(
+                "suite".into(),
+                format!("unknown suite `{other}`, expected `toy-linear` or `toy-nn`"),
+            ));
+        }
+        None => return Err(invalid("suite".into(), "missing string key `suite`".into())),
+    };
+    // Deserialize the merged document; re-serialising keeps line numbers out when a profile was
+    // merged, so errors come with the key path, and with line and column from the original text
+    // otherwise.
+    let source_text = if profile.is_some() { toml::to_string(&doc).unwrap_or_default() } else { text };
+    let (description, run, fpo_section, config) = match suite {
+        SuiteKind::ToyLinear => {
+            let f: LinearFile = typed(&source_text, path)?;
+            let _ = f.suite;
+            let cfg = LinearToyConfig { env: f.env, policy: f.policy, rm: f.rm };
+            (f.description, f.run, f.fpo, SuiteConfig::ToyLinear(cfg))
+        }
+        SuiteKind::ToyNn => {
+            let f: NnFile = typed(&source_text, path)?;
+            let _ = f.suite;
+            let cfg = NnToyConfig { env: f.env, rm: f.rm, policy: f.policy };
+            (f.description, f.run, f.fpo, SuiteConfig::ToyNn(cfg))
+        }
+    };
+    let mut resolved = Resolved {
+        suite,
+        source: path.to_owned(),
+        profile: profile.map(str::to_owned),
+        description,
+        run,
+        fpo: fpo_section,
+        config,
+    };
+    if !overrides.variants.is_empty() {
+        resolved.run.variants = overrides.variants.clone();
+    }
+    if let Some(seeds) = &overrides.seeds {
+        resolved.run.seeds = seeds.clone();
+    }
+    validate(&resolved).map_err(|source| SettingsError::Value { path: path.to_owned(), source })?;
+    Ok(resolved)
+}
+
+fn validate(r: &Resolved) -> fpo::Result<()> {
+    let invalid = |key: &str, message: String| fpo::Error::InvalidConfig { key: key.into(), message };
+    if r.run.variants.is_empty() {
+        return Err(invalid("run.variants", "selects no variant".into()));
+    }
+    if !(r.run.confidence > 0.0 && r.run.confidence < 1.0) {
+        return Err(invalid("run.confidence", format!("must be in (0, 1), got {}", r.run.confidence)));
+    }
+    if !(r.fpo.gamma >= 0.0 && r.fpo.gamma.is_finite()) {
+        return Err(invalid("fpo.gamma", format!("must be a finite number >= 0, got {}", r.fpo.gamma)));
+    }
+    match &r.config {
+        SuiteConfig::ToyLinear(c) => c.validate(),
+        SuiteConfig::ToyNn(c) => c.validate(),
+    }
+}
+
+fn typed<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, SettingsError> {
+    let de = toml::de::Deserializer::parse(text).map_err(|e| SettingsError::Invalid {
+        path: path.to_owned(),
+        key: ".".into(),
+        message: e.to_string(),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        SettingsError::Invalid { path: path.to_owned(), key, message: e.into_inner().to_string() }
+    })
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, other values replace.
+fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_parse() {
+        assert_eq!("0..3".parse::<Seeds>().unwrap().0, vec![0, 1, 2]);
+        assert_eq!("7".parse::<Seeds>().unwrap().0, vec![7]);
+        assert_eq!("1, 4".parse::<Seeds>().unwrap().0, vec![1, 4]);
+        assert!("3..3".parse::<Seeds>().is_err());
+        assert!("a..b".parse::<Seeds>().is_err());
+    }
+}
