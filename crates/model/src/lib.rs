@@ -1,1 +1,11 @@
-pub fn x(){}
+//! burn modules of the workspace and the one place where the tensor backend is chosen.
+//!
+//! - [`backend`]: `BackendKind` -> burn `Device` (flex and ndarray on CPU; wgpu and cuda behind
+//!   cargo features).
+//! - [`toy_mlp`]: the neural-network toy's reward model as burn tensor ops, the reference the
+//!   hand-written `f64` version in `fpo::toy::mlp` is checked against.
+
+pub mod backend;
+pub mod toy_mlp;
+
+pub use backend::{BackendKind, device};

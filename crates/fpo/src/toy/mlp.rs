@@ -142,13 +142,11 @@ impl Mlp {
         let (w3, b3) = (&p[o.w3..o.b3], p[o.b3]);
         for i in 0..h {
             let z = b1[i] + dot(&w1[i * d..(i + 1) * d], y);
-            act.a1[i] = softplus(z);
-            act.s1[i] = sigmoid(z);
+            (act.a1[i], act.s1[i]) = softplus_and_sigmoid(z);
         }
         for i in 0..h {
             let z = b2[i] + dot(&w2[i * h..(i + 1) * h], &act.a1);
-            act.a2[i] = softplus(z);
-            act.s2[i] = sigmoid(z);
+            (act.a2[i], act.s2[i]) = softplus_and_sigmoid(z);
         }
         act.reward = b3 + dot(w3, &act.a2);
         for i in 0..h {
@@ -288,7 +286,16 @@ impl Adam {
 
 /// `log(1 + e^x)`, stable for every `x`.
 pub fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
+    softplus_and_sigmoid(x).0
+}
+
+/// `(softplus(x), σ(x))` from one exponential.
+#[inline]
+pub fn softplus_and_sigmoid(x: f64) -> (f64, f64) {
+    let e = (-x.abs()).exp();
+    let sp = x.max(0.0) + e.ln_1p();
+    let inv = 1.0 / (1.0 + e);
+    (sp, if x >= 0.0 { inv } else { e * inv })
 }
 
 /// The derivative of [`softplus`].

@@ -245,7 +245,7 @@ impl<'a> NnToy<'a> {
 
     /// The gradient with respect to the action of the policy objective
     /// `r(y) - c ||y||² - penalty(y)` (the utility in the relaxed error is held fixed, as the
-    /// authors do). Returns `r(y)`.
+    /// authors do). Returns `r(y)`. `scratch` holds `2 * dim` numbers.
     pub fn objective_gradient(
         &self,
         penalty: &Penalty,
@@ -256,18 +256,21 @@ impl<'a> NnToy<'a> {
         out: &mut [f64],
     ) -> f64 {
         let r = rm.forward(y, act);
-        rm.input_gradient(act, out);
         let c = self.cfg.env.action_cost;
-        if !penalty.is_zero() {
+        if penalty.is_zero() {
+            rm.input_gradient(act, out);
+        } else {
+            let (d_reward, d_grad_term) = scratch.split_at_mut(y.len());
+            rm.input_gradient(act, d_reward);
             let g = rm.grad_norm_sq(y, act);
-            rm.grad_norm_sq_input_gradient(y, act, scratch);
+            rm.grad_norm_sq_input_gradient(y, act, d_grad_term);
+            out.copy_from_slice(d_reward);
             let feedback = Feedback::SquaredError { utility: self.utility(y) };
-            let d_reward = out.to_vec();
             penalty.add_action_gradient(
                 r,
                 feedback,
                 g,
-                ActionGradients { reward: &d_reward, grad_term: scratch, utility: None },
+                ActionGradients { reward: d_reward, grad_term: d_grad_term, utility: None },
                 -1.0,
                 out,
             );
@@ -327,7 +330,7 @@ impl<'a> NnToy<'a> {
         let mut buffer = Buffer::new(dim, cfg.rm.buffer_size);
         let mut act = Activations::new(self.shape);
         let mut theta = vec![0.0; dim];
-        let (mut y, mut grad, mut scratch) = (vec![0.0; dim], vec![0.0; dim], vec![0.0; dim]);
+        let (mut y, mut grad, mut scratch) = (vec![0.0; dim], vec![0.0; dim], vec![0.0; 2 * dim]);
         let mut rm_grad = vec![0.0; rm.params.len()];
         let log_every = log_every.max(1);
         let n_outer = cfg.policy.outer_iterations;
@@ -400,7 +403,7 @@ mod tests {
         for v in Variant::ALL {
             let pen = Penalty::new(v, 0.3);
             let mut act = Activations::new(toy.shape);
-            let (mut scratch, mut g) = (vec![0.0; 10], vec![0.0; 10]);
+            let (mut scratch, mut g) = (vec![0.0; 20], vec![0.0; 10]);
             toy.objective_gradient(&pen, &rm, &y, &mut act, &mut scratch, &mut g);
             for i in 0..10 {
                 let h = 1e-5;

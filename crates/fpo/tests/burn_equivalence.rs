@@ -1,0 +1,82 @@
+//! The hand-written `f64` MLP of the neural-network toy against burn's autodiff, on every CPU
+//! backend: forward value, input gradient, parameter gradient, the squared parameter-gradient norm
+//! and its input gradient (the mixed second derivative of the FPO penalties, obtained in burn by
+//! one backward through the parameter gradient written as tracked ops).
+
+use burn::tensor::{DType, Tensor, TensorData};
+use fpo::toy::mlp::{Activations, Mlp, MlpShape};
+use fpo_model::{BackendKind, device, toy_mlp::ToyMlp};
+use rand::SeedableRng;
+
+/// f64 on both sides: the two only differ in summation order.
+const TOL: f64 = 1e-11;
+
+fn vec_of(t: Tensor<1>) -> Vec<f64> {
+    t.into_data().to_vec::<f64>().expect("f64 tensor")
+}
+
+fn vec2_of(t: Tensor<2>) -> Vec<f64> {
+    t.into_data().to_vec::<f64>().expect("f64 tensor")
+}
+
+fn assert_close(what: &str, ours: &[f64], burn: &[f64]) {
+    assert_eq!(ours.len(), burn.len(), "{what}: lengths");
+    for (i, (a, b)) in ours.iter().zip(burn).enumerate() {
+        assert!((a - b).abs() <= TOL * (1.0 + b.abs()), "{what}[{i}]: ours {a} vs burn {b}");
+    }
+}
+
+#[test]
+fn hand_written_mlp_matches_burn_autodiff_on_cpu_backends() {
+    let shape = MlpShape { input: 10, hidden: 32 };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    // The toy's init scale is 0.1; use a larger one so that curvature terms are not negligible.
+    let mlp = Mlp::init(shape, 0.5, &mut rng);
+    let y: Vec<f64> = (0..10).map(|i| 0.37 * i as f64 - 1.5).collect();
+
+    let mut act = Activations::new(shape);
+    let r = mlp.forward(&y, &mut act);
+    let mut d_y = vec![0.0; 10];
+    mlp.input_gradient(&act, &mut d_y);
+    let mut d_phi = vec![0.0; shape.num_params()];
+    mlp.add_param_gradient(&y, &act, 1.0, &mut d_phi);
+    let p = mlp.grad_norm_sq(&y, &act);
+    let mut d_p = vec![0.0; 10];
+    mlp.grad_norm_sq_input_gradient(&y, &mut act, &mut d_p);
+
+    for kind in [BackendKind::Flex, BackendKind::Ndarray] {
+        let dev = device(kind, true).unwrap();
+        let yt = || {
+            Tensor::<1>::from_data(TensorData::new(y.clone(), [10]), (&dev, DType::F64))
+                .require_grad()
+        };
+        let mut model = ToyMlp::from_flat(&mlp.params, 10, 32, &dev);
+        model.w1 = model.w1.require_grad();
+        model.b1 = model.b1.require_grad();
+        model.w2 = model.w2.require_grad();
+        model.b2 = model.b2.require_grad();
+        model.w3 = model.w3.require_grad();
+        model.b3 = model.b3.require_grad();
+
+        // Forward, input gradient and parameter gradient.
+        let y1 = yt();
+        let f = model.forward(y1.clone());
+        let grads = f.reward.backward();
+        assert_close(&format!("{kind:?} r"), &[r], &vec_of(f.reward.clone()));
+        assert_close(&format!("{kind:?} ∇y r"), &d_y, &vec_of(y1.grad(&grads).unwrap()));
+        let mut burn_phi = vec2_of(model.w1.grad(&grads).unwrap());
+        burn_phi.extend(vec_of(model.b1.grad(&grads).unwrap()));
+        burn_phi.extend(vec2_of(model.w2.grad(&grads).unwrap()));
+        burn_phi.extend(vec_of(model.b2.grad(&grads).unwrap()));
+        burn_phi.extend(vec_of(model.w3.grad(&grads).unwrap()));
+        burn_phi.extend(vec_of(model.b3.grad(&grads).unwrap()));
+        assert_close(&format!("{kind:?} ∇φ r"), &d_phi, &burn_phi);
+
+        // The squared gradient norm and its input gradient (one backward, first order only).
+        let y2 = yt();
+        let pt = model.grad_norm_sq(y2.clone());
+        let grads = pt.backward();
+        assert_close(&format!("{kind:?} ||∇φ r||²"), &[p], &vec_of(pt));
+        assert_close(&format!("{kind:?} ∇y ||∇φ r||²"), &d_p, &vec_of(y2.grad(&grads).unwrap()));
+    }
+}
