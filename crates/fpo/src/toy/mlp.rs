@@ -77,6 +77,7 @@ pub struct Activations {
     // Scratch of the second-order pass.
     g1: Vec<f64>,
     g2: Vec<f64>,
+    seeds: Vec<f64>,
     /// The reward of the last forward pass.
     pub reward: f64,
 }
@@ -96,9 +97,45 @@ impl Activations {
             d1: z(),
             g1: z(),
             g2: z(),
+            seeds: Vec::with_capacity(4 * h),
             reward: 0.0,
         }
     }
+
+    /// What `∇_φ r(y)` is made of, for the gradient kernel (after a forward pass on `y`).
+    pub fn features(&self, y: &[f64]) -> GradFeatures {
+        GradFeatures {
+            y: y.to_vec(),
+            a1: self.a1.clone(),
+            a2: self.a2.clone(),
+            d1: self.d1.clone(),
+            d2: self.d2.clone(),
+        }
+    }
+}
+
+/// The factors of one input's parameter gradient, `∇_φ r(y) = (δ1 yᵀ, δ1, δ2 a1ᵀ, δ2, a2, 1)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradFeatures {
+    /// The input.
+    pub y: Vec<f64>,
+    /// First hidden activation.
+    pub a1: Vec<f64>,
+    /// Second hidden activation.
+    pub a2: Vec<f64>,
+    /// Backpropagated signal at the first hidden layer.
+    pub d1: Vec<f64>,
+    /// Backpropagated signal at the second hidden layer.
+    pub d2: Vec<f64>,
+}
+
+/// The gradient kernel `k(y, y') = <∇_φ r(y), ∇_φ r(y')>` in `O(h + d)`, from the factors of
+/// both gradients (the full gradients have `h d + h² + 3h + 1` entries).
+pub fn grad_inner(a: &GradFeatures, b: &GradFeatures) -> f64 {
+    dot(&a.a2, &b.a2)
+        + 1.0
+        + dot(&a.d2, &b.d2) * (dot(&a.a1, &b.a1) + 1.0)
+        + dot(&a.d1, &b.d1) * (dot(&a.y, &b.y) + 1.0)
 }
 
 impl Mlp {
@@ -179,50 +216,73 @@ impl Mlp {
     }
 
     /// `∇_y P`, the mixed second derivative the FPO penalties need, after [`Self::forward`] on
-    /// `y`: one reverse pass through the closed form of `P` (see the module docs).
+    /// `y`. `P(y) = k(y, y)` for the gradient kernel `k` of [`grad_inner`], so
+    /// `∇P = 2 ∇_y k(y, y')|_{y' = y}`: one reverse pass of [`Self::grad_inner_input_gradient`].
     pub fn grad_norm_sq_input_gradient(&self, y: &[f64], act: &mut Activations, out: &mut [f64]) {
+        let own = act.features(y);
+        self.grad_inner_input_gradient(y, act, std::slice::from_ref(&own), &[2.0], out);
+    }
+
+    /// `∇_y Σ_i α_i k(y, y_i)`, the kernel `k(y, y') = <∇_φ r(y), ∇_φ r(y')>` of
+    /// [`grad_inner`] with the `y_i` held fixed, after [`Self::forward`] on `y`.
+    ///
+    /// With `k(y, y') = a2.a2' + 1 + (δ2.δ2')(a1.a1' + 1) + (δ1.δ1')(y.y' + 1)`, the seeds of
+    /// the reverse pass are the partial derivatives with respect to `a2, δ2, a1, δ1, y`; they are
+    /// then pushed back through `δ1 = (W2ᵀ δ2) ⊙ σ(h1)`, `δ2 = w3 ⊙ σ(h2)` and the forward pass.
+    pub fn grad_inner_input_gradient(
+        &self,
+        y: &[f64],
+        act: &mut Activations,
+        others: &[GradFeatures],
+        alpha: &[f64],
+        out: &mut [f64],
+    ) {
         let (d, h) = (self.shape.input, self.shape.hidden);
         let o = self.offsets();
         let p = &self.params;
         let w1 = &p[o.w1..o.b1];
         let w2 = &p[o.w2..o.b2];
         let w3 = &p[o.w3..o.b3];
-        let y_sq = dot(y, y);
-        let a1_sq = dot(&act.a1, &act.a1);
-        let d1_sq = dot(&act.d1, &act.d1);
-        let d2_sq = dot(&act.d2, &act.d2);
-        // Direct term through ||y||².
-        for (o, yi) in out.iter_mut().zip(y) {
-            *o = 2.0 * d1_sq * yi;
+        // Seeds: g_a2, g_d2, g_a1, g_d1 (h each), and the direct g_y in `out`.
+        let mut seeds = std::mem::take(&mut act.seeds);
+        seeds.clear();
+        seeds.resize(4 * h, 0.0);
+        let (g_a2, rest) = seeds.split_at_mut(h);
+        let (g_d2, rest) = rest.split_at_mut(h);
+        let (g_a1, g_d1) = rest.split_at_mut(h);
+        out.fill(0.0);
+        for (f, &al) in others.iter().zip(alpha) {
+            let c_d2 = al * (dot(&f.a1, &act.a1) + 1.0);
+            let c_a1 = al * dot(&f.d2, &act.d2);
+            let c_d1 = al * (dot(&f.y, y) + 1.0);
+            let c_y = al * dot(&f.d1, &act.d1);
+            axpy(al, &f.a2, g_a2);
+            axpy(c_d2, &f.d2, g_d2);
+            axpy(c_a1, &f.a1, g_a1);
+            axpy(c_d1, &f.d1, g_d1);
+            axpy(c_y, &f.y, out);
         }
-        // g1 = dP/du = 2 (||y||²+1) δ1 ⊙ s1; dP/ds1 = 2 (||y||²+1) δ1 ⊙ u (kept in act.g2 for now).
-        let c1 = 2.0 * (y_sq + 1.0);
+        // δ1 = u ⊙ s1, u = W2ᵀ δ2: dQ/du = g_d1 ⊙ s1 (in act.g1), dQ/dδ2 += W2 dQ/du.
         for i in 0..h {
-            act.g1[i] = c1 * act.d1[i] * act.s1[i];
+            act.g1[i] = g_d1[i] * act.s1[i];
         }
-        // dP/dδ2 = W2 g1 + 2 (||a1||²+1) δ2; then dP/dh2 = 2 a2 s2 + dP/dδ2 ⊙ w3 ⊙ s2 (1 - s2).
-        let c2 = 2.0 * (a1_sq + 1.0);
+        // dQ/dh2 = g_a2 ⊙ s2 + (dQ/dδ2 ⊙ w3) ⊙ s2 (1 - s2), in act.g2.
         for i in 0..h {
-            let gd2 = dot(&w2[i * h..(i + 1) * h], &act.g1) + c2 * act.d2[i];
+            let gd2 = g_d2[i] + dot(&w2[i * h..(i + 1) * h], &act.g1);
             let s2 = act.s2[i];
-            act.g2[i] = 2.0 * act.a2[i] * s2 + gd2 * w3[i] * s2 * (1.0 - s2);
+            act.g2[i] = g_a2[i] * s2 + gd2 * w3[i] * s2 * (1.0 - s2);
         }
-        // dP/da1 = 2 ||δ2||² a1 + W2ᵀ dP/dh2, accumulated into g1 (its old value is consumed).
-        let mut ga1 = std::mem::take(&mut act.g1);
-        for (g, a) in ga1.iter_mut().zip(&act.a1) {
-            *g = 2.0 * d2_sq * a;
-        }
+        // dQ/da1 += W2ᵀ dQ/dh2.
         for i in 0..h {
-            axpy(act.g2[i], &w2[i * h..(i + 1) * h], &mut ga1);
+            axpy(act.g2[i], &w2[i * h..(i + 1) * h], g_a1);
         }
-        // dP/dh1 = dP/da1 ⊙ s1 + dP/ds1 ⊙ s1 (1 - s1); dP/dy += W1ᵀ dP/dh1.
+        // dQ/dh1 = dQ/da1 ⊙ s1 + (g_d1 ⊙ u) ⊙ s1 (1 - s1); dQ/dy += W1ᵀ dQ/dh1.
         for i in 0..h {
             let s1 = act.s1[i];
-            let gs1 = c1 * act.d1[i] * act.u[i];
-            let gh1 = ga1[i] * s1 + gs1 * s1 * (1.0 - s1);
+            let gh1 = g_a1[i] * s1 + g_d1[i] * act.u[i] * s1 * (1.0 - s1);
             axpy(gh1, &w1[i * d..(i + 1) * d], out);
         }
-        act.g1 = ga1;
+        act.seeds = seeds;
     }
 
     /// Adds `scale * ∇_φ r(y)` to `grad` (same flat layout as the parameters), after
@@ -395,6 +455,34 @@ mod tests {
         };
         for i in 0..5 {
             let fd = central(f, &y, i, 1e-5);
+            assert!((fd - g[i]).abs() < 1e-7 * (1.0 + fd.abs()), "coord {i}: {fd} vs {}", g[i]);
+        }
+    }
+
+    #[test]
+    fn gradient_kernel_matches_full_gradients_and_its_input_gradient_matches_fd() {
+        let (m, y) = mlp();
+        let z: Vec<f64> = y.iter().map(|v| 0.5 - v).collect();
+        let feat = |x: &[f64]| {
+            let mut a = Activations::new(m.shape());
+            m.forward(x, &mut a);
+            let mut g = vec![0.0; m.params.len()];
+            m.add_param_gradient(x, &a, 1.0, &mut g);
+            (a.features(x), g)
+        };
+        let ((fy, gy), (fz, gz)) = (feat(&y), feat(&z));
+        let full: f64 = gy.iter().zip(&gz).map(|(a, b)| a * b).sum();
+        assert!((grad_inner(&fy, &fz) - full).abs() < 1e-10);
+        // ∇_y (0.7 k(y, z) - 1.3 k(y, y0)) against central differences, z and y0 held fixed.
+        let y0: Vec<f64> = y.iter().map(|v| v * 0.3 + 0.1).collect();
+        let f0 = feat(&y0).0;
+        let q = |x: &[f64]| 0.7 * grad_inner(&feat(x).0, &fz) - 1.3 * grad_inner(&feat(x).0, &f0);
+        let mut act = Activations::new(m.shape());
+        m.forward(&y, &mut act);
+        let mut g = vec![0.0; 5];
+        m.grad_inner_input_gradient(&y, &mut act, &[fz.clone(), f0.clone()], &[0.7, -1.3], &mut g);
+        for i in 0..5 {
+            let fd = central(q, &y, i, 1e-5);
             assert!((fd - g[i]).abs() < 1e-7 * (1.0 + fd.abs()), "coord {i}: {fd} vs {}", g[i]);
         }
     }
