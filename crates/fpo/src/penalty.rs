@@ -8,11 +8,16 @@
 //! | standard  | 0                                             | (unused)                     |
 //! | practical | 1                                             | `<g, g - g_ref>` or `||g||²` |
 //! | relaxed   | `r - u` or `σ(r - r_ref) - σ(u - u_ref)`       | same                         |
+//! | influence | as relaxed                                    | `gᵀ (η H_λ)⁻¹ g` (toys only) |
 //!
 //! where `g = ∇_φ r(z)` is the gradient of the reward model's score with respect to its
 //! trainable parameters. The squared-error form (`||g||²`, error `r - u`) is the one of the toy
 //! environments; the preference form (Bradley-Terry / BCE against a reference sample) is the one
-//! of the LLM pipeline. Nothing here knows what a sample is: callers pass numbers and, for the
+//! of the LLM pipeline. The influence variant is the exact rung of the paper's approximation
+//! ladder: `H_λ` is the (damped) Hessian of the RM's training loss and `η` its learning rate, so
+//! that replacing `H⁻¹` by `η I` (first-order TracIn) gives relaxed FPO back exactly; for the
+//! squared-error loss its penalty is `γ/(2η)` times the sample's self-influence
+//! `-I(z) = ∇r(z)ᵀ H⁻¹ ∇l(z)`. Callers compute `G` for it. Nothing here knows what a sample is: callers pass numbers and, for the
 //! action gradient, the derivatives of `r` and `G` with respect to whatever they optimise.
 
 use serde::{Deserialize, Serialize};
@@ -27,10 +32,13 @@ pub enum Variant {
     Relaxed,
     /// Practical FPO: the squared gradient norm alone (deployable).
     Practical,
+    /// Exact influence-function FPO (toys only): relaxed with `||g||²` replaced by
+    /// `gᵀ (η H_λ)⁻¹ g`, `H_λ` the RM loss's Hessian damped by `λ I`.
+    Influence,
 }
 
 impl Variant {
-    /// Every variant, in the order reports list them.
+    /// The paper's three variants, in the order reports list them.
     pub const ALL: [Variant; 3] = [Variant::Standard, Variant::Relaxed, Variant::Practical];
 
     /// The name used in configs, metrics and reports.
@@ -39,12 +47,13 @@ impl Variant {
             Variant::Standard => "standard",
             Variant::Relaxed => "relaxed",
             Variant::Practical => "practical",
+            Variant::Influence => "influence",
         }
     }
 
     /// Parses the config name of a variant.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.name() == name)
+        Self::ALL.into_iter().chain([Variant::Influence]).find(|v| v.name() == name)
     }
 }
 
@@ -91,12 +100,29 @@ pub struct Penalty {
     pub variant: Variant,
     /// The penalty weight `gamma` (ignored by [`Variant::Standard`]).
     pub gamma: f64,
+    /// The Hessian damping `λ` of [`Variant::Influence`] (0 for the others).
+    #[serde(default)]
+    pub damping: f64,
 }
 
 impl Penalty {
     /// A penalty of the given variant and weight.
     pub fn new(variant: Variant, gamma: f64) -> Self {
-        Self { variant, gamma }
+        Self { variant, gamma, damping: 0.0 }
+    }
+
+    /// The influence-function penalty with Hessian damping `damping`.
+    pub fn influence(gamma: f64, damping: f64) -> Self {
+        Self { variant: Variant::Influence, gamma, damping }
+    }
+
+    /// The name of this penalty in metrics and reports: the variant's, with the damping for
+    /// [`Variant::Influence`].
+    pub fn label(&self) -> String {
+        match self.variant {
+            Variant::Influence => format!("influence(damping={})", self.damping),
+            v => v.name().to_owned(),
+        }
     }
 
     /// Whether this penalty is identically zero (standard RLHF or `gamma = 0`).
@@ -109,13 +135,13 @@ impl Penalty {
         match (self.variant, feedback) {
             (Variant::Standard, _) => ErrorFactor { value: 0.0, d_reward: 0.0, d_utility: 0.0 },
             (Variant::Practical, _) => ErrorFactor { value: 1.0, d_reward: 0.0, d_utility: 0.0 },
-            (Variant::Relaxed, Feedback::SquaredError { utility }) => ErrorFactor {
+            (Variant::Relaxed | Variant::Influence, Feedback::SquaredError { utility }) => ErrorFactor {
                 value: reward - utility,
                 d_reward: 1.0,
                 d_utility: -1.0,
             },
             (
-                Variant::Relaxed,
+                Variant::Relaxed | Variant::Influence,
                 Feedback::Preference { utility, reference_reward, reference_utility },
             ) => {
                 let p_model = sigmoid(reward - reference_reward);
@@ -255,9 +281,31 @@ mod tests {
 
     #[test]
     fn variant_names_round_trip() {
-        for v in Variant::ALL {
+        for v in Variant::ALL.into_iter().chain([Variant::Influence]) {
             assert_eq!(Variant::from_name(v.name()), Some(v));
         }
-        assert_eq!(Variant::from_name("influence"), None);
+        assert_eq!(Variant::from_name("tracin"), None);
+    }
+
+    proptest! {
+        /// First-order TracIn, `-I(z) ≈ η <∇r, ∇l>` with `∇l = 2 (r - u) ∇r` for the squared-error
+        /// loss, is exactly relaxed FPO with `gamma = 2 η`.
+        #[test]
+        fn tracin_is_relaxed_with_gamma_two_eta(
+            g in prop::collection::vec(-5.0..5.0f64, 1..12),
+            r in -10.0..10.0f64,
+            u in -10.0..10.0f64,
+            eta in 1e-4..1.0f64,
+        ) {
+            let grad_l: Vec<f64> = g.iter().map(|x| 2.0 * (r - u) * x).collect();
+            let tracin = eta * g.iter().zip(&grad_l).map(|(a, b)| a * b).sum::<f64>();
+            let relaxed = Penalty::new(Variant::Relaxed, 2.0 * eta)
+                .value(r, Feedback::SquaredError { utility: u }, grad_term(&g, None));
+            prop_assert!((tracin - relaxed).abs() <= 1e-9 * (1.0 + tracin.abs()));
+            // And the influence variant with H⁻¹ = η I, i.e. G = gᵀ (η H)⁻¹ g = ||g||², is relaxed.
+            let influence = Penalty::influence(2.0 * eta, 0.0)
+                .value(r, Feedback::SquaredError { utility: u }, grad_term(&g, None));
+            prop_assert!((influence - relaxed).abs() <= 1e-12 * (1.0 + relaxed.abs()));
+        }
     }
 }

@@ -46,12 +46,12 @@ pub fn run(resolved: &Resolved, on_done: &(dyn Fn() + Sync)) -> fpo::Result<Vec<
     match &resolved.config {
         SuiteConfig::ToyLinear(cfg) => {
             let toy = LinearToy::new(cfg)?;
-            run_grid(&jobs, |p, s| Ok(toy.run(p, s)), on_done)
+            run_grid(&jobs, |p, s| Ok(toy.run(p, s, None)), on_done)
         }
         SuiteConfig::ToyNn(cfg) => {
             let toy = NnToy::new(cfg)?;
             let log_every = resolved.run.log_every;
-            run_grid(&jobs, |p, s| toy.run(p, s, log_every), on_done)
+            run_grid(&jobs, |p, s| toy.run(p, s, log_every, None), on_done)
         }
     }
 }
@@ -73,7 +73,7 @@ pub fn summarize(resolved: &Resolved, runs: &[ToyRun]) -> ToySummary {
     let level = resolved.run.confidence;
     let mut by_variant: BTreeMap<String, Vec<&ToyRun>> = BTreeMap::new();
     for r in runs {
-        by_variant.entry(r.variant.name().to_owned()).or_default().push(r);
+        by_variant.entry(r.penalty.label()).or_default().push(r);
     }
     let variants = by_variant
         .iter()
@@ -118,7 +118,7 @@ pub fn write_metrics_csv(runs: &[ToyRun], out: &mut impl std::io::Write) -> std:
             writeln!(
                 out,
                 "{},{},{},{},{},{},{},{}",
-                r.variant, r.seed, x.iteration, x.signal, x.noise, x.true_utility, x.proxy_reward,
+                r.penalty.label(), r.seed, x.iteration, x.signal, x.noise, x.true_utility, x.proxy_reward,
                 x.penalty
             )?;
         }

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{ToyRecord, ToyRun, dist_sq, norm, rng};
 use crate::error::{Result, check_non_negative, check_positive, invalid};
+use super::influence::linear_grad_term;
+use crate::Variant;
 use crate::penalty::{ActionGradients, Feedback, Penalty};
 
 /// How the policy's gradient of its objective is computed.
@@ -189,18 +191,38 @@ impl<'a> LinearToy<'a> {
             .collect()
     }
 
+    /// The gradient term `G` of a penalty at `y` (`g = ∇_w r = y`): `||y||²`, or `yᵀ (η H_λ)⁻¹ y`
+    /// for the influence variant; its gradient into `out` when given.
+    fn grad_term(&self, penalty: &Penalty, y: &[f64], out: Option<&mut [f64]>) -> f64 {
+        if penalty.variant == Variant::Influence {
+            let rm = &self.cfg.rm;
+            return linear_grad_term(y, rm.lr, rm.weight_decay, penalty.damping, out);
+        }
+        if let Some(out) = out {
+            for (o, v) in out.iter_mut().zip(y) {
+                *o = 2.0 * v;
+            }
+        }
+        // The authors' `np.linalg.norm(y)**2`.
+        let n = norm(y);
+        n * n
+    }
+
+    /// The penalty at `y`.
+    pub fn penalty(&self, penalty: &Penalty, w: &[f64], y: &[f64]) -> f64 {
+        if penalty.is_zero() {
+            return 0.0;
+        }
+        let feedback = Feedback::SquaredError { utility: self.utility(y) };
+        penalty.value(dot(w, y), feedback, self.grad_term(penalty, y, None))
+    }
+
     /// The policy objective `J(y) = w.y - penalty(y) - c ||y||²`, in the authors' order of
     /// operations (so that finite differences reproduce their trajectories bit for bit).
     pub fn objective(&self, penalty: &Penalty, w: &[f64], y: &[f64]) -> f64 {
         let reward = dot(w, y);
         let n = norm(y);
-        let norm_sq = n * n;
-        let pen = if penalty.is_zero() {
-            0.0
-        } else {
-            penalty.value(reward, Feedback::SquaredError { utility: self.utility(y) }, norm_sq)
-        };
-        reward - pen - self.cfg.env.action_cost * norm_sq
+        reward - self.penalty(penalty, w, y) - self.cfg.env.action_cost * (n * n)
     }
 
     /// The gradient of [`Self::objective`] with respect to `y`, by the configured mode.
@@ -220,8 +242,8 @@ impl<'a> LinearToy<'a> {
         }
     }
 
-    /// The exact gradient: `w - ∇penalty - 2 c y`, with `∇r = w`, `G = ||y||²`, `∇G = 2y` and
-    /// `∇u = -2 tau u (y - t)`.
+    /// The exact gradient: `w - ∇penalty - 2 c y`, with `∇r = w`, `∇G` from the variant's
+    /// gradient term and `∇u = -2 tau u (y - t)`.
     pub fn analytic_gradient(&self, penalty: &Penalty, w: &[f64], y: &[f64], out: &mut [f64]) {
         let c = self.cfg.env.action_cost;
         for ((o, wi), yi) in out.iter_mut().zip(w).zip(y) {
@@ -231,18 +253,41 @@ impl<'a> LinearToy<'a> {
             return;
         }
         let u = self.utility(y);
-        let d_grad_term: Vec<f64> = y.iter().map(|v| 2.0 * v).collect();
+        let mut d_grad_term = vec![0.0; y.len()];
+        let g = self.grad_term(penalty, y, Some(&mut d_grad_term));
         let tau = self.cfg.env.utility_width;
         let d_utility: Vec<f64> =
             y.iter().zip(&self.target).map(|(v, t)| -2.0 * tau * u * (v - t)).collect();
         penalty.add_action_gradient(
             dot(w, y),
             Feedback::SquaredError { utility: u },
-            dot(y, y),
+            g,
             ActionGradients { reward: w, grad_term: &d_grad_term, utility: Some(&d_utility) },
             -1.0,
             out,
         );
+    }
+
+    /// The foresighted (one-step Stackelberg) leader objective: the RM score of `y` under the
+    /// follower's exact response to `y`, `w'(y).y - c ||y||²`, with
+    /// `w'(y).y = (1 - λ) w.y + 2 η (u(y) - w.y) ||y||²`.
+    pub fn foresighted_objective(&self, w: &[f64], y: &[f64]) -> f64 {
+        let mut w1 = w.to_vec();
+        self.rm_step(&mut w1, y);
+        dot(&w1, y) - self.cfg.env.action_cost * dot(y, y)
+    }
+
+    /// The gradient of [`Self::foresighted_objective`]:
+    /// `(1 - λ) w + 2η [(∇u - w) ||y||² + 2 (u - w.y) y] - 2 c y`.
+    pub fn foresighted_gradient(&self, w: &[f64], y: &[f64], out: &mut [f64]) {
+        let (eta, lambda) = (self.cfg.rm.lr, self.cfg.rm.weight_decay);
+        let (u, wy, ysq) = (self.utility(y), dot(w, y), dot(y, y));
+        let tau = self.cfg.env.utility_width;
+        for i in 0..y.len() {
+            let du = -2.0 * tau * u * (y[i] - self.target[i]);
+            out[i] = (1.0 - lambda) * w[i] + 2.0 * eta * ((du - w[i]) * ysq + 2.0 * (u - wy) * y[i])
+                - 2.0 * self.cfg.env.action_cost * y[i];
+        }
     }
 
     /// The follower's response: one SGD step of the squared-error loss,
@@ -257,29 +302,37 @@ impl<'a> LinearToy<'a> {
         }
     }
 
-    fn record(&self, iteration: usize, penalty: &Penalty, w: &[f64], y: &[f64]) -> ToyRecord {
+    fn record(
+        &self,
+        iteration: usize,
+        penalty: &Penalty,
+        reference: Option<&Penalty>,
+        w: &[f64],
+        y: &[f64],
+    ) -> ToyRecord {
         let s = self.cfg.env.signal_dims;
-        let reward = dot(w, y);
-        let u = self.utility(y);
-        let n = norm(y);
         ToyRecord {
             iteration,
             signal: norm(&y[..s]),
             noise: norm(&y[s..]),
-            true_utility: u,
-            proxy_reward: reward,
-            penalty: penalty.value(reward, Feedback::SquaredError { utility: u }, n * n),
+            true_utility: self.utility(y),
+            proxy_reward: dot(w, y),
+            penalty: self.penalty(penalty, w, y),
+            exact_penalty: reference.map(|r| self.penalty(r, w, y)),
         }
     }
 
     /// Runs one variant from one seed. The trajectory has `iterations + 1` points: the initial
     /// action, then the action after each iteration (logged before the RM step, as the authors).
-    pub fn run(&self, penalty: Penalty, seed: u64) -> ToyRun {
+    /// With `reference`, every point also logs that penalty (the ladder's exact rung).
+    pub fn run(&self, penalty: Penalty, seed: u64, reference: Option<Penalty>) -> ToyRun {
+        let started = std::time::Instant::now();
         let mut w = self.initial_weights(seed);
         let mut y = vec![0.0; self.cfg.env.dim];
         let mut grad = vec![0.0; self.cfg.env.dim];
         let mut records = Vec::with_capacity(self.cfg.policy.iterations + 1);
-        records.push(self.record(0, &penalty, &w, &y));
+        let reference = reference.as_ref();
+        records.push(self.record(0, &penalty, reference, &w, &y));
         for t in 1..=self.cfg.policy.iterations {
             for _ in 0..self.cfg.policy.steps_per_iteration {
                 self.objective_gradient(&penalty, &w, &y, &mut grad);
@@ -287,10 +340,17 @@ impl<'a> LinearToy<'a> {
                     *yi += self.cfg.policy.step_size * gi;
                 }
             }
-            records.push(self.record(t, &penalty, &w, &y));
+            records.push(self.record(t, &penalty, reference, &w, &y));
             self.rm_step(&mut w, &y);
         }
-        ToyRun { variant: penalty.variant, seed, records, final_action: y }
+        ToyRun {
+            penalty,
+            seed,
+            records,
+            final_action: y,
+            policy_steps: self.cfg.policy.iterations * self.cfg.policy.steps_per_iteration,
+            seconds: started.elapsed().as_secs_f64(),
+        }
     }
 }
 
@@ -301,7 +361,6 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Variant;
 
     #[test]
     fn analytic_gradient_matches_central_differences() {
@@ -311,8 +370,12 @@ mod tests {
         let toy = LinearToy::new(&cfg).unwrap();
         let w = toy.initial_weights(3);
         let y: Vec<f64> = (0..6).map(|i| 0.3 * i as f64 - 0.4).collect();
-        for v in Variant::ALL {
-            let p = Penalty::new(v, 0.1);
+        let penalties = Variant::ALL
+            .map(|v| Penalty::new(v, 0.1))
+            .into_iter()
+            .chain([Penalty::influence(0.1, 0.01), Penalty::influence(0.1, 1.0)]);
+        for p in penalties {
+            let v = p.label();
             let mut g = vec![0.0; 6];
             toy.analytic_gradient(&p, &w, &y, &mut g);
             for i in 0..6 {
@@ -322,6 +385,35 @@ mod tests {
                 b[i] -= h;
                 let fd = (toy.objective(&p, &w, &a) - toy.objective(&p, &w, &b)) / (2.0 * h);
                 assert!((fd - g[i]).abs() < 1e-7, "{v} coord {i}: fd {fd} vs analytic {}", g[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn foresight_is_relaxed_with_gamma_two_eta_up_to_the_decay_factor() {
+        // J_foresight(y) = J_relaxed(y; gamma = 2 eta) - lambda w.y, and so are their gradients.
+        let cfg = LinearToyConfig::paper();
+        let toy = LinearToy::new(&cfg).unwrap();
+        let (eta, lambda) = (cfg.rm.lr, cfg.rm.weight_decay);
+        let p = Penalty::new(Variant::Relaxed, 2.0 * eta);
+        let w = toy.initial_weights(4);
+        let d = cfg.env.dim;
+        for k in 0..5 {
+            let y: Vec<f64> = (0..d).map(|i| ((i * 13 + k * 7) % 17) as f64 * 0.1 - 0.6).collect();
+            let f = toy.foresighted_objective(&w, &y);
+            let r = toy.objective(&p, &w, &y);
+            assert!((f + lambda * dot(&w, &y) - r).abs() < 1e-10, "{f} vs {r}");
+            let (mut gf, mut gr) = (vec![0.0; d], vec![0.0; d]);
+            toy.foresighted_gradient(&w, &y, &mut gf);
+            toy.analytic_gradient(&p, &w, &y, &mut gr);
+            for i in 0..d {
+                assert!((gf[i] + lambda * w[i] - gr[i]).abs() < 1e-10, "coord {i}");
+                let h = 1e-6;
+                let (mut a, mut b) = (y.clone(), y.clone());
+                a[i] += h;
+                b[i] -= h;
+                let fd = (toy.foresighted_objective(&w, &a) - toy.foresighted_objective(&w, &b)) / (2.0 * h);
+                assert!((fd - gf[i]).abs() < 1e-6, "coord {i}: {fd} vs {}", gf[i]);
             }
         }
     }

@@ -6,13 +6,14 @@
 //! equivalence with burn's autodiff (forward, input gradient, parameter gradient and the mixed
 //! second derivative the penalty needs) is checked in `crates/model/tests/burn_equivalence.rs`.
 
+pub mod influence;
 pub mod linear;
 pub mod mlp;
 pub mod nn;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Variant;
+use crate::{Penalty, Variant};
 
 /// One logged point of a toy trajectory.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -29,22 +30,34 @@ pub struct ToyRecord {
     pub proxy_reward: f64,
     /// The variant's penalty at the action.
     pub penalty: f64,
+    /// The exact (influence-function) penalty at the action, where the run was asked for it:
+    /// the reference of the approximation ladder.
+    pub exact_penalty: Option<f64>,
 }
 
 /// One finished run of a toy: a variant, a seed and its trajectory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToyRun {
-    /// The variant that ran.
-    pub variant: Variant,
+    /// The penalty (variant, weight, damping) that ran.
+    pub penalty: Penalty,
     /// The seed that ran.
     pub seed: u64,
     /// The logged trajectory, in iteration order.
     pub records: Vec<ToyRecord>,
     /// The final action.
     pub final_action: Vec<f64>,
+    /// Policy gradient steps taken.
+    pub policy_steps: usize,
+    /// Wall-clock seconds of the run (not part of any deterministic output).
+    pub seconds: f64,
 }
 
 impl ToyRun {
+    /// The variant that ran.
+    pub fn variant(&self) -> Variant {
+        self.penalty.variant
+    }
+
     /// The last logged point.
     pub fn last(&self) -> &ToyRecord {
         self.records.last().expect("a toy run logs at least one point")

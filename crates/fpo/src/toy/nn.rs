@@ -4,9 +4,11 @@
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use super::influence::GaussNewton;
 use super::mlp::{Activations, Adam, Mlp, MlpShape};
 use super::{ToyRecord, ToyRun, dist_sq, norm, rng};
 use crate::error::{Error, Result, check_non_negative, check_positive, invalid};
+use crate::Variant;
 use crate::penalty::{ActionGradients, Feedback, Penalty};
 
 /// RNG streams of one seed: every variant of a seed draws the same numbers from each.
@@ -245,11 +247,14 @@ impl<'a> NnToy<'a> {
 
     /// The gradient with respect to the action of the policy objective
     /// `r(y) - c ||y||² - penalty(y)` (the utility in the relaxed error is held fixed, as the
-    /// authors do). Returns `r(y)`. `scratch` holds `2 * dim` numbers.
+    /// authors do). Returns `r(y)`. `scratch` holds `2 * dim` numbers; `hessian` is required by
+    /// (and only used by) the influence variant.
+    #[allow(clippy::too_many_arguments)]
     pub fn objective_gradient(
         &self,
         penalty: &Penalty,
         rm: &Mlp,
+        hessian: Option<&GaussNewton>,
         y: &[f64],
         act: &mut Activations,
         scratch: &mut [f64],
@@ -262,8 +267,7 @@ impl<'a> NnToy<'a> {
         } else {
             let (d_reward, d_grad_term) = scratch.split_at_mut(y.len());
             rm.input_gradient(act, d_reward);
-            let g = rm.grad_norm_sq(y, act);
-            rm.grad_norm_sq_input_gradient(y, act, d_grad_term);
+            let g = Self::grad_term(penalty, rm, hessian, y, act, Some(d_grad_term));
             out.copy_from_slice(d_reward);
             let feedback = Feedback::SquaredError { utility: self.utility(y) };
             penalty.add_action_gradient(
@@ -281,41 +285,85 @@ impl<'a> NnToy<'a> {
         r
     }
 
-    /// The objective itself (for tests of [`Self::objective_gradient`]).
-    pub fn objective(&self, penalty: &Penalty, rm: &Mlp, y: &[f64]) -> f64 {
-        let mut act = Activations::new(self.shape);
-        let r = rm.forward(y, &mut act);
-        let pen = penalty.value(
-            r,
-            Feedback::SquaredError { utility: self.utility(y) },
-            rm.grad_norm_sq(y, &act),
-        );
-        r - self.cfg.env.action_cost * y.iter().map(|v| v * v).sum::<f64>() - pen
+    /// The penalty's gradient term at `y` after `rm.forward(y, act)`: `||∇_φ r||²`, or
+    /// `gᵀ (η H_λ)⁻¹ g` for the influence variant; its action-gradient into `out` when given.
+    fn grad_term(
+        penalty: &Penalty,
+        rm: &Mlp,
+        hessian: Option<&GaussNewton>,
+        y: &[f64],
+        act: &mut Activations,
+        out: Option<&mut [f64]>,
+    ) -> f64 {
+        match (penalty.variant, hessian) {
+            (Variant::Influence, Some(h)) => h.grad_term(rm, y, act, out),
+            (Variant::Influence, None) => panic!("the influence penalty needs the RM's Hessian"),
+            _ => {
+                if let Some(out) = out {
+                    rm.grad_norm_sq_input_gradient(y, act, out);
+                }
+                rm.grad_norm_sq(y, act)
+            }
+        }
     }
 
-    fn record(&self, iteration: usize, penalty: &Penalty, rm: &Mlp, theta: &[f64]) -> ToyRecord {
+    /// The damped Gauss-Newton Hessian of the RM's loss over `buffer`, at the RM's parameters.
+    fn hessian(&self, rm: &Mlp, buffer: &Buffer, damping: f64) -> GaussNewton {
+        let mut act = Activations::new(self.shape);
+        let features = (0..buffer.len())
+            .map(|i| {
+                let (y, _) = buffer.get(i);
+                rm.forward(y, &mut act);
+                act.features(y)
+            })
+            .collect();
+        GaussNewton::new(features, self.cfg.rm.weight_decay, damping, self.cfg.rm.lr)
+    }
+
+    fn record(
+        &self,
+        iteration: usize,
+        penalties: (&Penalty, Option<&Penalty>),
+        rm: &Mlp,
+        buffer: &Buffer,
+        theta: &[f64],
+    ) -> ToyRecord {
         let mut act = Activations::new(self.shape);
         let r = rm.forward(theta, &mut act);
         let u = self.utility(theta);
         let s = self.cfg.env.signal_dims;
+        let mut penalty_at = |p: &Penalty| {
+            if p.is_zero() {
+                return 0.0;
+            }
+            let h = (p.variant == Variant::Influence).then(|| self.hessian(rm, buffer, p.damping));
+            let g = Self::grad_term(p, rm, h.as_ref(), theta, &mut act, None);
+            p.value(r, Feedback::SquaredError { utility: u }, g)
+        };
         ToyRecord {
             iteration,
             signal: norm(&theta[..s]),
             noise: norm(&theta[s..]),
             true_utility: u,
             proxy_reward: r,
-            penalty: penalty.value(
-                r,
-                Feedback::SquaredError { utility: u },
-                rm.grad_norm_sq(theta, &act),
-            ),
+            penalty: penalty_at(penalties.0),
+            exact_penalty: penalties.1.map(penalty_at),
         }
     }
 
     /// Runs one variant from one seed, logging every `log_every` outer iterations (and the first
-    /// and last). Iteration `t` is logged after its inner steps, before its RM step.
-    pub fn run(&self, penalty: Penalty, seed: u64, log_every: usize) -> Result<ToyRun> {
+    /// and last). Iteration `t` is logged after its inner steps, before its RM step. With
+    /// `reference`, every logged point also carries that penalty (the ladder's exact rung).
+    pub fn run(
+        &self,
+        penalty: Penalty,
+        seed: u64,
+        log_every: usize,
+        reference: Option<Penalty>,
+    ) -> Result<ToyRun> {
+        let started = std::time::Instant::now();
         let (cfg, dim) = (self.cfg, self.cfg.env.dim);
+        let penalties = (&penalty, reference.as_ref());
         let mut rm = self.initial_rm(seed);
         let mut adam = Adam::new(
             rm.params.len(),
@@ -335,24 +383,35 @@ impl<'a> NnToy<'a> {
         let log_every = log_every.max(1);
         let n_outer = cfg.policy.outer_iterations;
         let mut records = Vec::with_capacity(n_outer / log_every + 2);
-        records.push(self.record(0, &penalty, &rm, &theta));
+        records.push(self.record(0, penalties, &rm, &buffer, &theta));
         let clip = cfg.policy.grad_clip;
 
         for t in 0..n_outer {
             let (sigma, lr) = self.schedule(t);
+            // The RM and its buffer are fixed during the inner steps: so is its Hessian.
+            let hessian = (penalty.variant == Variant::Influence && !penalty.is_zero())
+                .then(|| self.hessian(&rm, &buffer, penalty.damping));
             for _ in 0..cfg.policy.inner_steps {
                 for (yi, th) in y.iter_mut().zip(&theta) {
                     let eps: f64 = StandardNormal.sample(&mut policy_rng);
                     *yi = th + sigma * eps;
                 }
-                self.objective_gradient(&penalty, &rm, &y, &mut act, &mut scratch, &mut grad);
+                self.objective_gradient(
+                    &penalty,
+                    &rm,
+                    hessian.as_ref(),
+                    &y,
+                    &mut act,
+                    &mut scratch,
+                    &mut grad,
+                );
                 for (th, g) in theta.iter_mut().zip(&grad) {
                     *th += lr * g.clamp(-clip, clip);
                 }
             }
             let iteration = t + 1;
             if iteration % log_every == 0 || iteration == n_outer {
-                let rec = self.record(iteration, &penalty, &rm, &theta);
+                let rec = self.record(iteration, penalties, &rm, &buffer, &theta);
                 if !(rec.proxy_reward.is_finite() && rec.noise.is_finite()) {
                     return Err(Error::NonFinite {
                         what: "policy mean or RM score",
@@ -381,14 +440,20 @@ impl<'a> NnToy<'a> {
             }
             adam.step(&mut rm.params, &rm_grad);
         }
-        Ok(ToyRun { variant: penalty.variant, seed, records, final_action: theta })
+        Ok(ToyRun {
+            penalty,
+            seed,
+            records,
+            final_action: theta,
+            policy_steps: n_outer * cfg.policy.inner_steps,
+            seconds: started.elapsed().as_secs_f64(),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Variant;
 
     #[test]
     fn objective_gradient_matches_central_differences_for_every_variant() {
@@ -400,11 +465,19 @@ mod tests {
             *p *= 6.0;
         }
         let y: Vec<f64> = (0..10).map(|i| 0.2 * i as f64 - 0.7).collect();
-        for v in Variant::ALL {
-            let pen = Penalty::new(v, 0.3);
+        let mut buffer = Buffer::new(10, 50);
+        for k in 0..7 {
+            let z: Vec<f64> = y.iter().map(|v| v * (0.1 * k as f64) - 0.2).collect();
+            buffer.push(&z, toy.utility(&z));
+        }
+        let penalties =
+            Variant::ALL.map(|v| Penalty::new(v, 0.3)).into_iter().chain([Penalty::influence(0.3, 0.01)]);
+        for pen in penalties {
+            let v = pen.label();
+            let hessian = toy.hessian(&rm, &buffer, pen.damping);
             let mut act = Activations::new(toy.shape);
             let (mut scratch, mut g) = (vec![0.0; 20], vec![0.0; 10]);
-            toy.objective_gradient(&pen, &rm, &y, &mut act, &mut scratch, &mut g);
+            toy.objective_gradient(&pen, &rm, Some(&hessian), &y, &mut act, &mut scratch, &mut g);
             for i in 0..10 {
                 let h = 1e-5;
                 let (mut a, mut b) = (y.clone(), y.clone());
@@ -415,7 +488,8 @@ mod tests {
                 let obj = |x: &[f64]| {
                     let mut act = Activations::new(toy.shape);
                     let r = rm.forward(x, &mut act);
-                    let p = pen.value(r, Feedback::SquaredError { utility: u }, rm.grad_norm_sq(x, &act));
+                    let g = NnToy::grad_term(&pen, &rm, Some(&hessian), x, &mut act, None);
+                    let p = pen.value(r, Feedback::SquaredError { utility: u }, g);
                     r - cfg.env.action_cost * x.iter().map(|v| v * v).sum::<f64>() - p
                 };
                 let fd = (obj(&a) - obj(&b)) / (2.0 * h);
