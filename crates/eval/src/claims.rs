@@ -121,7 +121,11 @@ enum Subject<'a> {
 }
 
 fn check(finals: &FinalsByVariant, spec: Spec<'_>, level: f64) -> Claim {
-    let values = |v: &str| finals.get(v).map(|fs| fs.iter().map(|f| spec.metric.of(f)).collect::<Vec<_>>());
+    let values = |v: &str| {
+        finals
+            .get(v)
+            .map(|fs| fs.iter().map(|f| spec.metric.of(f)).collect::<Vec<_>>())
+    };
     let (quantity, ours, threshold) = match spec.subject {
         Subject::Absolute(v, t) => (
             format!("{} of {v}", spec.metric.name()),
@@ -141,7 +145,11 @@ fn check(finals: &FinalsByVariant, spec: Spec<'_>, level: f64) -> Claim {
                 }
                 _ => None,
             };
-            (format!("{} of {a} minus {b}, paired by seed", spec.metric.name()), ours, 0.0)
+            (
+                format!("{} of {a} minus {b}, paired by seed", spec.metric.name()),
+                ours,
+                0.0,
+            )
         }
     };
     Claim {
@@ -149,7 +157,9 @@ fn check(finals: &FinalsByVariant, spec: Spec<'_>, level: f64) -> Claim {
         statement: spec.statement.to_owned(),
         authors: spec.authors.to_owned(),
         quantity,
-        verdict: ours.as_ref().map_or(Verdict::NotRun, |s| verdict(s, spec.side, threshold)),
+        verdict: ours
+            .as_ref()
+            .map_or(Verdict::NotRun, |s| verdict(s, spec.side, threshold)),
         ours,
         side: spec.side,
         threshold,
@@ -163,14 +173,70 @@ pub fn linear(finals: &FinalsByVariant, level: f64) -> Vec<Claim> {
     use Side::*;
     use Subject::*;
     let specs = [
-        Spec { id: "linear.standard_collapses_noise", statement: "Standard RLHF drifts into the noise dimensions: final noise > 1", authors: "1.648 (seed 0)", metric: Noise, subject: Absolute("standard", 1.0), side: Above },
-        Spec { id: "linear.standard_collapses_utility", statement: "Standard RLHF ends far from the ideal: final utility < 5", authors: "3.932 (seed 0)", metric: Utility, subject: Absolute("standard", 5.0), side: Below },
-        Spec { id: "linear.relaxed_reaches_ideal_utility", statement: "Relaxed FPO reaches the human ideal: final utility > 9.5", authors: "9.806 (seed 0)", metric: Utility, subject: Absolute("relaxed", 9.5), side: Above },
-        Spec { id: "linear.relaxed_reaches_ideal_noise", statement: "Relaxed FPO stays out of the noise: final noise < 0.3", authors: "0.172 (seed 0)", metric: Noise, subject: Absolute("relaxed", 0.3), side: Below },
-        Spec { id: "linear.practical_above_standard_utility", statement: "Practical FPO ends between the two: utility above standard's", authors: "5.533 vs 3.932 (seed 0)", metric: Utility, subject: Paired("practical", "standard"), side: Above },
-        Spec { id: "linear.practical_below_relaxed_utility", statement: "Practical FPO ends between the two: utility below relaxed's", authors: "5.533 vs 9.806 (seed 0)", metric: Utility, subject: Paired("practical", "relaxed"), side: Below },
-        Spec { id: "linear.practical_below_standard_noise", statement: "Practical FPO ends between the two: noise below standard's", authors: "1.393 vs 1.648 (seed 0)", metric: Noise, subject: Paired("practical", "standard"), side: Below },
-        Spec { id: "linear.practical_above_relaxed_noise", statement: "Practical FPO ends between the two: noise above relaxed's", authors: "1.393 vs 0.172 (seed 0)", metric: Noise, subject: Paired("practical", "relaxed"), side: Above },
+        Spec {
+            id: "linear.standard_collapses_noise",
+            statement: "Standard RLHF drifts into the noise dimensions: final noise > 1",
+            authors: "1.648 (seed 0)",
+            metric: Noise,
+            subject: Absolute("standard", 1.0),
+            side: Above,
+        },
+        Spec {
+            id: "linear.standard_collapses_utility",
+            statement: "Standard RLHF ends far from the ideal: final utility < 5",
+            authors: "3.932 (seed 0)",
+            metric: Utility,
+            subject: Absolute("standard", 5.0),
+            side: Below,
+        },
+        Spec {
+            id: "linear.relaxed_reaches_ideal_utility",
+            statement: "Relaxed FPO reaches the human ideal: final utility > 9.5",
+            authors: "9.806 (seed 0)",
+            metric: Utility,
+            subject: Absolute("relaxed", 9.5),
+            side: Above,
+        },
+        Spec {
+            id: "linear.relaxed_reaches_ideal_noise",
+            statement: "Relaxed FPO stays out of the noise: final noise < 0.3",
+            authors: "0.172 (seed 0)",
+            metric: Noise,
+            subject: Absolute("relaxed", 0.3),
+            side: Below,
+        },
+        Spec {
+            id: "linear.practical_above_standard_utility",
+            statement: "Practical FPO ends between the two: utility above standard's",
+            authors: "5.533 vs 3.932 (seed 0)",
+            metric: Utility,
+            subject: Paired("practical", "standard"),
+            side: Above,
+        },
+        Spec {
+            id: "linear.practical_below_relaxed_utility",
+            statement: "Practical FPO ends between the two: utility below relaxed's",
+            authors: "5.533 vs 9.806 (seed 0)",
+            metric: Utility,
+            subject: Paired("practical", "relaxed"),
+            side: Below,
+        },
+        Spec {
+            id: "linear.practical_below_standard_noise",
+            statement: "Practical FPO ends between the two: noise below standard's",
+            authors: "1.393 vs 1.648 (seed 0)",
+            metric: Noise,
+            subject: Paired("practical", "standard"),
+            side: Below,
+        },
+        Spec {
+            id: "linear.practical_above_relaxed_noise",
+            statement: "Practical FPO ends between the two: noise above relaxed's",
+            authors: "1.393 vs 0.172 (seed 0)",
+            metric: Noise,
+            subject: Paired("practical", "relaxed"),
+            side: Above,
+        },
     ];
     specs.into_iter().map(|s| check(finals, s, level)).collect()
 }
@@ -182,10 +248,38 @@ pub fn nn(finals: &FinalsByVariant, level: f64) -> Vec<Claim> {
     use Side::*;
     use Subject::*;
     let specs = [
-        Spec { id: "nn.relaxed_beats_standard_utility", statement: "Relaxed FPO ends with higher mean utility than standard RLHF", authors: "6.40 ± 3.73 vs 4.38 ± 2.20 (5 seeds, mean ± sd)", metric: Utility, subject: Paired("relaxed", "standard"), side: Above },
-        Spec { id: "nn.practical_beats_standard_utility", statement: "Practical FPO ends with higher mean utility than standard RLHF", authors: "6.25 ± 3.39 vs 4.38 ± 2.20 (5 seeds, mean ± sd)", metric: Utility, subject: Paired("practical", "standard"), side: Above },
-        Spec { id: "nn.relaxed_below_standard_noise", statement: "Relaxed FPO ends with lower mean noise than standard RLHF", authors: "not published (figures only)", metric: Noise, subject: Paired("relaxed", "standard"), side: Below },
-        Spec { id: "nn.practical_below_standard_noise", statement: "Practical FPO ends with lower mean noise than standard RLHF", authors: "not published (figures only)", metric: Noise, subject: Paired("practical", "standard"), side: Below },
+        Spec {
+            id: "nn.relaxed_beats_standard_utility",
+            statement: "Relaxed FPO ends with higher mean utility than standard RLHF",
+            authors: "6.40 ± 3.73 vs 4.38 ± 2.20 (5 seeds, mean ± sd)",
+            metric: Utility,
+            subject: Paired("relaxed", "standard"),
+            side: Above,
+        },
+        Spec {
+            id: "nn.practical_beats_standard_utility",
+            statement: "Practical FPO ends with higher mean utility than standard RLHF",
+            authors: "6.25 ± 3.39 vs 4.38 ± 2.20 (5 seeds, mean ± sd)",
+            metric: Utility,
+            subject: Paired("practical", "standard"),
+            side: Above,
+        },
+        Spec {
+            id: "nn.relaxed_below_standard_noise",
+            statement: "Relaxed FPO ends with lower mean noise than standard RLHF",
+            authors: "not published (figures only)",
+            metric: Noise,
+            subject: Paired("relaxed", "standard"),
+            side: Below,
+        },
+        Spec {
+            id: "nn.practical_below_standard_noise",
+            statement: "Practical FPO ends with lower mean noise than standard RLHF",
+            authors: "not published (figures only)",
+            metric: Noise,
+            subject: Paired("practical", "standard"),
+            side: Below,
+        },
     ];
     specs.into_iter().map(|s| check(finals, s, level)).collect()
 }
@@ -201,7 +295,11 @@ mod tests {
                 let fs = xs
                     .iter()
                     .enumerate()
-                    .map(|(i, &(utility, noise))| Final { seed: i as u64, utility, noise })
+                    .map(|(i, &(utility, noise))| Final {
+                        seed: i as u64,
+                        utility,
+                        noise,
+                    })
                     .collect();
                 (v.to_string(), fs)
             })

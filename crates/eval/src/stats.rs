@@ -27,14 +27,24 @@ impl Summary {
     /// If `xs` is empty or `level` is not in (0, 1).
     pub fn of(xs: &[f64], level: f64) -> Self {
         assert!(!xs.is_empty(), "summary of no observations");
-        assert!(level > 0.0 && level < 1.0, "confidence level {level} not in (0, 1)");
+        assert!(
+            level > 0.0 && level < 1.0,
+            "confidence level {level} not in (0, 1)"
+        );
         let n = xs.len();
         // Sum in sorted order: the summary must not depend on the order of the observations.
         let mut sorted = xs.to_vec();
         sorted.sort_by(f64::total_cmp);
         let mean = sorted.iter().sum::<f64>() / n as f64;
         if n < 2 {
-            return Self { n, mean, sd: 0.0, ci_low: mean, ci_high: mean, level };
+            return Self {
+                n,
+                mean,
+                sd: 0.0,
+                ci_low: mean,
+                ci_high: mean,
+                level,
+            };
         }
         let var = sorted.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64;
         let sd = var.sqrt();
@@ -42,7 +52,14 @@ impl Summary {
             .expect("n >= 2 gives positive degrees of freedom")
             .inverse_cdf(0.5 + level / 2.0);
         let half = t * sd / (n as f64).sqrt();
-        Self { n, mean, sd, ci_low: mean - half, ci_high: mean + half, level }
+        Self {
+            n,
+            mean,
+            sd,
+            ci_low: mean - half,
+            ci_high: mean + half,
+            level,
+        }
     }
 
     /// Whether the whole interval lies above `x`.

@@ -20,7 +20,9 @@ fn linear(c: &mut Criterion) {
     let mut group = c.benchmark_group("linear");
     group.throughput(Throughput::Elements(cfg.policy.iterations as u64));
     for v in Variant::ALL {
-        group.bench_function(v.name(), |b| b.iter(|| toy.run(Penalty::new(v, gamma(v, 0.1)), 1, None)));
+        group.bench_function(v.name(), |b| {
+            b.iter(|| toy.run(Penalty::new(v, gamma(v, 0.1)), 1, None))
+        });
     }
     group.finish();
 }
@@ -34,7 +36,10 @@ fn nn(c: &mut Criterion) {
     group.throughput(Throughput::Elements((100 * cfg.policy.inner_steps) as u64));
     for v in Variant::ALL {
         group.bench_function(v.name(), |b| {
-            b.iter(|| toy.run(Penalty::new(v, gamma(v, 0.005)), 1, 10, None).unwrap())
+            b.iter(|| {
+                toy.run(Penalty::new(v, gamma(v, 0.005)), 1, 10, None)
+                    .unwrap()
+            })
         });
     }
     group.finish();

@@ -29,7 +29,10 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Error {
-    Error::InvalidConfig { key: key.into(), message: message.into() }
+    Error::InvalidConfig {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 /// Checks that a config value is strictly positive.
@@ -37,7 +40,10 @@ pub(crate) fn check_positive(key: &str, value: f64) -> Result<()> {
     if value > 0.0 && value.is_finite() {
         Ok(())
     } else {
-        Err(invalid(key, format!("must be a positive finite number, got {value}")))
+        Err(invalid(
+            key,
+            format!("must be a positive finite number, got {value}"),
+        ))
     }
 }
 
@@ -46,6 +52,9 @@ pub(crate) fn check_non_negative(key: &str, value: f64) -> Result<()> {
     if value >= 0.0 && value.is_finite() {
         Ok(())
     } else {
-        Err(invalid(key, format!("must be a finite number >= 0, got {value}")))
+        Err(invalid(
+            key,
+            format!("must be a finite number >= 0, got {value}"),
+        ))
     }
 }

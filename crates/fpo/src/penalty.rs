@@ -53,7 +53,10 @@ impl Variant {
 
     /// Parses the config name of a variant.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().chain([Variant::Influence]).find(|v| v.name() == name)
+        Self::ALL
+            .into_iter()
+            .chain([Variant::Influence])
+            .find(|v| v.name() == name)
     }
 }
 
@@ -108,12 +111,20 @@ pub struct Penalty {
 impl Penalty {
     /// A penalty of the given variant and weight.
     pub fn new(variant: Variant, gamma: f64) -> Self {
-        Self { variant, gamma, damping: 0.0 }
+        Self {
+            variant,
+            gamma,
+            damping: 0.0,
+        }
     }
 
     /// The influence-function penalty with Hessian damping `damping`.
     pub fn influence(gamma: f64, damping: f64) -> Self {
-        Self { variant: Variant::Influence, gamma, damping }
+        Self {
+            variant: Variant::Influence,
+            gamma,
+            damping,
+        }
     }
 
     /// The name of this penalty in metrics and reports: the variant's, with the damping for
@@ -133,16 +144,30 @@ impl Penalty {
     /// The error factor `e` for a sample of reward `reward`.
     pub fn error(&self, reward: f64, feedback: Feedback) -> ErrorFactor {
         match (self.variant, feedback) {
-            (Variant::Standard, _) => ErrorFactor { value: 0.0, d_reward: 0.0, d_utility: 0.0 },
-            (Variant::Practical, _) => ErrorFactor { value: 1.0, d_reward: 0.0, d_utility: 0.0 },
-            (Variant::Relaxed | Variant::Influence, Feedback::SquaredError { utility }) => ErrorFactor {
-                value: reward - utility,
-                d_reward: 1.0,
-                d_utility: -1.0,
+            (Variant::Standard, _) => ErrorFactor {
+                value: 0.0,
+                d_reward: 0.0,
+                d_utility: 0.0,
             },
+            (Variant::Practical, _) => ErrorFactor {
+                value: 1.0,
+                d_reward: 0.0,
+                d_utility: 0.0,
+            },
+            (Variant::Relaxed | Variant::Influence, Feedback::SquaredError { utility }) => {
+                ErrorFactor {
+                    value: reward - utility,
+                    d_reward: 1.0,
+                    d_utility: -1.0,
+                }
+            }
             (
                 Variant::Relaxed | Variant::Influence,
-                Feedback::Preference { utility, reference_reward, reference_utility },
+                Feedback::Preference {
+                    utility,
+                    reference_reward,
+                    reference_utility,
+                },
             ) => {
                 let p_model = sigmoid(reward - reference_reward);
                 let p_label = sigmoid(utility - reference_utility);
@@ -234,7 +259,11 @@ mod tests {
         prop_oneof![
             (-20.0..20.0f64).prop_map(|utility| Feedback::SquaredError { utility }),
             (-20.0..20.0f64, -20.0..20.0f64, -20.0..20.0f64).prop_map(|(u, rr, ur)| {
-                Feedback::Preference { utility: u, reference_reward: rr, reference_utility: ur }
+                Feedback::Preference {
+                    utility: u,
+                    reference_reward: rr,
+                    reference_utility: ur,
+                }
             }),
         ]
     }
@@ -276,7 +305,10 @@ mod tests {
     #[test]
     fn practical_is_gamma_times_grad_term() {
         let p = Penalty::new(Variant::Practical, 0.1);
-        assert_eq!(p.value(3.0, Feedback::SquaredError { utility: 1.0 }, 4.0), 0.1 * 4.0);
+        assert_eq!(
+            p.value(3.0, Feedback::SquaredError { utility: 1.0 }, 4.0),
+            0.1 * 4.0
+        );
     }
 
     #[test]

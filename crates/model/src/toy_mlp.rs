@@ -3,7 +3,7 @@
 //! is written out as tracked ops (softplus' = sigmoid): one backward of it gives the mixed second
 //! derivative `∇_y ||∇_φ r(y)||²` that the FPO penalties need.
 
-use burn::tensor::{Device, DType, Tensor, TensorData, activation};
+use burn::tensor::{DType, Device, Tensor, TensorData, activation};
 
 /// The MLP's weights as tensors (row-major `[out, in]` matrices).
 #[derive(Debug, Clone)]
@@ -79,7 +79,13 @@ impl ToyMlp {
         let a2 = activation::softplus(h2.clone(), 1.0);
         let s2 = activation::sigmoid(h2);
         let reward = (self.w3.clone() * a2.clone()).sum() + self.b3.clone();
-        Forward { reward, a1, s1, a2, s2 }
+        Forward {
+            reward,
+            a1,
+            s1,
+            a2,
+            s2,
+        }
     }
 
     /// `||∇_φ r(y)||²` as tracked tensor ops of `y`:

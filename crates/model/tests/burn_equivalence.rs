@@ -22,13 +22,19 @@ fn vec2_of(t: Tensor<2>) -> Vec<f64> {
 fn assert_close(what: &str, ours: &[f64], burn: &[f64]) {
     assert_eq!(ours.len(), burn.len(), "{what}: lengths");
     for (i, (a, b)) in ours.iter().zip(burn).enumerate() {
-        assert!((a - b).abs() <= TOL * (1.0 + b.abs()), "{what}[{i}]: ours {a} vs burn {b}");
+        assert!(
+            (a - b).abs() <= TOL * (1.0 + b.abs()),
+            "{what}[{i}]: ours {a} vs burn {b}"
+        );
     }
 }
 
 #[test]
 fn hand_written_mlp_matches_burn_autodiff_on_cpu_backends() {
-    let shape = MlpShape { input: 10, hidden: 32 };
+    let shape = MlpShape {
+        input: 10,
+        hidden: 32,
+    };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     // The toy's init scale is 0.1; use a larger one so that curvature terms are not negligible.
     let mlp = Mlp::init(shape, 0.5, &mut rng);
@@ -63,7 +69,11 @@ fn hand_written_mlp_matches_burn_autodiff_on_cpu_backends() {
         let f = model.forward(y1.clone());
         let grads = f.reward.backward();
         assert_close(&format!("{kind:?} r"), &[r], &vec_of(f.reward.clone()));
-        assert_close(&format!("{kind:?} ∇y r"), &d_y, &vec_of(y1.grad(&grads).unwrap()));
+        assert_close(
+            &format!("{kind:?} ∇y r"),
+            &d_y,
+            &vec_of(y1.grad(&grads).unwrap()),
+        );
         let mut burn_phi = vec2_of(model.w1.grad(&grads).unwrap());
         burn_phi.extend(vec_of(model.b1.grad(&grads).unwrap()));
         burn_phi.extend(vec2_of(model.w2.grad(&grads).unwrap()));
@@ -77,6 +87,10 @@ fn hand_written_mlp_matches_burn_autodiff_on_cpu_backends() {
         let pt = model.grad_norm_sq(y2.clone());
         let grads = pt.backward();
         assert_close(&format!("{kind:?} ||∇φ r||²"), &[p], &vec_of(pt));
-        assert_close(&format!("{kind:?} ∇y ||∇φ r||²"), &d_p, &vec_of(y2.grad(&grads).unwrap()));
+        assert_close(
+            &format!("{kind:?} ∇y ||∇φ r||²"),
+            &d_p,
+            &vec_of(y2.grad(&grads).unwrap()),
+        );
     }
 }

@@ -7,6 +7,7 @@ mod output;
 mod settings;
 mod toys;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -17,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::output::{RunDir, json, write_atomic};
-use crate::settings::{Overrides, Resolved, Seeds, SettingsError};
+use crate::settings::{Experiment, Overrides, Resolved, Seeds, SettingsError};
 
 /// Experiments on alignment collapse in iterative RLHF (Gauthier, Bach, Jordan, 2026).
 #[derive(Debug, Parser)]
@@ -107,30 +108,50 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { experiment, variants, seeds, profile, out, print_config } => {
+        Command::Run {
+            experiment,
+            variants,
+            seeds,
+            profile,
+            out,
+            print_config,
+        } => {
             let overrides = Overrides { variants, seeds };
-            let resolved = settings::load(&experiment, profile.as_deref(), &overrides)?;
+            let exp = settings::load_experiment(&experiment, profile.as_deref(), &overrides)?;
             if print_config {
-                println!("{}", serde_json::to_string_pretty(&resolved)?);
+                println!("{}", serde_json::to_string_pretty(&exp)?);
                 return Ok(ExitCode::SUCCESS);
             }
             let target = out.unwrap_or_else(|| {
-                Path::new("runs").join(resolved.suite.name()).join(timestamp())
+                Path::new("runs")
+                    .join(experiment_name(&exp))
+                    .join(timestamp())
             });
             let dir = RunDir::create(&target)?;
-            run_suite(&resolved, dir.path())?;
+            run_experiment(&exp, dir.path())?;
             let path = dir.commit()?;
             println!("{}", path.display());
         }
-        Command::Reproduce { profile, experiments, out, print_config } => {
+        Command::Reproduce {
+            profile,
+            experiments,
+            out,
+            print_config,
+        } => {
             let list = experiments.join("reproduce.toml");
             let suites = reproduce_list(&list)?;
-            let resolved = suites
+            let exps = suites
                 .iter()
-                .map(|f| settings::load(&experiments.join(f), Some(profile.name()), &Overrides::default()))
+                .map(|f| {
+                    settings::load_experiment(
+                        &experiments.join(f),
+                        Some(profile.name()),
+                        &Overrides::default(),
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             if print_config {
-                println!("{}", serde_json::to_string_pretty(&resolved)?);
+                println!("{}", serde_json::to_string_pretty(&exps)?);
                 return Ok(ExitCode::SUCCESS);
             }
             let target = out.unwrap_or_else(|| {
@@ -138,12 +159,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             let dir = RunDir::create(&target)?;
             let started = Instant::now();
-            for r in &resolved {
-                run_suite(r, &dir.path().join(r.suite.name()))?;
+            for exp in &exps {
+                run_experiment(exp, &dir.path().join(experiment_name(exp)))?;
             }
             let index = ReproduceIndex {
                 profile: profile.name(),
-                suites: resolved.iter().map(|r| r.suite.name()).collect(),
+                suites: exps.iter().map(experiment_name).collect(),
                 wall_time_s: started.elapsed().as_secs_f64(),
                 machine: machine(),
             };
@@ -153,6 +174,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn experiment_name(exp: &Experiment) -> &'static str {
+    match exp {
+        Experiment::Single(r) => r.suite.name(),
+        Experiment::Ladder { .. } => "toy-ladder",
+    }
+}
+
+/// Runs an experiment into `dir`: a single suite directly, a ladder as one folder per toy plus
+/// `ladder.json`.
+fn run_experiment(exp: &Experiment, dir: &Path) -> anyhow::Result<()> {
+    match exp {
+        Experiment::Single(r) => {
+            run_suite(r, dir)?;
+        }
+        Experiment::Ladder { parts, .. } => {
+            let mut toys = BTreeMap::new();
+            for r in parts {
+                let (summary, timing) = run_suite(r, &dir.join(r.suite.name()))?;
+                toys.insert(
+                    r.suite.name(),
+                    LadderToy {
+                        summary,
+                        us_per_step: timing,
+                    },
+                );
+            }
+            write_atomic(dir, "config.json", &json(exp)?)?;
+            write_atomic(dir, "ladder.json", &json(&toys)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// One toy of `ladder.json`: the per-rung summary and the cost of each rung.
+#[derive(Debug, Serialize)]
+struct LadderToy {
+    summary: toys::ToySummary,
+    us_per_step: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -172,6 +233,8 @@ struct RunInfo {
     machine: Machine,
     started_unix_s: u64,
     wall_time_s: f64,
+    /// Mean microseconds per policy step, per penalty.
+    us_per_step: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -196,8 +259,10 @@ struct ReproduceFile {
 }
 
 fn reproduce_list(path: &Path) -> Result<Vec<PathBuf>, SettingsError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| SettingsError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let f: ReproduceFile = toml::from_str(&text).map_err(|e| SettingsError::Invalid {
         path: path.to_owned(),
         key: "suites".into(),
@@ -206,8 +271,12 @@ fn reproduce_list(path: &Path) -> Result<Vec<PathBuf>, SettingsError> {
     Ok(f.suites)
 }
 
-/// Runs one resolved suite into `dir`: config.json, metrics.csv, summary.json, run.json.
-fn run_suite(resolved: &Resolved, dir: &Path) -> anyhow::Result<()> {
+/// Runs one resolved suite into `dir`: config.json, metrics.csv, summary.json, run.json (with
+/// the cost per policy step of each penalty).
+fn run_suite(
+    resolved: &Resolved,
+    dir: &Path,
+) -> anyhow::Result<(toys::ToySummary, BTreeMap<String, f64>)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic(dir, "config.json", &json(resolved)?)?;
     let started = Instant::now();
@@ -216,9 +285,11 @@ fn run_suite(resolved: &Resolved, dir: &Path) -> anyhow::Result<()> {
         .map_or(0, |d| d.as_secs());
     let jobs = toys::jobs(resolved).len() as u64;
     let bar = ProgressBar::new(jobs).with_style(
-        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} runs, {elapsed} (eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} runs, {elapsed} (eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix(resolved.suite.name());
     let runs = toys::run(resolved, &|| bar.inc(1))
@@ -229,7 +300,9 @@ fn run_suite(resolved: &Resolved, dir: &Path) -> anyhow::Result<()> {
     write_atomic(dir, "metrics.csv", &csv)?;
     let summary = toys::summarize(resolved, &runs);
     write_atomic(dir, "summary.json", &json(&summary)?)?;
+    let timing = toys::timing(&runs);
     let info = RunInfo {
+        us_per_step: timing.clone(),
         suite: resolved.suite.name(),
         fpo_version: env!("CARGO_PKG_VERSION"),
         backend: "cpu (f64, no tensor backend: see ARCHITECTURE.md)",
@@ -238,7 +311,7 @@ fn run_suite(resolved: &Resolved, dir: &Path) -> anyhow::Result<()> {
         wall_time_s: started.elapsed().as_secs_f64(),
     };
     write_atomic(dir, "run.json", &json(&info)?)?;
-    Ok(())
+    Ok((summary, timing))
 }
 
 fn timestamp() -> String {

@@ -34,7 +34,11 @@ impl RunDir {
         }
         std::fs::create_dir_all(&partial)
             .with_context(|| format!("creating {}", partial.display()))?;
-        Ok(Self { target: target.to_owned(), partial, committed: false })
+        Ok(Self {
+            target: target.to_owned(),
+            partial,
+            committed: false,
+        })
     }
 
     /// Where files go while the run is written.
@@ -45,7 +49,11 @@ impl RunDir {
     /// Renames the partial directory to its target.
     pub fn commit(mut self) -> anyhow::Result<PathBuf> {
         std::fs::rename(&self.partial, &self.target).with_context(|| {
-            format!("renaming {} to {}", self.partial.display(), self.target.display())
+            format!(
+                "renaming {} to {}",
+                self.partial.display(),
+                self.target.display()
+            )
         })?;
         self.committed = true;
         Ok(self.target.clone())
@@ -64,7 +72,8 @@ impl Drop for RunDir {
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     let tmp = dir.join(format!(".{}.tmp", name.replace('/', "_")));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;

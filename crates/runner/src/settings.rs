@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use fpo::Variant;
 use fpo::toy::linear::LinearToyConfig;
 use fpo::toy::nn::NnToyConfig;
+use fpo::{Penalty, Variant};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// A configuration error: always names the file, and the key where there is one.
@@ -82,11 +82,15 @@ impl std::str::FromStr for Seeds {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("`{s}` is not a seed range: use `A..B` (half-open), `N` or `N,M,...`");
         let seeds: Vec<u64> = if let Some((a, b)) = s.split_once("..") {
-            let (a, b): (u64, u64) =
-                (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+            let (a, b): (u64, u64) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
             (a..b).collect()
         } else {
-            s.split(',').map(|x| x.trim().parse().map_err(|_| bad())).collect::<Result<_, _>>()?
+            s.split(',')
+                .map(|x| x.trim().parse().map_err(|_| bad()))
+                .collect::<Result<_, _>>()?
         };
         if seeds.is_empty() {
             return Err(format!("`{s}` selects no seed"));
@@ -185,6 +189,178 @@ pub struct Resolved {
     pub fpo: FpoSection,
     /// The suite's configuration.
     pub config: SuiteConfig,
+    /// Explicit penalties to run instead of `run.variants` with `fpo.gamma` (the ladder's rungs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rungs: Option<Vec<Penalty>>,
+    /// A penalty every logged point also evaluates (the ladder's exact rung).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Penalty>,
+}
+
+impl Resolved {
+    /// The penalties of the grid, in order: the rungs, or every variant with `fpo.gamma`
+    /// (0 for standard).
+    pub fn penalties(&self) -> Vec<Penalty> {
+        if let Some(rungs) = &self.rungs {
+            return rungs.clone();
+        }
+        self.run
+            .variants
+            .iter()
+            .map(|&v| {
+                Penalty::new(
+                    v,
+                    if v == Variant::Standard {
+                        0.0
+                    } else {
+                        self.fpo.gamma
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// What an experiment file resolves to: one suite, or the approximation ladder over both toys.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Experiment {
+    /// One toy suite.
+    Single(Resolved),
+    /// The approximation ladder: the same rungs on each toy.
+    Ladder {
+        /// The ladder file.
+        source: PathBuf,
+        /// One resolved suite per toy, each with the ladder's rungs and reference.
+        parts: Vec<Resolved>,
+    },
+}
+
+/// One rung of the ladder, as written in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rung {
+    /// Which variant.
+    pub variant: Variant,
+    /// Penalty weight; default: the toy file's `fpo.gamma` (0 for standard).
+    pub gamma: Option<f64>,
+    /// Hessian damping of the influence variant.
+    #[serde(default)]
+    pub damping: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LadderFile {
+    #[allow(dead_code)]
+    suite: String,
+    #[serde(default)]
+    description: String,
+    run: LadderRun,
+    /// Experiment files of the toys, relative to the ladder file.
+    toys: Vec<PathBuf>,
+    /// Damping of the exact rung every point is compared with.
+    reference_damping: f64,
+    rungs: Vec<Rung>,
+    #[serde(default, rename = "profiles")]
+    _profiles: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LadderRun {
+    seeds: Seeds,
+    #[serde(default = "default_confidence")]
+    confidence: f64,
+}
+
+/// Reads an experiment file: a toy suite, or a ladder over toy suites.
+pub fn load_experiment(
+    path: &Path,
+    profile: Option<&str>,
+    overrides: &Overrides,
+) -> Result<Experiment, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let doc: toml::Table = toml::from_str(&text).map_err(|e| SettingsError::Invalid {
+        path: path.to_owned(),
+        key: ".".into(),
+        message: e.to_string(),
+    })?;
+    if doc.get("suite").and_then(|s| s.as_str()) != Some("toy-ladder") {
+        return load(path, profile, overrides).map(Experiment::Single);
+    }
+    let (doc, text) = apply_profile(doc, text, profile);
+    let _ = doc;
+    let f: LadderFile = typed(&text, path)?;
+    let value_error = |source| SettingsError::Value {
+        path: path.to_owned(),
+        source,
+    };
+    if f.rungs.is_empty() {
+        return Err(value_error(fpo::Error::InvalidConfig {
+            key: "rungs".into(),
+            message: "lists no rung".into(),
+        }));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut parts = Vec::new();
+    for toy in &f.toys {
+        let mut r = load(&base.join(toy), profile, &Overrides::default())?;
+        r.run.seeds = overrides
+            .seeds
+            .clone()
+            .unwrap_or_else(|| f.run.seeds.clone());
+        r.run.confidence = f.run.confidence;
+        let rungs: Vec<Penalty> = f
+            .rungs
+            .iter()
+            .filter(|g| overrides.variants.is_empty() || overrides.variants.contains(&g.variant))
+            .map(|g| {
+                let default = if g.variant == Variant::Standard {
+                    0.0
+                } else {
+                    r.fpo.gamma
+                };
+                Penalty {
+                    variant: g.variant,
+                    gamma: g.gamma.unwrap_or(default),
+                    damping: g.damping,
+                }
+            })
+            .collect();
+        r.run.variants = rungs.iter().map(|p| p.variant).collect();
+        r.run.variants.dedup();
+        r.reference = Some(Penalty::influence(r.fpo.gamma, f.reference_damping));
+        r.rungs = Some(rungs);
+        r.description = format!("{} ({})", f.description, r.description);
+        parts.push(r);
+    }
+    Ok(Experiment::Ladder {
+        source: path.to_owned(),
+        parts,
+    })
+}
+
+/// Merges `[profiles.<profile>]` into the document; returns the text to deserialise (the
+/// original, so that errors keep their line numbers, unless a profile changed it).
+fn apply_profile(
+    mut doc: toml::Table,
+    text: String,
+    profile: Option<&str>,
+) -> (toml::Table, String) {
+    let profiles = doc.remove("profiles");
+    let Some(table) = profile
+        .and_then(|name| profiles.as_ref().and_then(|p| p.get(name)))
+        .and_then(|t| t.as_table())
+    else {
+        return (doc, text);
+    };
+    merge(&mut doc, table);
+    let text = toml::to_string(&doc).unwrap_or_default();
+    (doc, text)
 }
 
 /// Overrides from the command line.
@@ -202,22 +378,17 @@ pub fn load(
     profile: Option<&str>,
     overrides: &Overrides,
 ) -> Result<Resolved, SettingsError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| SettingsError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let invalid = |key: String, message: String| SettingsError::Invalid {
         path: path.to_owned(),
         key,
         message,
     };
-    let mut doc: toml::Table =
-        toml::from_str(&text).map_err(|e| invalid(".".into(), e.to_string()))?;
-    let profiles = doc.remove("profiles");
-    if let Some(name) = profile {
-        if let Some(table) = profiles.as_ref().and_then(|p| p.get(name)).and_then(|t| t.as_table())
-        {
-            merge(&mut doc, table);
-        }
-    }
+    let doc: toml::Table = toml::from_str(&text).map_err(|e| invalid(".".into(), e.to_string()))?;
+    let (doc, source_text) = apply_profile(doc, text, profile);
     let suite = match doc.get("suite").and_then(|s| s.as_str()) {
         Some("toy-linear") => SuiteKind::ToyLinear,
         Some("toy-nn") => SuiteKind::ToyNn,
@@ -229,21 +400,25 @@ pub fn load(
         }
         None => return Err(invalid("suite".into(), "missing string key `suite`".into())),
     };
-    // Deserialize the merged document; re-serialising keeps line numbers out when a profile was
-    // merged, so errors come with the key path, and with line and column from the original text
-    // otherwise.
-    let source_text = if profile.is_some() { toml::to_string(&doc).unwrap_or_default() } else { text };
     let (description, run, fpo_section, config) = match suite {
         SuiteKind::ToyLinear => {
             let f: LinearFile = typed(&source_text, path)?;
             let _ = f.suite;
-            let cfg = LinearToyConfig { env: f.env, policy: f.policy, rm: f.rm };
+            let cfg = LinearToyConfig {
+                env: f.env,
+                policy: f.policy,
+                rm: f.rm,
+            };
             (f.description, f.run, f.fpo, SuiteConfig::ToyLinear(cfg))
         }
         SuiteKind::ToyNn => {
             let f: NnFile = typed(&source_text, path)?;
             let _ = f.suite;
-            let cfg = NnToyConfig { env: f.env, rm: f.rm, policy: f.policy };
+            let cfg = NnToyConfig {
+                env: f.env,
+                rm: f.rm,
+                policy: f.policy,
+            };
             (f.description, f.run, f.fpo, SuiteConfig::ToyNn(cfg))
         }
     };
@@ -255,6 +430,8 @@ pub fn load(
         run,
         fpo: fpo_section,
         config,
+        rungs: None,
+        reference: None,
     };
     if !overrides.variants.is_empty() {
         resolved.run.variants = overrides.variants.clone();
@@ -262,20 +439,32 @@ pub fn load(
     if let Some(seeds) = &overrides.seeds {
         resolved.run.seeds = seeds.clone();
     }
-    validate(&resolved).map_err(|source| SettingsError::Value { path: path.to_owned(), source })?;
+    validate(&resolved).map_err(|source| SettingsError::Value {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(resolved)
 }
 
 fn validate(r: &Resolved) -> fpo::Result<()> {
-    let invalid = |key: &str, message: String| fpo::Error::InvalidConfig { key: key.into(), message };
+    let invalid = |key: &str, message: String| fpo::Error::InvalidConfig {
+        key: key.into(),
+        message,
+    };
     if r.run.variants.is_empty() {
         return Err(invalid("run.variants", "selects no variant".into()));
     }
     if !(r.run.confidence > 0.0 && r.run.confidence < 1.0) {
-        return Err(invalid("run.confidence", format!("must be in (0, 1), got {}", r.run.confidence)));
+        return Err(invalid(
+            "run.confidence",
+            format!("must be in (0, 1), got {}", r.run.confidence),
+        ));
     }
     if !(r.fpo.gamma >= 0.0 && r.fpo.gamma.is_finite()) {
-        return Err(invalid("fpo.gamma", format!("must be a finite number >= 0, got {}", r.fpo.gamma)));
+        return Err(invalid(
+            "fpo.gamma",
+            format!("must be a finite number >= 0, got {}", r.fpo.gamma),
+        ));
     }
     match &r.config {
         SuiteConfig::ToyLinear(c) => c.validate(),
@@ -291,7 +480,11 @@ fn typed<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, SettingsErro
     })?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
-        SettingsError::Invalid { path: path.to_owned(), key, message: e.into_inner().to_string() }
+        SettingsError::Invalid {
+            path: path.to_owned(),
+            key,
+            message: e.into_inner().to_string(),
+        }
     })
 }
 

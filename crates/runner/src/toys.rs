@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use fpo::Penalty;
 use fpo::toy::{ToyRun, linear::LinearToy, nn::NnToy, run_grid};
-use fpo::{Penalty, Variant};
 use fpo_eval::claims::{self, Claim, Final, FinalsByVariant};
 use fpo_eval::stats::Summary;
 use serde::Serialize;
@@ -25,6 +25,11 @@ pub struct VariantSummary {
     pub proxy_reward: Summary,
     /// Final penalty.
     pub penalty: Summary,
+    /// Pearson correlation, along each seed's logged trajectory, of this penalty with the exact
+    /// (influence-function) one; a summary over seeds. Only in ladder runs, and only for
+    /// penalties that are not identically zero.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact_penalty_correlation: Option<Summary>,
 }
 
 /// `summary.json` of a toy run.
@@ -40,32 +45,58 @@ pub struct ToySummary {
     pub claims: Vec<Claim>,
 }
 
-/// Runs every (variant, seed) of the resolved experiment.
+/// Runs every (penalty, seed) of the resolved experiment.
 pub fn run(resolved: &Resolved, on_done: &(dyn Fn() + Sync)) -> fpo::Result<Vec<ToyRun>> {
     let jobs = jobs(resolved);
+    let reference = resolved.reference;
     match &resolved.config {
         SuiteConfig::ToyLinear(cfg) => {
             let toy = LinearToy::new(cfg)?;
-            run_grid(&jobs, |p, s| Ok(toy.run(p, s, None)), on_done)
+            run_grid(&jobs, |p, s| Ok(toy.run(p, s, reference)), on_done)
         }
         SuiteConfig::ToyNn(cfg) => {
             let toy = NnToy::new(cfg)?;
             let log_every = resolved.run.log_every;
-            run_grid(&jobs, |p, s| toy.run(p, s, log_every, None), on_done)
+            run_grid(&jobs, |p, s| toy.run(p, s, log_every, reference), on_done)
         }
     }
 }
 
-/// The (penalty, seed) grid in variant-major order.
+/// The (penalty, seed) grid in penalty-major order.
 pub fn jobs(resolved: &Resolved) -> Vec<(Penalty, u64)> {
-    let mut jobs = Vec::new();
-    for &v in &resolved.run.variants {
-        let gamma = if v == Variant::Standard { 0.0 } else { resolved.fpo.gamma };
-        for &s in &resolved.run.seeds.0 {
-            jobs.push((Penalty::new(v, gamma), s));
-        }
+    let seeds = &resolved.run.seeds.0;
+    resolved
+        .penalties()
+        .into_iter()
+        .flat_map(|p| seeds.iter().map(move |&s| (p, s)))
+        .collect()
+}
+
+/// Cost of each penalty: mean microseconds per policy step over its seeds (`timing.json`; not
+/// deterministic, so kept out of `summary.json`).
+pub fn timing(runs: &[ToyRun]) -> BTreeMap<String, f64> {
+    let mut acc: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for r in runs {
+        let e = acc.entry(r.penalty.label()).or_default();
+        e.0 += 1e6 * r.seconds / r.policy_steps.max(1) as f64;
+        e.1 += 1;
     }
-    jobs
+    acc.into_iter()
+        .map(|(k, (sum, n))| (k, sum / n as f64))
+        .collect()
+}
+
+/// Pearson correlation, `None` when either side is constant.
+fn pearson(xs: &[f64], ys: &[f64]) -> Option<f64> {
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in xs.iter().zip(ys) {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
 }
 
 /// Summarises the runs' final states and checks the suite's claims.
@@ -88,6 +119,7 @@ pub fn summarize(resolved: &Resolved, runs: &[ToyRun]) -> ToySummary {
                 signal: of(|x| x.signal),
                 proxy_reward: of(|x| x.proxy_reward),
                 penalty: of(|x| x.penalty),
+                exact_penalty_correlation: exact_correlation(rs, level),
             };
             (name.clone(), summary)
         })
@@ -97,7 +129,11 @@ pub fn summarize(resolved: &Resolved, runs: &[ToyRun]) -> ToySummary {
         .map(|(name, rs)| {
             let mut fs: Vec<Final> = rs
                 .iter()
-                .map(|r| Final { seed: r.seed, utility: r.last().true_utility, noise: r.last().noise })
+                .map(|r| Final {
+                    seed: r.seed,
+                    utility: r.last().true_utility,
+                    noise: r.last().noise,
+                })
                 .collect();
             fs.sort_by_key(|f| f.seed);
             (name.clone(), fs)
@@ -107,19 +143,43 @@ pub fn summarize(resolved: &Resolved, runs: &[ToyRun]) -> ToySummary {
         SuiteConfig::ToyLinear(_) => claims::linear(&finals, level),
         SuiteConfig::ToyNn(_) => claims::nn(&finals, level),
     };
-    ToySummary { suite: resolved.suite.name(), confidence: level, variants, claims }
+    ToySummary {
+        suite: resolved.suite.name(),
+        confidence: level,
+        variants,
+        claims,
+    }
+}
+
+fn exact_correlation(runs: &[&ToyRun], level: f64) -> Option<Summary> {
+    let per_seed: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| {
+            let (own, exact): (Vec<f64>, Vec<f64>) = r
+                .records
+                .iter()
+                .filter_map(|x| Some((x.penalty, x.exact_penalty?)))
+                .unzip();
+            pearson(&own, &exact)
+        })
+        .collect();
+    (!per_seed.is_empty()).then(|| Summary::of(&per_seed, level))
 }
 
 /// Writes the metrics of every run as CSV (pandas-readable): one row per logged iteration.
 pub fn write_metrics_csv(runs: &[ToyRun], out: &mut impl std::io::Write) -> std::io::Result<()> {
-    writeln!(out, "variant,seed,iteration,signal,noise,true_utility,proxy_reward,penalty")?;
+    writeln!(
+        out,
+        "variant,seed,iteration,signal,noise,true_utility,proxy_reward,penalty,exact_penalty"
+    )?;
     for r in runs {
+        let label = r.penalty.label();
         for x in &r.records {
+            let exact = x.exact_penalty.map_or(String::new(), |v| v.to_string());
             writeln!(
                 out,
-                "{},{},{},{},{},{},{},{}",
-                r.penalty.label(), r.seed, x.iteration, x.signal, x.noise, x.true_utility, x.proxy_reward,
-                x.penalty
+                "{label},{},{},{},{},{},{},{},{exact}",
+                r.seed, x.iteration, x.signal, x.noise, x.true_utility, x.proxy_reward, x.penalty
             )?;
         }
     }

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// `shared/fixtures`, beside the repository (as in CI), or `FPO_FIXTURES_DIR`.
@@ -12,17 +15,29 @@ fn fixtures() -> PathBuf {
     let dir = std::env::var_os("FPO_FIXTURES_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("../shared/fixtures"));
-    assert!(dir.is_dir(), "fixtures not found at {}: set FPO_FIXTURES_DIR", dir.display());
+    assert!(
+        dir.is_dir(),
+        "fixtures not found at {}: set FPO_FIXTURES_DIR",
+        dir.display()
+    );
     dir
 }
 
 fn fpo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fpo")).current_dir(root()).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_fpo"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn ok(args: &[&str]) -> Output {
     let out = fpo(args);
-    assert!(out.status.success(), "fpo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "fpo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -37,7 +52,11 @@ struct Row {
 }
 
 fn rows(path: &Path) -> Vec<Row> {
-    csv::Reader::from_path(path).unwrap().deserialize().map(Result::unwrap).collect()
+    csv::Reader::from_path(path)
+        .unwrap()
+        .deserialize()
+        .map(Result::unwrap)
+        .collect()
 }
 
 fn summary(dir: &Path) -> serde_json::Value {
@@ -50,14 +69,24 @@ fn summary(dir: &Path) -> serde_json::Value {
 fn linear_toy_reproduces_the_authors_trajectories() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    ok(&["run", "experiments/toy-linear.toml", "--seeds", "0", "--out", out.to_str().unwrap()]);
+    ok(&[
+        "run",
+        "experiments/toy-linear.toml",
+        "--seeds",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("toy_linear_reference.json")).unwrap(),
     )
     .unwrap();
     let rows = rows(&out.join("metrics.csv"));
     for variant in ["standard", "relaxed", "practical"] {
-        let ours: Vec<&Row> = rows.iter().filter(|r| r.variant == variant && r.seed == 0).collect();
+        let ours: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.variant == variant && r.seed == 0)
+            .collect();
         let theirs = &reference["variants"][variant];
         assert_eq!(ours.len(), 301, "{variant}");
         for (key, pick) in [
@@ -70,7 +99,10 @@ fn linear_toy_reproduces_the_authors_trajectories() {
                 assert_eq!(r.iteration, i);
                 let want = reference[i].as_f64().unwrap();
                 let got = pick(r);
-                assert!((got - want).abs() <= 1e-9, "{variant} {key}[{i}]: {got} vs {want}");
+                assert!(
+                    (got - want).abs() <= 1e-9,
+                    "{variant} {key}[{i}]: {got} vs {want}"
+                );
             }
         }
     }
@@ -81,7 +113,12 @@ fn linear_toy_reproduces_the_authors_trajectories() {
 fn linear_toy_claims_hold() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    ok(&["run", "experiments/toy-linear.toml", "--out", out.to_str().unwrap()]);
+    ok(&[
+        "run",
+        "experiments/toy-linear.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let s = summary(&out);
     let v = &s["variants"];
     let mean = |variant: &str, metric: &str| v[variant][metric]["mean"].as_f64().unwrap();
@@ -104,12 +141,25 @@ fn nn_toy_relaxed_beats_standard_over_50_seeds() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     ok(&[
-        "run", "experiments/toy-nn.toml", "--seeds", "0..50", "--variant", "standard",
-        "--variant", "relaxed", "--out", out.to_str().unwrap(),
+        "run",
+        "experiments/toy-nn.toml",
+        "--seeds",
+        "0..50",
+        "--variant",
+        "standard",
+        "--variant",
+        "relaxed",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     let s = summary(&out);
     let u = |v: &str| s["variants"][v]["true_utility"]["mean"].as_f64().unwrap();
-    assert!(u("relaxed") > u("standard"), "relaxed {} vs standard {}", u("relaxed"), u("standard"));
+    assert!(
+        u("relaxed") > u("standard"),
+        "relaxed {} vs standard {}",
+        u("relaxed"),
+        u("standard")
+    );
     let claim = s["claims"]
         .as_array()
         .unwrap()
@@ -123,13 +173,26 @@ fn nn_toy_relaxed_beats_standard_over_50_seeds() {
 #[test]
 fn runs_are_deterministic() {
     let tmp = tempfile::tempdir().unwrap();
-    for (file, profile) in [("experiments/toy-linear.toml", "smoke"), ("experiments/toy-nn.toml", "smoke")] {
+    for (file, profile) in [
+        ("experiments/toy-linear.toml", "smoke"),
+        ("experiments/toy-nn.toml", "smoke"),
+    ] {
         let [a, b] = ["a", "b"].map(|n| tmp.path().join(format!("{n}-{profile}-{}", file.len())));
         for dir in [&a, &b] {
-            ok(&["run", file, "--profile", profile, "--out", dir.to_str().unwrap()]);
+            ok(&[
+                "run",
+                file,
+                "--profile",
+                profile,
+                "--out",
+                dir.to_str().unwrap(),
+            ]);
         }
         for name in ["metrics.csv", "summary.json", "config.json"] {
-            let (x, y) = (std::fs::read(a.join(name)).unwrap(), std::fs::read(b.join(name)).unwrap());
+            let (x, y) = (
+                std::fs::read(a.join(name)).unwrap(),
+                std::fs::read(b.join(name)).unwrap(),
+            );
             assert!(x == y, "{file}: {name} differs between two runs");
         }
     }
@@ -144,13 +207,21 @@ fn assert_rejected(text: Option<&str>, extra: &[&str], needle: &str) {
         std::fs::write(&file, text).unwrap();
     }
     let out_dir = tmp.path().join("run");
-    let mut args = vec!["run", file.to_str().unwrap(), "--out", out_dir.to_str().unwrap()];
+    let mut args = vec![
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let out = fpo(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     if !extra.iter().any(|a| *a == "--variant") {
-        assert!(stderr.contains("bad.toml"), "error names the file: {stderr}");
+        assert!(
+            stderr.contains("bad.toml"),
+            "error names the file: {stderr}"
+        );
     }
     assert!(stderr.contains(needle), "error names `{needle}`: {stderr}");
     assert!(!out_dir.exists(), "a run directory was left behind");
@@ -199,7 +270,15 @@ fn bad_input_out_of_range_value() {
 
 #[test]
 fn print_config_shows_resolved_settings() {
-    let out = ok(&["run", "experiments/toy-nn.toml", "--profile", "smoke", "--seeds", "4..6", "--print-config"]);
+    let out = ok(&[
+        "run",
+        "experiments/toy-nn.toml",
+        "--profile",
+        "smoke",
+        "--seeds",
+        "4..6",
+        "--print-config",
+    ]);
     let text = String::from_utf8(out.stdout).unwrap();
     insta::assert_snapshot!(text);
 }
@@ -208,7 +287,13 @@ fn print_config_shows_resolved_settings() {
 fn reproduce_smoke_writes_every_suite() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("repro");
-    ok(&["reproduce", "--profile", "smoke", "--out", out.to_str().unwrap()]);
+    ok(&[
+        "reproduce",
+        "--profile",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     for suite in ["toy-linear", "toy-nn"] {
         for f in ["config.json", "metrics.csv", "summary.json", "run.json"] {
             assert!(out.join(suite).join(f).is_file(), "{suite}/{f}");

@@ -16,7 +16,13 @@
 use super::mlp::{Activations, GradFeatures, Mlp, grad_inner};
 
 /// `G_H` of the linear toy and its gradient (into `out`, when given).
-pub fn linear_grad_term(y: &[f64], eta: f64, weight_decay: f64, damping: f64, out: Option<&mut [f64]>) -> f64 {
+pub fn linear_grad_term(
+    y: &[f64],
+    eta: f64,
+    weight_decay: f64,
+    damping: f64,
+    out: Option<&mut [f64]>,
+) -> f64 {
     let c = weight_decay / eta + damping;
     let nsq: f64 = y.iter().map(|v| v * v).sum();
     let denom = c + 2.0 * nsq;
@@ -55,12 +61,23 @@ impl GaussNewton {
             k[i * n + i] += n as f64 * c / 2.0;
         }
         let chol = cholesky(k, n).expect("K = (n c / 2) I + Gram is positive definite for c > 0");
-        Self { features, chol, c, eta }
+        Self {
+            features,
+            chol,
+            c,
+            eta,
+        }
     }
 
     /// `G_H(y) = gᵀ (η H)⁻¹ g` after `rm.forward(y, act)`, and its gradient into `out` (when
     /// given), the buffer held fixed.
-    pub fn grad_term(&self, rm: &Mlp, y: &[f64], act: &mut Activations, out: Option<&mut [f64]>) -> f64 {
+    pub fn grad_term(
+        &self,
+        rm: &Mlp,
+        y: &[f64],
+        act: &mut Activations,
+        out: Option<&mut [f64]>,
+    ) -> f64 {
         let n = self.features.len();
         let own = act.features(y);
         let p = grad_inner(&own, &own);
@@ -74,8 +91,9 @@ impl GaussNewton {
             let mut others = Vec::with_capacity(n + 1);
             others.push(own);
             others.extend(self.features.iter().cloned());
-            let alpha: Vec<f64> =
-                std::iter::once(2.0 * scale).chain(beta.iter().map(|b| -2.0 * scale * b)).collect();
+            let alpha: Vec<f64> = std::iter::once(2.0 * scale)
+                .chain(beta.iter().map(|b| -2.0 * scale * b))
+                .collect();
             rm.grad_inner_input_gradient(y, act, &others, &alpha, out);
         }
         value
@@ -153,9 +171,14 @@ mod tests {
 
     #[test]
     fn woodbury_matches_a_dense_solve_and_its_gradient_matches_fd() {
-        let shape = MlpShape { input: 3, hidden: 4 };
+        let shape = MlpShape {
+            input: 3,
+            hidden: 4,
+        };
         let m = Mlp::init(shape, 0.8, &mut crate::toy::rng(2, 0));
-        let ys: Vec<Vec<f64>> = (0..5).map(|i| vec![0.3 * i as f64, -0.2, 0.1 * i as f64 - 0.4]).collect();
+        let ys: Vec<Vec<f64>> = (0..5)
+            .map(|i| vec![0.3 * i as f64, -0.2, 0.1 * i as f64 - 0.4])
+            .collect();
         let feats = |m: &Mlp| -> Vec<GradFeatures> {
             ys.iter()
                 .map(|y| {
@@ -183,7 +206,10 @@ mod tests {
         let mut x = g.clone();
         solve(&l, p, &mut x);
         let dense = g.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>() / eta;
-        assert!((value - dense).abs() < 1e-9 * dense.abs(), "{value} vs {dense}");
+        assert!(
+            (value - dense).abs() < 1e-9 * dense.abs(),
+            "{value} vs {dense}"
+        );
 
         for i in 0..3 {
             let hh = 1e-5;
@@ -195,7 +221,11 @@ mod tests {
                 gn.grad_term(&m, &z, &mut a, None)
             };
             let fd = (f(hh) - f(-hh)) / (2.0 * hh);
-            assert!((fd - grad[i]).abs() < 1e-6 * (1.0 + fd.abs()), "coord {i}: {fd} vs {}", grad[i]);
+            assert!(
+                (fd - grad[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                "coord {i}: {fd} vs {}",
+                grad[i]
+            );
         }
     }
 

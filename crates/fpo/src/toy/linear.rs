@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ToyRecord, ToyRun, dist_sq, norm, rng};
-use crate::error::{Result, check_non_negative, check_positive, invalid};
 use super::influence::linear_grad_term;
+use super::{ToyRecord, ToyRun, dist_sq, norm, rng};
 use crate::Variant;
+use crate::error::{Result, check_non_negative, check_positive, invalid};
 use crate::penalty::{ActionGradients, Feedback, Penalty};
 
 /// How the policy's gradient of its objective is computed.
@@ -185,7 +185,11 @@ impl<'a> LinearToy<'a> {
         let mut rng = rng(seed, 0);
         (0..self.cfg.env.dim)
             .map(|i| {
-                let w = if i < self.cfg.env.signal_dims { self.cfg.rm.true_weight } else { 0.0 };
+                let w = if i < self.cfg.env.signal_dims {
+                    self.cfg.rm.true_weight
+                } else {
+                    0.0
+                };
                 w + normal.sample(&mut rng)
             })
             .collect()
@@ -213,7 +217,9 @@ impl<'a> LinearToy<'a> {
         if penalty.is_zero() {
             return 0.0;
         }
-        let feedback = Feedback::SquaredError { utility: self.utility(y) };
+        let feedback = Feedback::SquaredError {
+            utility: self.utility(y),
+        };
         penalty.value(dot(w, y), feedback, self.grad_term(penalty, y, None))
     }
 
@@ -256,13 +262,20 @@ impl<'a> LinearToy<'a> {
         let mut d_grad_term = vec![0.0; y.len()];
         let g = self.grad_term(penalty, y, Some(&mut d_grad_term));
         let tau = self.cfg.env.utility_width;
-        let d_utility: Vec<f64> =
-            y.iter().zip(&self.target).map(|(v, t)| -2.0 * tau * u * (v - t)).collect();
+        let d_utility: Vec<f64> = y
+            .iter()
+            .zip(&self.target)
+            .map(|(v, t)| -2.0 * tau * u * (v - t))
+            .collect();
         penalty.add_action_gradient(
             dot(w, y),
             Feedback::SquaredError { utility: u },
             g,
-            ActionGradients { reward: w, grad_term: &d_grad_term, utility: Some(&d_utility) },
+            ActionGradients {
+                reward: w,
+                grad_term: &d_grad_term,
+                utility: Some(&d_utility),
+            },
             -1.0,
             out,
         );
@@ -285,7 +298,8 @@ impl<'a> LinearToy<'a> {
         let tau = self.cfg.env.utility_width;
         for i in 0..y.len() {
             let du = -2.0 * tau * u * (y[i] - self.target[i]);
-            out[i] = (1.0 - lambda) * w[i] + 2.0 * eta * ((du - w[i]) * ysq + 2.0 * (u - wy) * y[i])
+            out[i] = (1.0 - lambda) * w[i]
+                + 2.0 * eta * ((du - w[i]) * ysq + 2.0 * (u - wy) * y[i])
                 - 2.0 * self.cfg.env.action_cost * y[i];
         }
     }
@@ -384,7 +398,11 @@ mod tests {
                 a[i] += h;
                 b[i] -= h;
                 let fd = (toy.objective(&p, &w, &a) - toy.objective(&p, &w, &b)) / (2.0 * h);
-                assert!((fd - g[i]).abs() < 1e-7, "{v} coord {i}: fd {fd} vs analytic {}", g[i]);
+                assert!(
+                    (fd - g[i]).abs() < 1e-7,
+                    "{v} coord {i}: fd {fd} vs analytic {}",
+                    g[i]
+                );
             }
         }
     }
@@ -399,7 +417,9 @@ mod tests {
         let w = toy.initial_weights(4);
         let d = cfg.env.dim;
         for k in 0..5 {
-            let y: Vec<f64> = (0..d).map(|i| ((i * 13 + k * 7) % 17) as f64 * 0.1 - 0.6).collect();
+            let y: Vec<f64> = (0..d)
+                .map(|i| ((i * 13 + k * 7) % 17) as f64 * 0.1 - 0.6)
+                .collect();
             let f = toy.foresighted_objective(&w, &y);
             let r = toy.objective(&p, &w, &y);
             assert!((f + lambda * dot(&w, &y) - r).abs() < 1e-10, "{f} vs {r}");
@@ -412,7 +432,8 @@ mod tests {
                 let (mut a, mut b) = (y.clone(), y.clone());
                 a[i] += h;
                 b[i] -= h;
-                let fd = (toy.foresighted_objective(&w, &a) - toy.foresighted_objective(&w, &b)) / (2.0 * h);
+                let fd = (toy.foresighted_objective(&w, &a) - toy.foresighted_objective(&w, &b))
+                    / (2.0 * h);
                 assert!((fd - gf[i]).abs() < 1e-6, "coord {i}: {fd} vs {}", gf[i]);
             }
         }
@@ -428,11 +449,16 @@ mod tests {
         let toy = LinearToy::new(&cfg).unwrap();
         let p = Penalty::new(Variant::Relaxed, 2.0 * cfg.rm.lr);
         let w0 = toy.initial_weights(1);
-        let y: Vec<f64> = (0..cfg.env.dim).map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.1).collect();
+        let y: Vec<f64> = (0..cfg.env.dim)
+            .map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.1)
+            .collect();
         let mut w1 = w0.clone();
         toy.rm_step(&mut w1, &y);
         let foresighted = dot(&w1, &y);
         let relaxed = toy.objective(&p, &w0, &y);
-        assert!((foresighted - relaxed).abs() < 1e-12, "{foresighted} vs {relaxed}");
+        assert!(
+            (foresighted - relaxed).abs() < 1e-12,
+            "{foresighted} vs {relaxed}"
+        );
     }
 }

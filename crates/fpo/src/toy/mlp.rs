@@ -41,7 +41,14 @@ impl MlpShape {
         let b2 = w2 + h * h;
         let w3 = b2 + h;
         let b3 = w3 + h;
-        Offsets { w1, b1, w2, b2, w3, b3 }
+        Offsets {
+            w1,
+            b1,
+            w2,
+            b2,
+            w3,
+            b3,
+        }
     }
 }
 
@@ -141,8 +148,16 @@ pub fn grad_inner(a: &GradFeatures, b: &GradFeatures) -> f64 {
 impl Mlp {
     /// An MLP with the given flat parameters.
     pub fn from_params(shape: MlpShape, params: Vec<f64>) -> Self {
-        assert_eq!(params.len(), shape.num_params(), "parameter count of {shape:?}");
-        Self { shape, off: shape.offsets(), params }
+        assert_eq!(
+            params.len(),
+            shape.num_params(),
+            "parameter count of {shape:?}"
+        );
+        Self {
+            shape,
+            off: shape.offsets(),
+            params,
+        }
     }
 
     /// Weights ~ N(0, sd²), biases 0 (the authors' initialisation).
@@ -324,7 +339,16 @@ pub struct Adam {
 impl Adam {
     /// An optimiser for `n` parameters with zero moments.
     pub fn new(n: usize, lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Self {
-        Self { lr, beta1, beta2, eps, weight_decay, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
+        Self {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        }
     }
 
     /// One step, in `torch.optim.Adam`'s order of operations.
@@ -334,7 +358,12 @@ impl Adam {
         let bc2 = 1.0 - self.beta2.powi(self.t);
         let step_size = self.lr / bc1;
         let bc2_sqrt = bc2.sqrt();
-        for (((p, g), m), v) in params.iter_mut().zip(grad).zip(&mut self.m).zip(&mut self.v) {
+        for (((p, g), m), v) in params
+            .iter_mut()
+            .zip(grad)
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+        {
             let g = g + self.weight_decay * *p;
             *m = self.beta1 * *m + (1.0 - self.beta1) * g;
             *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
@@ -395,10 +424,16 @@ mod tests {
     use super::*;
 
     fn mlp() -> (Mlp, Vec<f64>) {
-        let shape = MlpShape { input: 5, hidden: 7 };
+        let shape = MlpShape {
+            input: 5,
+            hidden: 7,
+        };
         let mut rng = crate::toy::rng(11, 0);
         // A larger init than the toy's so that the second-order terms are not negligible.
-        (Mlp::init(shape, 0.7, &mut rng), vec![0.3, -1.2, 0.8, 0.05, -0.4])
+        (
+            Mlp::init(shape, 0.7, &mut rng),
+            vec![0.3, -1.2, 0.8, 0.05, -0.4],
+        )
     }
 
     fn central<F: Fn(&[f64]) -> f64>(f: F, x: &[f64], i: usize, h: f64) -> f64 {
@@ -455,7 +490,11 @@ mod tests {
         };
         for i in 0..5 {
             let fd = central(f, &y, i, 1e-5);
-            assert!((fd - g[i]).abs() < 1e-7 * (1.0 + fd.abs()), "coord {i}: {fd} vs {}", g[i]);
+            assert!(
+                (fd - g[i]).abs() < 1e-7 * (1.0 + fd.abs()),
+                "coord {i}: {fd} vs {}",
+                g[i]
+            );
         }
     }
 
@@ -480,10 +519,20 @@ mod tests {
         let mut act = Activations::new(m.shape());
         m.forward(&y, &mut act);
         let mut g = vec![0.0; 5];
-        m.grad_inner_input_gradient(&y, &mut act, &[fz.clone(), f0.clone()], &[0.7, -1.3], &mut g);
+        m.grad_inner_input_gradient(
+            &y,
+            &mut act,
+            &[fz.clone(), f0.clone()],
+            &[0.7, -1.3],
+            &mut g,
+        );
         for i in 0..5 {
             let fd = central(q, &y, i, 1e-5);
-            assert!((fd - g[i]).abs() < 1e-7 * (1.0 + fd.abs()), "coord {i}: {fd} vs {}", g[i]);
+            assert!(
+                (fd - g[i]).abs() < 1e-7 * (1.0 + fd.abs()),
+                "coord {i}: {fd} vs {}",
+                g[i]
+            );
         }
     }
 
@@ -494,6 +543,10 @@ mod tests {
         let mut adam = Adam::new(1, 0.1, 0.9, 0.999, 1e-8, 0.5);
         let mut p = [2.0];
         adam.step(&mut p, &[1.0]);
-        assert!((p[0] - (2.0 - 0.1 * 2.0 / (2.0 + 1e-8))).abs() < 1e-12, "{}", p[0]);
+        assert!(
+            (p[0] - (2.0 - 0.1 * 2.0 / (2.0 + 1e-8))).abs() < 1e-12,
+            "{}",
+            p[0]
+        );
     }
 }

@@ -60,7 +60,9 @@ impl ToyRun {
 
     /// The last logged point.
     pub fn last(&self) -> &ToyRecord {
-        self.records.last().expect("a toy run logs at least one point")
+        self.records
+            .last()
+            .expect("a toy run logs at least one point")
     }
 }
 

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::influence::GaussNewton;
 use super::mlp::{Activations, Adam, Mlp, MlpShape};
 use super::{ToyRecord, ToyRun, dist_sq, norm, rng};
-use crate::error::{Error, Result, check_non_negative, check_positive, invalid};
 use crate::Variant;
+use crate::error::{Error, Result, check_non_negative, check_positive, invalid};
 use crate::penalty::{ActionGradients, Feedback, Penalty};
 
 /// RNG streams of one seed: every variant of a seed draws the same numbers from each.
@@ -136,7 +136,10 @@ impl NnToyConfig {
         if self.env.signal_dims > self.env.dim {
             return Err(invalid(
                 "env.signal_dims",
-                format!("{} exceeds env.dim = {}", self.env.signal_dims, self.env.dim),
+                format!(
+                    "{} exceeds env.dim = {}",
+                    self.env.signal_dims, self.env.dim
+                ),
             ));
         }
         if self.rm.hidden == 0 {
@@ -189,7 +192,13 @@ struct Buffer {
 
 impl Buffer {
     fn new(dim: usize, capacity: usize) -> Self {
-        Self { dim, capacity, ys: Vec::new(), us: Vec::new(), next: 0 }
+        Self {
+            dim,
+            capacity,
+            ys: Vec::new(),
+            us: Vec::new(),
+            next: 0,
+        }
     }
 
     fn push(&mut self, y: &[f64], u: f64) {
@@ -220,7 +229,10 @@ impl<'a> NnToy<'a> {
         cfg.validate()?;
         let mut ideal = vec![0.0; cfg.env.dim];
         ideal[..cfg.env.signal_dims].fill(cfg.env.ideal_value);
-        let shape = MlpShape { input: cfg.env.dim, hidden: cfg.rm.hidden };
+        let shape = MlpShape {
+            input: cfg.env.dim,
+            hidden: cfg.rm.hidden,
+        };
         Ok(Self { cfg, ideal, shape })
     }
 
@@ -231,7 +243,11 @@ impl<'a> NnToy<'a> {
 
     /// The reward model a seed starts from (the same for every variant).
     pub fn initial_rm(&self, seed: u64) -> Mlp {
-        Mlp::init(self.shape, self.cfg.rm.init_sd, &mut rng(seed, STREAM_RM_INIT))
+        Mlp::init(
+            self.shape,
+            self.cfg.rm.init_sd,
+            &mut rng(seed, STREAM_RM_INIT),
+        )
     }
 
     /// `(sigma, lr)` of outer iteration `t`.
@@ -269,12 +285,18 @@ impl<'a> NnToy<'a> {
             rm.input_gradient(act, d_reward);
             let g = Self::grad_term(penalty, rm, hessian, y, act, Some(d_grad_term));
             out.copy_from_slice(d_reward);
-            let feedback = Feedback::SquaredError { utility: self.utility(y) };
+            let feedback = Feedback::SquaredError {
+                utility: self.utility(y),
+            };
             penalty.add_action_gradient(
                 r,
                 feedback,
                 g,
-                ActionGradients { reward: d_reward, grad_term: d_grad_term, utility: None },
+                ActionGradients {
+                    reward: d_reward,
+                    grad_term: d_grad_term,
+                    utility: None,
+                },
                 -1.0,
                 out,
             );
@@ -470,14 +492,24 @@ mod tests {
             let z: Vec<f64> = y.iter().map(|v| v * (0.1 * k as f64) - 0.2).collect();
             buffer.push(&z, toy.utility(&z));
         }
-        let penalties =
-            Variant::ALL.map(|v| Penalty::new(v, 0.3)).into_iter().chain([Penalty::influence(0.3, 0.01)]);
+        let penalties = Variant::ALL
+            .map(|v| Penalty::new(v, 0.3))
+            .into_iter()
+            .chain([Penalty::influence(0.3, 0.01)]);
         for pen in penalties {
             let v = pen.label();
             let hessian = toy.hessian(&rm, &buffer, pen.damping);
             let mut act = Activations::new(toy.shape);
             let (mut scratch, mut g) = (vec![0.0; 20], vec![0.0; 10]);
-            toy.objective_gradient(&pen, &rm, Some(&hessian), &y, &mut act, &mut scratch, &mut g);
+            toy.objective_gradient(
+                &pen,
+                &rm,
+                Some(&hessian),
+                &y,
+                &mut act,
+                &mut scratch,
+                &mut g,
+            );
             for i in 0..10 {
                 let h = 1e-5;
                 let (mut a, mut b) = (y.clone(), y.clone());
@@ -493,7 +525,11 @@ mod tests {
                     r - cfg.env.action_cost * x.iter().map(|v| v * v).sum::<f64>() - p
                 };
                 let fd = (obj(&a) - obj(&b)) / (2.0 * h);
-                assert!((fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()), "{v} coord {i}: {fd} vs {}", g[i]);
+                assert!(
+                    (fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                    "{v} coord {i}: {fd} vs {}",
+                    g[i]
+                );
             }
         }
     }
