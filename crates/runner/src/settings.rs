@@ -226,7 +226,7 @@ impl Resolved {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Experiment {
     /// One toy suite.
-    Single(Resolved),
+    Single(Box<Resolved>),
     /// The approximation ladder: the same rungs on each toy.
     Ladder {
         /// The ladder file.
@@ -272,6 +272,9 @@ struct LadderRun {
     seeds: Seeds,
     #[serde(default = "default_confidence")]
     confidence: f64,
+    /// Overrides each toy's `run.log_every` (the exact penalty is evaluated at every logged
+    /// point, which costs one Hessian factorisation on the NN toy).
+    log_every: Option<usize>,
 }
 
 /// Reads an experiment file: a toy suite, or a ladder over toy suites.
@@ -290,7 +293,7 @@ pub fn load_experiment(
         message: e.to_string(),
     })?;
     if doc.get("suite").and_then(|s| s.as_str()) != Some("toy-ladder") {
-        return load(path, profile, overrides).map(Experiment::Single);
+        return load(path, profile, overrides).map(|r| Experiment::Single(Box::new(r)));
     }
     let (doc, text) = apply_profile(doc, text, profile);
     let _ = doc;
@@ -314,6 +317,9 @@ pub fn load_experiment(
             .clone()
             .unwrap_or_else(|| f.run.seeds.clone());
         r.run.confidence = f.run.confidence;
+        if let Some(n) = f.run.log_every {
+            r.run.log_every = r.run.log_every.max(n);
+        }
         let rungs: Vec<Penalty> = f
             .rungs
             .iter()

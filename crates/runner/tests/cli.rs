@@ -217,7 +217,7 @@ fn assert_rejected(text: Option<&str>, extra: &[&str], needle: &str) {
     let out = fpo(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    if !extra.iter().any(|a| *a == "--variant") {
+    if !extra.contains(&"--variant") {
         assert!(
             stderr.contains("bad.toml"),
             "error names the file: {stderr}"

@@ -13,7 +13,7 @@
 //!   (an `n x n` system, `n` the buffer size, instead of one over the ~1400 parameters). The
 //!   inner products come from [`super::mlp::grad_inner`] in `O(h + d)` each.
 
-use super::mlp::{Activations, GradFeatures, Mlp, grad_inner};
+use super::mlp::{Activations, GradFeatures, KernelParts, Mlp, grad_inner};
 
 /// `G_H` of the linear toy and its gradient (into `out`, when given).
 pub fn linear_grad_term(
@@ -80,21 +80,31 @@ impl GaussNewton {
     ) -> f64 {
         let n = self.features.len();
         let own = act.features(y);
-        let p = grad_inner(&own, &own);
-        let k: Vec<f64> = self.features.iter().map(|f| grad_inner(&own, f)).collect();
+        let own_parts = KernelParts::of(&own, &own);
+        let parts: Vec<KernelParts> = self
+            .features
+            .iter()
+            .map(|f| KernelParts::of(&own, f))
+            .collect();
+        let p = own_parts.value();
+        let k: Vec<f64> = parts.iter().map(KernelParts::value).collect();
         let mut beta = k.clone();
         solve(&self.chol, n, &mut beta);
         let scale = 1.0 / (self.eta * self.c);
         let value = scale * (p - k.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>());
         if let Some(out) = out {
             // ∇ (P - kᵀ K⁻¹ k) = ∇P - 2 Σ β_i ∇k_i = ∇_y Σ α_i k(y, y_i) with α = (2, -2β).
-            let mut others = Vec::with_capacity(n + 1);
-            others.push(own);
-            others.extend(self.features.iter().cloned());
-            let alpha: Vec<f64> = std::iter::once(2.0 * scale)
-                .chain(beta.iter().map(|b| -2.0 * scale * b))
-                .collect();
-            rm.grad_inner_input_gradient(y, act, &others, &alpha, out);
+            let terms: Vec<(&GradFeatures, f64, KernelParts)> =
+                std::iter::once((&own, 2.0 * scale, own_parts))
+                    .chain(
+                        self.features
+                            .iter()
+                            .zip(&beta)
+                            .zip(&parts)
+                            .map(|((f, b), &k)| (f, -2.0 * scale * b, k)),
+                    )
+                    .collect();
+            rm.grad_inner_input_gradient_with(act, &terms, out);
         }
         value
     }
@@ -150,7 +160,7 @@ mod tests {
     use crate::toy::mlp::MlpShape;
 
     fn dense_h(m: &Mlp, ys: &[Vec<f64>], c: f64) -> Vec<Vec<f64>> {
-        let p = m.params.len();
+        let p = m.params().len();
         let mut h = vec![vec![0.0; p]; p];
         for y in ys {
             let mut act = Activations::new(m.shape());
@@ -198,7 +208,7 @@ mod tests {
 
         // Dense reference: solve H x = g with a full Cholesky over the parameters.
         let h = dense_h(&m, &ys, wd + damping);
-        let p = m.params.len();
+        let p = m.params().len();
         let mut g = vec![0.0; p];
         m.add_param_gradient(&y, &act, 1.0, &mut g);
         let flat: Vec<f64> = h.into_iter().flatten().collect();

@@ -67,8 +67,11 @@ struct Offsets {
 pub struct Mlp {
     shape: MlpShape,
     off: Offsets,
-    /// The flat parameter vector.
-    pub params: Vec<f64>,
+    params: Vec<f64>,
+    /// Column-major copies of `W1` and `W2` (`[d x h]`, `[h x h]`), so that the forward pass is
+    /// a sum of contiguous `axpy`s (which vectorise) rather than short dot products.
+    w1t: Vec<f64>,
+    w2t: Vec<f64>,
 }
 
 /// Activations of one forward pass, kept for the backward passes.
@@ -139,10 +142,42 @@ pub struct GradFeatures {
 /// The gradient kernel `k(y, y') = <∇_φ r(y), ∇_φ r(y')>` in `O(h + d)`, from the factors of
 /// both gradients (the full gradients have `h d + h² + 3h + 1` entries).
 pub fn grad_inner(a: &GradFeatures, b: &GradFeatures) -> f64 {
-    dot(&a.a2, &b.a2)
-        + 1.0
-        + dot(&a.d2, &b.d2) * (dot(&a.a1, &b.a1) + 1.0)
-        + dot(&a.d1, &b.d1) * (dot(&a.y, &b.y) + 1.0)
+    KernelParts::of(a, b).value()
+}
+
+/// The dot products the gradient kernel is made of.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KernelParts {
+    /// `a2.a2'`.
+    pub a2: f64,
+    /// `δ2.δ2'`.
+    pub d2: f64,
+    /// `a1.a1'`.
+    pub a1: f64,
+    /// `δ1.δ1'`.
+    pub d1: f64,
+    /// `y.y'`.
+    pub y: f64,
+}
+
+impl KernelParts {
+    /// The parts of `k(a, b)`.
+    #[inline]
+    pub fn of(a: &GradFeatures, b: &GradFeatures) -> Self {
+        Self {
+            a2: dot(&a.a2, &b.a2),
+            d2: dot(&a.d2, &b.d2),
+            a1: dot(&a.a1, &b.a1),
+            d1: dot(&a.d1, &b.d1),
+            y: dot(&a.y, &b.y),
+        }
+    }
+
+    /// `k = a2.a2' + 1 + (δ2.δ2')(a1.a1' + 1) + (δ1.δ1')(y.y' + 1)`.
+    #[inline]
+    pub fn value(&self) -> f64 {
+        self.a2 + 1.0 + self.d2 * (self.a1 + 1.0) + self.d1 * (self.y + 1.0)
+    }
 }
 
 impl Mlp {
@@ -153,11 +188,42 @@ impl Mlp {
             shape.num_params(),
             "parameter count of {shape:?}"
         );
-        Self {
+        let mut mlp = Self {
             shape,
             off: shape.offsets(),
             params,
-        }
+            w1t: Vec::new(),
+            w2t: Vec::new(),
+        };
+        mlp.refresh_transposes();
+        mlp
+    }
+
+    /// The flat parameter vector (layout in the module docs).
+    pub fn params(&self) -> &[f64] {
+        &self.params
+    }
+
+    /// Changes the parameters in place (an optimiser step).
+    pub fn update(&mut self, f: impl FnOnce(&mut [f64])) {
+        f(&mut self.params);
+        self.refresh_transposes();
+    }
+
+    fn refresh_transposes(&mut self) {
+        let (d, h) = (self.shape.input, self.shape.hidden);
+        let o = self.off;
+        let transpose = |m: &[f64], rows: usize, cols: usize| {
+            let mut t = vec![0.0; rows * cols];
+            for i in 0..rows {
+                for j in 0..cols {
+                    t[j * rows + i] = m[i * cols + j];
+                }
+            }
+            t
+        };
+        self.w1t = transpose(&self.params[o.w1..o.b1], h, d);
+        self.w2t = transpose(&self.params[o.w2..o.b2], h, h);
     }
 
     /// Weights ~ N(0, sd²), biases 0 (the authors' initialisation).
@@ -189,17 +255,19 @@ impl Mlp {
         let (d, h) = (self.shape.input, self.shape.hidden);
         let o = self.offsets();
         let p = &self.params;
-        let (w1, b1) = (&p[o.w1..o.b1], &p[o.b1..o.w2]);
+        let b1 = &p[o.b1..o.w2];
         let (w2, b2) = (&p[o.w2..o.b2], &p[o.b2..o.w3]);
         let (w3, b3) = (&p[o.w3..o.b3], p[o.b3]);
-        for i in 0..h {
-            let z = b1[i] + dot(&w1[i * d..(i + 1) * d], y);
-            (act.a1[i], act.s1[i]) = softplus_and_sigmoid(z);
+        act.a1.copy_from_slice(b1);
+        for (j, yj) in y.iter().enumerate().take(d) {
+            axpy(*yj, &self.w1t[j * h..(j + 1) * h], &mut act.a1);
         }
-        for i in 0..h {
-            let z = b2[i] + dot(&w2[i * h..(i + 1) * h], &act.a1);
-            (act.a2[i], act.s2[i]) = softplus_and_sigmoid(z);
+        activate(&mut act.a1, &mut act.s1);
+        act.a2.copy_from_slice(b2);
+        for j in 0..h {
+            axpy(act.a1[j], &self.w2t[j * h..(j + 1) * h], &mut act.a2);
         }
+        activate(&mut act.a2, &mut act.s2);
         act.reward = b3 + dot(w3, &act.a2);
         for i in 0..h {
             act.d2[i] = w3[i] * act.s2[i];
@@ -235,7 +303,7 @@ impl Mlp {
     /// `∇P = 2 ∇_y k(y, y')|_{y' = y}`: one reverse pass of [`Self::grad_inner_input_gradient`].
     pub fn grad_norm_sq_input_gradient(&self, y: &[f64], act: &mut Activations, out: &mut [f64]) {
         let own = act.features(y);
-        self.grad_inner_input_gradient(y, act, std::slice::from_ref(&own), &[2.0], out);
+        self.grad_inner_input_gradient(y, act, &[(&own, 2.0)], out);
     }
 
     /// `∇_y Σ_i α_i k(y, y_i)`, the kernel `k(y, y') = <∇_φ r(y), ∇_φ r(y')>` of
@@ -248,8 +316,23 @@ impl Mlp {
         &self,
         y: &[f64],
         act: &mut Activations,
-        others: &[GradFeatures],
-        alpha: &[f64],
+        terms: &[(&GradFeatures, f64)],
+        out: &mut [f64],
+    ) {
+        let own = act.features(y);
+        let with_parts: Vec<(&GradFeatures, f64, KernelParts)> = terms
+            .iter()
+            .map(|&(f, al)| (f, al, KernelParts::of(&own, f)))
+            .collect();
+        self.grad_inner_input_gradient_with(act, &with_parts, out);
+    }
+
+    /// [`Self::grad_inner_input_gradient`] with the kernel's dot products `KernelParts::of(y, y_i)`
+    /// already computed (callers that also need `k(y, y_i)` compute them once).
+    pub fn grad_inner_input_gradient_with(
+        &self,
+        act: &mut Activations,
+        terms: &[(&GradFeatures, f64, KernelParts)],
         out: &mut [f64],
     ) {
         let (d, h) = (self.shape.input, self.shape.hidden);
@@ -266,11 +349,11 @@ impl Mlp {
         let (g_d2, rest) = rest.split_at_mut(h);
         let (g_a1, g_d1) = rest.split_at_mut(h);
         out.fill(0.0);
-        for (f, &al) in others.iter().zip(alpha) {
-            let c_d2 = al * (dot(&f.a1, &act.a1) + 1.0);
-            let c_a1 = al * dot(&f.d2, &act.d2);
-            let c_d1 = al * (dot(&f.y, y) + 1.0);
-            let c_y = al * dot(&f.d1, &act.d1);
+        for &(f, al, k) in terms {
+            let c_d2 = al * (k.a1 + 1.0);
+            let c_a1 = al * k.d2;
+            let c_d1 = al * (k.y + 1.0);
+            let c_y = al * k.d1;
             axpy(al, &f.a2, g_a2);
             axpy(c_d2, &f.d2, g_d2);
             axpy(c_a1, &f.a1, g_a1);
@@ -281,11 +364,14 @@ impl Mlp {
         for i in 0..h {
             act.g1[i] = g_d1[i] * act.s1[i];
         }
-        // dQ/dh2 = g_a2 ⊙ s2 + (dQ/dδ2 ⊙ w3) ⊙ s2 (1 - s2), in act.g2.
+        // dQ/dh2 = g_a2 ⊙ s2 + (dQ/dδ2 ⊙ w3) ⊙ s2 (1 - s2), in act.g2 (first W2 dQ/du).
+        act.g2.copy_from_slice(g_d2);
+        for j in 0..h {
+            axpy(act.g1[j], &self.w2t[j * h..(j + 1) * h], &mut act.g2);
+        }
         for i in 0..h {
-            let gd2 = g_d2[i] + dot(&w2[i * h..(i + 1) * h], &act.g1);
             let s2 = act.s2[i];
-            act.g2[i] = g_a2[i] * s2 + gd2 * w3[i] * s2 * (1.0 - s2);
+            act.g2[i] = g_a2[i] * s2 + act.g2[i] * w3[i] * s2 * (1.0 - s2);
         }
         // dQ/da1 += W2ᵀ dQ/dh2.
         for i in 0..h {
@@ -378,42 +464,101 @@ pub fn softplus(x: f64) -> f64 {
     softplus_and_sigmoid(x).0
 }
 
-/// `(softplus(x), σ(x))` from one exponential.
-#[inline]
+/// `(softplus(x), σ(x))` from one exponential, with the branch-free polynomial kernels below
+/// (within a few ulp of libm's `exp` and `ln_1p`; see the tests), so that a loop over a layer
+/// vectorises instead of calling libm twice per unit.
+#[inline(always)]
 pub fn softplus_and_sigmoid(x: f64) -> (f64, f64) {
-    let e = (-x.abs()).exp();
-    let sp = x.max(0.0) + e.ln_1p();
+    let e = exp_non_positive(-x.abs());
+    let sp = x.max(0.0) + ln_1p_unit(e);
     let inv = 1.0 / (1.0 + e);
     (sp, if x >= 0.0 { inv } else { e * inv })
 }
 
-/// The derivative of [`softplus`].
-pub fn sigmoid(x: f64) -> f64 {
-    crate::penalty::sigmoid(x)
+/// Applies [`softplus_and_sigmoid`] to the pre-activations in `a` (in place) and writes `σ` to
+/// `s`.
+#[inline]
+fn activate(a: &mut [f64], s: &mut [f64]) {
+    for (ai, si) in a.iter_mut().zip(s.iter_mut()) {
+        (*ai, *si) = softplus_and_sigmoid(*ai);
+    }
+}
+
+/// `e^x` for `x <= 0`: Cody-Waite reduction `x = n ln2 + r`, `|r| <= ln2 / 2`, a degree-13
+/// Taylor polynomial (truncation < 5e-18), and `2^n` built from the exponent bits. Inputs below
+/// -708 are clamped (the result, < 4e-308, is then slightly too large, which no caller sees).
+#[inline(always)]
+fn exp_non_positive(x: f64) -> f64 {
+    const ROUND: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    let x = x.max(-708.0);
+    let t = x * std::f64::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 6_227_020_800.0; // 1/13!
+    for k in (0..13).rev() {
+        p = p * r + 1.0 / FACT[k];
+    }
+    // t's low mantissa bits hold n (two's complement); 2^n = (n + 1023) << 52.
+    let bits = t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(1023) << 52;
+    p * f64::from_bits(bits)
+}
+
+/// `k!` for `k = 0..=12`.
+const FACT: [f64; 13] = [
+    1.0,
+    1.0,
+    2.0,
+    6.0,
+    24.0,
+    120.0,
+    720.0,
+    5040.0,
+    40320.0,
+    362_880.0,
+    3_628_800.0,
+    39_916_800.0,
+    479_001_600.0,
+];
+
+/// `ln(1 + e)` for `e` in `[0, 1]`: `2 atanh(s)`, `s = e / (2 + e) <= 1/3`, by its odd series to
+/// `s^37` (truncation < 1e-18 relative).
+#[inline(always)]
+fn ln_1p_unit(e: f64) -> f64 {
+    let s = e / (2.0 + e);
+    let z = s * s;
+    let mut p = 1.0 / 37.0;
+    for k in (0..18).rev() {
+        p = p * z + 1.0 / f64::from(2 * k + 1);
+    }
+    2.0 * s * p
 }
 
 /// A dot product with four independent accumulators (vectorises, and is deterministic).
-#[inline]
+#[inline(always)]
 pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f64; 4];
-    let chunks = n / 4;
-    for c in 0..chunks {
-        for k in 0..4 {
-            acc[k] += a[4 * c + k] * b[4 * c + k];
-        }
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        acc[0] += x[0] * y[0];
+        acc[1] += x[1] * y[1];
+        acc[2] += x[2] * y[2];
+        acc[3] += x[3] * y[3];
     }
     let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for i in 4 * chunks..n {
-        s += a[i] * b[i];
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
     }
     s
 }
 
-/// `y += alpha * x`.
-#[inline]
-pub(crate) fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
+/// `y += alpha * x` (vectorises).
+#[inline(always)]
+pub fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += alpha * xi;
     }
@@ -462,14 +607,14 @@ mod tests {
         let (m, y) = mlp();
         let mut act = Activations::new(m.shape());
         m.forward(&y, &mut act);
-        let mut g = vec![0.0; m.params.len()];
+        let mut g = vec![0.0; m.params().len()];
         m.add_param_gradient(&y, &act, 1.0, &mut g);
-        for i in 0..m.params.len() {
+        for i in 0..m.params().len() {
             let f = |p: &[f64]| {
                 Mlp::from_params(m.shape(), p.to_vec())
                     .forward(&y, &mut Activations::new(m.shape()))
             };
-            let fd = central(f, &m.params, i, 1e-5);
+            let fd = central(f, m.params(), i, 1e-5);
             assert!((fd - g[i]).abs() < 1e-8, "param {i}: {fd} vs {}", g[i]);
         }
         let norm_sq: f64 = g.iter().map(|v| v * v).sum();
@@ -505,7 +650,7 @@ mod tests {
         let feat = |x: &[f64]| {
             let mut a = Activations::new(m.shape());
             m.forward(x, &mut a);
-            let mut g = vec![0.0; m.params.len()];
+            let mut g = vec![0.0; m.params().len()];
             m.add_param_gradient(x, &a, 1.0, &mut g);
             (a.features(x), g)
         };
@@ -519,13 +664,7 @@ mod tests {
         let mut act = Activations::new(m.shape());
         m.forward(&y, &mut act);
         let mut g = vec![0.0; 5];
-        m.grad_inner_input_gradient(
-            &y,
-            &mut act,
-            &[fz.clone(), f0.clone()],
-            &[0.7, -1.3],
-            &mut g,
-        );
+        m.grad_inner_input_gradient(&y, &mut act, &[(&fz, 0.7), (&f0, -1.3)], &mut g);
         for i in 0..5 {
             let fd = central(q, &y, i, 1e-5);
             assert!(
@@ -534,6 +673,42 @@ mod tests {
                 g[i]
             );
         }
+    }
+
+    #[test]
+    fn activation_kernels_match_libm() {
+        let mut worst = (0.0f64, 0.0f64);
+        for i in 0..=200_000 {
+            let x = -750.0 + 760.0 * f64::from(i) / 200_000.0;
+            let (sp, sg) = softplus_and_sigmoid(x);
+            let e = (-x.abs()).exp();
+            let (sp_ref, sg_ref) = (
+                x.max(0.0) + e.ln_1p(),
+                if x >= 0.0 {
+                    1.0 / (1.0 + e)
+                } else {
+                    e / (1.0 + e)
+                },
+            );
+            let rel = |a: f64, b: f64| {
+                if b == 0.0 {
+                    a.abs()
+                } else {
+                    ((a - b) / b).abs()
+                }
+            };
+            // Below -708 the clamped exponential is allowed to be slightly large (< 4e-308).
+            if x > -708.0 {
+                worst.0 = worst.0.max(rel(sp, sp_ref));
+                worst.1 = worst.1.max(rel(sg, sg_ref));
+            } else {
+                assert!(sg < 4e-308 && sp < 4e-308);
+            }
+        }
+        assert!(
+            worst.0 < 1e-15 && worst.1 < 1e-15,
+            "worst relative errors {worst:?}"
+        );
     }
 
     #[test]

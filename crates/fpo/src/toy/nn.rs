@@ -388,7 +388,7 @@ impl<'a> NnToy<'a> {
         let penalties = (&penalty, reference.as_ref());
         let mut rm = self.initial_rm(seed);
         let mut adam = Adam::new(
-            rm.params.len(),
+            rm.params().len(),
             cfg.rm.lr,
             cfg.rm.beta1,
             cfg.rm.beta2,
@@ -401,7 +401,7 @@ impl<'a> NnToy<'a> {
         let mut act = Activations::new(self.shape);
         let mut theta = vec![0.0; dim];
         let (mut y, mut grad, mut scratch) = (vec![0.0; dim], vec![0.0; dim], vec![0.0; 2 * dim]);
-        let mut rm_grad = vec![0.0; rm.params.len()];
+        let mut rm_grad = vec![0.0; rm.params().len()];
         let log_every = log_every.max(1);
         let n_outer = cfg.policy.outer_iterations;
         let mut records = Vec::with_capacity(n_outer / log_every + 2);
@@ -460,7 +460,7 @@ impl<'a> NnToy<'a> {
                 let r = rm.forward(yi, &mut act);
                 rm.add_param_gradient(yi, &act, 2.0 * (r - ui) / n, &mut rm_grad);
             }
-            adam.step(&mut rm.params, &rm_grad);
+            rm.update(|p| adam.step(p, &rm_grad));
         }
         Ok(ToyRun {
             penalty,
@@ -483,9 +483,7 @@ mod tests {
         let toy = NnToy::new(&cfg).unwrap();
         let mut rm = toy.initial_rm(5);
         // Scale the weights up so that the penalty's curvature terms matter.
-        for p in &mut rm.params {
-            *p *= 6.0;
-        }
+        rm.update(|params| params.iter_mut().for_each(|p| *p *= 6.0));
         let y: Vec<f64> = (0..10).map(|i| 0.2 * i as f64 - 0.7).collect();
         let mut buffer = Buffer::new(10, 50);
         for k in 0..7 {
