@@ -301,3 +301,45 @@ fn reproduce_smoke_writes_every_suite() {
     }
     assert!(out.join("reproduce.json").is_file());
 }
+
+/// The approximation ladder runs every rung on both toys and compares each with the exact one.
+#[test]
+fn ladder_smoke_records_every_rung() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ladder");
+    ok(&[
+        "run",
+        "experiments/toy-ladder.toml",
+        "--profile",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let ladder: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("ladder.json")).unwrap()).unwrap();
+    for toy in ["toy-linear", "toy-nn"] {
+        let variants = ladder[toy]["summary"]["variants"].as_object().unwrap();
+        assert_eq!(variants.len(), 6, "{toy}: {:?}", variants.keys());
+        assert!(
+            variants["standard"]
+                .get("exact_penalty_correlation")
+                .is_none()
+        );
+        let exact = variants["influence(damping=0)"]["exact_penalty_correlation"]["mean"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            exact > 0.999_999,
+            "{toy}: the exact rung against itself: {exact}"
+        );
+        for rung in ["practical", "relaxed", "influence(damping=10)"] {
+            let c = variants[rung]["exact_penalty_correlation"]["mean"]
+                .as_f64()
+                .unwrap();
+            assert!((-1.0..=1.0).contains(&c), "{toy} {rung}: {c}");
+        }
+        assert_eq!(ladder[toy]["us_per_step"].as_object().unwrap().len(), 6);
+        let csv = std::fs::read_to_string(out.join(toy).join("metrics.csv")).unwrap();
+        assert!(csv.lines().next().unwrap().ends_with(",exact_penalty"));
+    }
+}
