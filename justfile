@@ -35,9 +35,11 @@ check:
     cargo clippy --release --workspace --all-targets -- -D warnings
     just test
 
-# Throughput of the toys' inner loops (criterion), then the whole-suite timings.
+# Throughput of the toys' inner loops and of one RM step on burn's CPU backends against the
+# hand-written MLP (criterion), then the whole-suite timings.
 bench: build
     cargo bench -p fpo --bench toys
+    cargo bench -p fpo-model --bench backends
     just bench-suite
 
 # Wall time of the toy-nn suite (3 variants x 5 seeds) against the authors' PyTorch code (about 15

@@ -1,0 +1,45 @@
+//! One reward-model step of the neural-network toy (forward of one input, then the gradient with
+//! respect to every parameter) on each CPU backend burn offers, against the hand-written `f64`
+//! MLP the toys use: `cargo bench -p fpo-model --bench backends` (part of `just bench`).
+
+use burn::tensor::{DType, Tensor, TensorData};
+use criterion::{Criterion, criterion_group, criterion_main};
+use fpo::toy::mlp::{Activations, Mlp, MlpShape};
+use fpo_model::{BackendKind, device, toy_mlp::ToyMlp};
+use rand::SeedableRng;
+
+fn step(c: &mut Criterion) {
+    let shape = MlpShape { input: 10, hidden: 32 };
+    let mlp = Mlp::init(shape, 0.1, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+    let y: Vec<f64> = (0..10).map(|i| 0.1 * i as f64).collect();
+    let mut group = c.benchmark_group("rm_step");
+    for kind in [BackendKind::Flex, BackendKind::Ndarray] {
+        let dev = device(kind, true).unwrap();
+        let base = ToyMlp::from_flat(mlp.params(), 10, 32, &dev);
+        group.bench_function(format!("burn-{}", kind.name()), |b| {
+            b.iter(|| {
+                let mut m = base.clone();
+                m.w1 = m.w1.require_grad();
+                m.w2 = m.w2.require_grad();
+                m.w3 = m.w3.require_grad();
+                let yt = Tensor::<1>::from_data(TensorData::new(y.clone(), [10]), (&dev, DType::F64));
+                let grads = m.forward(yt).reward.backward();
+                m.w1.grad(&grads).unwrap().into_data()
+            })
+        });
+    }
+    group.bench_function("hand-written-f64", |b| {
+        let mut act = Activations::new(shape);
+        let mut g = vec![0.0; shape.num_params()];
+        b.iter(|| {
+            mlp.forward(&y, &mut act);
+            g.fill(0.0);
+            mlp.add_param_gradient(&y, &act, 1.0, &mut g);
+            g[0]
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, step);
+criterion_main!(benches);
