@@ -9,7 +9,10 @@ use fpo_model::{BackendKind, device, toy_mlp::ToyMlp};
 use rand::SeedableRng;
 
 fn step(c: &mut Criterion) {
-    let shape = MlpShape { input: 10, hidden: 32 };
+    let shape = MlpShape {
+        input: 10,
+        hidden: 32,
+    };
     let mlp = Mlp::init(shape, 0.1, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
     let y: Vec<f64> = (0..10).map(|i| 0.1 * i as f64).collect();
     let mut group = c.benchmark_group("rm_step");
@@ -22,7 +25,8 @@ fn step(c: &mut Criterion) {
                 m.w1 = m.w1.require_grad();
                 m.w2 = m.w2.require_grad();
                 m.w3 = m.w3.require_grad();
-                let yt = Tensor::<1>::from_data(TensorData::new(y.clone(), [10]), (&dev, DType::F64));
+                let yt =
+                    Tensor::<1>::from_data(TensorData::new(y.clone(), [10]), (&dev, DType::F64));
                 let grads = m.forward(yt).reward.backward();
                 m.w1.grad(&grads).unwrap().into_data()
             })
