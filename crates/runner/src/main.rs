@@ -49,6 +49,21 @@ enum Command {
         /// Print the resolved settings as JSON and exit.
         #[arg(long)]
         print_config: bool,
+        /// Do not write the HTML report.
+        #[arg(long)]
+        no_report: bool,
+        /// Where reports go: <REPORTS>/<run name>/index.html.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+    },
+    /// Render the HTML report of run directories (runs, ladders or reproduce directories).
+    Report {
+        /// Run directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Report directory (default: reports/<name of the first run directory>).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Run every suite of experiments/reproduce.toml under one profile.
     Reproduce {
@@ -64,6 +79,9 @@ enum Command {
         /// Print the resolved settings of every suite as JSON and exit.
         #[arg(long)]
         print_config: bool,
+        /// Where reports go: <REPORTS>/<run name>/index.html.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
     },
 }
 
@@ -108,6 +126,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Report { dirs, out } => {
+            let name = fpo_report::name_of(&dirs[0]);
+            let out = out.unwrap_or_else(|| Path::new("reports").join(&name));
+            let path = fpo_report::write(&name, &dirs, &out)?;
+            println!("{}", path.display());
+        }
         Command::Run {
             experiment,
             variants,
@@ -115,6 +139,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             profile,
             out,
             print_config,
+            no_report,
+            reports,
         } => {
             let overrides = Overrides { variants, seeds };
             let exp = settings::load_experiment(&experiment, profile.as_deref(), &overrides)?;
@@ -131,12 +157,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_experiment(&exp, dir.path())?;
             let path = dir.commit()?;
             println!("{}", path.display());
+            if !no_report {
+                println!("{}", report(&path, &reports)?.display());
+            }
         }
         Command::Reproduce {
             profile,
             experiments,
             out,
             print_config,
+            reports,
         } => {
             let list = experiments.join("reproduce.toml");
             let suites = reproduce_list(&list)?;
@@ -171,9 +201,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             write_atomic(dir.path(), "reproduce.json", &json(&index)?)?;
             let path = dir.commit()?;
             println!("{}", path.display());
+            println!("{}", report(&path, &reports)?.display());
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `<reports>/<run name>/index.html` for a finished run directory.
+fn report(run: &Path, reports: &Path) -> anyhow::Result<PathBuf> {
+    let name = fpo_report::name_of(run);
+    let out = reports.join(&name);
+    fpo_report::write(&name, &[run.to_owned()], &out)
+        .with_context(|| format!("writing the report of {}", run.display()))
 }
 
 fn experiment_name(exp: &Experiment) -> &'static str {

@@ -294,7 +294,7 @@ fn reproduce_smoke_writes_every_suite() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    for suite in ["toy-linear", "toy-nn"] {
+    for suite in ["toy-linear", "toy-nn", "toy-ladder/toy-nn"] {
         for f in ["config.json", "metrics.csv", "summary.json", "run.json"] {
             assert!(out.join(suite).join(f).is_file(), "{suite}/{f}");
         }

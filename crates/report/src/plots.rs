@@ -1,0 +1,286 @@
+//! SVG plots (plotters' SVG backend) of a report section.
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::data::{Curves, Section, ToySection};
+use crate::{Error, Result};
+
+/// One rendered plot.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plot {
+    /// Caption under the plot.
+    pub caption: String,
+    /// The SVG document.
+    pub svg: String,
+}
+
+const SIZE: (u32, u32) = (560, 360);
+
+/// A variant's colour, the same in every plot: the paper's three first, then the others by
+/// their position.
+fn color(variant: &str, i: usize) -> RGBColor {
+    const OTHERS: [RGBColor; 5] = [
+        RGBColor(0x94, 0x67, 0xbd),
+        RGBColor(0xff, 0x7f, 0x0e),
+        RGBColor(0x8c, 0x56, 0x4b),
+        RGBColor(0xe3, 0x77, 0xc2),
+        RGBColor(0x17, 0xbe, 0xcf),
+    ];
+    match variant {
+        "standard" => RGBColor(0xd6, 0x27, 0x28),
+        "relaxed" => RGBColor(0x1f, 0x77, 0xb4),
+        "practical" => RGBColor(0x2c, 0xa0, 0x2c),
+        _ => OTHERS[i % OTHERS.len()],
+    }
+}
+
+fn err(name: &str) -> impl Fn(Box<dyn std::fmt::Display>) -> Error + '_ {
+    move |e| Error::Plot(name.to_owned(), e.to_string())
+}
+
+macro_rules! tryp {
+    ($name:expr, $e:expr) => {
+        $e.map_err(|e| err($name)(Box::new(e)))?
+    };
+}
+
+/// The plots of a section: for a toy, the phase space and noise and utility over iterations; for
+/// a ladder, utility over iterations per rung, per toy.
+pub fn for_section(section: &Section) -> Result<Vec<Plot>> {
+    match section {
+        Section::Toy(t) => toy_plots(t),
+        Section::Ladder { toys, .. } => toys
+            .iter()
+            .map(|t| {
+                band_plot(
+                    &format!(
+                        "{}: true utility per rung (mean, 95% band over seeds)",
+                        t.suite
+                    ),
+                    "true utility",
+                    t,
+                    |c| &c.true_utility,
+                )
+            })
+            .collect(),
+    }
+}
+
+fn toy_plots(t: &ToySection) -> Result<Vec<Plot>> {
+    Ok(vec![
+        phase_plot(t)?,
+        band_plot(
+            "Noise magnitude over iterations (mean, 95% band over seeds)",
+            "noise magnitude",
+            t,
+            |c| &c.noise,
+        )?,
+        band_plot(
+            "True utility over iterations (mean, 95% band over seeds)",
+            "true utility",
+            t,
+            |c| &c.true_utility,
+        )?,
+    ])
+}
+
+fn band_plot(
+    caption: &str,
+    y_desc: &str,
+    t: &ToySection,
+    pick: fn(&Curves) -> &Vec<fpo_eval::stats::Summary>,
+) -> Result<Plot> {
+    let name = caption;
+    let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
+    for c in t.curves.values() {
+        x_max = x_max.max(c.iteration.last().copied().unwrap_or(1.0));
+        for s in pick(c) {
+            y_min = y_min.min(s.ci_low);
+            y_max = y_max.max(s.ci_high);
+        }
+    }
+    if !(y_min.is_finite() && y_max.is_finite()) || y_min == y_max {
+        (y_min, y_max) = (y_min.min(0.0), y_max.max(1.0));
+    }
+    let pad = 0.05 * (y_max - y_min);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        tryp!(name, root.fill(&WHITE));
+        let mut chart = tryp!(
+            name,
+            ChartBuilder::on(&root)
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(48)
+                .build_cartesian_2d(0.0..x_max, (y_min - pad)..(y_max + pad))
+        );
+        tryp!(
+            name,
+            chart
+                .configure_mesh()
+                .light_line_style(WHITE.mix(0.0))
+                .x_desc("iteration")
+                .y_desc(y_desc)
+                .draw()
+        );
+        for (i, (variant, c)) in t.curves.iter().enumerate() {
+            let col = color(variant, i);
+            let series = pick(c);
+            let band: Vec<(f64, f64)> = c
+                .iteration
+                .iter()
+                .zip(series)
+                .map(|(x, s)| (*x, s.ci_high))
+                .chain(
+                    c.iteration
+                        .iter()
+                        .zip(series)
+                        .rev()
+                        .map(|(x, s)| (*x, s.ci_low)),
+                )
+                .collect();
+            tryp!(
+                name,
+                chart.draw_series(std::iter::once(Polygon::new(band, col.mix(0.18).filled())))
+            );
+            tryp!(
+                name,
+                chart.draw_series(LineSeries::new(
+                    c.iteration.iter().zip(series).map(|(x, s)| (*x, s.mean)),
+                    col.stroke_width(2),
+                ))
+            )
+            .label(variant.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+        }
+        tryp!(
+            name,
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+        );
+        tryp!(name, root.present());
+    }
+    Ok(Plot {
+        caption: caption.to_owned(),
+        svg,
+    })
+}
+
+/// Signal magnitude against noise magnitude (means over seeds), over the true utility of an
+/// action whose signal coordinates point at the target: `A exp(-tau ((s - |t|)² + n²))`.
+fn phase_plot(t: &ToySection) -> Result<Plot> {
+    let name = "phase space";
+    let (mut s_max, mut n_max) = (0.0f64, 0.0f64);
+    for c in t.curves.values() {
+        s_max = s_max.max(c.signal.iter().map(|s| s.mean).fold(0.0, f64::max));
+        n_max = n_max.max(c.noise.iter().map(|s| s.mean).fold(0.0, f64::max));
+    }
+    let ideal = t.utility.map(|u| u.2);
+    let s_max = 1.15 * s_max.max(ideal.unwrap_or(0.0)).max(1e-3);
+    let n_max = 1.15 * n_max.max(0.5);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        tryp!(name, root.fill(&WHITE));
+        let mut chart = tryp!(
+            name,
+            ChartBuilder::on(&root)
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(48)
+                .build_cartesian_2d(0.0..s_max, 0.0..n_max)
+        );
+        if let Some((a, tau, target)) = t.utility {
+            const CELLS: usize = 60;
+            let (ds, dn) = (s_max / CELLS as f64, n_max / CELLS as f64);
+            let cells = (0..CELLS)
+                .flat_map(|i| (0..CELLS).map(move |j| (i, j)))
+                .map(|(i, j)| {
+                    let (s, n) = ((i as f64 + 0.5) * ds, (j as f64 + 0.5) * dn);
+                    let u = (-tau * ((s - target).powi(2) + n * n)).exp(); // in [0, 1]: u / A
+                    let _ = a;
+                    let shade = (255.0 - 110.0 * u) as u8;
+                    Rectangle::new(
+                        [
+                            (i as f64 * ds, j as f64 * dn),
+                            ((i + 1) as f64 * ds, (j + 1) as f64 * dn),
+                        ],
+                        RGBColor(shade, shade, 255).filled(),
+                    )
+                });
+            tryp!(name, chart.draw_series(cells));
+        }
+        tryp!(
+            name,
+            chart
+                .configure_mesh()
+                .x_desc("signal magnitude")
+                .y_desc("noise magnitude")
+                .disable_mesh()
+                .draw()
+        );
+        for (i, (variant, c)) in t.curves.iter().enumerate() {
+            let col = color(variant, i);
+            tryp!(
+                name,
+                chart.draw_series(LineSeries::new(
+                    c.signal.iter().zip(&c.noise).map(|(s, n)| (s.mean, n.mean)),
+                    col.stroke_width(2),
+                ))
+            )
+            .label(variant.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+        }
+        if let Some(first) = t
+            .curves
+            .values()
+            .next()
+            .and_then(|c| c.signal.first().zip(c.noise.first()))
+        {
+            tryp!(
+                name,
+                chart.draw_series(std::iter::once(Circle::new(
+                    (first.0.mean, first.1.mean),
+                    5,
+                    BLACK.filled()
+                )))
+            )
+            .label("start")
+            .legend(|(x, y)| Circle::new((x + 9, y), 4, BLACK.filled()));
+        }
+        if let Some(target) = ideal {
+            tryp!(
+                name,
+                chart.draw_series(std::iter::once(TriangleMarker::new(
+                    (target, 0.0),
+                    8,
+                    BLACK.filled()
+                )))
+            )
+            .label("ideal")
+            .legend(|(x, y)| TriangleMarker::new((x + 9, y), 5, BLACK.filled()));
+        }
+        tryp!(
+            name,
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+        );
+        tryp!(name, root.present());
+    }
+    Ok(Plot {
+        caption: "Phase space: signal vs noise magnitude (means over seeds) over the true utility \
+                  (darker is higher; contours assume the signal points at the target)"
+            .to_owned(),
+        svg,
+    })
+}

@@ -1,0 +1,87 @@
+//! Rendering reports from run directories written in the test.
+
+use std::path::Path;
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+/// A tiny toy run directory whose description carries markup and template syntax.
+fn toy_run(dir: &Path, description: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = serde_json::json!({
+        "kind": "single", "suite": "toy-linear", "description": description,
+        "config": {"env": {"signal_dims": 3, "target_value": 2.0, "utility_scale": 10.0, "utility_width": 0.3}}
+    });
+    write(dir, "config.json", &config.to_string());
+    let s = |m: f64| serde_json::json!({"n": 2, "mean": m, "sd": 0.1, "ci_low": m - 0.5, "ci_high": m + 0.5, "level": 0.95});
+    let v = |u: f64| serde_json::json!({"seeds": [0, 1], "true_utility": s(u), "noise": s(1.0), "signal": s(2.0), "proxy_reward": s(u), "penalty": s(0.0)});
+    let summary = serde_json::json!({
+        "suite": "toy-linear", "confidence": 0.95,
+        "variants": {"relaxed": v(9.0), "standard": v(4.0)},
+        "claims": [{"id": "x", "statement": "a <b>claim</b> & \"quotes\"", "authors": "{{ 7 * 7 }}", "quantity": "q",
+                    "ours": s(1.0), "side": "above", "threshold": 0.0, "verdict": "reproduced"}]
+    });
+    write(dir, "summary.json", &summary.to_string());
+    let mut csv = String::from(
+        "variant,seed,iteration,signal,noise,true_utility,proxy_reward,penalty,exact_penalty\n",
+    );
+    for v in ["standard", "relaxed"] {
+        for seed in 0..2 {
+            for it in 0..4 {
+                let x = it as f64 + seed as f64 * 0.1;
+                csv.push_str(&format!(
+                    "{v},{seed},{it},{x},{},{},{x},0,\n",
+                    x / 2.0,
+                    10.0 - x
+                ));
+            }
+        }
+    }
+    write(dir, "metrics.csv", &csv);
+}
+
+#[test]
+fn model_and_config_strings_are_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    toy_run(&run, "<script>alert('x')</script> \"q\" {{ 6 * 7 }}");
+    let html = fpo_report::render("t", &[run]).unwrap();
+    assert!(!html.contains("<script>"), "raw script tag in the report");
+    assert!(html.contains("&lt;script&gt;"));
+    assert!(
+        html.contains("{{ 6 * 7 }}"),
+        "template syntax must render as text"
+    );
+    assert!(html.contains("a &lt;b&gt;claim&lt;&#x2f;b&gt; &amp; &quot;quotes&quot;"));
+    assert!(
+        !html.contains("<link") && !html.contains("src=\"http"),
+        "no external resources"
+    );
+}
+
+#[test]
+fn toy_report_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    toy_run(&run, "a toy");
+    let html = fpo_report::render("snapshot", &[run]).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        3,
+        "phase space, noise, utility"
+    );
+    insta::with_settings!({filters => vec![
+        (r"(?s)<svg.*?</svg>", "[svg]"),
+        (r"(?:/|&#x2f;)[^ <]*?(?:/|&#x2f;)run\b", "[dir]"),
+    ]}, {
+        insta::assert_snapshot!(html);
+    });
+}
+
+#[test]
+fn a_directory_without_a_run_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = fpo_report::render("t", &[tmp.path().to_owned()]).unwrap_err();
+    assert!(err.to_string().contains("holds no run"), "{err}");
+}
