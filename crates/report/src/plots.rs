@@ -45,6 +45,19 @@ macro_rules! tryp {
     };
 }
 
+/// Draws the series labels of a chart in the reports' style.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .position(position)
+        .draw()
+}
+
 /// The plots of a section: for a toy, the phase space and noise and utility over iterations; for
 /// a ladder, utility over iterations per rung, per toy.
 pub fn for_section(section: &Section) -> Result<Vec<Plot>> {
@@ -155,15 +168,7 @@ fn band_plot(
             .label(variant.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
         }
-        tryp!(
-            name,
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .position(SeriesLabelPosition::UpperLeft)
-                .draw()
-        );
+        tryp!(name, legend(&mut chart, SeriesLabelPosition::UpperLeft));
         tryp!(name, root.present());
     }
     Ok(Plot {
@@ -266,15 +271,7 @@ fn phase_plot(t: &ToySection) -> Result<Plot> {
             .label("ideal")
             .legend(|(x, y)| TriangleMarker::new((x + 9, y), 5, BLACK.filled()));
         }
-        tryp!(
-            name,
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-        );
+        tryp!(name, legend(&mut chart, SeriesLabelPosition::UpperRight));
         tryp!(name, root.present());
     }
     Ok(Plot {

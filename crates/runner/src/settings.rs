@@ -283,15 +283,7 @@ pub fn load_experiment(
     profile: Option<&str>,
     overrides: &Overrides,
 ) -> Result<Experiment, SettingsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let doc: toml::Table = toml::from_str(&text).map_err(|e| SettingsError::Invalid {
-        path: path.to_owned(),
-        key: ".".into(),
-        message: e.to_string(),
-    })?;
+    let (text, doc) = read_toml(path)?;
     if doc.get("suite").and_then(|s| s.as_str()) != Some("toy-ladder") {
         return load(path, profile, overrides).map(|r| Experiment::Single(Box::new(r)));
     }
@@ -350,6 +342,20 @@ pub fn load_experiment(
     })
 }
 
+/// Reads a TOML file into its text and table; errors name the file.
+fn read_toml(path: &Path) -> Result<(String, toml::Table), SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let doc = toml::from_str(&text).map_err(|e| SettingsError::Invalid {
+        path: path.to_owned(),
+        key: ".".into(),
+        message: e.to_string(),
+    })?;
+    Ok((text, doc))
+}
+
 /// Merges `[profiles.<profile>]` into the document; returns the text to deserialise (the
 /// original, so that errors keep their line numbers, unless a profile changed it).
 fn apply_profile(
@@ -384,16 +390,12 @@ pub fn load(
     profile: Option<&str>,
     overrides: &Overrides,
 ) -> Result<Resolved, SettingsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
     let invalid = |key: String, message: String| SettingsError::Invalid {
         path: path.to_owned(),
         key,
         message,
     };
-    let doc: toml::Table = toml::from_str(&text).map_err(|e| invalid(".".into(), e.to_string()))?;
+    let (text, doc) = read_toml(path)?;
     let (doc, source_text) = apply_profile(doc, text, profile);
     let suite = match doc.get("suite").and_then(|s| s.as_str()) {
         Some("toy-linear") => SuiteKind::ToyLinear,
