@@ -6,6 +6,7 @@
 //!   hand-written `f64` version in `fpo::toy::mlp` is checked against.
 
 pub mod backend;
+pub mod gguf;
 pub mod toy_mlp;
 
 pub use backend::{BackendKind, device};

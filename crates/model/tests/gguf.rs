@@ -1,0 +1,255 @@
+//! The GGUF reader: dequantisation against gguf-py's values for real SmolLM2 blocks, and a tiny
+//! GGUF file written in memory.
+
+use std::path::{Path, PathBuf};
+
+use fpo_model::gguf::{GgmlType, Gguf, GgufError, Value, dequantize, unpermute_qk};
+
+fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("FPO_FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
+    assert!(
+        dir.is_dir(),
+        "fixtures not found at {}: set FPO_FIXTURES_DIR",
+        dir.display()
+    );
+    dir
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The first two blocks of `blk.0.attn_q.weight` (Q4_1) and `token_embd.weight` (Q8_0) of
+/// SmolLM2-135M-Instruct.Q4_1.gguf, dequantised by gguf-py 0.19
+/// (`shared/fixtures/smollm2_dequant_fixture.json`): equal to the last bit.
+#[test]
+fn dequantisation_matches_gguf_py_on_smollm2_blocks() {
+    let text = std::fs::read_to_string(fixtures().join("smollm2_dequant_fixture.json")).unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for (name, ty) in [
+        ("blk.0.attn_q.weight", GgmlType::Q4_1),
+        ("token_embd.weight", GgmlType::Q8_0),
+    ] {
+        let block = &fixture["blocks"][name];
+        assert_eq!(block["type"], format!("{ty:?}"));
+        let bytes = hex(block["raw_first2_blocks_hex"].as_str().unwrap());
+        let ours = dequantize(ty, &bytes).unwrap();
+        let theirs: Vec<f32> = block["dequant_first64"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(ours, theirs, "{name}");
+    }
+}
+
+/// A GGUF v3 writer for tests.
+struct Writer {
+    kv: Vec<u8>,
+    n_kv: u64,
+    infos: Vec<u8>,
+    data: Vec<u8>,
+    n_tensors: u64,
+}
+
+impl Writer {
+    fn new() -> Self {
+        Self {
+            kv: Vec::new(),
+            n_kv: 0,
+            infos: Vec::new(),
+            data: Vec::new(),
+            n_tensors: 0,
+        }
+    }
+    fn string(buf: &mut Vec<u8>, s: &str) {
+        buf.extend((s.len() as u64).to_le_bytes());
+        buf.extend(s.as_bytes());
+    }
+    fn kv_u32(&mut self, k: &str, v: u32) {
+        Self::string(&mut self.kv, k);
+        self.kv.extend(4u32.to_le_bytes());
+        self.kv.extend(v.to_le_bytes());
+        self.n_kv += 1;
+    }
+    fn kv_f32(&mut self, k: &str, v: f32) {
+        Self::string(&mut self.kv, k);
+        self.kv.extend(6u32.to_le_bytes());
+        self.kv.extend(v.to_le_bytes());
+        self.n_kv += 1;
+    }
+    fn kv_str(&mut self, k: &str, v: &str) {
+        Self::string(&mut self.kv, k);
+        self.kv.extend(8u32.to_le_bytes());
+        Self::string(&mut self.kv, v);
+        self.n_kv += 1;
+    }
+    fn kv_strs(&mut self, k: &str, v: &[&str]) {
+        Self::string(&mut self.kv, k);
+        self.kv.extend(9u32.to_le_bytes());
+        self.kv.extend(8u32.to_le_bytes());
+        self.kv.extend((v.len() as u64).to_le_bytes());
+        for s in v {
+            Self::string(&mut self.kv, s);
+        }
+        self.n_kv += 1;
+    }
+    fn tensor(&mut self, name: &str, dims: &[u64], ty: u32, bytes: &[u8]) {
+        while self.data.len() % 32 != 0 {
+            self.data.push(0);
+        }
+        Self::string(&mut self.infos, name);
+        self.infos.extend((dims.len() as u32).to_le_bytes());
+        for d in dims {
+            self.infos.extend(d.to_le_bytes());
+        }
+        self.infos.extend(ty.to_le_bytes());
+        self.infos.extend((self.data.len() as u64).to_le_bytes());
+        self.data.extend(bytes);
+        self.n_tensors += 1;
+    }
+    fn finish(self) -> Vec<u8> {
+        let mut out = b"GGUF".to_vec();
+        out.extend(3u32.to_le_bytes());
+        out.extend(self.n_tensors.to_le_bytes());
+        out.extend(self.n_kv.to_le_bytes());
+        out.extend(self.kv);
+        out.extend(self.infos);
+        while out.len() % 32 != 0 {
+            out.push(0);
+        }
+        out.extend(self.data);
+        out
+    }
+}
+
+fn tiny() -> Vec<u8> {
+    let mut w = Writer::new();
+    w.kv_str("general.architecture", "llama");
+    w.kv_u32("llama.block_count", 2);
+    w.kv_f32("llama.rope.freq_base", 10000.0);
+    w.kv_strs("tokenizer.ggml.tokens", &["<s>", "a", "b"]);
+    let f32s: Vec<u8> = [1.0f32, -2.0, 3.5, 0.25, 8.0, -0.5]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    w.tensor("m.f32", &[3, 2], 0, &f32s);
+    let f16s: Vec<u8> = [1.5f32, -0.25, 2.0, 0.0]
+        .iter()
+        .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+        .collect();
+    w.tensor("v.f16", &[4], 1, &f16s);
+    // Q8_0: d = 0.5, q = -16..16.
+    let mut q8 = half::f16::from_f32(0.5).to_le_bytes().to_vec();
+    q8.extend((-16i8..16).map(|q| q as u8));
+    w.tensor("v.q8_0", &[32], 8, &q8);
+    // Q4_1: d = 0.25, m = -1, nibbles j (low) and 15 - j (high).
+    let mut q4 = half::f16::from_f32(0.25).to_le_bytes().to_vec();
+    q4.extend(half::f16::from_f32(-1.0).to_le_bytes());
+    q4.extend((0u8..16).map(|j| j | ((15 - j) << 4)));
+    w.tensor("v.q4_1", &[32], 3, &q4);
+    w.finish()
+}
+
+#[test]
+fn a_tiny_gguf_written_in_memory_reads_back() {
+    let g = Gguf::parse(tiny(), Path::new("tiny.gguf")).unwrap();
+    assert_eq!(g.version, 3);
+    assert_eq!(g.str("general.architecture").unwrap(), "llama");
+    assert_eq!(g.u32("llama.block_count").unwrap(), 2);
+    assert_eq!(g.f64("llama.rope.freq_base").unwrap(), 10000.0);
+    assert_eq!(
+        g.str_array("tokenizer.ggml.tokens").unwrap(),
+        ["<s>", "a", "b"]
+    );
+    assert_eq!(g.metadata["llama.block_count"], Value::U64(2));
+    assert_eq!(g.tensor("m.f32").unwrap().shape(), vec![2, 3]);
+    assert_eq!(
+        g.dequantize("m.f32").unwrap(),
+        [1.0, -2.0, 3.5, 0.25, 8.0, -0.5]
+    );
+    assert_eq!(g.dequantize("v.f16").unwrap(), [1.5, -0.25, 2.0, 0.0]);
+    let q8: Vec<f32> = (-16..16).map(|q| 0.5 * q as f32).collect();
+    assert_eq!(g.dequantize("v.q8_0").unwrap(), q8);
+    let q4: Vec<f32> = (0..16)
+        .map(|j| 0.25 * j as f32 - 1.0)
+        .chain((0..16).map(|j| 0.25 * (15 - j) as f32 - 1.0))
+        .collect();
+    assert_eq!(g.dequantize("v.q4_1").unwrap(), q4);
+}
+
+#[test]
+fn corrupt_files_are_named_errors() {
+    let path = Path::new("bad.gguf");
+    let bytes = tiny();
+    // Truncated in the data section: the error names the tensor.
+    let err = Gguf::parse(bytes[..bytes.len() - 5].to_vec(), path).unwrap_err();
+    assert!(
+        matches!(&err, GgufError::Truncated { what, .. } if what.contains("v.q4_1")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("bad.gguf"));
+    // Truncated in the metadata.
+    let err = Gguf::parse(bytes[..40].to_vec(), path).unwrap_err();
+    assert!(matches!(err, GgufError::Truncated { .. }), "{err}");
+    // Not GGUF.
+    let err = Gguf::parse(b"GGML\x03\0\0\0".to_vec(), path).unwrap_err();
+    assert!(matches!(err, GgufError::BadMagic { .. }), "{err}");
+    // An unsupported quantisation (12 = Q4_K) names the tensor.
+    let mut w = Writer::new();
+    w.tensor("blk.0.ffn_up.weight", &[256], 12, &[0; 144]);
+    let err = Gguf::parse(w.finish(), path).unwrap_err();
+    assert!(
+        err.to_string().contains("blk.0.ffn_up.weight") && err.to_string().contains("Other(12)"),
+        "{err}"
+    );
+    // A missing key and a missing tensor name themselves.
+    let g = Gguf::parse(tiny(), path).unwrap();
+    assert!(
+        g.u32("llama.context_length")
+            .unwrap_err()
+            .to_string()
+            .contains("llama.context_length")
+    );
+    assert!(
+        g.dequantize("output.weight")
+            .unwrap_err()
+            .to_string()
+            .contains("output.weight")
+    );
+}
+
+/// llama.cpp's converter: `w.reshape(n_head, 2, d/2, cols).swapaxes(1, 2).reshape(rows, cols)`.
+fn permute(w: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec<f32> {
+    let d = rows / n_head;
+    let mut out = vec![0.0; rows * cols];
+    for h in 0..n_head {
+        for half in 0..2 {
+            for i in 0..d / 2 {
+                let src = h * d + half * (d / 2) + i; // index (h, half, i) of the reshape
+                let dst = h * d + i * 2 + half; // index (h, i, half) after the swap
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn unpermute_inverts_the_converters_permutation() {
+    let (rows, cols, n_head) = (12, 3, 2);
+    let w: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+    assert_eq!(
+        unpermute_qk(&permute(&w, rows, cols, n_head), rows, cols, n_head),
+        w
+    );
+    // Head dim 6: HF rows (0 1 2 | 3 4 5) become GGUF rows (0 3 1 4 2 5).
+    let rows_only: Vec<f32> = (0..6).map(|v| v as f32).collect();
+    assert_eq!(permute(&rows_only, 6, 1, 1), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+}
