@@ -402,7 +402,7 @@ impl Gguf {
             what: format!("data of tensor `{}`", t.name),
             offset: self.data_offset + t.offset as usize,
         };
-        if n % elems != 0 {
+        if !n.is_multiple_of(elems) {
             return Err(truncated());
         }
         let start = self

@@ -101,7 +101,7 @@ impl Writer {
         self.n_kv += 1;
     }
     fn tensor(&mut self, name: &str, dims: &[u64], ty: u32, bytes: &[u8]) {
-        while self.data.len() % 32 != 0 {
+        while !self.data.len().is_multiple_of(32) {
             self.data.push(0);
         }
         Self::string(&mut self.infos, name);
@@ -121,7 +121,7 @@ impl Writer {
         out.extend(self.n_kv.to_le_bytes());
         out.extend(self.kv);
         out.extend(self.infos);
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         out.extend(self.data);
