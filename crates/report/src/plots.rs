@@ -45,6 +45,15 @@ macro_rules! tryp {
     };
 }
 
+/// A chart builder in the reports' style.
+fn builder<'a, 'b, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, plotters::coord::Shift>,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut b = ChartBuilder::on(root);
+    b.margin(12).x_label_area_size(36).y_label_area_size(48);
+    b
+}
+
 /// Draws the series labels of a chart in the reports' style.
 fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
@@ -123,11 +132,7 @@ fn band_plot(
         tryp!(name, root.fill(&WHITE));
         let mut chart = tryp!(
             name,
-            ChartBuilder::on(&root)
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(48)
-                .build_cartesian_2d(0.0..x_max, (y_min - pad)..(y_max + pad))
+            builder(&root).build_cartesian_2d(0.0..x_max, (y_min - pad)..(y_max + pad))
         );
         tryp!(
             name,
@@ -195,13 +200,9 @@ fn phase_plot(t: &ToySection) -> Result<Plot> {
         tryp!(name, root.fill(&WHITE));
         let mut chart = tryp!(
             name,
-            ChartBuilder::on(&root)
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(48)
-                .build_cartesian_2d(0.0..s_max, 0.0..n_max)
+            builder(&root).build_cartesian_2d(0.0..s_max, 0.0..n_max)
         );
-        if let Some((a, tau, target)) = t.utility {
+        if let Some((_, tau, target)) = t.utility {
             const CELLS: usize = 60;
             let (ds, dn) = (s_max / CELLS as f64, n_max / CELLS as f64);
             let cells = (0..CELLS)
@@ -209,7 +210,6 @@ fn phase_plot(t: &ToySection) -> Result<Plot> {
                 .map(|(i, j)| {
                     let (s, n) = ((i as f64 + 0.5) * ds, (j as f64 + 0.5) * dn);
                     let u = (-tau * ((s - target).powi(2) + n * n)).exp(); // in [0, 1]: u / A
-                    let _ = a;
                     let shade = (255.0 - 110.0 * u) as u8;
                     Rectangle::new(
                         [
