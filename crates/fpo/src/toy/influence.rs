@@ -157,6 +157,7 @@ fn solve(l: &[f64], n: usize, b: &mut [f64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::toy::central_difference;
     use crate::toy::mlp::MlpShape;
 
     fn dense_h(m: &Mlp, ys: &[Vec<f64>], c: f64) -> Vec<Vec<f64>> {
@@ -221,16 +222,13 @@ mod tests {
             "{value} vs {dense}"
         );
 
+        let f = |z: &[f64]| {
+            let mut a = Activations::new(shape);
+            m.forward(z, &mut a);
+            gn.grad_term(&m, z, &mut a, None)
+        };
         for i in 0..3 {
-            let hh = 1e-5;
-            let f = |d: f64| {
-                let mut z = y.clone();
-                z[i] += d;
-                let mut a = Activations::new(shape);
-                m.forward(&z, &mut a);
-                gn.grad_term(&m, &z, &mut a, None)
-            };
-            let fd = (f(hh) - f(-hh)) / (2.0 * hh);
+            let fd = central_difference(f, &y, i, 1e-5);
             assert!(
                 (fd - grad[i]).abs() < 1e-6 * (1.0 + fd.abs()),
                 "coord {i}: {fd} vs {}",
@@ -257,12 +255,8 @@ mod tests {
         let dense = y.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>() / eta;
         assert!((v - dense).abs() < 1e-12 * dense);
         for i in 0..3 {
-            let f = |d: f64| {
-                let mut z = y;
-                z[i] += d;
-                linear_grad_term(&z, eta, wd, damping, None)
-            };
-            let fd = (f(1e-6) - f(-1e-6)) / 2e-6;
+            let fd =
+                central_difference(|z| linear_grad_term(z, eta, wd, damping, None), &y, i, 1e-6);
             assert!((fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()));
         }
     }

@@ -375,6 +375,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::toy::central_difference;
 
     #[test]
     fn analytic_gradient_matches_central_differences() {
@@ -393,11 +394,7 @@ mod tests {
             let mut g = vec![0.0; 6];
             toy.analytic_gradient(&p, &w, &y, &mut g);
             for i in 0..6 {
-                let h = 1e-5;
-                let (mut a, mut b) = (y.clone(), y.clone());
-                a[i] += h;
-                b[i] -= h;
-                let fd = (toy.objective(&p, &w, &a) - toy.objective(&p, &w, &b)) / (2.0 * h);
+                let fd = central_difference(|x| toy.objective(&p, &w, x), &y, i, 1e-5);
                 assert!(
                     (fd - g[i]).abs() < 1e-7,
                     "{v} coord {i}: fd {fd} vs analytic {}",
@@ -428,12 +425,7 @@ mod tests {
             toy.analytic_gradient(&p, &w, &y, &mut gr);
             for i in 0..d {
                 assert!((gf[i] + lambda * w[i] - gr[i]).abs() < 1e-10, "coord {i}");
-                let h = 1e-6;
-                let (mut a, mut b) = (y.clone(), y.clone());
-                a[i] += h;
-                b[i] -= h;
-                let fd = (toy.foresighted_objective(&w, &a) - toy.foresighted_objective(&w, &b))
-                    / (2.0 * h);
+                let fd = central_difference(|x| toy.foresighted_objective(&w, x), &y, i, 1e-6);
                 assert!((fd - gf[i]).abs() < 1e-6, "coord {i}: {fd} vs {}", gf[i]);
             }
         }

@@ -581,12 +581,7 @@ mod tests {
         )
     }
 
-    fn central<F: Fn(&[f64]) -> f64>(f: F, x: &[f64], i: usize, h: f64) -> f64 {
-        let (mut a, mut b) = (x.to_vec(), x.to_vec());
-        a[i] += h;
-        b[i] -= h;
-        (f(&a) - f(&b)) / (2.0 * h)
-    }
+    use crate::toy::central_difference as central;
 
     #[test]
     fn input_gradient_matches_central_differences() {

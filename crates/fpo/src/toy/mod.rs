@@ -104,3 +104,13 @@ where
         })
         .collect()
 }
+
+/// The central difference `(f(x + h e_i) - f(x - h e_i)) / 2h`, for the derivative checks of the
+/// toys' tests.
+#[cfg(test)]
+pub(crate) fn central_difference(f: impl Fn(&[f64]) -> f64, x: &[f64], i: usize, h: f64) -> f64 {
+    let (mut a, mut b) = (x.to_vec(), x.to_vec());
+    a[i] += h;
+    b[i] -= h;
+    (f(&a) - f(&b)) / (2.0 * h)
+}

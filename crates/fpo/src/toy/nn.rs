@@ -476,6 +476,7 @@ impl<'a> NnToy<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::toy::central_difference;
 
     #[test]
     fn objective_gradient_matches_central_differences_for_every_variant() {
@@ -508,21 +509,17 @@ mod tests {
                 &mut scratch,
                 &mut g,
             );
+            // The authors hold u fixed at the sampled action: do the same here.
+            let u = toy.utility(&y);
+            let obj = |x: &[f64]| {
+                let mut act = Activations::new(toy.shape);
+                let r = rm.forward(x, &mut act);
+                let g = NnToy::grad_term(&pen, &rm, Some(&hessian), x, &mut act, None);
+                let p = pen.value(r, Feedback::SquaredError { utility: u }, g);
+                r - cfg.env.action_cost * x.iter().map(|v| v * v).sum::<f64>() - p
+            };
             for i in 0..10 {
-                let h = 1e-5;
-                let (mut a, mut b) = (y.clone(), y.clone());
-                a[i] += h;
-                b[i] -= h;
-                // The authors hold u fixed at the sampled action: do the same here.
-                let u = toy.utility(&y);
-                let obj = |x: &[f64]| {
-                    let mut act = Activations::new(toy.shape);
-                    let r = rm.forward(x, &mut act);
-                    let g = NnToy::grad_term(&pen, &rm, Some(&hessian), x, &mut act, None);
-                    let p = pen.value(r, Feedback::SquaredError { utility: u }, g);
-                    r - cfg.env.action_cost * x.iter().map(|v| v * v).sum::<f64>() - p
-                };
-                let fd = (obj(&a) - obj(&b)) / (2.0 * h);
+                let fd = central_difference(obj, &y, i, 1e-5);
                 assert!(
                     (fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()),
                     "{v} coord {i}: {fd} vs {}",
