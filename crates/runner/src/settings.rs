@@ -285,10 +285,10 @@ pub fn load_experiment(
 ) -> Result<Experiment, SettingsError> {
     let (text, doc) = read_toml(path)?;
     if doc.get("suite").and_then(|s| s.as_str()) != Some("toy-ladder") {
-        return load(path, profile, overrides).map(|r| Experiment::Single(Box::new(r)));
+        return resolve(path, text, doc, profile, overrides)
+            .map(|r| Experiment::Single(Box::new(r)));
     }
-    let (doc, text) = apply_profile(doc, text, profile);
-    let _ = doc;
+    let (_, text) = apply_profile(doc, text, profile);
     let f: LadderFile = typed(&text, path)?;
     let value_error = |source| SettingsError::Value {
         path: path.to_owned(),
@@ -390,12 +390,23 @@ pub fn load(
     profile: Option<&str>,
     overrides: &Overrides,
 ) -> Result<Resolved, SettingsError> {
+    let (text, doc) = read_toml(path)?;
+    resolve(path, text, doc, profile, overrides)
+}
+
+/// [`load`] on a file already read.
+fn resolve(
+    path: &Path,
+    text: String,
+    doc: toml::Table,
+    profile: Option<&str>,
+    overrides: &Overrides,
+) -> Result<Resolved, SettingsError> {
     let invalid = |key: String, message: String| SettingsError::Invalid {
         path: path.to_owned(),
         key,
         message,
     };
-    let (text, doc) = read_toml(path)?;
     let (doc, source_text) = apply_profile(doc, text, profile);
     let suite = match doc.get("suite").and_then(|s| s.as_str()) {
         Some("toy-linear") => SuiteKind::ToyLinear,

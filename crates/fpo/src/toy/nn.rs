@@ -362,14 +362,23 @@ impl<'a> NnToy<'a> {
             let g = Self::grad_term(p, rm, h.as_ref(), theta, &mut act, None);
             p.value(r, Feedback::SquaredError { utility: u }, g)
         };
+        let penalty = penalty_at(penalties.0);
+        // The ladder's exact rung is its own reference: do not factorise the Hessian twice.
+        let exact_penalty = penalties.1.map(|p| {
+            if p == penalties.0 {
+                penalty
+            } else {
+                penalty_at(p)
+            }
+        });
         ToyRecord {
             iteration,
             signal: norm(&theta[..s]),
             noise: norm(&theta[s..]),
             true_utility: u,
             proxy_reward: r,
-            penalty: penalty_at(penalties.0),
-            exact_penalty: penalties.1.map(penalty_at),
+            penalty,
+            exact_penalty,
         }
     }
 
