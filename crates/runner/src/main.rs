@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod llm_cli;
 mod output;
 mod settings;
 mod toys;
@@ -65,6 +66,10 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Generate a continuation of one prompt (for debugging a model).
+    Generate(llm_cli::GenerateArgs),
+    /// Score one prompt (and continuation): next-token logits, per-token NLL.
+    Score(llm_cli::ScoreArgs),
     /// Run every suite of experiments/reproduce.toml under one profile.
     Reproduce {
         /// Size of the runs.
@@ -118,6 +123,7 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {err:#}");
             let usage = err.downcast_ref::<SettingsError>().is_some()
+                || err.downcast_ref::<fpo_model::llm::LlmError>().is_some()
                 || err.downcast_ref::<output::AlreadyExists>().is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
@@ -126,6 +132,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Generate(args) => llm_cli::generate(args)?,
+        Command::Score(args) => llm_cli::score(args)?,
         Command::Report { dirs, out } => {
             let name = fpo_report::name_of(&dirs[0]);
             let out = out.unwrap_or_else(|| Path::new("reports").join(&name));

@@ -1,0 +1,412 @@
+//! The Llama-family decoder: token embedding, blocks of (RMSNorm, grouped-query attention with
+//! rotate-half RoPE, RMSNorm, SwiGLU), final RMSNorm, tied or untied output head.
+//!
+//! Projection weights are stored `[in, out]` so that activations multiply them on the right.
+//! They are plain tensors, never trained: training goes through [`Adapters`] (LoRA), passed
+//! to [`Llama::forward`] beside the input, so one set of base weights serves the policy (with
+//! adapters), the frozen oracle and the reference (without).
+
+use std::path::Path;
+
+use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation};
+
+use super::lora::{Adapters, DropoutMasks, LoraPair};
+use super::weights::{HostTensor, WeightSource};
+use super::{LlamaConfig, LlmError};
+
+/// Longest context the RoPE tables are built for (Llama 3.2 declares 131072).
+const MAX_ROPE_POSITIONS: usize = 16_384;
+/// Additive mask value of a hidden key (finite, so a fully masked row stays finite).
+const MASKED: f32 = -1e30;
+
+#[derive(Debug, Clone)]
+struct Block {
+    attn_norm: Tensor<1>,
+    wq: Tensor<2>,
+    wk: Tensor<2>,
+    wv: Tensor<2>,
+    wo: Tensor<2>,
+    ffn_norm: Tensor<1>,
+    w_gate: Tensor<2>,
+    w_up: Tensor<2>,
+    w_down: Tensor<2>,
+}
+
+/// A Llama-family decoder on one device.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    /// Architecture.
+    pub config: LlamaConfig,
+    embed: Tensor<2>,
+    blocks: Vec<Block>,
+    norm: Tensor<1>,
+    head: Tensor<2>,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+    device: Device,
+}
+
+/// Keys and values of earlier positions, per layer (`[batch, kv_heads, len, head_dim]`).
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    /// Positions held.
+    pub len: usize,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// One forward call's input: `batch x seq` token ids with their RoPE positions and, when the
+/// batch is padded, which keys (cached ones included) are real tokens.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// Token ids, row-major `[batch, seq]`.
+    pub ids: Vec<u32>,
+    /// Rows.
+    pub batch: usize,
+    /// Columns.
+    pub seq: usize,
+    /// RoPE position of each token, `[batch, seq]`.
+    pub positions: Vec<usize>,
+    /// `[batch, cache.len + seq]`: whether each key is a real token; `None`: all are.
+    pub key_valid: Option<Vec<bool>>,
+}
+
+impl Input {
+    /// One unpadded sequence starting at position `start`.
+    pub fn single(ids: &[u32], start: usize) -> Self {
+        Self {
+            ids: ids.to_vec(),
+            batch: 1,
+            seq: ids.len(),
+            positions: (start..start + ids.len()).collect(),
+            key_valid: None,
+        }
+    }
+}
+
+fn host_to_device(t: HostTensor, device: &Device) -> Tensor<2> {
+    let shape = [t.shape[0], t.shape.get(1).copied().unwrap_or(1)];
+    Tensor::from_data(TensorData::new(t.data, shape), (device, DType::F32))
+}
+
+fn vector(t: HostTensor, device: &Device) -> Tensor<1> {
+    let n = t.data.len();
+    Tensor::from_data(TensorData::new(t.data, [n]), (device, DType::F32))
+}
+
+/// `[out, in]` on the host to `[in, out]` on the device.
+fn projection(t: HostTensor, device: &Device) -> Tensor<2> {
+    let (rows, cols) = (t.shape[0], t.shape[1]);
+    let mut out = vec![0.0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = t.data[r * cols + c];
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [cols, rows]), (device, DType::F32))
+}
+
+fn rms_norm<const D: usize>(x: Tensor<D>, weight: &Tensor<1>, eps: f64) -> Tensor<D> {
+    let rms = (x.clone().square().mean_dim(D - 1) + eps).sqrt();
+    (x / rms) * weight.clone().unsqueeze()
+}
+
+/// `x @ w` plus the LoRA update `scale * drop(x) @ a @ b`.
+fn project(
+    x: Tensor<2>,
+    w: &Tensor<2>,
+    lora: Option<&LoraPair>,
+    scale: f64,
+    drop: Option<Tensor<2>>,
+) -> Tensor<2> {
+    let base = x.clone().matmul(w.clone());
+    match lora {
+        None => base,
+        Some(pair) => {
+            let xin = match drop {
+                Some(mask) => x * mask,
+                None => x,
+            };
+            base + xin.matmul(pair.a.val()).matmul(pair.b.val()) * scale
+        }
+    }
+}
+
+impl Llama {
+    /// Builds the decoder from a weight source.
+    pub fn from_source(
+        config: &LlamaConfig,
+        source: &WeightSource,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Self, LlmError> {
+        let get = |name: &str, shape: &[usize]| -> Result<HostTensor, LlmError> {
+            let t = source.get(name, config)?;
+            if t.shape != shape {
+                return Err(LlmError::Tensor {
+                    path: path.to_owned(),
+                    name: name.to_owned(),
+                    message: format!("shape {:?}, expected {:?}", t.shape, shape),
+                });
+            }
+            Ok(t)
+        };
+        let c = config;
+        let (h, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let embed = host_to_device(
+            get("model.embed_tokens.weight", &[c.vocab_size, c.hidden_size])?,
+            device,
+        );
+        let mut blocks = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let p = |n: &str| format!("model.layers.{i}.{n}");
+            blocks.push(Block {
+                attn_norm: vector(get(&p("input_layernorm.weight"), &[c.hidden_size])?, device),
+                wq: projection(
+                    get(&p("self_attn.q_proj.weight"), &[h, c.hidden_size])?,
+                    device,
+                ),
+                wk: projection(
+                    get(&p("self_attn.k_proj.weight"), &[kv, c.hidden_size])?,
+                    device,
+                ),
+                wv: projection(
+                    get(&p("self_attn.v_proj.weight"), &[kv, c.hidden_size])?,
+                    device,
+                ),
+                wo: projection(
+                    get(&p("self_attn.o_proj.weight"), &[c.hidden_size, h])?,
+                    device,
+                ),
+                ffn_norm: vector(
+                    get(&p("post_attention_layernorm.weight"), &[c.hidden_size])?,
+                    device,
+                ),
+                w_gate: projection(
+                    get(
+                        &p("mlp.gate_proj.weight"),
+                        &[c.intermediate_size, c.hidden_size],
+                    )?,
+                    device,
+                ),
+                w_up: projection(
+                    get(
+                        &p("mlp.up_proj.weight"),
+                        &[c.intermediate_size, c.hidden_size],
+                    )?,
+                    device,
+                ),
+                w_down: projection(
+                    get(
+                        &p("mlp.down_proj.weight"),
+                        &[c.hidden_size, c.intermediate_size],
+                    )?,
+                    device,
+                ),
+            });
+        }
+        let norm = vector(get("model.norm.weight", &[c.hidden_size])?, device);
+        let head = if source.contains("lm_head.weight") && !c.tie_embeddings {
+            projection(
+                get("lm_head.weight", &[c.vocab_size, c.hidden_size])?,
+                device,
+            )
+        } else {
+            embed.clone().transpose()
+        };
+        let (cos, sin) = rope_tables(c, device);
+        Ok(Self {
+            config: config.clone(),
+            embed,
+            blocks,
+            norm,
+            head,
+            cos,
+            sin,
+            device: device.clone(),
+        })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Final hidden states (after the last RMSNorm), `[batch, seq, hidden]`. Appends this
+    /// call's keys and values to `cache` when given. `adapters` adds LoRA updates; `dropout`
+    /// (training only) masks the adapters' inputs.
+    pub fn forward(
+        &self,
+        input: &Input,
+        mut cache: Option<&mut KvCache>,
+        adapters: Option<&Adapters>,
+        mut dropout: Option<&mut DropoutMasks>,
+    ) -> Tensor<3> {
+        let c = &self.config;
+        let (b, t) = (input.batch, input.seq);
+        let past = cache.as_ref().map_or(0, |k| k.len);
+        let dev = &self.device;
+        let ids = Tensor::<1, Int>::from_data(
+            TensorData::new(input.ids.iter().map(|&i| i64::from(i)).collect(), [b * t]),
+            dev,
+        );
+        let pos = Tensor::<1, Int>::from_data(
+            TensorData::new(input.positions.iter().map(|&p| p as i64).collect(), [b * t]),
+            dev,
+        );
+        let hd = c.head_dim;
+        let cos = self
+            .cos
+            .clone()
+            .select(0, pos.clone())
+            .reshape([b, 1, t, hd]);
+        let sin = self.sin.clone().select(0, pos).reshape([b, 1, t, hd]);
+        let mask = self.mask(input, past);
+        let mut x = self
+            .embed
+            .clone()
+            .select(0, ids)
+            .reshape([b * t, c.hidden_size]);
+        if let Some(cache) = cache.as_deref_mut()
+            && cache.layers.len() != self.blocks.len()
+        {
+            cache.layers = vec![None; self.blocks.len()];
+        }
+        let (nh, nkv) = (c.num_heads, c.num_kv_heads);
+        let scale_attn = 1.0 / (hd as f64).sqrt();
+        for (li, blk) in self.blocks.iter().enumerate() {
+            let lora = adapters.map(|a| &a.layers[li]);
+            let scale = adapters.map_or(0.0, |a| a.scale);
+            let xn = rms_norm(x.clone(), &blk.attn_norm, c.rms_eps);
+            let mut drop = |cols: usize| dropout.as_deref_mut().map(|d| d.next(cols));
+            let q = project(
+                xn.clone(),
+                &blk.wq,
+                lora.and_then(|l| l.q.as_ref()),
+                scale,
+                drop(c.hidden_size),
+            );
+            let k = project(
+                xn.clone(),
+                &blk.wk,
+                lora.and_then(|l| l.k.as_ref()),
+                scale,
+                drop(c.hidden_size),
+            );
+            let v = project(
+                xn,
+                &blk.wv,
+                lora.and_then(|l| l.v.as_ref()),
+                scale,
+                drop(c.hidden_size),
+            );
+            let q = rope(q.reshape([b, t, nh, hd]).swap_dims(1, 2), &cos, &sin);
+            let mut k = rope(k.reshape([b, t, nkv, hd]).swap_dims(1, 2), &cos, &sin);
+            let mut v = v.reshape([b, t, nkv, hd]).swap_dims(1, 2);
+            if let Some(cache) = cache.as_deref_mut() {
+                if let Some((pk, pv)) = cache.layers[li].take() {
+                    k = Tensor::cat(vec![pk, k], 2);
+                    v = Tensor::cat(vec![pv, v], 2);
+                }
+                cache.layers[li] = Some((k.clone(), v.clone()));
+            }
+            let s = k.dims()[2];
+            let (k, v) = if nh == nkv {
+                (k, v)
+            } else {
+                let rep = nh / nkv;
+                let grow = |m: Tensor<4>| {
+                    m.unsqueeze_dim::<5>(2)
+                        .expand([b, nkv, rep, s, hd])
+                        .reshape([b, nh, s, hd])
+                };
+                (grow(k), grow(v))
+            };
+            let mut scores = q.matmul(k.swap_dims(2, 3)) * scale_attn;
+            if let Some(m) = &mask {
+                scores = scores + m.clone();
+            }
+            let att = activation::softmax(scores, 3).matmul(v);
+            let att = att.swap_dims(1, 2).reshape([b * t, nh * hd]);
+            x = x + project(
+                att,
+                &blk.wo,
+                lora.and_then(|l| l.o.as_ref()),
+                scale,
+                drop(nh * hd),
+            );
+            let xn = rms_norm(x.clone(), &blk.ffn_norm, c.rms_eps);
+            let gate = activation::silu(xn.clone().matmul(blk.w_gate.clone()));
+            let up = xn.matmul(blk.w_up.clone());
+            x = x + (gate * up).matmul(blk.w_down.clone());
+        }
+        if let Some(cache) = cache {
+            cache.len += t;
+        }
+        rms_norm(x, &self.norm, c.rms_eps).reshape([b, t, c.hidden_size])
+    }
+
+    /// Logits of hidden states `[n, hidden]` -> `[n, vocab]`.
+    pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
+        hidden.matmul(self.head.clone())
+    }
+
+    /// The additive attention mask `[batch, 1, seq, past + seq]`, or `None` when nothing is
+    /// hidden (one new token of unpadded rows).
+    fn mask(&self, input: &Input, past: usize) -> Option<Tensor<4>> {
+        let (b, t) = (input.batch, input.seq);
+        let s = past + t;
+        if t == 1 && input.key_valid.is_none() {
+            return None;
+        }
+        let mut m = vec![0.0f32; b * t * s];
+        for r in 0..b {
+            for q in 0..t {
+                for k in 0..s {
+                    let valid = input.key_valid.as_ref().is_none_or(|v| v[r * s + k]);
+                    if k > past + q || !valid {
+                        m[(r * t + q) * s + k] = MASKED;
+                    }
+                }
+            }
+        }
+        Some(Tensor::from_data(
+            TensorData::new(m, [b, 1, t, s]),
+            (&self.device, DType::F32),
+        ))
+    }
+}
+
+/// Rotate-half RoPE (Hugging Face's layout) of `[b, heads, t, hd]` with per-token tables.
+fn rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let hd = x.dims()[3];
+    let x1 = x.clone().narrow(3, 0, hd / 2);
+    let x2 = x.clone().narrow(3, hd / 2, hd / 2);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+fn rope_tables(c: &LlamaConfig, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let inv = c.inv_freq();
+    let n = c.max_position.min(MAX_ROPE_POSITIONS);
+    let hd = c.head_dim;
+    let (mut cos, mut sin) = (vec![0.0f32; n * hd], vec![0.0f32; n * hd]);
+    for p in 0..n {
+        for (i, f) in inv.iter().enumerate() {
+            // The angle in f32 as transformers computes it (position * inv_freq in float32).
+            let angle = (p as f32) * (*f as f32);
+            for j in [i, i + hd / 2] {
+                cos[p * hd + j] = angle.cos();
+                sin[p * hd + j] = angle.sin();
+            }
+        }
+    }
+    let t = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [n, hd]), (device, DType::F32));
+    (t(cos), t(sin))
+}

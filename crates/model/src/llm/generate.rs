@@ -1,0 +1,369 @@
+//! Generation (KV-cached, batched with left padding, seeded sampling) and log-likelihoods.
+
+use burn::tensor::{Int, Tensor, TensorData, activation};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::LlmError;
+use super::decoder::{Input, KvCache, Llama};
+use super::lora::{Adapters, DropoutMasks};
+
+/// How new tokens are chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sampling {
+    /// Most tokens to generate.
+    pub max_new_tokens: usize,
+    /// Stop tokens are suppressed until this many tokens exist.
+    pub min_new_tokens: usize,
+    /// 0 = greedy; otherwise logits are divided by it before sampling.
+    pub temperature: f64,
+    /// Nucleus sampling: smallest set of tokens whose probability reaches `top_p`.
+    pub top_p: f64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 64,
+            min_new_tokens: 0,
+            temperature: 0.0,
+            top_p: 1.0,
+        }
+    }
+}
+
+impl Sampling {
+    /// Greedy decoding of up to `n` tokens.
+    pub fn greedy(n: usize) -> Self {
+        Self {
+            max_new_tokens: n,
+            ..Self::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), LlmError> {
+        if !(self.temperature >= 0.0 && self.top_p > 0.0 && self.top_p <= 1.0)
+            || self.min_new_tokens > self.max_new_tokens
+        {
+            return Err(LlmError::Request(format!(
+                "sampling: need temperature >= 0, 0 < top_p <= 1 and min_new_tokens <= max_new_tokens (got {self:?})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One generated continuation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// New token ids (the stop token included when one ended it).
+    pub ids: Vec<u32>,
+    /// Whether a stop token ended it (rather than the length limit).
+    pub stopped: bool,
+}
+
+/// Log-probabilities of the tokens of one sequence under the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenScores {
+    /// Tokens of the prompt part.
+    pub prompt_len: usize,
+    /// `log p(token_t | tokens_<t)` for `t = 1..len` (the first token is not predicted).
+    pub logprobs: Vec<f32>,
+}
+
+impl TokenScores {
+    /// Mean negative log-likelihood of every predicted token.
+    pub fn mean_nll(&self) -> f64 {
+        mean_neg(&self.logprobs)
+    }
+
+    /// Log-probabilities of the continuation tokens alone.
+    pub fn continuation(&self) -> &[f32] {
+        &self.logprobs[self.prompt_len.saturating_sub(1).min(self.logprobs.len())..]
+    }
+
+    /// Mean negative log-likelihood of the continuation tokens.
+    pub fn continuation_mean_nll(&self) -> f64 {
+        mean_neg(self.continuation())
+    }
+}
+
+fn mean_neg(v: &[f32]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    -v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64
+}
+
+fn to_host(t: Tensor<2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 after convert")
+}
+
+/// Picks the next token from one row of logits.
+pub fn sample_token(
+    logits: &[f32],
+    sampling: &Sampling,
+    banned: &[u32],
+    rng: &mut impl Rng,
+) -> u32 {
+    let allowed = |i: usize| !banned.contains(&(i as u32));
+    if sampling.temperature == 0.0 {
+        // First maximum, as torch.argmax.
+        let mut best = (0usize, f32::NEG_INFINITY);
+        for (i, &l) in logits.iter().enumerate() {
+            if l > best.1 && allowed(i) {
+                best = (i, l);
+            }
+        }
+        return best.0 as u32;
+    }
+    let t = sampling.temperature as f32;
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut probs: Vec<(usize, f64)> = logits
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| allowed(*i))
+        .map(|(i, &l)| (i, f64::from(((l - max) / t).exp())))
+        .collect();
+    let total: f64 = probs.iter().map(|p| p.1).sum();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut kept = 0.0;
+    let mut n = 0;
+    for p in &probs {
+        kept += p.1;
+        n += 1;
+        if kept / total >= sampling.top_p {
+            break;
+        }
+    }
+    let mut u = rng.random::<f64>() * kept;
+    for p in &probs[..n] {
+        u -= p.1;
+        if u <= 0.0 {
+            return p.0 as u32;
+        }
+    }
+    probs[n - 1].0 as u32
+}
+
+impl Llama {
+    /// Logits after the last token of each row of `input`, `[batch, vocab]` on the host.
+    fn last_logits(&self, input: &Input, hidden: Tensor<3>) -> Vec<f32> {
+        let h = self.config.hidden_size;
+        let last = hidden.narrow(1, input.seq - 1, 1).reshape([input.batch, h]);
+        to_host(self.logits(last))
+    }
+
+    /// Next-token logits after `prompt` (`vocab` values).
+    pub fn next_logits(
+        &self,
+        prompt: &[u32],
+        adapters: Option<&Adapters>,
+    ) -> Result<Vec<f32>, LlmError> {
+        if prompt.is_empty() {
+            return Err(LlmError::Request("empty prompt".into()));
+        }
+        let input = Input::single(prompt, 0);
+        let hidden = self.forward(&input, None, adapters, None);
+        Ok(self.last_logits(&input, hidden))
+    }
+
+    /// Continues each prompt (left-padded into one batch, KV-cached). `stop` ends a row.
+    pub fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        sampling: &Sampling,
+        stop: &[u32],
+        pad: u32,
+        rng: &mut impl Rng,
+        adapters: Option<&Adapters>,
+    ) -> Result<Vec<Generation>, LlmError> {
+        sampling.validate()?;
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if prompts.iter().any(Vec::is_empty) {
+            return Err(LlmError::Request("empty prompt".into()));
+        }
+        let b = prompts.len();
+        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let limit = self.config.max_position.min(16_384);
+        if width + sampling.max_new_tokens > limit {
+            return Err(LlmError::Request(format!(
+                "prompt of {width} tokens + {} new tokens exceeds the context of {limit}",
+                sampling.max_new_tokens
+            )));
+        }
+        let padded = prompts.iter().any(|p| p.len() != width);
+        let mut ids = Vec::with_capacity(b * width);
+        let mut positions = Vec::with_capacity(b * width);
+        let mut valid = Vec::with_capacity(b * width);
+        for p in prompts {
+            let pad_n = width - p.len();
+            ids.extend(std::iter::repeat_n(pad, pad_n).chain(p.iter().copied()));
+            positions.extend((0..width).map(|j| j.saturating_sub(pad_n)));
+            valid.extend((0..width).map(|j| j >= pad_n));
+        }
+        let mut input = Input {
+            ids,
+            batch: b,
+            seq: width,
+            positions,
+            key_valid: padded.then_some(valid),
+        };
+        let mut cache = KvCache::new();
+        let mut out: Vec<Generation> = (0..b)
+            .map(|_| Generation {
+                ids: Vec::new(),
+                stopped: false,
+            })
+            .collect();
+        let vocab = self.config.vocab_size;
+        for step in 0..sampling.max_new_tokens {
+            let hidden = self.forward(&input, Some(&mut cache), adapters, None);
+            let logits = self.last_logits(&input, hidden);
+            let banned = if step < sampling.min_new_tokens {
+                stop
+            } else {
+                &[]
+            };
+            let mut next = Vec::with_capacity(b);
+            for (r, g) in out.iter_mut().enumerate() {
+                if g.stopped {
+                    next.push(pad);
+                    continue;
+                }
+                let tok = sample_token(&logits[r * vocab..(r + 1) * vocab], sampling, banned, rng);
+                g.ids.push(tok);
+                g.stopped = stop.contains(&tok);
+                next.push(tok);
+            }
+            if out.iter().all(|g| g.stopped) || step + 1 == sampling.max_new_tokens {
+                break;
+            }
+            let key_valid = input.key_valid.take().map(|v| {
+                let s = cache.len;
+                let mut grown = Vec::with_capacity(b * (s + 1));
+                for r in 0..b {
+                    grown.extend_from_slice(&v[r * s..(r + 1) * s]);
+                    grown.push(true);
+                }
+                grown
+            });
+            input = Input {
+                ids: next,
+                batch: b,
+                seq: 1,
+                positions: prompts.iter().map(|p| p.len() + step).collect(),
+                key_valid,
+            };
+        }
+        Ok(out)
+    }
+
+    /// Per-token log-probabilities of each `(prompt, continuation)`, without gradients; rows
+    /// are right-padded into batches of at most `max_tokens` tokens in all.
+    pub fn score(
+        &self,
+        seqs: &[(Vec<u32>, Vec<u32>)],
+        adapters: Option<&Adapters>,
+        max_tokens: usize,
+    ) -> Result<Vec<TokenScores>, LlmError> {
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut start = 0;
+        while start < seqs.len() {
+            let mut end = start + 1;
+            let mut width = seqs[start].0.len() + seqs[start].1.len();
+            while end < seqs.len() {
+                let w = width.max(seqs[end].0.len() + seqs[end].1.len());
+                if w * (end + 1 - start) > max_tokens {
+                    break;
+                }
+                width = w;
+                end += 1;
+            }
+            let full: Vec<Vec<u32>> = seqs[start..end]
+                .iter()
+                .map(|(p, c)| p.iter().chain(c).copied().collect())
+                .collect();
+            let lp = self.token_logprobs(&full, adapters, None)?;
+            let rows = to_host(lp.tensor);
+            for (i, (p, _)) in seqs[start..end].iter().enumerate() {
+                let n = full[i].len() - 1;
+                out.push(TokenScores {
+                    prompt_len: p.len(),
+                    logprobs: rows[i * lp.width..i * lp.width + n].to_vec(),
+                });
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// `log p(token_t | tokens_<t)` of right-padded sequences as a tensor `[batch, width - 1]`
+    /// (padding positions hold garbage: mask them), differentiable through `adapters`.
+    pub fn token_logprobs(
+        &self,
+        seqs: &[Vec<u32>],
+        adapters: Option<&Adapters>,
+        dropout: Option<&mut DropoutMasks>,
+    ) -> Result<LogProbs, LlmError> {
+        if seqs.iter().any(|s| s.len() < 2) {
+            return Err(LlmError::Request(
+                "scoring needs at least two tokens per sequence".into(),
+            ));
+        }
+        let b = seqs.len();
+        let width = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        if width > self.config.max_position.min(16_384) {
+            return Err(LlmError::Request(format!(
+                "sequence of {width} tokens exceeds the context"
+            )));
+        }
+        let mut ids = Vec::with_capacity(b * width);
+        for s in seqs {
+            ids.extend(
+                s.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(0, width - s.len())),
+            );
+        }
+        let input = Input {
+            positions: (0..b).flat_map(|_| 0..width).collect(),
+            ids: ids.clone(),
+            batch: b,
+            seq: width,
+            key_valid: None,
+        };
+        let hidden = self.forward(&input, None, adapters, dropout);
+        let h = self.config.hidden_size;
+        let hidden = hidden.narrow(1, 0, width - 1).reshape([b * (width - 1), h]);
+        let logp = activation::log_softmax(self.logits(hidden), 1);
+        let targets: Vec<i64> = (0..b)
+            .flat_map(|r| (1..width).map(move |t| (r, t)))
+            .map(|(r, t)| i64::from(ids[r * width + t]))
+            .collect();
+        let targets = Tensor::<2, Int>::from_data(
+            TensorData::new(targets, [b * (width - 1), 1]),
+            self.device(),
+        );
+        let picked = logp.gather(1, targets).reshape([b, width - 1]);
+        Ok(LogProbs {
+            tensor: picked,
+            width: width - 1,
+        })
+    }
+}
+
+/// Per-token log-probabilities of a right-padded batch.
+#[derive(Debug, Clone)]
+pub struct LogProbs {
+    /// `[batch, width]`.
+    pub tensor: Tensor<2>,
+    /// Columns (`longest sequence - 1`).
+    pub width: usize,
+}

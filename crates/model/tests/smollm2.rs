@@ -1,0 +1,278 @@
+//! Golden tests of the LLM against Hugging Face transformers 5.24 (float32, same GGUF):
+//! `shared/fixtures/smollm2_reference.json`. Needs `just models`.
+
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use fpo_model::llm::{DEFAULT_LLM, Input, KvCache, LoadedModel, Message, Sampling, models_dir};
+use fpo_model::{BackendKind, device};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    std::env::var_os("FPO_FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"))
+}
+
+static REFERENCE: LazyLock<Value> = LazyLock::new(|| {
+    let path = fixtures().join("smollm2_reference.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (set FPO_FIXTURES_DIR)", path.display()));
+    serde_json::from_str(&text).unwrap()
+});
+
+static MODEL: LazyLock<LoadedModel> = LazyLock::new(|| {
+    let path = models_dir().join(DEFAULT_LLM);
+    let dev = device(BackendKind::Flex, false).unwrap();
+    LoadedModel::load(&path, &dev).unwrap_or_else(|e| panic!("{e} (run `just models`)"))
+});
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn chat_prompt() -> Vec<Message> {
+    vec![Message::new(
+        "user",
+        "What happens if you eat watermelon seeds?",
+    )]
+}
+
+#[test]
+fn token_ids_and_round_trip_match_transformers() {
+    let tok = &MODEL.tokenizer;
+    for case in ["plain", "unicode", "code", "chat"] {
+        let r = &REFERENCE["tokenization"][case];
+        let text = r["text"].as_str().unwrap();
+        assert_eq!(tok.encode(text, false).unwrap(), ids(&r["ids"]), "{case}");
+        assert_eq!(
+            tok.encode(text, true).unwrap(),
+            ids(&r["ids_default_add_special"]),
+            "{case} with special tokens"
+        );
+        let back = tok.decode(&ids(&r["ids"]), false).unwrap();
+        assert_eq!(back, text, "{case}: decode(encode(s)) == s");
+    }
+}
+
+#[test]
+fn chat_template_matches_transformers() {
+    let tok = &MODEL.tokenizer;
+    let rendered = tok.apply_chat_template(&chat_prompt(), true).unwrap();
+    assert_eq!(
+        rendered,
+        REFERENCE["chat_template_applied"].as_str().unwrap()
+    );
+    assert_eq!(
+        tok.encode_chat(&chat_prompt(), true).unwrap(),
+        ids(&REFERENCE["tokenization"]["chat"]["ids_apply_chat_template"])
+    );
+}
+
+/// Every one of the 49152 last-position logits within 1e-3 of transformers', the top-10 in the
+/// same order, and the log-sum-exp.
+#[test]
+fn last_position_logits_match_transformers() {
+    let prompt = ids(&REFERENCE["tokenization"]["chat"]["ids"]);
+    let logits = MODEL.model.next_logits(&prompt, None).unwrap();
+    let r = &REFERENCE["chat_last_logits"];
+    let want = floats(&r["logits"]);
+    assert_eq!(logits.len(), want.len());
+    let worst = logits
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (f64::from(*a) - b).abs())
+        .fold(0.0, f64::max);
+    eprintln!("max |logit - reference| = {worst:.2e}");
+    assert!(worst < 1e-3, "max |logit - reference| = {worst}");
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let top: Vec<u32> = order[..10].iter().map(|&i| i as u32).collect();
+    assert_eq!(top, ids(&r["top10_ids"]));
+    let max = logits.iter().copied().fold(f32::MIN, f32::max) as f64;
+    let lse = max
+        + logits
+            .iter()
+            .map(|&l| (f64::from(l) - max).exp())
+            .sum::<f64>()
+            .ln();
+    assert!(
+        (lse - r["logsumexp"].as_f64().unwrap()).abs() < 1e-3,
+        "logsumexp {lse}"
+    );
+}
+
+#[test]
+fn greedy_continuation_matches_transformers() {
+    let prompt = ids(&REFERENCE["tokenization"]["chat"]["ids"]);
+    let tok = &MODEL.tokenizer;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let out = MODEL
+        .model
+        .generate(
+            &[prompt],
+            &Sampling::greedy(32),
+            &tok.eos,
+            tok.pad,
+            &mut rng,
+            None,
+        )
+        .unwrap();
+    assert_eq!(out[0].ids, ids(&REFERENCE["greedy_32"]["new_ids"]));
+    assert_eq!(
+        tok.decode(&out[0].ids, true).unwrap(),
+        REFERENCE["greedy_32"]["text"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn nll_matches_transformers() {
+    let prompt = ids(&REFERENCE["tokenization"]["chat"]["ids"]);
+    let cont = ids(&REFERENCE["greedy_32"]["new_ids"]);
+    let s = &MODEL.model.score(&[(prompt, cont)], None, 4096).unwrap()[0];
+    let r = &REFERENCE["nll"];
+    assert_eq!(s.logprobs.len(), 69);
+    let all = r["mean_nll_all_predicted_tokens(prompt[1:]+continuation)"]
+        .as_f64()
+        .unwrap();
+    let cont = r["mean_nll_continuation_only"].as_f64().unwrap();
+    assert!(
+        (s.mean_nll() - all).abs() < 1e-3,
+        "{} vs {all}",
+        s.mean_nll()
+    );
+    assert!(
+        (s.continuation_mean_nll() - cont).abs() < 1e-3,
+        "{} vs {cont}",
+        s.continuation_mean_nll()
+    );
+    let per = floats(&r["per_token_nll"]);
+    for (i, (a, b)) in s.logprobs.iter().zip(&per).enumerate() {
+        assert!(
+            (-f64::from(*a) - b).abs() < 2e-3,
+            "token {i}: {} vs {b}",
+            -a
+        );
+    }
+}
+
+/// Prefill then one token at a time through the KV cache gives the logits of one full forward.
+#[test]
+fn cached_decoding_equals_full_forward() {
+    let m = &MODEL.model;
+    let seq = ids(&REFERENCE["tokenization"]["plain"]["ids"]);
+    let full = m.next_logits(&seq, None).unwrap();
+    let mut cache = KvCache::new();
+    let split = seq.len() - 4;
+    m.forward(
+        &Input::single(&seq[..split], 0),
+        Some(&mut cache),
+        None,
+        None,
+    );
+    for (i, &t) in seq[split..seq.len() - 1].iter().enumerate() {
+        m.forward(
+            &Input::single(&[t], split + i),
+            Some(&mut cache),
+            None,
+            None,
+        );
+    }
+    let last = seq.len() - 1;
+    let h = m.forward(
+        &Input::single(&seq[last..], last),
+        Some(&mut cache),
+        None,
+        None,
+    );
+    let cached: Vec<f32> = m
+        .logits(h.reshape([1, m.config.hidden_size]))
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    let worst = full
+        .iter()
+        .zip(&cached)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 1e-3, "cached vs full: {worst}");
+}
+
+/// Left-padded batched greedy generation gives each prompt's unbatched continuation.
+#[test]
+fn batched_generation_equals_one_by_one() {
+    let tok = &MODEL.tokenizer;
+    let prompts: Vec<Vec<u32>> = [
+        "Name a colour.",
+        "Write one sentence about the sea and the sky.",
+    ]
+    .iter()
+    .map(|p| tok.encode_chat(&[Message::new("user", p)], true).unwrap())
+    .collect();
+    assert_ne!(prompts[0].len(), prompts[1].len());
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let g = Sampling::greedy(12);
+    let batched = MODEL
+        .model
+        .generate(&prompts, &g, &tok.eos, tok.pad, &mut rng, None)
+        .unwrap();
+    for (p, b) in prompts.iter().zip(&batched) {
+        let one = MODEL
+            .model
+            .generate(
+                std::slice::from_ref(p),
+                &g,
+                &tok.eos,
+                tok.pad,
+                &mut rng,
+                None,
+            )
+            .unwrap();
+        assert_eq!(one[0].ids, b.ids);
+    }
+}
+
+/// Sampling is a function of the seed.
+#[test]
+fn seeded_sampling_is_deterministic() {
+    let tok = &MODEL.tokenizer;
+    let p = tok.encode_chat(&chat_prompt(), true).unwrap();
+    let s = Sampling {
+        max_new_tokens: 10,
+        min_new_tokens: 10,
+        temperature: 0.9,
+        top_p: 0.9,
+    };
+    let run = |seed| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        MODEL
+            .model
+            .generate(
+                &[p.clone(), p.clone()],
+                &s,
+                &tok.eos,
+                tok.pad,
+                &mut rng,
+                None,
+            )
+            .unwrap()
+    };
+    let (a, b, c) = (run(1), run(1), run(2));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert!(a.iter().all(|g| g.ids.len() == 10 && !g.stopped));
+}
