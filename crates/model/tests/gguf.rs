@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::Writer;
 use fpo_model::gguf::{GgmlType, Gguf, GgufError, Value, dequantize, unpermute_qk};
 
 fn fixtures() -> PathBuf {
@@ -46,86 +49,6 @@ fn dequantisation_matches_gguf_py_on_smollm2_blocks() {
             .map(|v| v.as_f64().unwrap() as f32)
             .collect();
         assert_eq!(ours, theirs, "{name}");
-    }
-}
-
-/// A GGUF v3 writer for tests.
-struct Writer {
-    kv: Vec<u8>,
-    n_kv: u64,
-    infos: Vec<u8>,
-    data: Vec<u8>,
-    n_tensors: u64,
-}
-
-impl Writer {
-    fn new() -> Self {
-        Self {
-            kv: Vec::new(),
-            n_kv: 0,
-            infos: Vec::new(),
-            data: Vec::new(),
-            n_tensors: 0,
-        }
-    }
-    fn string(buf: &mut Vec<u8>, s: &str) {
-        buf.extend((s.len() as u64).to_le_bytes());
-        buf.extend(s.as_bytes());
-    }
-    fn kv_u32(&mut self, k: &str, v: u32) {
-        Self::string(&mut self.kv, k);
-        self.kv.extend(4u32.to_le_bytes());
-        self.kv.extend(v.to_le_bytes());
-        self.n_kv += 1;
-    }
-    fn kv_f32(&mut self, k: &str, v: f32) {
-        Self::string(&mut self.kv, k);
-        self.kv.extend(6u32.to_le_bytes());
-        self.kv.extend(v.to_le_bytes());
-        self.n_kv += 1;
-    }
-    fn kv_str(&mut self, k: &str, v: &str) {
-        Self::string(&mut self.kv, k);
-        self.kv.extend(8u32.to_le_bytes());
-        Self::string(&mut self.kv, v);
-        self.n_kv += 1;
-    }
-    fn kv_strs(&mut self, k: &str, v: &[&str]) {
-        Self::string(&mut self.kv, k);
-        self.kv.extend(9u32.to_le_bytes());
-        self.kv.extend(8u32.to_le_bytes());
-        self.kv.extend((v.len() as u64).to_le_bytes());
-        for s in v {
-            Self::string(&mut self.kv, s);
-        }
-        self.n_kv += 1;
-    }
-    fn tensor(&mut self, name: &str, dims: &[u64], ty: u32, bytes: &[u8]) {
-        while !self.data.len().is_multiple_of(32) {
-            self.data.push(0);
-        }
-        Self::string(&mut self.infos, name);
-        self.infos.extend((dims.len() as u32).to_le_bytes());
-        for d in dims {
-            self.infos.extend(d.to_le_bytes());
-        }
-        self.infos.extend(ty.to_le_bytes());
-        self.infos.extend((self.data.len() as u64).to_le_bytes());
-        self.data.extend(bytes);
-        self.n_tensors += 1;
-    }
-    fn finish(self) -> Vec<u8> {
-        let mut out = b"GGUF".to_vec();
-        out.extend(3u32.to_le_bytes());
-        out.extend(self.n_tensors.to_le_bytes());
-        out.extend(self.n_kv.to_le_bytes());
-        out.extend(self.kv);
-        out.extend(self.infos);
-        while !out.len().is_multiple_of(32) {
-            out.push(0);
-        }
-        out.extend(self.data);
-        out
     }
 }
 

@@ -233,6 +233,25 @@ impl Llama {
         })
     }
 
+    /// A copy with the adapters folded into the weights (`W + scale * A B`): same outputs as
+    /// `forward(.., Some(adapters), ..)` without dropout, at the cost of one plain forward.
+    pub fn merged(&self, adapters: &Adapters) -> Self {
+        let mut out = self.clone();
+        let fold = |w: &mut Tensor<2>, pair: &Option<LoraPair>| {
+            if let Some(p) = pair {
+                let delta = p.a.val().detach().matmul(p.b.val().detach()) * adapters.scale;
+                *w = w.clone() + delta;
+            }
+        };
+        for (blk, l) in out.blocks.iter_mut().zip(&adapters.layers) {
+            fold(&mut blk.wq, &l.q);
+            fold(&mut blk.wk, &l.k);
+            fold(&mut blk.wv, &l.v);
+            fold(&mut blk.wo, &l.o);
+        }
+        out
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         &self.device

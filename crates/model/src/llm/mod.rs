@@ -20,6 +20,7 @@ pub mod weights;
 
 pub use config::LlamaConfig;
 pub use decoder::{Input, KvCache, Llama};
+pub use generate::LogProbs;
 pub use generate::{Generation, Sampling, TokenScores};
 pub use lora::{Adapters, LoraConfig};
 pub use tokenizer::{Message, TextTokenizer};
