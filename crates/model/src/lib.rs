@@ -4,10 +4,12 @@
 //!   cargo features).
 //! - [`toy_mlp`]: the neural-network toy's reward model as burn tensor ops, the reference the
 //!   hand-written `f64` version in `fpo::toy::mlp` is checked against.
+//! - [`encoder`]: the BERT sentence encoder of the reward model (all-MiniLM-L6-v2).
 //! - [`gguf`]: the GGUF reader (metadata, tensors, dequantisation).
 //! - [`llm`]: the Llama-family LLM: weights, tokenizer, decoder, LoRA, generation.
 
 pub mod backend;
+pub mod encoder;
 pub mod gguf;
 pub mod llm;
 pub mod toy_mlp;

@@ -140,6 +140,17 @@ impl WeightSource {
                 }
                 Ok(HostTensor { data, shape })
             }
+            Self::Safetensors { .. } => self.get_raw(hf_name),
+        }
+    }
+
+    /// A tensor of a safetensors checkpoint by its stored name, as `f32`.
+    pub fn get_raw(&self, hf_name: &str) -> Result<HostTensor, LlmError> {
+        match self {
+            Self::Gguf(g) => Err(LlmError::Unsupported {
+                path: g.path().to_owned(),
+                what: format!("raw tensor access to `{hf_name}` in a GGUF file"),
+            }),
             Self::Safetensors { files, index } => {
                 let missing = || LlmError::Tensor {
                     path: files.first().map(|f| f.0.clone()).unwrap_or_default(),
