@@ -28,8 +28,7 @@ fn peak_rss_gb() -> f64 {
 fn main() {
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
     let path = models_dir().join(DEFAULT_LLM);
-    let dev = device(BackendKind::Flex, false).unwrap();
-    let m = LoadedModel::load(&path, &dev).unwrap_or_else(|e| panic!("{e}"));
+    let m = LoadedModel::load(&path, BackendKind::Flex, false).unwrap_or_else(|e| panic!("{e}"));
     let tok = &m.tokenizer;
     let prompt = tok
         .encode_chat(
@@ -85,7 +84,7 @@ fn main() {
 
     // One LoRA step: NLL of a 160-token sequence, backward, on the autodiff device.
     let ad = device(BackendKind::Flex, true).unwrap();
-    let train = LoadedModel::load(&path, &ad).unwrap();
+    let train = LoadedModel::load_on(&path, &ad, false).unwrap();
     let adapters = Adapters::new(&LoraConfig::default(), &train.config, 0, &ad).unwrap();
     let seq: Vec<u32> = (0..160).map(|i| prompt[i % prompt.len()]).collect();
     let mut step = f64::MAX;

@@ -413,6 +413,11 @@ impl Gguf {
         self.bytes.get(start..end).ok_or_else(truncated)
     }
 
+    /// The raw bytes of a tensor (its blocks, for quantised types).
+    pub fn tensor_data(&self, name: &str) -> Result<&[u8], GgufError> {
+        self.tensor_bytes(self.tensor(name)?)
+    }
+
     /// A tensor dequantised to `f32`, row-major (see the module docs).
     pub fn dequantize(&self, name: &str) -> Result<Vec<f32>, GgufError> {
         let t = self.tensor(name)?;

@@ -158,7 +158,7 @@ fn gguf_bytes(w: &Weights) -> Vec<u8> {
 fn from_hf(dir: &Path, dev: &burn::tensor::Device) -> Llama {
     let config = LlamaConfig::from_hf_config(&dir.join("config.json")).unwrap();
     let src = WeightSource::safetensors_dir(dir).unwrap();
-    Llama::from_source(&config, &src, dir, dev).unwrap()
+    Llama::from_source(&config, &src, dir, dev, true).unwrap()
 }
 
 fn all_logits(m: &Llama, ids: &[u32], adapters: Option<&Adapters>) -> Vec<f32> {
@@ -319,6 +319,7 @@ fn safetensors_and_gguf_give_the_model_of_the_naive_reference() {
         &WeightSource::Gguf(Box::new(g)),
         Path::new("tiny.gguf"),
         &dev,
+        true,
     )
     .unwrap();
 
@@ -346,7 +347,7 @@ fn a_wrong_shape_or_missing_tensor_is_named() {
     let config = LlamaConfig::from_hf_config(&dir.path().join("config.json")).unwrap();
     let src = WeightSource::safetensors_dir(dir.path()).unwrap();
     let dev = device(BackendKind::Flex, false).unwrap();
-    let err = Llama::from_source(&config, &src, dir.path(), &dev)
+    let err = Llama::from_source(&config, &src, dir.path(), &dev, true)
         .unwrap_err()
         .to_string();
     assert!(
@@ -358,7 +359,7 @@ fn a_wrong_shape_or_missing_tensor_is_named() {
     w[0].1 = vec![H, V];
     write_hf(dir.path(), &w);
     let src = WeightSource::safetensors_dir(dir.path()).unwrap();
-    let err = Llama::from_source(&config, &src, dir.path(), &dev)
+    let err = Llama::from_source(&config, &src, dir.path(), &dev, true)
         .unwrap_err()
         .to_string();
     assert!(

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
+use fpo_model::BackendKind;
 use fpo_model::llm::{DEFAULT_LLM, Input, KvCache, LoadedModel, Message, Sampling, models_dir};
-use fpo_model::{BackendKind, device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -25,8 +25,8 @@ static REFERENCE: LazyLock<Value> = LazyLock::new(|| {
 
 static MODEL: LazyLock<LoadedModel> = LazyLock::new(|| {
     let path = models_dir().join(DEFAULT_LLM);
-    let dev = device(BackendKind::Flex, false).unwrap();
-    LoadedModel::load(&path, &dev).unwrap_or_else(|e| panic!("{e} (run `just models`)"))
+    LoadedModel::load(&path, BackendKind::Flex, false)
+        .unwrap_or_else(|e| panic!("{e} (run `just models`)"))
 });
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -87,8 +87,19 @@ fn chat_template_matches_transformers() {
 /// same order, and the log-sum-exp.
 #[test]
 fn last_position_logits_match_transformers() {
+    assert!(MODEL.model.has_quantized_inference());
+    check_logits(&MODEL.model);
+}
+
+/// The same through the f32 weights (the differentiable path, and the one GPUs take).
+#[test]
+fn last_position_logits_match_transformers_through_f32_weights() {
+    check_logits(&MODEL.model.without_quantized());
+}
+
+fn check_logits(model: &fpo_model::llm::Llama) {
     let prompt = ids(&REFERENCE["tokenization"]["chat"]["ids"]);
-    let logits = MODEL.model.next_logits(&prompt, None).unwrap();
+    let logits = model.next_logits(&prompt, None).unwrap();
     let r = &REFERENCE["chat_last_logits"];
     let want = floats(&r["logits"]);
     assert_eq!(logits.len(), want.len());

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use fpo_model::BackendKind;
 use fpo_model::llm::{DEFAULT_LLM, LoadedModel, Message, Sampling, models_dir};
-use fpo_model::{BackendKind, device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -90,8 +90,7 @@ fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
         .model
         .clone()
         .unwrap_or_else(|| models_dir().join(DEFAULT_LLM));
-    let dev = device(args.backend, false)?;
-    let model = LoadedModel::load(&path, &dev)?;
+    let model = LoadedModel::load(&path, args.backend, false)?;
     let prompt_ids = if args.chat {
         model
             .tokenizer

@@ -11,6 +11,7 @@ use std::path::Path;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation};
 
 use super::lora::{Adapters, DropoutMasks, LoraPair};
+use super::quant::QMatrix;
 use super::weights::{HostTensor, WeightSource};
 use super::{LlamaConfig, LlmError};
 
@@ -32,6 +33,24 @@ struct Block {
     w_down: Tensor<2>,
 }
 
+/// The projections of one block in their GGUF blocks (CPU inference only).
+#[derive(Debug, Clone)]
+struct QBlock {
+    q: QMatrix,
+    k: QMatrix,
+    v: QMatrix,
+    o: QMatrix,
+    gate: QMatrix,
+    up: QMatrix,
+    down: QMatrix,
+}
+
+#[derive(Debug, Clone)]
+struct Quantized {
+    blocks: Vec<QBlock>,
+    head: QMatrix,
+}
+
 /// A Llama-family decoder on one device.
 #[derive(Debug, Clone)]
 pub struct Llama {
@@ -44,6 +63,8 @@ pub struct Llama {
     cos: Tensor<2>,
     sin: Tensor<2>,
     device: Device,
+    /// Quantised copies of the projections for gradient-free CPU inference (GGUF models).
+    quantized: Option<std::sync::Arc<Quantized>>,
 }
 
 /// Keys and values of earlier positions, per layer (`[batch, kv_heads, len, head_dim]`).
@@ -117,15 +138,14 @@ fn rms_norm<const D: usize>(x: Tensor<D>, weight: &Tensor<1>, eps: f64) -> Tenso
     (x / rms) * weight.clone().unsqueeze()
 }
 
-/// `x @ w` plus the LoRA update `scale * drop(x) @ a @ b`.
+/// `base` (`x @ w`) plus the LoRA update `scale * drop(x) @ a @ b`.
 fn project(
+    base: Tensor<2>,
     x: Tensor<2>,
-    w: &Tensor<2>,
     lora: Option<&LoraPair>,
     scale: f64,
     drop: Option<Tensor<2>>,
 ) -> Tensor<2> {
-    let base = x.clone().matmul(w.clone());
     match lora {
         None => base,
         Some(pair) => {
@@ -139,12 +159,15 @@ fn project(
 }
 
 impl Llama {
-    /// Builds the decoder from a weight source.
+    /// Builds the decoder from a weight source. With `quantized_cpu`, a GGUF model whose
+    /// projections are Q4_0/Q4_1/Q8_0 also keeps them in their blocks, and gradient-free
+    /// inference (generation, scoring) multiplies from those on the CPU (see [`super::quant`]).
     pub fn from_source(
         config: &LlamaConfig,
         source: &WeightSource,
         path: &Path,
         device: &Device,
+        quantized_cpu: bool,
     ) -> Result<Self, LlmError> {
         let get = |name: &str, shape: &[usize]| -> Result<HostTensor, LlmError> {
             let t = source.get(name, config)?;
@@ -221,7 +244,12 @@ impl Llama {
             embed.clone().transpose()
         };
         let (cos, sin) = rope_tables(c, device);
+        let quantized = match source {
+            WeightSource::Gguf(g) if quantized_cpu => quantized(g, c)?.map(std::sync::Arc::new),
+            _ => None,
+        };
         Ok(Self {
+            quantized,
             config: config.clone(),
             embed,
             blocks,
@@ -263,9 +291,44 @@ impl Llama {
     pub fn forward(
         &self,
         input: &Input,
+        cache: Option<&mut KvCache>,
+        adapters: Option<&Adapters>,
+        dropout: Option<&mut DropoutMasks>,
+    ) -> Tensor<3> {
+        self.run(input, cache, adapters, dropout, None)
+    }
+
+    /// [`Llama::forward`] without gradients through the base weights: on a CPU, with a
+    /// quantised GGUF model, the projections multiply from their blocks.
+    pub fn forward_inference(
+        &self,
+        input: &Input,
+        cache: Option<&mut KvCache>,
+        adapters: Option<&Adapters>,
+    ) -> Tensor<3> {
+        self.run(input, cache, adapters, None, self.quantized.as_deref())
+    }
+
+    /// Whether gradient-free inference multiplies from quantised blocks.
+    pub fn has_quantized_inference(&self) -> bool {
+        self.quantized.is_some()
+    }
+
+    /// A copy that always multiplies by the f32 weights (for comparisons).
+    pub fn without_quantized(&self) -> Self {
+        Self {
+            quantized: None,
+            ..self.clone()
+        }
+    }
+
+    fn run(
+        &self,
+        input: &Input,
         mut cache: Option<&mut KvCache>,
         adapters: Option<&Adapters>,
         mut dropout: Option<&mut DropoutMasks>,
+        quant: Option<&Quantized>,
     ) -> Tensor<3> {
         let c = &self.config;
         let (b, t) = (input.batch, input.seq);
@@ -301,26 +364,31 @@ impl Llama {
         let scale_attn = 1.0 / (hd as f64).sqrt();
         for (li, blk) in self.blocks.iter().enumerate() {
             let lora = adapters.map(|a| &a.layers[li]);
+            let qb = quant.map(|q| &q.blocks[li]);
+            let base = |x: &Tensor<2>, w: &Tensor<2>, q: Option<&QMatrix>| match q {
+                Some(q) => self.qmatmul(x, q),
+                None => x.clone().matmul(w.clone()),
+            };
             let scale = adapters.map_or(0.0, |a| a.scale);
             let xn = rms_norm(x.clone(), &blk.attn_norm, c.rms_eps);
             let mut drop = |cols: usize| dropout.as_deref_mut().map(|d| d.next(cols));
             let q = project(
+                base(&xn, &blk.wq, qb.map(|b| &b.q)),
                 xn.clone(),
-                &blk.wq,
                 lora.and_then(|l| l.q.as_ref()),
                 scale,
                 drop(c.hidden_size),
             );
             let k = project(
+                base(&xn, &blk.wk, qb.map(|b| &b.k)),
                 xn.clone(),
-                &blk.wk,
                 lora.and_then(|l| l.k.as_ref()),
                 scale,
                 drop(c.hidden_size),
             );
             let v = project(
+                base(&xn, &blk.wv, qb.map(|b| &b.v)),
                 xn,
-                &blk.wv,
                 lora.and_then(|l| l.v.as_ref()),
                 scale,
                 drop(c.hidden_size),
@@ -354,16 +422,16 @@ impl Llama {
             let att = activation::softmax(scores, 3).matmul(v);
             let att = att.swap_dims(1, 2).reshape([b * t, nh * hd]);
             x = x + project(
+                base(&att, &blk.wo, qb.map(|b| &b.o)),
                 att,
-                &blk.wo,
                 lora.and_then(|l| l.o.as_ref()),
                 scale,
                 drop(nh * hd),
             );
             let xn = rms_norm(x.clone(), &blk.ffn_norm, c.rms_eps);
-            let gate = activation::silu(xn.clone().matmul(blk.w_gate.clone()));
-            let up = xn.matmul(blk.w_up.clone());
-            x = x + (gate * up).matmul(blk.w_down.clone());
+            let gate = activation::silu(base(&xn, &blk.w_gate, qb.map(|b| &b.gate)));
+            let up = base(&xn, &blk.w_up, qb.map(|b| &b.up));
+            x = x + base(&(gate * up), &blk.w_down, qb.map(|b| &b.down));
         }
         if let Some(cache) = cache {
             cache.len += t;
@@ -374,6 +442,29 @@ impl Llama {
     /// Logits of hidden states `[n, hidden]` -> `[n, vocab]`.
     pub fn logits(&self, hidden: Tensor<2>) -> Tensor<2> {
         hidden.matmul(self.head.clone())
+    }
+
+    /// [`Llama::logits`] without gradients (from the quantised head where there is one).
+    pub fn logits_inference(&self, hidden: Tensor<2>) -> Tensor<2> {
+        match &self.quantized {
+            Some(q) => self.qmatmul(&hidden, &q.head),
+            None => self.logits(hidden),
+        }
+    }
+
+    fn qmatmul(&self, x: &Tensor<2>, q: &QMatrix) -> Tensor<2> {
+        let [n, _] = x.dims();
+        let host: Vec<f32> = x
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec()
+            .expect("f32 after convert");
+        let y = q.matmul(&host, n);
+        Tensor::from_data(
+            TensorData::new(y, [n, q.rows()]),
+            (&self.device, DType::F32),
+        )
     }
 
     /// The additive attention mask `[batch, 1, seq, past + seq]`, or `None` when nothing is
@@ -400,6 +491,47 @@ impl Llama {
             (&self.device, DType::F32),
         ))
     }
+}
+
+/// The quantised projections of a GGUF model, if every one of them is in a block type
+/// [`QMatrix`] multiplies from.
+fn quantized(g: &crate::gguf::Gguf, c: &LlamaConfig) -> Result<Option<Quantized>, LlmError> {
+    let head_name = if c.tie_embeddings {
+        "token_embd.weight"
+    } else {
+        "output.weight"
+    };
+    let Some(head) = QMatrix::from_gguf(g, head_name, None)? else {
+        return Ok(None);
+    };
+    let mut blocks = Vec::with_capacity(c.num_layers);
+    for i in 0..c.num_layers {
+        let m = |n: &str, heads: Option<usize>| {
+            QMatrix::from_gguf(g, &format!("blk.{i}.{n}.weight"), heads)
+        };
+        let parts = (
+            m("attn_q", Some(c.num_heads))?,
+            m("attn_k", Some(c.num_kv_heads))?,
+            m("attn_v", None)?,
+            m("attn_output", None)?,
+            m("ffn_gate", None)?,
+            m("ffn_up", None)?,
+            m("ffn_down", None)?,
+        );
+        let (Some(q), Some(k), Some(v), Some(o), Some(gate), Some(up), Some(down)) = parts else {
+            return Ok(None);
+        };
+        blocks.push(QBlock {
+            q,
+            k,
+            v,
+            o,
+            gate,
+            up,
+            down,
+        });
+    }
+    Ok(Some(Quantized { blocks, head }))
 }
 
 /// Rotate-half RoPE (Hugging Face's layout) of `[b, heads, t, hd]` with per-token tables.

@@ -155,7 +155,7 @@ impl Llama {
     fn last_logits(&self, input: &Input, hidden: Tensor<3>) -> Vec<f32> {
         let h = self.config.hidden_size;
         let last = hidden.narrow(1, input.seq - 1, 1).reshape([input.batch, h]);
-        to_host(self.logits(last))
+        to_host(self.logits_inference(last))
     }
 
     /// Next-token logits after `prompt` (`vocab` values).
@@ -168,7 +168,7 @@ impl Llama {
             return Err(LlmError::Request("empty prompt".into()));
         }
         let input = Input::single(prompt, 0);
-        let hidden = self.forward(&input, None, adapters, None);
+        let hidden = self.forward_inference(&input, None, adapters);
         Ok(self.last_logits(&input, hidden))
     }
 
@@ -224,7 +224,7 @@ impl Llama {
             .collect();
         let vocab = self.config.vocab_size;
         for step in 0..sampling.max_new_tokens {
-            let hidden = self.forward(&input, Some(&mut cache), adapters, None);
+            let hidden = self.forward_inference(&input, Some(&mut cache), adapters);
             let logits = self.last_logits(&input, hidden);
             let banned = if step < sampling.min_new_tokens {
                 stop
@@ -290,7 +290,7 @@ impl Llama {
                 .iter()
                 .map(|(p, c)| p.iter().chain(c).copied().collect())
                 .collect();
-            let lp = self.token_logprobs(&full, adapters, None)?;
+            let lp = self.logprobs_impl(&full, adapters, None, true)?;
             let rows = to_host(lp.tensor);
             for (i, (p, _)) in seqs[start..end].iter().enumerate() {
                 let n = full[i].len() - 1;
@@ -311,6 +311,16 @@ impl Llama {
         seqs: &[Vec<u32>],
         adapters: Option<&Adapters>,
         dropout: Option<&mut DropoutMasks>,
+    ) -> Result<LogProbs, LlmError> {
+        self.logprobs_impl(seqs, adapters, dropout, false)
+    }
+
+    fn logprobs_impl(
+        &self,
+        seqs: &[Vec<u32>],
+        adapters: Option<&Adapters>,
+        dropout: Option<&mut DropoutMasks>,
+        inference: bool,
     ) -> Result<LogProbs, LlmError> {
         if seqs.iter().any(|s| s.len() < 2) {
             return Err(LlmError::Request(
@@ -339,10 +349,17 @@ impl Llama {
             seq: width,
             key_valid: None,
         };
-        let hidden = self.forward(&input, None, adapters, dropout);
+        let (hidden, logits): (Tensor<3>, fn(&Self, Tensor<2>) -> Tensor<2>) = if inference {
+            (
+                self.forward_inference(&input, None, adapters),
+                Self::logits_inference,
+            )
+        } else {
+            (self.forward(&input, None, adapters, dropout), Self::logits)
+        };
         let h = self.config.hidden_size;
         let hidden = hidden.narrow(1, 0, width - 1).reshape([b * (width - 1), h]);
-        let logp = activation::log_softmax(self.logits(hidden), 1);
+        let logp = activation::log_softmax(logits(self, hidden), 1);
         let targets: Vec<i64> = (0..b)
             .flat_map(|r| (1..width).map(move |t| (r, t)))
             .map(|(r, t)| i64::from(ids[r * width + t]))

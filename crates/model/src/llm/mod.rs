@@ -6,6 +6,7 @@
 //! - [`weights`]: tensors by Hugging Face name from either file format.
 //! - [`decoder`]: the transformer ([`Llama`]) and its KV cache.
 //! - [`lora`]: trainable low-rank adapters on the attention projections.
+//! - [`quant`]: CPU matrix products straight from GGUF's quantised blocks (inference).
 //! - [`generate`]: sampling, generation and log-likelihood scoring.
 //! - [`tokenizer`]: BPE tokenizer and chat template.
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod decoder;
 pub mod generate;
 pub mod lora;
+pub mod quant;
 pub mod tokenizer;
 pub mod weights;
 

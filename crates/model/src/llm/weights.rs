@@ -8,6 +8,7 @@ use burn::tensor::Device;
 use safetensors::{Dtype, SafeTensors};
 
 use super::{LlamaConfig, LlmError, TextTokenizer, io_err};
+use crate::backend::BackendKind;
 use crate::gguf::{Gguf, unpermute_qk};
 use crate::llm::decoder::Llama;
 
@@ -204,8 +205,18 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    /// Loads a `.gguf` file or a Hugging Face folder onto `device`.
-    pub fn load(path: &Path, device: &Device) -> Result<Self, LlmError> {
+    /// Loads a `.gguf` file or a Hugging Face folder onto the device of `backend` (`autodiff`:
+    /// tracked for training). On a CPU backend a quantised GGUF model also keeps its blocks for
+    /// fast gradient-free inference.
+    pub fn load(path: &Path, backend: BackendKind, autodiff: bool) -> Result<Self, LlmError> {
+        let device = crate::backend::device(backend, autodiff)
+            .map_err(|e| LlmError::Request(e.to_string()))?;
+        let cpu = matches!(backend, BackendKind::Flex | BackendKind::Ndarray);
+        Self::load_on(path, &device, cpu)
+    }
+
+    /// Loads onto an existing device; `quantized_cpu` as in [`Llama::from_source`].
+    pub fn load_on(path: &Path, device: &Device, quantized_cpu: bool) -> Result<Self, LlmError> {
         if !path.exists() {
             return Err(LlmError::Missing {
                 path: path.to_owned(),
@@ -223,7 +234,7 @@ impl LoadedModel {
             (config, tokenizer, WeightSource::Gguf(Box::new(file)))
         };
         config.validate(path)?;
-        let model = Llama::from_source(&config, &source, path, device)?;
+        let model = Llama::from_source(&config, &source, path, device, quantized_cpu)?;
         Ok(Self {
             path: path.to_owned(),
             config,
