@@ -17,6 +17,9 @@ use super::{LlamaConfig, LlmError};
 
 /// Longest context the RoPE tables are built for (Llama 3.2 declares 131072).
 const MAX_ROPE_POSITIONS: usize = 16_384;
+/// Up to this many token rows, inference multiplies from the quantised blocks (bandwidth-bound
+/// decoding); above it, the f32 weights' matmul (compute-bound prefill) is faster.
+const QUANT_MAX_ROWS: usize = 8;
 /// Additive mask value of a hidden key (finite, so a fully masked row stays finite).
 const MASKED: f32 = -1e30;
 
@@ -366,8 +369,8 @@ impl Llama {
             let lora = adapters.map(|a| &a.layers[li]);
             let qb = quant.map(|q| &q.blocks[li]);
             let base = |x: &Tensor<2>, w: &Tensor<2>, q: Option<&QMatrix>| match q {
-                Some(q) => self.qmatmul(x, q),
-                None => x.clone().matmul(w.clone()),
+                Some(q) if x.dims()[0] <= QUANT_MAX_ROWS => self.qmatmul(x, q),
+                _ => x.clone().matmul(w.clone()),
             };
             let scale = adapters.map_or(0.0, |a| a.scale);
             let xn = rms_norm(x.clone(), &blk.attn_norm, c.rms_eps);
@@ -447,8 +450,8 @@ impl Llama {
     /// [`Llama::logits`] without gradients (from the quantised head where there is one).
     pub fn logits_inference(&self, hidden: Tensor<2>) -> Tensor<2> {
         match &self.quantized {
-            Some(q) => self.qmatmul(&hidden, &q.head),
-            None => self.logits(hidden),
+            Some(q) if hidden.dims()[0] <= QUANT_MAX_ROWS => self.qmatmul(&hidden, &q.head),
+            _ => self.logits(hidden),
         }
     }
 
