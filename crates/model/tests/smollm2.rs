@@ -287,3 +287,67 @@ fn seeded_sampling_is_deterministic() {
     assert_ne!(a, c);
     assert!(a.iter().all(|g| g.ids.len() == 10 && !g.stopped));
 }
+
+/// The GGUF's tokenizer exported as Hugging Face files and read back through the
+/// safetensors-checkpoint path gives the same ids and chat template.
+#[test]
+fn hugging_face_tokenizer_files_give_the_same_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    MODEL.tokenizer.write_hf_files(dir.path()).unwrap();
+    let hf = fpo_model::llm::TextTokenizer::from_hf_dir(dir.path()).unwrap();
+    for case in ["plain", "unicode", "code", "chat"] {
+        let r = &REFERENCE["tokenization"][case];
+        assert_eq!(
+            hf.encode(r["text"].as_str().unwrap(), true).unwrap(),
+            ids(&r["ids"]),
+            "{case}"
+        );
+    }
+    assert_eq!(hf.eos, MODEL.tokenizer.eos);
+    assert_eq!(
+        hf.encode_chat(&chat_prompt(), true).unwrap(),
+        ids(&REFERENCE["tokenization"]["chat"]["ids_apply_chat_template"])
+    );
+}
+
+/// Bad model files give errors that name the file and what is wrong.
+#[test]
+fn bad_model_files_are_named_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // Truncated GGUF.
+    let bytes = std::fs::read(models_dir().join(DEFAULT_LLM)).unwrap();
+    let cut = dir.path().join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = LoadedModel::load(&cut, BackendKind::Flex, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cut.gguf") && err.contains("truncated"),
+        "{err}"
+    );
+    // Missing file.
+    let err = LoadedModel::load(&dir.path().join("nope.gguf"), BackendKind::Flex, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nope.gguf") && err.contains("just models"),
+        "{err}"
+    );
+    // A Hugging Face folder without a tokenizer.
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"model_type": "llama", "vocab_size": 8, "hidden_size": 4, "intermediate_size": 8,
+            "num_hidden_layers": 1, "num_attention_heads": 2}"#,
+    )
+    .unwrap();
+    let err = LoadedModel::load(dir.path(), BackendKind::Flex, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tokenizer.json"), "{err}");
+    // An architecture that is not Llama.
+    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
+    let err = LoadedModel::load(dir.path(), BackendKind::Flex, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("config.json") && err.contains("gpt2"), "{err}");
+}

@@ -241,6 +241,25 @@ impl TextTokenizer {
         })
     }
 
+    /// Writes `tokenizer.json` and `tokenizer_config.json` (chat template, BOS/EOS/pad tokens)
+    /// into `dir`, as a Hugging Face folder carries them: the GGUF's tokenizer, exported.
+    pub fn write_hf_files(&self, dir: &Path) -> Result<(), LlmError> {
+        let tj = dir.join("tokenizer.json");
+        self.inner
+            .save(&tj, false)
+            .map_err(|e| tok_err(&tj, "writing", e))?;
+        let name = |id: Option<u32>| id.and_then(|i| self.inner.id_to_token(i));
+        let cfg = serde_json::json!({
+            "bos_token": name(self.bos),
+            "eos_token": name(self.eos.first().copied()),
+            "pad_token": name(Some(self.pad)),
+            "add_bos_token": self.add_bos,
+            "chat_template": self.chat_template,
+        });
+        let path = dir.join("tokenizer_config.json");
+        std::fs::write(&path, cfg.to_string()).map_err(super::io_err(&path))
+    }
+
     /// Token ids of `text`; `add_special` prepends BOS where the model asks for it.
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, LlmError> {
         let enc = self
