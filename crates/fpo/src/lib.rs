@@ -3,6 +3,7 @@
 //!
 //! - [`penalty`]: the variants as one abstraction over both loss forms (squared error and
 //!   Bradley-Terry against a reference sample); the toys use it now, the LLM loop will too.
+//! - [`reward`]: the LLM reward model's linear head on frozen features (Bradley-Terry fit, BCE step).
 //! - [`toy`]: the paper's two controlled environments (linear and neural-network reward models).
 //!
 //! This crate never parses TOML or CLI flags: its configs are plain `serde` structs that the
@@ -10,6 +11,7 @@
 
 pub mod error;
 pub mod penalty;
+pub mod reward;
 pub mod toy;
 
 pub use error::{Error, Result};
