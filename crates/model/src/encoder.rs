@@ -236,11 +236,7 @@ impl SentenceEncoder {
                 .map(|t| self.encode(t, max_len))
                 .collect::<Result<Vec<_>, _>>()?;
             let pooled = self.pool(&ids);
-            let vals: Vec<f32> = pooled
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec()
-                .expect("f32 after convert");
+            let vals = crate::llm::host_f32(pooled);
             out.extend(vals.chunks(self.hidden).map(<[f32]>::to_vec));
         }
         Ok(out)

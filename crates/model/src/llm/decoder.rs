@@ -457,12 +457,7 @@ impl Llama {
 
     fn qmatmul(&self, x: &Tensor<2>, q: &QMatrix) -> Tensor<2> {
         let [n, _] = x.dims();
-        let host: Vec<f32> = x
-            .clone()
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec()
-            .expect("f32 after convert");
+        let host = super::host_f32(x.clone());
         let y = q.matmul(&host, n);
         Tensor::from_data(
             TensorData::new(y, [n, q.rows()]),

@@ -96,13 +96,6 @@ fn mean_neg(v: &[f32]) -> f64 {
     -v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64
 }
 
-fn to_host(t: Tensor<2>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 after convert")
-}
-
 /// Picks the next token from one row of logits.
 pub fn sample_token(
     logits: &[f32],
@@ -155,7 +148,7 @@ impl Llama {
     fn last_logits(&self, input: &Input, hidden: Tensor<3>) -> Vec<f32> {
         let h = self.config.hidden_size;
         let last = hidden.narrow(1, input.seq - 1, 1).reshape([input.batch, h]);
-        to_host(self.logits_inference(last))
+        super::host_f32(self.logits_inference(last))
     }
 
     /// Next-token logits after `prompt` (`vocab` values).
@@ -291,7 +284,7 @@ impl Llama {
                 .map(|(p, c)| p.iter().chain(c).copied().collect())
                 .collect();
             let lp = self.logprobs_impl(&full, adapters, None, true)?;
-            let rows = to_host(lp.tensor);
+            let rows = super::host_f32(lp.tensor);
             for (i, (p, _)) in seqs[start..end].iter().enumerate() {
                 let n = full[i].len() - 1;
                 out.push(TokenScores {
