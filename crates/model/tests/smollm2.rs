@@ -351,3 +351,50 @@ fn bad_model_files_are_named_errors() {
         .to_string();
     assert!(err.contains("config.json") && err.contains("gpt2"), "{err}");
 }
+
+/// A decoding step through the quantised blocks (one token row) gives the f32 path's logits.
+#[test]
+fn quantised_decoding_step_matches_the_f32_weights() {
+    let m = &MODEL.model;
+    assert!(m.has_quantized_inference());
+    let seq = ids(&REFERENCE["tokenization"]["chat"]["ids"]);
+    let last = seq.len() - 1;
+    let mut logits = Vec::new();
+    for quantised in [true, false] {
+        let mut cache = KvCache::new();
+        m.forward(
+            &Input::single(&seq[..last], 0),
+            Some(&mut cache),
+            None,
+            None,
+        );
+        let step = Input::single(&seq[last..], last);
+        let h = if quantised {
+            m.forward_inference(&step, Some(&mut cache), None)
+        } else {
+            m.forward(&step, Some(&mut cache), None, None)
+        };
+        let h = h.reshape([1, m.config.hidden_size]);
+        let l = if quantised {
+            m.logits_inference(h)
+        } else {
+            m.logits(h)
+        };
+        logits.push(l.into_data().convert::<f32>().try_to_vec::<f32>().unwrap());
+    }
+    let worst = logits[0]
+        .iter()
+        .zip(&logits[1])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    eprintln!("quantised vs f32 decoding step: max |logit diff| = {worst:.2e}");
+    assert!(worst < 1e-3, "{worst}");
+    let want = floats(&REFERENCE["chat_last_logits"]["logits"]);
+    let vs_ref = logits[0]
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (f64::from(*a) - b).abs())
+        .fold(0.0, f64::max);
+    eprintln!("quantised decoding step vs transformers: {vs_ref:.2e}");
+    assert!(vs_ref < 1e-3, "{vs_ref}");
+}

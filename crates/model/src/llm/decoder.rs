@@ -39,12 +39,11 @@ struct Block {
 /// The projections of one block in their GGUF blocks (CPU inference only).
 #[derive(Debug, Clone)]
 struct QBlock {
-    q: QMatrix,
-    k: QMatrix,
-    v: QMatrix,
+    /// Q, K and V stacked.
+    qkv: QMatrix,
     o: QMatrix,
-    gate: QMatrix,
-    up: QMatrix,
+    /// Gate and up stacked.
+    gate_up: QMatrix,
     down: QMatrix,
 }
 
@@ -375,22 +374,39 @@ impl Llama {
             let scale = adapters.map_or(0.0, |a| a.scale);
             let xn = rms_norm(x.clone(), &blk.attn_norm, c.rms_eps);
             let mut drop = |cols: usize| dropout.as_deref_mut().map(|d| d.next(cols));
+            // With the quantised blocks, Q/K/V come from one stacked product.
+            let fused = qb
+                .filter(|_| b * t <= QUANT_MAX_ROWS)
+                .map(|qb| self.qmatmul(&xn, &qb.qkv));
+            let (qw, kvw) = (nh * hd, nkv * hd);
+            let (q_base, k_base, v_base) = match fused {
+                Some(f) => (
+                    f.clone().narrow(1, 0, qw),
+                    f.clone().narrow(1, qw, kvw),
+                    f.narrow(1, qw + kvw, kvw),
+                ),
+                None => (
+                    base(&xn, &blk.wq, None),
+                    base(&xn, &blk.wk, None),
+                    base(&xn, &blk.wv, None),
+                ),
+            };
             let q = project(
-                base(&xn, &blk.wq, qb.map(|b| &b.q)),
+                q_base,
                 xn.clone(),
                 lora.and_then(|l| l.q.as_ref()),
                 scale,
                 drop(c.hidden_size),
             );
             let k = project(
-                base(&xn, &blk.wk, qb.map(|b| &b.k)),
+                k_base,
                 xn.clone(),
                 lora.and_then(|l| l.k.as_ref()),
                 scale,
                 drop(c.hidden_size),
             );
             let v = project(
-                base(&xn, &blk.wv, qb.map(|b| &b.v)),
+                v_base,
                 xn,
                 lora.and_then(|l| l.v.as_ref()),
                 scale,
@@ -432,8 +448,15 @@ impl Llama {
                 drop(nh * hd),
             );
             let xn = rms_norm(x.clone(), &blk.ffn_norm, c.rms_eps);
-            let gate = activation::silu(base(&xn, &blk.w_gate, qb.map(|b| &b.gate)));
-            let up = base(&xn, &blk.w_up, qb.map(|b| &b.up));
+            let (gate, up) = match qb.filter(|_| b * t <= QUANT_MAX_ROWS) {
+                Some(qb) => {
+                    let f = self.qmatmul(&xn, &qb.gate_up);
+                    let i = c.intermediate_size;
+                    (f.clone().narrow(1, 0, i), f.narrow(1, i, i))
+                }
+                None => (base(&xn, &blk.w_gate, None), base(&xn, &blk.w_up, None)),
+            };
+            let gate = activation::silu(gate);
             x = x + base(&(gate * up), &blk.w_down, qb.map(|b| &b.down));
         }
         if let Some(cache) = cache {
@@ -519,13 +542,16 @@ fn quantized(g: &crate::gguf::Gguf, c: &LlamaConfig) -> Result<Option<Quantized>
         let (Some(q), Some(k), Some(v), Some(o), Some(gate), Some(up), Some(down)) = parts else {
             return Ok(None);
         };
+        let (Some(qkv), Some(gate_up)) = (
+            QMatrix::stack(vec![q, k, v]),
+            QMatrix::stack(vec![gate, up]),
+        ) else {
+            return Ok(None);
+        };
         blocks.push(QBlock {
-            q,
-            k,
-            v,
+            qkv,
             o,
-            gate,
-            up,
+            gate_up,
             down,
         });
     }

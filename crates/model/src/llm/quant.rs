@@ -112,6 +112,35 @@ impl QMatrix {
         }
     }
 
+    /// One matrix of `parts`' rows stacked (same width and block type): one product instead of
+    /// several over the same input (Q/K/V, gate/up).
+    pub fn stack(parts: Vec<QMatrix>) -> Option<Self> {
+        let first = parts.first()?;
+        let (cols, with_m) = (first.cols, first.m.is_some());
+        if parts
+            .iter()
+            .any(|p| p.cols != cols || p.m.is_some() != with_m)
+        {
+            return None;
+        }
+        let mut out = Self {
+            rows: 0,
+            cols,
+            q: Vec::new(),
+            d: Vec::new(),
+            m: with_m.then(Vec::new),
+        };
+        for p in parts {
+            out.rows += p.rows;
+            out.q.extend(p.q);
+            out.d.extend(p.d);
+            if let (Some(dst), Some(src)) = (out.m.as_mut(), p.m) {
+                dst.extend(src);
+            }
+        }
+        Some(out)
+    }
+
     /// Output width.
     pub fn rows(&self) -> usize {
         self.rows
