@@ -520,20 +520,23 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8]) -> Option<Vec<f32>> {
     })
 }
 
-/// Undoes llama.cpp's permutation of the rows of `attn_q`/`attn_k` (`rows x cols`, row-major),
-/// restoring Hugging Face's order for rotate-half RoPE. The converter maps HF row
-/// `h * d + half * d/2 + i` (head `h`, head dim `d`) to GGUF row `h * d + 2 i + half`.
-pub fn unpermute_qk(w: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec<f32> {
+/// The GGUF row that holds Hugging Face row `hf` of an `attn_q`/`attn_k` matrix with `rows` rows
+/// and `n_head` heads. llama.cpp's converter permutes the rows for its interleaved-pair RoPE: HF
+/// row `h * d + half * d/2 + i` (head `h`, head dim `d`) is GGUF row `h * d + 2 i + half`.
+pub fn permuted_qk_row(hf: usize, rows: usize, n_head: usize) -> usize {
     let d = rows / n_head;
+    let (h, r) = (hf / d, hf % d);
+    let (half, i) = (r / (d / 2), r % (d / 2));
+    h * d + 2 * i + half
+}
+
+/// Undoes llama.cpp's permutation of the rows of `attn_q`/`attn_k` (`rows x cols`, row-major),
+/// restoring Hugging Face's order for rotate-half RoPE (see [`permuted_qk_row`]).
+pub fn unpermute_qk(w: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec<f32> {
     let mut out = vec![0.0; rows * cols];
-    for h in 0..n_head {
-        for half in 0..2 {
-            for i in 0..d / 2 {
-                let hf = h * d + half * (d / 2) + i;
-                let gg = h * d + 2 * i + half;
-                out[hf * cols..(hf + 1) * cols].copy_from_slice(&w[gg * cols..(gg + 1) * cols]);
-            }
-        }
+    for hf in 0..rows {
+        let gg = permuted_qk_row(hf, rows, n_head);
+        out[hf * cols..(hf + 1) * cols].copy_from_slice(&w[gg * cols..(gg + 1) * cols]);
     }
     out
 }

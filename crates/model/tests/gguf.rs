@@ -1,24 +1,12 @@
 //! The GGUF reader: dequantisation against gguf-py's values for real SmolLM2 blocks, and a tiny
 //! GGUF file written in memory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod common;
 
-use common::Writer;
+use common::{Writer, fixtures};
 use fpo_model::gguf::{GgmlType, Gguf, GgufError, Value, dequantize, unpermute_qk};
-
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("FPO_FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
-    assert!(
-        dir.is_dir(),
-        "fixtures not found at {}: set FPO_FIXTURES_DIR",
-        dir.display()
-    );
-    dir
-}
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())

@@ -1,24 +1,16 @@
 //! Golden test of the sentence encoder against sentence-transformers 6.2
 //! (`shared/fixtures/minilm_reference.json`). Needs `just models`.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::fixture_json;
 use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::{DEFAULT_ENCODER, models_dir};
 use fpo_model::{BackendKind, device};
-use serde_json::Value;
-
-fn reference() -> Value {
-    let dir = std::env::var_os("FPO_FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
-    serde_json::from_str(&std::fs::read_to_string(dir.join("minilm_reference.json")).unwrap())
-        .unwrap()
-}
 
 #[test]
 fn token_ids_exact_and_embeddings_within_1e_4() {
-    let r = reference();
+    let r = fixture_json("minilm_reference.json");
     let dev = device(BackendKind::Flex, false).unwrap();
     let enc = SentenceEncoder::load(&models_dir().join(DEFAULT_ENCODER), &dev)
         .unwrap_or_else(|e| panic!("{e} (run `just models`)"));

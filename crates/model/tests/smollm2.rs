@@ -1,8 +1,11 @@
 //! Golden tests of the LLM against Hugging Face transformers 5.24 (float32, same GGUF):
 //! `shared/fixtures/smollm2_reference.json`. Needs `just models`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::LazyLock;
+
+use common::fixture_json;
 
 use fpo_model::BackendKind;
 use fpo_model::llm::{DEFAULT_LLM, Input, KvCache, LoadedModel, Message, Sampling, models_dir};
@@ -10,18 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    std::env::var_os("FPO_FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"))
-}
-
-static REFERENCE: LazyLock<Value> = LazyLock::new(|| {
-    let path = fixtures().join("smollm2_reference.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (set FPO_FIXTURES_DIR)", path.display()));
-    serde_json::from_str(&text).unwrap()
-});
+static REFERENCE: LazyLock<Value> = LazyLock::new(|| fixture_json("smollm2_reference.json"));
 
 static MODEL: LazyLock<LoadedModel> = LazyLock::new(|| {
     let path = models_dir().join(DEFAULT_LLM);

@@ -366,18 +366,19 @@ impl Llama {
         let scale_attn = 1.0 / (hd as f64).sqrt();
         for (li, blk) in self.blocks.iter().enumerate() {
             let lora = adapters.map(|a| &a.layers[li]);
-            let qb = quant.map(|q| &q.blocks[li]);
+            // The quantised blocks serve this call only for few token rows (see QUANT_MAX_ROWS).
+            let qb = quant
+                .filter(|_| b * t <= QUANT_MAX_ROWS)
+                .map(|q| &q.blocks[li]);
             let base = |x: &Tensor<2>, w: &Tensor<2>, q: Option<&QMatrix>| match q {
-                Some(q) if x.dims()[0] <= QUANT_MAX_ROWS => self.qmatmul(x, q),
-                _ => x.clone().matmul(w.clone()),
+                Some(q) => self.qmatmul(x, q),
+                None => x.clone().matmul(w.clone()),
             };
             let scale = adapters.map_or(0.0, |a| a.scale);
             let xn = rms_norm(x.clone(), &blk.attn_norm, c.rms_eps);
             let mut drop = |cols: usize| dropout.as_deref_mut().map(|d| d.next(cols));
             // With the quantised blocks, Q/K/V come from one stacked product.
-            let fused = qb
-                .filter(|_| b * t <= QUANT_MAX_ROWS)
-                .map(|qb| self.qmatmul(&xn, &qb.qkv));
+            let fused = qb.map(|qb| self.qmatmul(&xn, &qb.qkv));
             let (qw, kvw) = (nh * hd, nkv * hd);
             let (q_base, k_base, v_base) = match fused {
                 Some(f) => (
@@ -448,7 +449,7 @@ impl Llama {
                 drop(nh * hd),
             );
             let xn = rms_norm(x.clone(), &blk.ffn_norm, c.rms_eps);
-            let (gate, up) = match qb.filter(|_| b * t <= QUANT_MAX_ROWS) {
+            let (gate, up) = match qb {
                 Some(qb) => {
                     let f = self.qmatmul(&xn, &qb.gate_up);
                     let i = c.intermediate_size;

@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use crate::gguf::{GgmlType, Gguf, GgufError};
+use crate::gguf::{GgmlType, Gguf, GgufError, permuted_qk_row};
 
 /// A `[rows, cols]` matrix (Hugging Face's `[out, in]`) from GGUF blocks of 32 weights, kept
 /// as one `i8` per weight plus each block's scale `d` and offset `m` in `f32` (weight =
@@ -91,23 +91,16 @@ impl QMatrix {
         Ok(Some(out))
     }
 
+    /// Restores Hugging Face's row order of a Q/K matrix (see [`crate::gguf::permuted_qk_row`]).
     fn unpermute(&mut self, n_head: usize) {
-        let (rows, cols, bpr) = (self.rows, self.cols, self.cols / 32);
-        let dh = rows / n_head;
+        let (cols, bpr) = (self.cols, self.cols / 32);
         let (q, d, m) = (self.q.clone(), self.d.clone(), self.m.clone());
-        for hh in 0..n_head {
-            for half in 0..2 {
-                for i in 0..dh / 2 {
-                    let hf = hh * dh + half * (dh / 2) + i;
-                    let gg = hh * dh + 2 * i + half;
-                    self.q[hf * cols..(hf + 1) * cols]
-                        .copy_from_slice(&q[gg * cols..(gg + 1) * cols]);
-                    self.d[hf * bpr..(hf + 1) * bpr].copy_from_slice(&d[gg * bpr..(gg + 1) * bpr]);
-                    if let (Some(dst), Some(src)) = (self.m.as_mut(), m.as_ref()) {
-                        dst[hf * bpr..(hf + 1) * bpr]
-                            .copy_from_slice(&src[gg * bpr..(gg + 1) * bpr]);
-                    }
-                }
+        for hf in 0..self.rows {
+            let gg = permuted_qk_row(hf, self.rows, n_head);
+            self.q[hf * cols..(hf + 1) * cols].copy_from_slice(&q[gg * cols..(gg + 1) * cols]);
+            self.d[hf * bpr..(hf + 1) * bpr].copy_from_slice(&d[gg * bpr..(gg + 1) * bpr]);
+            if let (Some(dst), Some(src)) = (self.m.as_mut(), m.as_ref()) {
+                dst[hf * bpr..(hf + 1) * bpr].copy_from_slice(&src[gg * bpr..(gg + 1) * bpr]);
             }
         }
     }

@@ -1,6 +1,28 @@
 //! Helpers shared by the model crate's tests.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+
+/// `shared/fixtures` beside the checkout, or `FPO_FIXTURES_DIR`.
+pub fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("FPO_FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
+    assert!(
+        dir.is_dir(),
+        "fixtures not found at {}: set FPO_FIXTURES_DIR",
+        dir.display()
+    );
+    dir
+}
+
+/// A JSON fixture.
+pub fn fixture_json(name: &str) -> serde_json::Value {
+    let path = fixtures().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A GGUF v3 writer for tests.
 pub struct Writer {
     kv: Vec<u8>,
