@@ -23,6 +23,35 @@ pub enum Error {
         /// Variant of the run.
         variant: crate::Variant,
     },
+    /// A data file with a bad record.
+    #[error("{path}:{line}: {message}")]
+    Data {
+        /// The file.
+        path: std::path::PathBuf,
+        /// 1-based line (0: the file as a whole).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file that could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A checkpoint that does not belong to this run or cannot be read.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The model crate failed (loading, tokenising, running a model).
+    #[error(transparent)]
+    Model(#[from] fpo_model::llm::LlmError),
 }
 
 /// Result alias of the crate.

@@ -107,23 +107,12 @@ impl LinearHead {
         cfg: &BradleyTerry,
     ) -> (Self, Vec<f64>) {
         let mut head = Self::zeros(dim);
-        let (b1, b2, eps) = (0.9, 0.999, 1e-8);
-        let mut m = vec![0.0; dim + 1];
-        let mut v = vec![0.0; dim + 1];
+        // Plain Adam: the L2 term is in the gradient.
+        let mut adam = AdamW::new(dim + 1, 0.0);
         let mut losses = Vec::with_capacity(cfg.steps);
-        for t in 1..=cfg.steps {
+        for _ in 0..cfg.steps {
             let g = head.bt_grad(pairs, cfg.l2);
-            let (c1, c2) = (1.0 - b1_pow(b1, t), 1.0 - b1_pow(b2, t));
-            for i in 0..=dim {
-                m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-                v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
-                let step = cfg.lr * (m[i] / c1) / ((v[i] / c2).sqrt() + eps);
-                if i < dim {
-                    head.w[i] -= step;
-                } else {
-                    head.b -= step;
-                }
-            }
+            adam.step(&mut head, &g, cfg.lr);
             losses.push(head.bt_loss(pairs, cfg.l2));
         }
         (head, losses)
@@ -150,18 +139,77 @@ impl LinearHead {
     /// One SGD step on the binary cross-entropy of `σ(r(a) - r(b))` against `label` (the soft
     /// preference for `a`); returns the loss before the step.
     pub fn bce_step(&mut self, a: &[f32], b: &[f32], label: f64, lr: f64) -> f64 {
-        let d = self.score(a) - self.score(b);
-        let loss = label * softplus(-d) + (1.0 - label) * softplus(d);
-        let coef = sigmoid(d) - label;
-        for ((w, &xa), &xb) in self.w.iter_mut().zip(a).zip(b) {
-            *w -= lr * coef * (f64::from(xa) - f64::from(xb));
+        let (loss, grad) = bce(self, a, b, label);
+        for (w, g) in self.w.iter_mut().zip(&grad) {
+            *w -= lr * g;
         }
         loss
     }
 }
 
-fn b1_pow(b: f64, t: usize) -> f64 {
-    b.powi(t as i32)
+/// The binary cross-entropy of `σ(r(a) - r(b))` against the soft label `label`, and its
+/// gradient in the layout `(w, b)` (`b` cancels in the difference).
+pub fn bce(head: &LinearHead, a: &[f32], b: &[f32], label: f64) -> (f64, Vec<f64>) {
+    let d = head.score(a) - head.score(b);
+    let loss = label * softplus(-d) + (1.0 - label) * softplus(d);
+    let coef = sigmoid(d) - label;
+    let grad = a
+        .iter()
+        .zip(b)
+        .map(|(&xa, &xb)| coef * (f64::from(xa) - f64::from(xb)))
+        .chain([0.0])
+        .collect();
+    (loss, grad)
+}
+
+/// AdamW (torch's `AdamW`: bias-corrected moments, decoupled weight decay on every parameter)
+/// for a [`LinearHead`]; serialisable, so that a checkpoint carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdamW {
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Denominator guard.
+    pub eps: f64,
+    /// Decoupled weight decay (`p -= lr * wd * p` before the Adam step).
+    pub weight_decay: f64,
+    /// Steps taken.
+    pub t: u64,
+    /// First moments, layout `(w, b)`.
+    pub m: Vec<f64>,
+    /// Second moments.
+    pub v: Vec<f64>,
+}
+
+impl AdamW {
+    /// torch's defaults (0.9, 0.999, 1e-8) for `n` parameters.
+    pub fn new(n: usize, weight_decay: f64) -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            t: 0,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
+    }
+
+    /// One step on `head` along `grad` (layout `(w, b)`).
+    pub fn step(&mut self, head: &mut LinearHead, grad: &[f64], lr: f64) {
+        self.t += 1;
+        let t = i32::try_from(self.t).unwrap_or(i32::MAX);
+        let (c1, c2) = (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t));
+        let dim = head.w.len();
+        for (i, &g) in grad.iter().enumerate().take(dim + 1) {
+            self.m[i] = self.beta1 * self.m[i] + (1.0 - self.beta1) * g;
+            self.v[i] = self.beta2 * self.v[i] + (1.0 - self.beta2) * g * g;
+            let step = lr * (self.m[i] / c1) / ((self.v[i] / c2).sqrt() + self.eps);
+            let p = if i < dim { &mut head.w[i] } else { &mut head.b };
+            *p -= lr * self.weight_decay * *p + step;
+        }
+    }
 }
 
 #[cfg(test)]

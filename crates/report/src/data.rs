@@ -23,7 +23,67 @@ pub enum Section {
         /// Microseconds per policy step, per toy and rung.
         us_per_step: BTreeMap<String, BTreeMap<String, f64>>,
     },
+    /// An LLM training run.
+    Llm(LlmSection),
 }
+
+/// An LLM run: per-iteration curves from each variant's `log.jsonl`, the summary, and samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmSection {
+    /// The directory.
+    pub dir: String,
+    /// Suite name.
+    pub suite: String,
+    /// The description from the config.
+    pub description: String,
+    /// The resolved config, pretty JSON.
+    pub config: String,
+    /// `summary.json` as written (RM warm start, outcomes).
+    pub summary: serde_json::Value,
+    /// `run.json`, when present.
+    pub run_info: Option<serde_json::Value>,
+    /// Trailing moving-average window of the curves, in iterations.
+    pub window: usize,
+    /// Per variant: the curves (mean over seeds, then the moving average).
+    pub curves: BTreeMap<String, LlmCurves>,
+    /// The last iterations' winners side by side (first seed), newest first.
+    pub samples: Vec<Sample>,
+}
+
+/// Per-iteration series of one variant.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LlmCurves {
+    /// Iterations.
+    pub iteration: Vec<f64>,
+    /// RM score of the winner.
+    pub winner_reward: Vec<f64>,
+    /// Oracle utility of the winner.
+    pub winner_utility: Vec<f64>,
+    /// Penalty of the winner.
+    pub penalty: Vec<f64>,
+    /// Self-influence of the winner.
+    pub self_influence: Vec<f64>,
+}
+
+/// One prompt's winners under each variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Iteration.
+    pub iteration: u64,
+    /// Line of the prompt in the prompts file.
+    pub prompt_line: u64,
+    /// Variant -> (winner text, oracle utility, RM score).
+    pub winners: BTreeMap<String, (String, f64, f64)>,
+}
+
+const LLM_SERIES: [&str; 4] = [
+    "winner_reward",
+    "winner_utility",
+    "penalty",
+    "self_influence",
+];
+/// Winners shown in the samples table.
+const SAMPLES: usize = 8;
 
 /// A toy suite run: the curves over seeds and the summary.
 #[derive(Debug, Clone, Serialize)]
@@ -117,6 +177,9 @@ pub fn sections(dir: &Path) -> Result<Vec<Section>> {
             us_per_step,
         }]);
     }
+    if dir.join("rm_head_fit.json").is_file() {
+        return Ok(vec![Section::Llm(llm(dir)?)]);
+    }
     if dir.join("metrics.csv").is_file() {
         return Ok(vec![Section::Toy(toy(dir)?)]);
     }
@@ -192,6 +255,120 @@ fn toy(dir: &Path) -> Result<ToySection> {
         run_info,
         curves,
         utility,
+    })
+}
+
+/// Trailing moving average over `w` points (fewer at the start).
+fn moving_average(xs: &[f64], w: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(xs.len());
+    let mut sum = 0.0;
+    for (i, x) in xs.iter().enumerate() {
+        sum += x;
+        if i >= w {
+            sum -= xs[i - w];
+        }
+        out.push(sum / (i + 1).min(w) as f64);
+    }
+    out
+}
+
+fn llm(dir: &Path) -> Result<LlmSection> {
+    let config = json(&dir.join("config.json"))?;
+    let summary = json(&dir.join("summary.json"))?;
+    let run_info = dir
+        .join("run.json")
+        .is_file()
+        .then(|| json(&dir.join("run.json")))
+        .transpose()?;
+    // variant -> seed -> log lines
+    let mut logs: BTreeMap<String, BTreeMap<u64, Vec<serde_json::Value>>> = BTreeMap::new();
+    for o in summary["outcomes"].as_array().into_iter().flatten() {
+        let (Some(variant), Some(seed)) = (o["variant"].as_str(), o["seed"].as_u64()) else {
+            continue;
+        };
+        let path = dir.join(format!("{variant}-seed{seed}")).join("log.jsonl");
+        let lines = read(&path)?
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).map_err(|source| Error::Json {
+                    path: path.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<serde_json::Value>>>()?;
+        logs.entry(variant.to_owned())
+            .or_default()
+            .insert(seed, lines);
+    }
+    let len = logs
+        .values()
+        .flat_map(|s| s.values().map(Vec::len))
+        .max()
+        .unwrap_or(0);
+    let window = (len / 10).max(1);
+    let mut curves = BTreeMap::new();
+    for (variant, seeds) in &logs {
+        let n = seeds.values().map(Vec::len).min().unwrap_or(0);
+        let mean_of = |key: &str| -> Vec<f64> {
+            (0..n)
+                .map(|i| {
+                    let vals: Vec<f64> =
+                        seeds.values().filter_map(|l| l[i][key].as_f64()).collect();
+                    vals.iter().sum::<f64>() / vals.len().max(1) as f64
+                })
+                .collect()
+        };
+        let [r, u, p, si] = LLM_SERIES.map(|k| moving_average(&mean_of(k), window));
+        curves.insert(
+            variant.clone(),
+            LlmCurves {
+                iteration: (0..n).map(|i| i as f64).collect(),
+                winner_reward: r,
+                winner_utility: u,
+                penalty: p,
+                self_influence: si,
+            },
+        );
+    }
+    let mut samples: Vec<Sample> = Vec::new();
+    for (variant, seeds) in &logs {
+        let Some(lines) = seeds.values().next() else {
+            continue;
+        };
+        for l in lines.iter().rev().take(SAMPLES) {
+            let it = l["iteration"].as_u64().unwrap_or(0);
+            let entry = match samples.iter_mut().find(|s| s.iteration == it) {
+                Some(e) => e,
+                None => {
+                    samples.push(Sample {
+                        iteration: it,
+                        prompt_line: l["prompt_line"].as_u64().unwrap_or(0),
+                        winners: BTreeMap::new(),
+                    });
+                    samples.last_mut().expect("just pushed")
+                }
+            };
+            entry.winners.insert(
+                variant.clone(),
+                (
+                    l["winner_text"].as_str().unwrap_or("").to_owned(),
+                    l["winner_utility"].as_f64().unwrap_or(f64::NAN),
+                    l["winner_reward"].as_f64().unwrap_or(f64::NAN),
+                ),
+            );
+        }
+    }
+    samples.sort_by_key(|s| std::cmp::Reverse(s.iteration));
+    Ok(LlmSection {
+        dir: dir.display().to_string(),
+        suite: config["suite"].as_str().unwrap_or("?").to_owned(),
+        description: config["description"].as_str().unwrap_or("").to_owned(),
+        config: serde_json::to_string_pretty(&config).unwrap_or_default(),
+        summary,
+        run_info,
+        window,
+        curves,
+        samples,
     })
 }
 

@@ -3,7 +3,7 @@
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::data::{Curves, Section, ToySection};
+use crate::data::{Curves, LlmCurves, LlmSection, Section, ToySection};
 use crate::{Error, Result};
 
 /// One rendered plot.
@@ -86,7 +86,127 @@ pub fn for_section(section: &Section) -> Result<Vec<Plot>> {
                 )
             })
             .collect(),
+        Section::Llm(l) => llm_plots(l),
     }
+}
+
+fn llm_plots(l: &LlmSection) -> Result<Vec<Plot>> {
+    let avg = format!(
+        "moving average over {} iterations, mean over seeds",
+        l.window
+    );
+    type Pick = fn(&LlmCurves) -> &Vec<f64>;
+    let plots: [(&str, &str, Pick); 4] = [
+        ("RM score (proxy reward) of the winners", "RM score", |c| {
+            &c.winner_reward
+        }),
+        ("Oracle utility of the winners", "oracle utility U", |c| {
+            &c.winner_utility
+        }),
+        ("Penalty of the winners", "penalty", |c| &c.penalty),
+        (
+            "Self-influence (self-flattery) of the winners",
+            "<grad r, grad l>",
+            |c| &c.self_influence,
+        ),
+    ];
+    plots
+        .into_iter()
+        .map(|(caption, y_desc, pick)| {
+            let series: Vec<(&str, Vec<(f64, f64)>)> = l
+                .curves
+                .iter()
+                .map(|(v, c)| {
+                    (
+                        v.as_str(),
+                        c.iteration
+                            .iter()
+                            .copied()
+                            .zip(pick(c).iter().copied())
+                            .collect(),
+                    )
+                })
+                .collect();
+            line_plot(&format!("{caption} ({avg})"), y_desc, &series)
+        })
+        .collect()
+}
+
+/// Lines over iterations, one per variant.
+fn line_plot(caption: &str, y_desc: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Result<Plot> {
+    let name = caption;
+    let points = || {
+        series
+            .iter()
+            .flat_map(|(_, s)| s.iter())
+            .filter(|p| p.1.is_finite())
+    };
+    let x_max = points().map(|p| p.0).fold(1.0, f64::max);
+    let (y_min, y_max) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.1), b.max(p.1))
+    });
+    over_iterations(caption, y_desc, x_max, (y_min, y_max), |chart| {
+        for (i, (variant, s)) in series.iter().enumerate() {
+            let col = color(variant, i);
+            tryp!(
+                name,
+                chart.draw_series(LineSeries::new(
+                    s.iter().copied().filter(|p| p.1.is_finite()),
+                    col.stroke_width(2)
+                ))
+            )
+            .label(variant.to_string())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+        }
+        Ok(())
+    })
+}
+
+type IterationChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A chart over iterations `0..x_max` with the y range padded by 5%; `draw` adds the series,
+/// then the legend is drawn.
+fn over_iterations(
+    caption: &str,
+    y_desc: &str,
+    x_max: f64,
+    (mut y_min, mut y_max): (f64, f64),
+    draw: impl FnOnce(&mut IterationChart<'_, '_>) -> Result<()>,
+) -> Result<Plot> {
+    let name = caption;
+    if !(y_min.is_finite() && y_max.is_finite()) || y_min == y_max {
+        (y_min, y_max) = (y_min.min(0.0), y_max.max(1.0));
+    }
+    let pad = 0.05 * (y_max - y_min);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        tryp!(name, root.fill(&WHITE));
+        let mut chart = tryp!(
+            name,
+            builder(&root).build_cartesian_2d(0.0..x_max, (y_min - pad)..(y_max + pad))
+        );
+        tryp!(
+            name,
+            chart
+                .configure_mesh()
+                .light_line_style(WHITE.mix(0.0))
+                .x_desc("iteration")
+                .y_desc(y_desc)
+                .draw()
+        );
+        draw(&mut chart)?;
+        tryp!(name, legend(&mut chart, SeriesLabelPosition::UpperLeft));
+        tryp!(name, root.present());
+    }
+    Ok(Plot {
+        caption: caption.to_owned(),
+        svg,
+    })
 }
 
 fn toy_plots(t: &ToySection) -> Result<Vec<Plot>> {
@@ -122,27 +242,7 @@ fn band_plot(
             y_max = y_max.max(s.ci_high);
         }
     }
-    if !(y_min.is_finite() && y_max.is_finite()) || y_min == y_max {
-        (y_min, y_max) = (y_min.min(0.0), y_max.max(1.0));
-    }
-    let pad = 0.05 * (y_max - y_min);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        tryp!(name, root.fill(&WHITE));
-        let mut chart = tryp!(
-            name,
-            builder(&root).build_cartesian_2d(0.0..x_max, (y_min - pad)..(y_max + pad))
-        );
-        tryp!(
-            name,
-            chart
-                .configure_mesh()
-                .light_line_style(WHITE.mix(0.0))
-                .x_desc("iteration")
-                .y_desc(y_desc)
-                .draw()
-        );
+    over_iterations(caption, y_desc, x_max, (y_min, y_max), |chart| {
         for (i, (variant, c)) in t.curves.iter().enumerate() {
             let col = color(variant, i);
             let series = pick(c);
@@ -173,12 +273,7 @@ fn band_plot(
             .label(variant.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
         }
-        tryp!(name, legend(&mut chart, SeriesLabelPosition::UpperLeft));
-        tryp!(name, root.present());
-    }
-    Ok(Plot {
-        caption: caption.to_owned(),
-        svg,
+        Ok(())
     })
 }
 

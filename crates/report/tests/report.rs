@@ -85,3 +85,59 @@ fn a_directory_without_a_run_is_an_error() {
     let err = fpo_report::render("t", &[tmp.path().to_owned()]).unwrap_err();
     assert!(err.to_string().contains("holds no run"), "{err}");
 }
+
+/// A tiny LLM run directory whose model outputs carry markup and template syntax.
+fn llm_run(dir: &Path, text: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config =
+        serde_json::json!({"kind": "single", "suite": "truthfulqa", "description": "an LLM run"});
+    write(dir, "config.json", &config.to_string());
+    write(dir, "rm_head_fit.json", "{}");
+    let outcome = |v: &str| {
+        serde_json::json!({"variant": v, "seed": 0, "iterations": 4,
+            "winner_change_share": {"standard": 0.25, "relaxed": 0.5, "practical": 0.0},
+            "winner_utility_first_quarter": 1.0, "winner_utility_last_quarter": 1.5,
+            "winner_reward_first_quarter": 0.1, "winner_reward_last_quarter": 0.9,
+            "mean_self_influence": -0.1, "tokens_generated": 64, "seconds": 4.0, "adapter_abs_sum": 1.0})
+    };
+    let summary = serde_json::json!({
+        "suite": "truthfulqa",
+        "rm_head_fit": {"init": "bradley-terry", "train_pairs": 32, "heldout_pairs": 8, "train_accuracy": 0.9,
+                        "heldout_accuracy": 0.6, "final_loss": 0.3, "embed_seconds": 1.0},
+        "outcomes": [outcome("standard"), outcome("relaxed")],
+        "winner_change_vs_standard": {"standard": 0.0, "relaxed": 0.5},
+        "seconds_per_iteration": 1.0
+    });
+    write(dir, "summary.json", &summary.to_string());
+    for v in ["standard", "relaxed"] {
+        let vdir = dir.join(format!("{v}-seed0"));
+        std::fs::create_dir_all(&vdir).unwrap();
+        let lines: Vec<String> = (0..4)
+            .map(|i| {
+                serde_json::json!({"iteration": i, "prompt_line": i + 1, "winner_reward": i as f64 * 0.3,
+                    "winner_utility": 1.0 + i as f64 * 0.1, "penalty": 0.0, "self_influence": -0.1,
+                    "winner_text": format!("{text} {v} {i}")})
+                .to_string()
+            })
+            .collect();
+        write(&vdir, "log.jsonl", &lines.join("\n"));
+    }
+}
+
+#[test]
+fn llm_report_plots_the_loop_and_escapes_model_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    llm_run(&run, "<script>alert(1)</script> \"q\" {{ 6 * 7 }}");
+    let html = fpo_report::render("t", &[run]).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        4,
+        "reward, utility, penalty, self-influence"
+    );
+    assert!(!html.contains("<script>"), "raw script tag in the report");
+    assert!(html.contains(
+        "&lt;script&gt;alert(1)&lt;&#x2f;script&gt; &quot;q&quot; {{ 6 * 7 }} relaxed 3"
+    ));
+    assert!(html.contains("held-out pair accuracy"));
+}

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)]
 
 mod llm_cli;
+mod llm_run;
 mod output;
 mod settings;
 mod toys;
@@ -96,6 +97,8 @@ enum Profile {
     Smoke,
     /// The default of `just reproduce` on a 2-core CPU.
     Cpu,
+    /// Hours on a CPU: the LLM suite at the paper's sizes.
+    CpuFull,
     /// The paper's sizes (a GPU for the LLM suites).
     Paper,
 }
@@ -105,6 +108,7 @@ impl Profile {
         match self {
             Profile::Smoke => "smoke",
             Profile::Cpu => "cpu",
+            Profile::CpuFull => "cpu-full",
             Profile::Paper => "paper",
         }
     }
@@ -234,6 +238,21 @@ fn experiment_name(exp: &Experiment) -> &'static str {
 /// `ladder.json`.
 fn run_experiment(exp: &Experiment, dir: &Path) -> anyhow::Result<()> {
     match exp {
+        Experiment::Single(r) if r.suite == settings::SuiteKind::Truthfulqa => {
+            let started = Instant::now();
+            let started_unix_s = unix_now();
+            llm_run::run(r, dir)?;
+            let info = RunInfo {
+                suite: r.suite.name(),
+                fpo_version: env!("CARGO_PKG_VERSION"),
+                backend: "flex (CPU; Q4_1/Q8_0 blocks for sampling and scoring)",
+                machine: machine(),
+                started_unix_s,
+                wall_time_s: started.elapsed().as_secs_f64(),
+                us_per_step: BTreeMap::new(),
+            };
+            write_atomic(dir, "run.json", &json(&info)?)?;
+        }
         Experiment::Single(r) => {
             run_suite(r, dir)?;
         }
@@ -280,7 +299,8 @@ struct RunInfo {
     machine: Machine,
     started_unix_s: u64,
     wall_time_s: f64,
-    /// Mean microseconds per policy step, per penalty.
+    /// Mean microseconds per policy step, per penalty (toy suites).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     us_per_step: BTreeMap<String, f64>,
 }
 
@@ -327,9 +347,7 @@ fn run_suite(
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic(dir, "config.json", &json(resolved)?)?;
     let started = Instant::now();
-    let started_unix_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let started_unix_s = unix_now();
     let jobs = toys::jobs(resolved).len() as u64;
     let bar = ProgressBar::new(jobs).with_style(
         ProgressStyle::with_template(
@@ -359,6 +377,12 @@ fn run_suite(
     };
     write_atomic(dir, "run.json", &json(&info)?)?;
     Ok((summary, timing))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn timestamp() -> String {

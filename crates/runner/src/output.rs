@@ -1,5 +1,6 @@
 //! Run directories, written atomically: everything goes into `<dir>.partial`, which is renamed
-//! to `<dir>` once complete, so a killed run never leaves a directory that looks finished.
+//! to `<dir>` once complete, so a killed or failed run never leaves a directory that looks
+//! finished; running the same command again (same `--out`) resumes it.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,6 @@ use anyhow::Context;
 pub struct RunDir {
     target: PathBuf,
     partial: PathBuf,
-    committed: bool,
 }
 
 /// The target directory exists already.
@@ -19,8 +19,9 @@ pub struct RunDir {
 pub struct AlreadyExists(pub PathBuf);
 
 impl RunDir {
-    /// Starts writing `target` (which must not exist). A stale `<target>.partial` from a killed
-    /// run is removed first.
+    /// Starts writing `target` (which must not exist). A `<target>.partial` left by a killed
+    /// run is resumed: toy suites are rerun into it (they are deterministic and quick), LLM
+    /// training continues from its checkpoints.
     pub fn create(target: &Path) -> anyhow::Result<Self> {
         if target.exists() {
             return Err(AlreadyExists(target.to_owned()).into());
@@ -29,15 +30,13 @@ impl RunDir {
         partial.push(".partial");
         let partial = PathBuf::from(partial);
         if partial.exists() {
-            std::fs::remove_dir_all(&partial)
-                .with_context(|| format!("removing stale {}", partial.display()))?;
+            eprintln!("resuming {}", partial.display());
         }
         std::fs::create_dir_all(&partial)
             .with_context(|| format!("creating {}", partial.display()))?;
         Ok(Self {
             target: target.to_owned(),
             partial,
-            committed: false,
         })
     }
 
@@ -47,7 +46,7 @@ impl RunDir {
     }
 
     /// Renames the partial directory to its target.
-    pub fn commit(mut self) -> anyhow::Result<PathBuf> {
+    pub fn commit(self) -> anyhow::Result<PathBuf> {
         std::fs::rename(&self.partial, &self.target).with_context(|| {
             format!(
                 "renaming {} to {}",
@@ -55,16 +54,7 @@ impl RunDir {
                 self.target.display()
             )
         })?;
-        self.committed = true;
         Ok(self.target.clone())
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.partial);
-        }
     }
 }
 

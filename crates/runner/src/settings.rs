@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use fpo::llm::TrainConfig;
+use fpo::llm::data::resolve as resolve_path;
 use fpo::toy::linear::LinearToyConfig;
 use fpo::toy::nn::NnToyConfig;
 use fpo::{Penalty, Variant};
@@ -47,6 +49,8 @@ pub enum SuiteKind {
     ToyLinear,
     /// Toy 2.
     ToyNn,
+    /// The LLM pipeline, evaluated on TruthfulQA.
+    Truthfulqa,
 }
 
 impl SuiteKind {
@@ -55,6 +59,7 @@ impl SuiteKind {
         match self {
             SuiteKind::ToyLinear => "toy-linear",
             SuiteKind::ToyNn => "toy-nn",
+            SuiteKind::Truthfulqa => "truthfulqa",
         }
     }
 }
@@ -162,6 +167,31 @@ struct NnFile {
     _profiles: Option<toml::Value>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LlmFile {
+    suite: SuiteKind,
+    #[serde(default)]
+    description: String,
+    run: RunSection,
+    fpo: FpoSection,
+    train: TrainConfig,
+    /// Profile overrides (applied before this struct is read).
+    #[serde(default, rename = "profiles")]
+    _profiles: Option<toml::Value>,
+}
+
+/// The LLM suite's configuration, its paths resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LlmSuiteConfig {
+    /// The data folder the relative data paths were resolved against.
+    pub data_dir: PathBuf,
+    /// The models folder the relative model paths were resolved against.
+    pub models_dir: PathBuf,
+    /// The training loop.
+    pub train: TrainConfig,
+}
+
 /// A suite's own configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -170,6 +200,25 @@ pub enum SuiteConfig {
     ToyLinear(LinearToyConfig),
     /// Toy 2.
     ToyNn(NnToyConfig),
+    /// The LLM pipeline.
+    Llm(Box<LlmSuiteConfig>),
+}
+
+/// The data folder: `FPO_DATA_DIR`, else `../shared/datasets` beside the working directory's
+/// parent when it exists; an error says how to get the data otherwise.
+pub fn data_dir() -> Result<PathBuf, String> {
+    if let Some(d) = std::env::var_os("FPO_DATA_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    let guess = Path::new("../shared/datasets");
+    if guess.is_dir() {
+        return Ok(guess.to_owned());
+    }
+    Err(
+        "no data folder: set FPO_DATA_DIR to a copy of the data sets (CI uses ../shared/datasets; \
+         `just data` fetches TruthfulQA)"
+            .into(),
+    )
 }
 
 /// Everything a run needs, resolved.
@@ -411,10 +460,13 @@ fn resolve(
     let suite = match doc.get("suite").and_then(|s| s.as_str()) {
         Some("toy-linear") => SuiteKind::ToyLinear,
         Some("toy-nn") => SuiteKind::ToyNn,
+        Some("truthfulqa") => SuiteKind::Truthfulqa,
         Some(other) => {
             return Err(invalid(
                 "suite".into(),
-                format!("unknown suite `{other}`, expected `toy-linear` or `toy-nn`"),
+                format!(
+                    "unknown suite `{other}`, expected `toy-linear`, `toy-nn`, `toy-ladder` or `truthfulqa`"
+                ),
             ));
         }
         None => return Err(invalid("suite".into(), "missing string key `suite`".into())),
@@ -439,6 +491,23 @@ fn resolve(
                 policy: f.policy,
             };
             (f.description, f.run, f.fpo, SuiteConfig::ToyNn(cfg))
+        }
+        SuiteKind::Truthfulqa => {
+            let f: LlmFile = typed(&source_text, path)?;
+            let _ = f.suite;
+            let data_dir = data_dir().map_err(|m| invalid("train.prompts".into(), m))?;
+            let models_dir = fpo_model::llm::models_dir();
+            let mut train = f.train;
+            train.model = resolve_path(&models_dir, &train.model);
+            train.rm.encoder = resolve_path(&models_dir, &train.rm.encoder);
+            train.prompts = resolve_path(&data_dir, &train.prompts);
+            train.rm.pairs = resolve_path(&data_dir, &train.rm.pairs);
+            let cfg = LlmSuiteConfig {
+                data_dir,
+                models_dir,
+                train,
+            };
+            (f.description, f.run, f.fpo, SuiteConfig::Llm(Box::new(cfg)))
         }
     };
     let mut resolved = Resolved {
@@ -488,6 +557,7 @@ fn validate(r: &Resolved) -> fpo::Result<()> {
     match &r.config {
         SuiteConfig::ToyLinear(c) => c.validate(),
         SuiteConfig::ToyNn(c) => c.validate(),
+        SuiteConfig::Llm(c) => c.train.validate(),
     }
 }
 

@@ -54,6 +54,10 @@ pub fn run(resolved: &Resolved, on_done: &(dyn Fn() + Sync)) -> fpo::Result<Vec<
             let toy = LinearToy::new(cfg)?;
             run_grid(&jobs, |p, s| Ok(toy.run(p, s, reference)), on_done)
         }
+        SuiteConfig::Llm(_) => Err(fpo::Error::InvalidConfig {
+            key: "suite".into(),
+            message: "the LLM suite is not a toy".into(),
+        }),
         SuiteConfig::ToyNn(cfg) => {
             let toy = NnToy::new(cfg)?;
             let log_every = resolved.run.log_every;
@@ -142,6 +146,7 @@ pub fn summarize(resolved: &Resolved, runs: &[ToyRun]) -> ToySummary {
     let claims = match resolved.config {
         SuiteConfig::ToyLinear(_) => claims::linear(&finals, level),
         SuiteConfig::ToyNn(_) => claims::nn(&finals, level),
+        SuiteConfig::Llm(_) => Vec::new(),
     };
     ToySummary {
         suite: resolved.suite.name(),

@@ -299,6 +299,16 @@ fn reproduce_smoke_writes_every_suite() {
             assert!(out.join(suite).join(f).is_file(), "{suite}/{f}");
         }
     }
+    for f in [
+        "config.json",
+        "summary.json",
+        "run.json",
+        "rm_head_fit.json",
+        "standard-seed0/log.jsonl",
+        "practical-seed0/adapters.safetensors",
+    ] {
+        assert!(out.join("truthfulqa").join(f).is_file(), "truthfulqa/{f}");
+    }
     assert!(out.join("reproduce.json").is_file());
 }
 

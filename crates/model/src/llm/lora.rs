@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -77,11 +77,18 @@ pub struct Adapters {
 
 const SLOTS: [&str; 4] = ["q", "k", "v", "o"];
 
-fn param(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Param<Tensor<2>> {
-    Param::from_tensor(Tensor::from_data(
+/// Parameter ids are a function of the adapter's place (layer, projection, `A` or `B`), so that
+/// adapters read back from a checkpoint match the optimiser state saved with them (burn keys
+/// optimiser records by parameter id).
+const PARAM_ID_BASE: u64 = 0x4c6f_5241_0000_0000;
+
+fn param(data: Vec<f32>, shape: [usize; 2], id: u64, device: &Device) -> Param<Tensor<2>> {
+    let mut p = Param::from_tensor(Tensor::from_data(
         TensorData::new(data, shape),
         (device, DType::F32),
-    ))
+    ));
+    p.id = ParamId::from(PARAM_ID_BASE + id);
+    p
 }
 
 impl Adapters {
@@ -148,9 +155,11 @@ impl Adapters {
                 }
                 let (fan_in, out) = dims(slot);
                 let (a, b) = init(li, slot, (fan_in, r, out))?;
+                let k = SLOTS.iter().position(|s| *s == slot).unwrap_or(0) as u64;
+                let id = 2 * (li as u64 * SLOTS.len() as u64 + k);
                 Ok(Some(LoraPair {
-                    a: param(a, [fan_in, r], device),
-                    b: param(b, [r, out], device),
+                    a: param(a, [fan_in, r], id, device),
+                    b: param(b, [r, out], id + 1, device),
                 }))
             };
             layers.push(LayerAdapters {

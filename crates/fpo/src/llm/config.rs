@@ -1,0 +1,205 @@
+//! The `[train]` section of an LLM experiment: every hyperparameter of the paper's pipeline.
+
+use std::path::PathBuf;
+
+use fpo_model::llm::LoraConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{check_non_negative, check_positive, invalid};
+
+/// The training loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Policy model: a `.gguf` file or a Hugging Face folder; a relative path is looked up in the
+    /// models folder (`FPO_MODELS_DIR`, filled by `just models`).
+    pub model: PathBuf,
+    /// Training prompts: JSONL with a `prompt` field; relative to the data folder.
+    pub prompts: PathBuf,
+    /// Prompts used, from the top of the file; one prompt per iteration.
+    pub iterations: usize,
+    /// Longest prompt in tokens after the chat template (longer user messages are cut).
+    pub max_prompt_tokens: usize,
+    /// Candidates sampled from the policy per prompt (best-of-n).
+    pub candidates: usize,
+    /// Fewest new tokens per response (stop tokens are suppressed before).
+    pub min_new_tokens: usize,
+    /// Most new tokens per response.
+    pub max_new_tokens: usize,
+    /// Sampling temperature of the policy and of the reference response.
+    pub temperature: f64,
+    /// Nucleus sampling of the policy and of the reference response.
+    pub top_p: f64,
+    /// AdamW learning rate of the LoRA adapters.
+    pub policy_lr: f64,
+    /// AdamW weight decay of the adapters (torch's default 0.01).
+    #[serde(default = "default_weight_decay")]
+    pub policy_weight_decay: f64,
+    /// Iterations whose gradients are summed before one optimiser step (policy and RM alike).
+    pub grad_accumulation: usize,
+    /// Checkpoint every this many iterations (a multiple of `grad_accumulation`).
+    pub checkpoint_every: usize,
+    /// LoRA adapters of the policy.
+    pub lora: LoraConfig,
+    /// The reward model.
+    pub rm: RmConfig,
+    /// The oracle utility.
+    #[serde(default)]
+    pub oracle: OracleConfig,
+}
+
+fn default_weight_decay() -> f64 {
+    0.01
+}
+
+/// What the reward model reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RmInput {
+    /// The response text alone (the paper).
+    Response,
+    /// The prompt, a blank line, then the response.
+    PromptAndResponse,
+}
+
+/// Where the reward model's head starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RmInit {
+    /// Fitted (Bradley-Terry) on preference pairs before the loop (the paper starts from a
+    /// trained RM whose blind spots the policy then exploits).
+    BradleyTerry,
+    /// All zeros: every response scores 0 until the loop trains it.
+    Untrained,
+}
+
+/// The reward model: a frozen sentence encoder and a trainable linear head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RmConfig {
+    /// Encoder folder (safetensors + tokenizer.json); relative: in the models folder.
+    pub encoder: PathBuf,
+    /// Most encoder tokens per text.
+    pub max_tokens: usize,
+    /// What the RM reads.
+    pub input: RmInput,
+    /// AdamW learning rate of the head in the loop.
+    pub lr: f64,
+    /// AdamW weight decay of the head.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Where the head starts.
+    pub init: RmInit,
+    /// Preference pairs for the warm start (`{chosen, rejected}` JSONL); relative to the data folder.
+    pub pairs: PathBuf,
+    /// Use only the first this many pairs (0: all).
+    #[serde(default)]
+    pub pairs_limit: usize,
+    /// Share of the pairs held out to measure the warm start's pair accuracy.
+    pub holdout: f64,
+    /// The Bradley-Terry fit.
+    #[serde(default)]
+    pub fit: crate::reward::BradleyTerry,
+}
+
+/// The oracle ("human") utility `U = clip(offset - mean NLL(prompt + response), low, high)`
+/// under a frozen copy of the base model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OracleConfig {
+    /// `offset`.
+    pub offset: f64,
+    /// Lower clip.
+    pub low: f64,
+    /// Upper clip.
+    pub high: f64,
+}
+
+impl Default for OracleConfig {
+    fn default() -> Self {
+        Self {
+            offset: 5.0,
+            low: -15.0,
+            high: 5.0,
+        }
+    }
+}
+
+impl OracleConfig {
+    /// `U` of a sequence whose mean token NLL is `nll`.
+    pub fn utility(&self, nll: f64) -> f64 {
+        (self.offset - nll).clamp(self.low, self.high)
+    }
+}
+
+impl TrainConfig {
+    /// Checks ranges and consistency; errors name the key (`train.<key>`).
+    pub fn validate(&self) -> crate::Result<()> {
+        let positive = [
+            ("train.iterations", self.iterations),
+            ("train.max_prompt_tokens", self.max_prompt_tokens),
+            ("train.candidates", self.candidates),
+            ("train.max_new_tokens", self.max_new_tokens),
+            ("train.grad_accumulation", self.grad_accumulation),
+            ("train.checkpoint_every", self.checkpoint_every),
+            ("train.rm.max_tokens", self.rm.max_tokens),
+            ("train.lora.rank", self.lora.rank),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.min_new_tokens > self.max_new_tokens {
+            return Err(invalid(
+                "train.min_new_tokens",
+                format!(
+                    "{} exceeds max_new_tokens {}",
+                    self.min_new_tokens, self.max_new_tokens
+                ),
+            ));
+        }
+        if !self.checkpoint_every.is_multiple_of(self.grad_accumulation) {
+            return Err(invalid(
+                "train.checkpoint_every",
+                format!(
+                    "{} is not a multiple of grad_accumulation {} (checkpoints fall between optimiser steps)",
+                    self.checkpoint_every, self.grad_accumulation
+                ),
+            ));
+        }
+        check_non_negative("train.temperature", self.temperature)?;
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(invalid(
+                "train.top_p",
+                format!("must be in (0, 1], got {}", self.top_p),
+            ));
+        }
+        check_positive("train.policy_lr", self.policy_lr)?;
+        check_non_negative("train.policy_weight_decay", self.policy_weight_decay)?;
+        check_positive("train.rm.lr", self.rm.lr)?;
+        check_non_negative("train.rm.weight_decay", self.rm.weight_decay)?;
+        if !(0.0..1.0).contains(&self.lora.dropout) {
+            return Err(invalid(
+                "train.lora.dropout",
+                format!("must be in [0, 1), got {}", self.lora.dropout),
+            ));
+        }
+        if !(self.rm.holdout > 0.0 && self.rm.holdout < 1.0) {
+            return Err(invalid(
+                "train.rm.holdout",
+                format!("must be in (0, 1), got {}", self.rm.holdout),
+            ));
+        }
+        if self.oracle.low >= self.oracle.high
+            || self.oracle.low.is_nan()
+            || self.oracle.high.is_nan()
+        {
+            return Err(invalid(
+                "train.oracle.low",
+                "must be below train.oracle.high",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! Training prompts and preference pairs, from JSONL files. Every error names the file and the
+//! line.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// One training prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    /// Line number in its file (1-based), the prompt's identity in logs.
+    pub line: usize,
+    /// The user message.
+    pub text: String,
+}
+
+/// One preference pair.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Pair {
+    /// The dialogue before the two replies (may be empty).
+    #[serde(default)]
+    pub context: String,
+    /// The preferred reply.
+    pub chosen: String,
+    /// The other reply.
+    pub rejected: String,
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn data_err(path: &Path, line: usize, message: impl Into<String>) -> Error {
+    Error::Data {
+        path: path.to_owned(),
+        line,
+        message: message.into(),
+    }
+}
+
+/// Reads up to `limit` JSONL records (0: all), skipping blank lines.
+fn records<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    limit: usize,
+) -> Result<Vec<(usize, T)>, Error> {
+    let text = read(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if limit > 0 && out.len() == limit {
+            break;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec: T =
+            serde_json::from_str(line).map_err(|e| data_err(path, i + 1, e.to_string()))?;
+        out.push((i + 1, rec));
+    }
+    Ok(out)
+}
+
+/// The first `n` prompts of a JSONL file whose records carry a string field `prompt`.
+pub fn read_prompts(path: &Path, n: usize) -> Result<Vec<Prompt>, Error> {
+    #[derive(Deserialize)]
+    struct Rec {
+        prompt: String,
+    }
+    let recs: Vec<(usize, Rec)> = records(path, n)?;
+    if recs.len() < n {
+        return Err(data_err(
+            path,
+            recs.len(),
+            format!("{n} prompts asked for, the file has {}", recs.len()),
+        ));
+    }
+    recs.into_iter()
+        .map(|(line, r)| {
+            if r.prompt.trim().is_empty() {
+                Err(data_err(path, line, "empty `prompt`"))
+            } else {
+                Ok(Prompt {
+                    line,
+                    text: r.prompt,
+                })
+            }
+        })
+        .collect()
+}
+
+/// The first `limit` preference pairs (0: all) of a JSONL file `{context?, chosen, rejected}`.
+pub fn read_pairs(path: &Path, limit: usize) -> Result<Vec<Pair>, Error> {
+    let recs: Vec<(usize, Pair)> = records(path, limit)?;
+    if recs.len() < 2 {
+        return Err(data_err(
+            path,
+            recs.len(),
+            "needs at least two preference pairs",
+        ));
+    }
+    Ok(recs.into_iter().map(|(_, p)| p).collect())
+}
+
+/// `path` if absolute, else `base/path`.
+pub fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_lines_are_named() {
+        let dir = std::env::temp_dir().join(format!("fpo-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("p.jsonl");
+        std::fs::write(&f, "{\"prompt\": \"a\"}\n\n{\"prompt\": 3}\n").unwrap();
+        let err = read_prompts(&f, 2).unwrap_err().to_string();
+        assert!(err.contains("p.jsonl:3"), "{err}");
+        assert_eq!(read_prompts(&f, 1).unwrap()[0].text, "a");
+        std::fs::write(&f, "{\"prompt\": \"a\"}\n").unwrap();
+        let err = read_prompts(&f, 2).unwrap_err().to_string();
+        assert!(err.contains("2 prompts asked for"), "{err}");
+        std::fs::write(&f, "{\"chosen\": \"a\"}\n").unwrap();
+        let err = read_pairs(&f, 0).unwrap_err().to_string();
+        assert!(
+            err.contains("p.jsonl:1") && err.contains("rejected"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,18 @@
+//! The LLM pipeline of the paper ("TruthfulQA results"): a LoRA policy, a frozen copy of the base
+//! model as the oracle, a reward model made of a frozen sentence encoder and a trainable linear
+//! head, and the best-of-n loop in which the three variants differ only in how they score the
+//! candidates (the penalties of [`crate::penalty`], preference form).
+//!
+//! - [`config`]: the `[train]` section of `experiments/truthfulqa.toml`.
+//! - [`data`]: training prompts and preference pairs (JSONL; errors name file and line).
+//! - [`train`]: the models, the reward-model warm start, and the loop with its checkpoints.
+//!
+//! Tensors stay inside [`train`] (generation, log-likelihoods, the LoRA step); what leaves it is
+//! plain numbers: the per-iteration [`train::IterationLog`] and the final adapters on disk.
+
+pub mod config;
+pub mod data;
+pub mod train;
+
+pub use config::{OracleConfig, RmConfig, RmInit, RmInput, TrainConfig};
+pub use train::{HeadFit, IterationLog, Pipeline, VariantOutcome};

@@ -1,0 +1,772 @@
+//! The paper's best-of-n loop on a Llama-family policy with LoRA adapters.
+//!
+//! Per iteration (one prompt): the oracle (the base model, no adapters) writes one reference
+//! response and the policy `candidates` responses, all sampled with the same settings; the oracle
+//! utility `U = clip(5 - mean NLL(prompt + response), -15, 5)` and the RM score `r = head(φ(text))`
+//! of each are computed; every candidate is scored under all three variants' rules (so the log
+//! shows how often the penalty changes the winner) and the run's own rule picks the winner. The RM
+//! head then takes the gradient of the BCE of `σ(r_win - r_ref)` against `σ(U_win - U_ref)`, and the
+//! policy the gradient of the winner's NLL through LoRA; both optimisers step every
+//! `grad_accumulation` iterations.
+//!
+//! Randomness is a function of `(seed, iteration)`, so a run resumed from a checkpoint continues
+//! exactly as the uninterrupted run would have, and the variants of one seed share their
+//! reference responses and first candidates (common random numbers).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use fpo_model::encoder::SentenceEncoder;
+use fpo_model::llm::lora::DropoutMasks;
+use fpo_model::llm::{Adapters, Generation, Llama, LoadedModel, Message, Sampling};
+use fpo_model::{BackendKind, device};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::config::{RmInit, RmInput, TrainConfig};
+use super::data::{Pair, Prompt, read_pairs, read_prompts};
+use crate::penalty::{Feedback, Penalty, Variant, grad_term, sigmoid};
+use crate::reward::{AdamW, LinearHead, bce};
+use crate::{Error, Result};
+
+/// Tokens per batch when the oracle scores responses.
+const SCORE_BATCH_TOKENS: usize = 2048;
+/// Texts per batch of the sentence encoder.
+const ENCODER_BATCH: usize = 16;
+
+/// What the warm start of the reward model's head achieved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadFit {
+    /// How the head started.
+    pub init: RmInit,
+    /// Pairs the head was fitted on.
+    pub train_pairs: usize,
+    /// Pairs held out.
+    pub heldout_pairs: usize,
+    /// Pair accuracy on the fitted pairs.
+    pub train_accuracy: f64,
+    /// Pair accuracy on the held-out pairs (0.5 = chance).
+    pub heldout_accuracy: f64,
+    /// Bradley-Terry loss after the fit.
+    pub final_loss: f64,
+    /// Seconds spent embedding the pairs.
+    pub embed_seconds: f64,
+}
+
+/// One line of `log.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterationLog {
+    /// 0-based iteration.
+    pub iteration: usize,
+    /// Line of the prompt in the prompts file.
+    pub prompt_line: usize,
+    /// Index of the winning candidate under this run's variant.
+    pub winner: usize,
+    /// The winner under each variant's rule, on the same candidates.
+    pub winners: BTreeMap<Variant, usize>,
+    /// Oracle utility of the winner.
+    pub winner_utility: f64,
+    /// RM score of the winner.
+    pub winner_reward: f64,
+    /// Oracle utility of the reference response.
+    pub reference_utility: f64,
+    /// RM score of the reference response.
+    pub reference_reward: f64,
+    /// Mean oracle utility of the candidates.
+    pub mean_candidate_utility: f64,
+    /// Penalty of the winner under this run's variant (0 for standard).
+    pub penalty: f64,
+    /// The winner's self-influence ("self-flattery"): `<∇_θ r(z), ∇_θ l(z)>` for the RM head,
+    /// `l` the BCE against the reference; positive when training on it raises its own score.
+    pub self_influence: f64,
+    /// `<g_win, g_win - g_ref>`, the gradient term of the penalties.
+    pub grad_term: f64,
+    /// The RM's BCE loss on (winner, reference) before its update.
+    pub rm_loss: f64,
+    /// The policy's mean NLL of the winner's sequence before its update.
+    pub policy_loss: f64,
+    /// Whether the optimisers stepped after this iteration.
+    pub step: bool,
+    /// New tokens generated (reference and candidates).
+    pub tokens_generated: usize,
+    /// New tokens of the winner.
+    pub winner_tokens: usize,
+    /// The winner's text.
+    pub winner_text: String,
+    /// Wall-clock seconds of the iteration.
+    pub seconds: f64,
+}
+
+/// The result of one variant's training: read back from its `log.jsonl`, so a resumed run
+/// reports the same figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VariantOutcome {
+    /// The variant.
+    pub variant: Variant,
+    /// Its seed.
+    pub seed: u64,
+    /// Iterations logged.
+    pub iterations: usize,
+    /// Share of iterations whose winner under this variant differs from the winner under each
+    /// variant's rule (on the same candidates).
+    pub winner_change_share: BTreeMap<Variant, f64>,
+    /// Mean oracle utility of the winners, first and last quarter of the run.
+    pub winner_utility_first_quarter: f64,
+    /// See `winner_utility_first_quarter`.
+    pub winner_utility_last_quarter: f64,
+    /// Mean RM score of the winners, first and last quarter.
+    pub winner_reward_first_quarter: f64,
+    /// See `winner_reward_first_quarter`.
+    pub winner_reward_last_quarter: f64,
+    /// Mean self-influence of the winners.
+    pub mean_self_influence: f64,
+    /// New tokens generated in all.
+    pub tokens_generated: usize,
+    /// Sum of the iterations' seconds (across resumptions).
+    pub seconds: f64,
+    /// Checksum of the final adapters (sum of |values|), to compare runs at a glance.
+    pub adapter_abs_sum: f64,
+}
+
+/// The models and data of one experiment, loaded once and shared by every variant and seed.
+#[derive(Debug)]
+pub struct Pipeline {
+    cfg: TrainConfig,
+    gamma: f64,
+    inference: LoadedModel,
+    trainer: Llama,
+    encoder: SentenceEncoder,
+    prompts: Vec<Prompt>,
+    prompt_ids: Vec<Vec<u32>>,
+    head: LinearHead,
+    head_fit: HeadFit,
+}
+
+/// The state a checkpoint carries besides the adapters and the optimiser record.
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointState {
+    /// Iterations done.
+    iteration: usize,
+    variant: Variant,
+    seed: u64,
+    /// The experiment's settings, so a checkpoint is never resumed under others.
+    fingerprint: String,
+    head: LinearHead,
+    head_optimizer: AdamW,
+}
+
+/// Everything that changes during a run.
+struct State {
+    iteration: usize,
+    adapters: Adapters,
+    optimizer: ModuleOptimizer,
+    accumulated: GradientsAccumulator<Adapters>,
+    head: LinearHead,
+    head_optimizer: AdamW,
+    head_grad: Vec<f64>,
+}
+
+fn stream_rng(seed: u64, iteration: usize, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(iteration as u64 * 4 + stream);
+    rng
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn ckpt_err(path: &Path, message: impl std::fmt::Display) -> Error {
+    Error::Checkpoint {
+        path: path.to_owned(),
+        message: message.to_string(),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn to_json(value: &impl Serialize) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(value).expect("serialisable");
+    v.push(b'\n');
+    v
+}
+
+/// The user message `text` in the chat template, cut so that the whole prompt has at most
+/// `max` tokens.
+fn chat_prompt(m: &LoadedModel, text: &str, max: usize) -> Result<Vec<u32>> {
+    let tok = &m.tokenizer;
+    let chat = |t: &str| tok.encode_chat(&[Message::new("user", t)], true);
+    let ids = chat(text)?;
+    if ids.len() <= max {
+        return Ok(ids);
+    }
+    let content = tok.encode(text, false)?;
+    let mut keep = content.len().saturating_sub(ids.len() - max);
+    while keep > 0 {
+        let ids = chat(&tok.decode(&content[..keep], true)?)?;
+        if ids.len() <= max {
+            return Ok(ids);
+        }
+        keep = keep.saturating_sub((ids.len() - max).max(1));
+    }
+    Err(crate::error::invalid(
+        "train.max_prompt_tokens",
+        format!("{max} tokens do not even hold the chat template"),
+    ))
+}
+
+impl Pipeline {
+    /// Loads the policy (twice: quantised for sampling and scoring, f32 on the autodiff device
+    /// for the LoRA step), the encoder, the prompts, and fits the RM head's warm start. `cfg`'s
+    /// paths must be resolved already.
+    pub fn load(cfg: &TrainConfig, gamma: f64) -> Result<Self> {
+        cfg.validate()?;
+        crate::error::check_non_negative("fpo.gamma", gamma)?;
+        let inference = LoadedModel::load(&cfg.model, BackendKind::Flex, false)?;
+        let ad = device(BackendKind::Flex, true)
+            .map_err(|e| fpo_model::llm::LlmError::Request(e.to_string()))?;
+        let trainer = LoadedModel::load_on(&cfg.model, &ad, false)?.model;
+        let plain = device(BackendKind::Flex, false)
+            .map_err(|e| fpo_model::llm::LlmError::Request(e.to_string()))?;
+        let encoder = SentenceEncoder::load(&cfg.rm.encoder, &plain)?;
+        let prompts = read_prompts(&cfg.prompts, cfg.iterations)?;
+        let prompt_ids = prompts
+            .iter()
+            .map(|p| chat_prompt(&inference, &p.text, cfg.max_prompt_tokens))
+            .collect::<Result<Vec<_>>>()?;
+        let mut pipeline = Self {
+            cfg: cfg.clone(),
+            gamma,
+            inference,
+            trainer,
+            encoder,
+            prompts,
+            prompt_ids,
+            head: LinearHead::zeros(0),
+            head_fit: HeadFit {
+                init: cfg.rm.init,
+                train_pairs: 0,
+                heldout_pairs: 0,
+                train_accuracy: 0.5,
+                heldout_accuracy: 0.5,
+                final_loss: std::f64::consts::LN_2,
+                embed_seconds: 0.0,
+            },
+        };
+        pipeline.fit_head()?;
+        Ok(pipeline)
+    }
+
+    /// The RM's text for a response to `prompt`.
+    fn rm_text(&self, prompt: &str, response: &str) -> String {
+        match self.cfg.rm.input {
+            RmInput::Response => response.to_owned(),
+            RmInput::PromptAndResponse => format!("{prompt}\n\n{response}"),
+        }
+    }
+
+    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        Ok(self
+            .encoder
+            .embed(&refs, self.cfg.rm.max_tokens, ENCODER_BATCH)?)
+    }
+
+    /// Fits the head (Bradley-Terry) on the preference pairs, or starts it at zero.
+    fn fit_head(&mut self) -> Result<()> {
+        let dim = self.encoder.dim();
+        let rm = &self.cfg.rm;
+        if rm.init == RmInit::Untrained {
+            self.head = LinearHead::zeros(dim);
+            return Ok(());
+        }
+        let pairs: Vec<Pair> = read_pairs(&rm.pairs, rm.pairs_limit)?;
+        let t = Instant::now();
+        let texts = |side: fn(&Pair) -> &str| -> Vec<String> {
+            pairs
+                .iter()
+                .map(|p| self.rm_text(&p.context, side(p)))
+                .collect()
+        };
+        let chosen = self.embed(&texts(|p| &p.chosen))?;
+        let rejected = self.embed(&texts(|p| &p.rejected))?;
+        let embed_seconds = t.elapsed().as_secs_f64();
+        let feats: Vec<(Vec<f32>, Vec<f32>)> = chosen.into_iter().zip(rejected).collect();
+        let held = ((feats.len() as f64 * rm.holdout).round() as usize).clamp(1, feats.len() - 1);
+        let (train, test) = feats.split_at(feats.len() - held);
+        let (head, losses) = LinearHead::fit_bradley_terry(dim, train, &rm.fit);
+        self.head_fit = HeadFit {
+            init: rm.init,
+            train_pairs: train.len(),
+            heldout_pairs: test.len(),
+            train_accuracy: head.pair_accuracy(train),
+            heldout_accuracy: head.pair_accuracy(test),
+            final_loss: losses.last().copied().unwrap_or(f64::NAN),
+            embed_seconds,
+        };
+        self.head = head;
+        Ok(())
+    }
+
+    /// How the RM head's warm start went.
+    pub fn head_fit(&self) -> &HeadFit {
+        &self.head_fit
+    }
+
+    /// The head every variant starts from.
+    pub fn initial_head(&self) -> &LinearHead {
+        &self.head
+    }
+
+    /// The inference model (sampling and oracle scoring).
+    pub fn model(&self) -> &LoadedModel {
+        &self.inference
+    }
+
+    /// A string that changes whenever a setting that shapes the run changes.
+    fn fingerprint(&self) -> String {
+        serde_json::to_string(&(&self.cfg, self.gamma)).expect("serialisable")
+    }
+
+    fn fresh_state(&self, seed: u64) -> Result<State> {
+        let adapters = Adapters::new(
+            &self.cfg.lora,
+            &self.inference.config,
+            seed,
+            self.trainer.device(),
+        )?;
+        let dim = self.head.w.len();
+        Ok(State {
+            iteration: 0,
+            adapters,
+            optimizer: self.policy_optimizer(),
+            accumulated: GradientsAccumulator::new(),
+            head: self.head.clone(),
+            head_optimizer: AdamW::new(dim + 1, self.cfg.rm.weight_decay),
+            head_grad: vec![0.0; dim + 1],
+        })
+    }
+
+    fn policy_optimizer(&self) -> ModuleOptimizer {
+        AdamWConfig::new()
+            .with_epsilon(1e-8)
+            .with_weight_decay(self.cfg.policy_weight_decay as f32)
+            .init()
+    }
+
+    /// Trains one variant with one seed in `dir` (created if needed), resuming from the
+    /// checkpoint there if one exists; a finished run (`outcome.json`) is read back, not rerun.
+    /// `on_iteration` sees every new log line.
+    pub fn run_variant(
+        &self,
+        variant: Variant,
+        seed: u64,
+        dir: &Path,
+        on_iteration: &mut dyn FnMut(&IterationLog),
+    ) -> Result<VariantOutcome> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let outcome_path = dir.join("outcome.json");
+        if outcome_path.exists() {
+            let text = std::fs::read_to_string(&outcome_path).map_err(io(&outcome_path))?;
+            return serde_json::from_str(&text).map_err(|e| ckpt_err(&outcome_path, e));
+        }
+        let mut state = match self.load_checkpoint(dir, variant, seed)? {
+            Some(s) => s,
+            None => self.fresh_state(seed)?,
+        };
+        let log_path = dir.join("log.jsonl");
+        let mut logs = read_log(&log_path, state.iteration)?;
+        // Rewrite the log up to the checkpoint: lines of iterations after it are redone.
+        let mut text = Vec::new();
+        for l in &logs {
+            serde_json::to_writer(&mut text, l).expect("serialisable");
+            text.push(b'\n');
+        }
+        write_atomic(&log_path, &text)?;
+        let mut log_file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .map_err(io(&log_path))?;
+        for it in state.iteration..self.cfg.iterations {
+            let line = self.iteration(&mut state, variant, seed, it)?;
+            serde_json::to_writer(&mut log_file, &line).expect("serialisable");
+            log_file.write_all(b"\n").map_err(io(&log_path))?;
+            log_file.flush().map_err(io(&log_path))?;
+            on_iteration(&line);
+            logs.push(line);
+            state.iteration = it + 1;
+            if state.iteration.is_multiple_of(self.cfg.checkpoint_every)
+                && state.iteration < self.cfg.iterations
+            {
+                self.save_checkpoint(dir, &state, variant, seed)?;
+            }
+        }
+        state
+            .adapters
+            .save(&self.cfg.lora, &dir.join("adapters.safetensors"))?;
+        write_atomic(&dir.join("head.json"), &to_json(&state.head))?;
+        let outcome = summarize(variant, seed, &logs, &state.adapters);
+        write_atomic(&outcome_path, &to_json(&outcome))?;
+        let ckpt = dir.join("checkpoint");
+        if ckpt.exists() {
+            std::fs::remove_dir_all(&ckpt).map_err(io(&ckpt))?;
+        }
+        Ok(outcome)
+    }
+
+    /// One iteration of the loop; updates `st` (gradients, and the optimisers every
+    /// `grad_accumulation` iterations).
+    fn iteration(
+        &self,
+        st: &mut State,
+        variant: Variant,
+        seed: u64,
+        it: usize,
+    ) -> Result<IterationLog> {
+        let started = Instant::now();
+        let cfg = &self.cfg;
+        let m = &self.inference;
+        let tok = &m.tokenizer;
+        let prompt = &self.prompt_ids[it];
+        let sampling = Sampling {
+            max_new_tokens: cfg.max_new_tokens,
+            min_new_tokens: cfg.min_new_tokens,
+            temperature: cfg.temperature,
+            top_p: cfg.top_p,
+        };
+        let reference = m
+            .model
+            .generate(
+                std::slice::from_ref(prompt),
+                &sampling,
+                &tok.eos,
+                tok.pad,
+                &mut stream_rng(seed, it, 0),
+                None,
+            )?
+            .remove(0);
+        let policy = st.adapters.valid();
+        let candidates = m.model.generate(
+            &vec![prompt.clone(); cfg.candidates],
+            &sampling,
+            &tok.eos,
+            tok.pad,
+            &mut stream_rng(seed, it, 1),
+            Some(&policy),
+        )?;
+        let all: Vec<&Generation> = std::iter::once(&reference).chain(&candidates).collect();
+
+        // Oracle utility: the base model's mean NLL of prompt + response.
+        let seqs: Vec<(Vec<u32>, Vec<u32>)> = all
+            .iter()
+            .map(|g| (prompt.clone(), g.ids.clone()))
+            .collect();
+        let utilities: Vec<f64> = m
+            .model
+            .score(&seqs, None, SCORE_BATCH_TOKENS)?
+            .iter()
+            .map(|s| cfg.oracle.utility(s.mean_nll()))
+            .collect();
+
+        // Reward model: features, scores and head gradients.
+        let prompt_text = &self.prompts[it].text;
+        let texts = all
+            .iter()
+            .map(|g| tok.decode(&g.ids, true))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let rm_texts: Vec<String> = texts.iter().map(|t| self.rm_text(prompt_text, t)).collect();
+        let phi = self.embed(&rm_texts)?;
+        let rewards: Vec<f64> = phi.iter().map(|p| st.head.score(p)).collect();
+        let grads: Vec<Vec<f64>> = phi.iter().map(|p| st.head.param_grad(p)).collect();
+        let (r_ref, u_ref, g_ref) = (rewards[0], utilities[0], &grads[0]);
+        let feedback = |i: usize| Feedback::Preference {
+            utility: utilities[i],
+            reference_reward: r_ref,
+            reference_utility: u_ref,
+        };
+        let terms: Vec<f64> = (1..all.len())
+            .map(|i| grad_term(&grads[i], Some(g_ref)))
+            .collect();
+        let penalty_of = |v: Variant| {
+            Penalty::new(
+                v,
+                if v == Variant::Standard {
+                    0.0
+                } else {
+                    self.gamma
+                },
+            )
+        };
+        let winners: BTreeMap<Variant, usize> = Variant::ALL
+            .into_iter()
+            .map(|v| {
+                let p = penalty_of(v);
+                let scores = (0..cfg.candidates)
+                    .map(|c| rewards[c + 1] - p.value(rewards[c + 1], feedback(c + 1), terms[c]));
+                (v, argmax(scores))
+            })
+            .collect();
+        let w = winners[&variant];
+        let wi = w + 1;
+        let penalty = penalty_of(variant).value(rewards[wi], feedback(wi), terms[w]);
+        let label = sigmoid(utilities[wi] - u_ref);
+        let self_influence = (sigmoid(rewards[wi] - r_ref) - label) * terms[w];
+
+        // RM update: BCE of σ(r_win - r_ref) against the soft label, accumulated.
+        let accum = cfg.grad_accumulation as f64;
+        let (rm_loss, rm_grad) = bce(&st.head, &phi[wi], &phi[0], label);
+        for (a, g) in st.head_grad.iter_mut().zip(&rm_grad) {
+            *a += g / accum;
+        }
+
+        // Policy update: NLL of the winner's whole sequence through the adapters.
+        let full: Vec<u32> = prompt.iter().chain(&candidates[w].ids).copied().collect();
+        let mut dropout = DropoutMasks::new(
+            cfg.lora.dropout,
+            full.len(),
+            seed ^ ((it as u64 + 1) << 20),
+            self.trainer.device(),
+        );
+        let lp = self.trainer.token_logprobs(
+            std::slice::from_ref(&full),
+            Some(&st.adapters),
+            dropout.as_mut(),
+        )?;
+        let nll = lp.tensor.mean().neg();
+        let policy_loss = f64::from(nll.clone().into_scalar::<f32>());
+        let grads_p = GradientsParams::from_grads((nll / accum).backward(), &st.adapters);
+        st.accumulated.accumulate(&st.adapters, grads_p);
+        let step = (it + 1).is_multiple_of(cfg.grad_accumulation) || it + 1 == cfg.iterations;
+        if step {
+            let g = st.accumulated.grads();
+            st.adapters = st.optimizer.step(cfg.policy_lr, st.adapters.clone(), g);
+            let hg = std::mem::replace(&mut st.head_grad, vec![0.0; rm_grad.len()]);
+            st.head_optimizer.step(&mut st.head, &hg, cfg.rm.lr);
+        }
+        for (name, v) in [
+            ("policy loss", policy_loss),
+            ("RM loss", rm_loss),
+            ("penalty", penalty),
+        ] {
+            if !v.is_finite() {
+                return Err(crate::error::invalid(
+                    "train",
+                    format!("{name} is {v} at iteration {it} (seed {seed}, variant {variant})"),
+                ));
+            }
+        }
+        let n = cfg.candidates as f64;
+        Ok(IterationLog {
+            iteration: it,
+            prompt_line: self.prompts[it].line,
+            winner: w,
+            winners,
+            winner_utility: utilities[wi],
+            winner_reward: rewards[wi],
+            reference_utility: u_ref,
+            reference_reward: r_ref,
+            mean_candidate_utility: utilities[1..].iter().sum::<f64>() / n,
+            penalty,
+            self_influence,
+            grad_term: terms[w],
+            rm_loss,
+            policy_loss,
+            step,
+            tokens_generated: all.iter().map(|g| g.ids.len()).sum(),
+            winner_tokens: candidates[w].ids.len(),
+            winner_text: texts[wi].clone(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Writes `dir/checkpoint/` atomically: a new folder, then two renames.
+    fn save_checkpoint(&self, dir: &Path, st: &State, variant: Variant, seed: u64) -> Result<()> {
+        let new = dir.join("checkpoint.new");
+        if new.exists() {
+            std::fs::remove_dir_all(&new).map_err(io(&new))?;
+        }
+        std::fs::create_dir_all(&new).map_err(io(&new))?;
+        st.adapters
+            .save(&self.cfg.lora, &new.join("adapters.safetensors"))?;
+        let opt_path = new.join("optimizer.bpk");
+        st.optimizer
+            .to_record()
+            .save(&opt_path)
+            .map_err(|e| ckpt_err(&opt_path, e))?;
+        let state = CheckpointState {
+            iteration: st.iteration,
+            variant,
+            seed,
+            fingerprint: self.fingerprint(),
+            head: st.head.clone(),
+            head_optimizer: st.head_optimizer.clone(),
+        };
+        write_atomic(&new.join("state.json"), &to_json(&state))?;
+        let cur = dir.join("checkpoint");
+        let old = dir.join("checkpoint.old");
+        if cur.exists() {
+            if old.exists() {
+                std::fs::remove_dir_all(&old).map_err(io(&old))?;
+            }
+            std::fs::rename(&cur, &old).map_err(io(&cur))?;
+        }
+        std::fs::rename(&new, &cur).map_err(io(&new))?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        Ok(())
+    }
+
+    /// The checkpoint in `dir`, if any (`checkpoint/`, or `checkpoint.old/` when a save was
+    /// interrupted between its renames).
+    fn load_checkpoint(&self, dir: &Path, variant: Variant, seed: u64) -> Result<Option<State>> {
+        let Some(ck) = ["checkpoint", "checkpoint.old"]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.join("state.json").exists())
+        else {
+            return Ok(None);
+        };
+        let state_path = ck.join("state.json");
+        let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
+        let saved: CheckpointState =
+            serde_json::from_str(&text).map_err(|e| ckpt_err(&state_path, e))?;
+        if saved.variant != variant || saved.seed != seed {
+            return Err(ckpt_err(
+                &state_path,
+                format!(
+                    "belongs to variant {} seed {}, not {variant} seed {seed}",
+                    saved.variant, saved.seed
+                ),
+            ));
+        }
+        if saved.fingerprint != self.fingerprint() {
+            return Err(ckpt_err(
+                &state_path,
+                "was written under other settings; remove the run directory or use another --out",
+            ));
+        }
+        let (adapters, _) = Adapters::load(
+            &ck.join("adapters.safetensors"),
+            &self.inference.config,
+            self.trainer.device(),
+        )?;
+        let opt_path = ck.join("optimizer.bpk");
+        let record =
+            burn::optim::OptimizerRecord::load(&opt_path).map_err(|e| ckpt_err(&opt_path, e))?;
+        let dim = saved.head.w.len();
+        Ok(Some(State {
+            iteration: saved.iteration,
+            adapters,
+            optimizer: self.policy_optimizer().load_record(record),
+            accumulated: GradientsAccumulator::new(),
+            head: saved.head,
+            head_optimizer: saved.head_optimizer,
+            head_grad: vec![0.0; dim + 1],
+        }))
+    }
+}
+
+/// Index of the first maximum.
+fn argmax(values: impl Iterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, v) in values.enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// The first `keep` lines of a log (all of them when it is shorter); a torn last line is dropped.
+fn read_log(path: &Path, keep: usize) -> Result<Vec<IterationLog>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().take(keep) {
+        match serde_json::from_str::<IterationLog>(line) {
+            Ok(l) => out.push(l),
+            Err(_) if i + 1 == text.lines().count() => break,
+            Err(e) => {
+                return Err(Error::Data {
+                    path: path.to_owned(),
+                    line: i + 1,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    if out.len() < keep {
+        return Err(ckpt_err(
+            path,
+            format!(
+                "the checkpoint is at iteration {keep} but the log has {} lines",
+                out.len()
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+fn mean(v: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 { f64::NAN } else { s / n as f64 }
+}
+
+fn summarize(
+    variant: Variant,
+    seed: u64,
+    logs: &[IterationLog],
+    adapters: &Adapters,
+) -> VariantOutcome {
+    let n = logs.len();
+    let q = (n / 4).max(1).min(n);
+    let first = &logs[..q];
+    let last = &logs[n - q..];
+    let winner_change_share = Variant::ALL
+        .into_iter()
+        .map(|v| {
+            let changed = logs.iter().filter(|l| l.winners[&v] != l.winner).count();
+            (v, changed as f64 / n.max(1) as f64)
+        })
+        .collect();
+    VariantOutcome {
+        variant,
+        seed,
+        iterations: n,
+        winner_change_share,
+        winner_utility_first_quarter: mean(first.iter().map(|l| l.winner_utility)),
+        winner_utility_last_quarter: mean(last.iter().map(|l| l.winner_utility)),
+        winner_reward_first_quarter: mean(first.iter().map(|l| l.winner_reward)),
+        winner_reward_last_quarter: mean(last.iter().map(|l| l.winner_reward)),
+        mean_self_influence: mean(logs.iter().map(|l| l.self_influence)),
+        tokens_generated: logs.iter().map(|l| l.tokens_generated).sum(),
+        seconds: logs.iter().map(|l| l.seconds).sum(),
+        adapter_abs_sum: adapters
+            .flat_values()
+            .iter()
+            .map(|v| f64::from(v.abs()))
+            .sum(),
+    }
+}
+
+/// Paths of one variant's results inside a run directory.
+pub fn variant_dir(run: &Path, variant: Variant, seed: u64) -> PathBuf {
+    run.join(format!("{}-seed{seed}", variant.name()))
+}

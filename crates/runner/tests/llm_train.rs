@@ -1,0 +1,150 @@
+//! The LLM training loop end to end on the default models (needs `just models` and
+//! `FPO_DATA_DIR`): a smoke run, and a run killed mid-way then resumed, which must end with the
+//! same adapters, RM head and log as the uninterrupted one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn command(out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fpo"));
+    c.current_dir(root())
+        .args([
+            "run",
+            "experiments/truthfulqa.toml",
+            "--profile",
+            "smoke",
+            "--variant",
+            "relaxed",
+            "--no-report",
+            "--out",
+        ])
+        .arg(out)
+        .args(extra);
+    c
+}
+
+fn run_to_end(out: &Path) {
+    let o = command(out, &[]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "fpo run failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The log without its wall-clock field.
+fn log_without_seconds(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_adapters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = tmp.path().join("whole");
+    run_to_end(&whole);
+
+    // Kill the second run once its first checkpoint exists, then run the same command again.
+    let cut = tmp.path().join("cut");
+    let partial = tmp.path().join("cut.partial/relaxed-seed0");
+    let mut child = command(&cut, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !partial.join("checkpoint/state.json").exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first checkpoint"
+        );
+        assert!(t.elapsed() < Duration::from_secs(300), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!cut.exists(), "a killed run must not look finished");
+    assert!(!partial.join("outcome.json").exists());
+    run_to_end(&cut);
+
+    let (a, b) = (whole.join("relaxed-seed0"), cut.join("relaxed-seed0"));
+    let same =
+        |name: &str| std::fs::read(a.join(name)).unwrap() == std::fs::read(b.join(name)).unwrap();
+    assert!(
+        same("adapters.safetensors"),
+        "adapters differ after resuming"
+    );
+    assert!(same("head.json"), "RM heads differ after resuming");
+    let (la, lb) = (log_without_seconds(&a), log_without_seconds(&b));
+    assert_eq!(la.len(), 3);
+    assert_eq!(la, lb);
+    assert!(
+        !b.join("checkpoint").exists(),
+        "checkpoints are removed at the end"
+    );
+
+    // What the run wrote: the RM warm start, the loop's log and a summary.
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("summary.json")).unwrap())
+            .unwrap();
+    let fit = &summary["rm_head_fit"];
+    assert_eq!(fit["train_pairs"], 32);
+    assert_eq!(fit["heldout_pairs"], 8);
+    assert!(fit["heldout_accuracy"].as_f64().unwrap() >= 0.0);
+    let outcome = &summary["outcomes"][0];
+    assert_eq!(outcome["variant"], "relaxed");
+    assert_eq!(outcome["iterations"], 3);
+    for l in &la {
+        let u = l["winner_utility"].as_f64().unwrap();
+        assert!((-15.0..=5.0).contains(&u), "U out of its clip range: {u}");
+        assert!(l["policy_loss"].as_f64().unwrap() > 0.0);
+        let w = l["winner"].as_u64().unwrap();
+        assert_eq!(l["winners"]["relaxed"].as_u64().unwrap(), w);
+        assert!(l["tokens_generated"].as_u64().unwrap() >= 3 * 2);
+    }
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["config"]["train"]["candidates"], 2,
+        "resolved config"
+    );
+}
+
+#[test]
+fn a_checkpoint_of_other_settings_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cut = tmp.path().join("cut");
+    let vdir = tmp.path().join("cut.partial/relaxed-seed0/checkpoint");
+    std::fs::create_dir_all(&vdir).unwrap();
+    std::fs::write(
+        vdir.join("state.json"),
+        r#"{"iteration": 1, "variant": "relaxed", "seed": 0, "fingerprint": "other",
+            "head": {"w": [], "b": 0.0},
+            "head_optimizer": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "t": 0, "m": [], "v": []}}"#,
+    )
+    .unwrap();
+    let o = command(&cut, &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("state.json") && err.contains("other settings"),
+        "{err}"
+    );
+}
