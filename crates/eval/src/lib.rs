@@ -1,6 +1,11 @@
 //! Evaluation: statistics over plain numbers and the paper's claims as checkable statements.
 //!
-//! This crate never touches tensors: it takes `f64`s from the runner and returns summaries.
+//! This crate never touches tensors: it takes `f64`s from the runner and returns summaries;
+//! models reach it through [`lm::LanguageModel`], which `fpo` implements.
+//!
+//! - [`truthfulqa`]: the data set, the harness prompt, MC1/MC2 and their aggregation.
 
 pub mod claims;
+pub mod lm;
 pub mod stats;
+pub mod truthfulqa;

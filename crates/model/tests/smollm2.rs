@@ -390,3 +390,42 @@ fn quantised_decoding_step_matches_the_f32_weights() {
     eprintln!("quantised decoding step vs transformers: {vs_ref:.2e}");
     assert!(vs_ref < 1e-3, "{vs_ref}");
 }
+
+/// Scoring continuations from a shared cached context equals scoring each whole sequence.
+#[test]
+fn continuations_from_a_cached_context_equal_whole_sequence_scores() {
+    let m = &*MODEL;
+    let tok = &m.tokenizer;
+    let shared = tok
+        .encode(
+            "Q: Where were the 1992 Olympics held?\nA: In Barcelona.\n\n",
+            false,
+        )
+        .unwrap();
+    let rest = tok
+        .encode("Q: What happens if you eat watermelon seeds?\nA:", false)
+        .unwrap();
+    let conts: Vec<Vec<u32>> = [
+        " Nothing happens.",
+        " They grow in your stomach and you die.",
+        " No",
+    ]
+    .iter()
+    .map(|c| tok.encode(c, false).unwrap())
+    .collect();
+    let prefix = m.model.prefix_cache(&shared, None).unwrap();
+    let got = m
+        .model
+        .continuation_logprobs(&prefix, &rest, &conts, None)
+        .unwrap();
+    let context: Vec<u32> = shared.iter().chain(&rest).copied().collect();
+    let seqs: Vec<(Vec<u32>, Vec<u32>)> =
+        conts.iter().map(|c| (context.clone(), c.clone())).collect();
+    let want = m.model.score(&seqs, None, 4096).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.len(), w.continuation().len());
+        for (a, b) in g.iter().zip(w.continuation()) {
+            assert!((a - b).abs() < 2e-3, "{a} vs {b}");
+        }
+    }
+}

@@ -87,6 +87,16 @@ fn a_directory_without_a_run_is_an_error() {
 }
 
 /// A tiny LLM run directory whose model outputs carry markup and template syntax.
+fn stat(m: f64) -> serde_json::Value {
+    serde_json::json!({"n": 2, "mean": m, "sd": 0.1, "ci_low": m - 0.05, "ci_high": m + 0.05, "level": 0.95})
+}
+
+fn mc(m: f64) -> serde_json::Value {
+    serde_json::json!({"n": 2, "mc1": stat(m / 2.0), "mc2": stat(m),
+        "by_type": {"Adversarial": [1, stat(m), stat(m)], "Non-Adversarial": [1, stat(m), stat(m)]},
+        "by_category": {"Misconceptions": [2, stat(m), stat(m)]}})
+}
+
 fn llm_run(dir: &Path, text: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let config =
@@ -106,7 +116,9 @@ fn llm_run(dir: &Path, text: &str) {
                         "heldout_accuracy": 0.6, "final_loss": 0.3, "embed_seconds": 1.0},
         "outcomes": [outcome("standard"), outcome("relaxed")],
         "winner_change_vs_standard": {"standard": 0.0, "relaxed": 0.5},
-        "seconds_per_iteration": 1.0
+        "seconds_per_iteration": 1.0,
+        "evaluation": {"base": mc(0.3), "relaxed-seed0": mc(0.4)},
+        "mc2_vs_base": {"relaxed-seed0": stat(0.1)}
     });
     write(dir, "summary.json", &summary.to_string());
     for v in ["standard", "relaxed"] {
@@ -140,4 +152,9 @@ fn llm_report_plots_the_loop_and_escapes_model_outputs() {
         "&lt;script&gt;alert(1)&lt;&#x2f;script&gt; &quot;q&quot; {{ 6 * 7 }} relaxed 3"
     ));
     assert!(html.contains("held-out pair accuracy"));
+    assert!(html.contains("MC2 minus base") && html.contains("MC2, Non-Adversarial"));
+    assert!(
+        html.contains("0.100 <span class=\"meta\">[0.050, 0.150]</span>"),
+        "paired difference shown"
+    );
 }

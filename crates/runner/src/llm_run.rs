@@ -8,9 +8,13 @@ use anyhow::Context;
 use fpo::Variant;
 use fpo::llm::train::variant_dir;
 use fpo::llm::{HeadFit, Pipeline, VariantOutcome};
+use fpo_eval::stats::{Summary, paired_difference};
+use fpo_eval::truthfulqa::{McResult, McSummary, summarize_mc};
+use fpo_model::llm::Adapters;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use crate::eval_cli::{jsonl, mc, truthfulqa_items};
 use crate::output::{json, write_atomic};
 use crate::settings::{Resolved, SuiteConfig};
 
@@ -28,6 +32,10 @@ pub struct LlmSummary {
     pub winner_change_vs_standard: BTreeMap<Variant, f64>,
     /// Mean seconds per iteration over every run.
     pub seconds_per_iteration: f64,
+    /// TruthfulQA MC1/MC2 of the base model and of every trained (variant, seed).
+    pub evaluation: BTreeMap<String, McSummary>,
+    /// Per trained model: the paired difference of its per-question MC2 from the base model's.
+    pub mc2_vs_base: BTreeMap<String, Summary>,
 }
 
 fn count_lines(path: &Path) -> u64 {
@@ -93,6 +101,7 @@ pub fn run(resolved: &Resolved, dir: &Path) -> anyhow::Result<LlmSummary> {
             .or_default()
             .push(o.winner_change_share[&Variant::Standard]);
     }
+    let (evaluation, mc2_vs_base) = evaluate(resolved, &pipeline, &outcomes, dir)?;
     let its: usize = outcomes.iter().map(|o| o.iterations).sum();
     let summary = LlmSummary {
         suite: resolved.suite.name(),
@@ -103,7 +112,65 @@ pub fn run(resolved: &Resolved, dir: &Path) -> anyhow::Result<LlmSummary> {
             .collect(),
         seconds_per_iteration: outcomes.iter().map(|o| o.seconds).sum::<f64>() / its.max(1) as f64,
         outcomes,
+        evaluation,
+        mc2_vs_base,
     };
     write_atomic(dir, "summary.json", &json(&summary)?)?;
     Ok(summary)
+}
+
+type Evaluation = (BTreeMap<String, McSummary>, BTreeMap<String, Summary>);
+
+/// MC1/MC2 of the base model and of every trained model into `dir/eval/<name>/mc.jsonl`
+/// (reused when present, so a resumed run does not score twice).
+fn evaluate(
+    resolved: &Resolved,
+    pipeline: &Pipeline,
+    outcomes: &[VariantOutcome],
+    dir: &Path,
+) -> anyhow::Result<Evaluation> {
+    let SuiteConfig::Llm(cfg) = &resolved.config else {
+        anyhow::bail!("not an LLM suite");
+    };
+    let mut diffs = BTreeMap::new();
+    if !cfg.eval.metrics.iter().any(|m| m == "mc") {
+        return Ok((BTreeMap::new(), diffs));
+    }
+    let items = truthfulqa_items((cfg.eval.limit > 0).then_some(cfg.eval.limit))?;
+    let model = pipeline.model();
+    let level = resolved.run.confidence;
+    let score = |name: &str, adapters: Option<&Adapters>| -> anyhow::Result<Vec<McResult>> {
+        let out = dir.join("eval").join(name);
+        let path = out.join("mc.jsonl");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let rows = text
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<Vec<McResult>, _>>()
+                .with_context(|| format!("reading {}", path.display()))?;
+            if rows.len() == items.len() {
+                return Ok(rows);
+            }
+        }
+        let rows = mc(model, adapters, &items, name)?;
+        write_atomic(&out, "mc.jsonl", &jsonl(&rows)?)?;
+        Ok(rows)
+    };
+    let base = score("base", None)?;
+    let mut all = vec![("base".to_owned(), base.clone())];
+    for o in outcomes {
+        let name = format!("{}-seed{}", o.variant, o.seed);
+        let path = variant_dir(dir, o.variant, o.seed).join("adapters.safetensors");
+        let (adapters, _) = Adapters::load(&path, &model.config, model.model.device())?;
+        let rows = score(&name, Some(&adapters))?;
+        let a: Vec<f64> = rows.iter().map(|r| r.mc2).collect();
+        let b: Vec<f64> = base.iter().map(|r| r.mc2).collect();
+        diffs.insert(name.clone(), paired_difference(&a, &b, level));
+        all.push((name, rows));
+    }
+    let summaries = all
+        .iter()
+        .map(|(name, rows)| (name.clone(), summarize_mc(rows, level)))
+        .collect();
+    Ok((summaries, diffs))
 }

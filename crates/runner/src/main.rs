@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod eval_cli;
 mod llm_cli;
 mod llm_run;
 mod output;
@@ -71,6 +72,8 @@ enum Command {
     Generate(llm_cli::GenerateArgs),
     /// Score one prompt (and continuation): next-token logits, per-token NLL.
     Score(llm_cli::ScoreArgs),
+    /// Evaluate one model (base, or with LoRA adapters) on one suite, without training.
+    Eval(eval_cli::EvalArgs),
     /// Run every suite of experiments/reproduce.toml under one profile.
     Reproduce {
         /// Size of the runs.
@@ -128,7 +131,10 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             let usage = err.downcast_ref::<SettingsError>().is_some()
                 || err.downcast_ref::<fpo_model::llm::LlmError>().is_some()
-                || err.downcast_ref::<output::AlreadyExists>().is_some();
+                || err.downcast_ref::<output::AlreadyExists>().is_some()
+                || err
+                    .downcast_ref::<fpo_eval::truthfulqa::DataError>()
+                    .is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
@@ -138,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Generate(args) => llm_cli::generate(args)?,
         Command::Score(args) => llm_cli::score(args)?,
+        Command::Eval(args) => println!("{}", eval_cli::run(args)?.display()),
         Command::Report { dirs, out } => {
             let name = fpo_report::name_of(&dirs[0]);
             let out = out.unwrap_or_else(|| Path::new("reports").join(&name));

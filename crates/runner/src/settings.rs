@@ -176,9 +176,31 @@ struct LlmFile {
     run: RunSection,
     fpo: FpoSection,
     train: TrainConfig,
+    #[serde(default)]
+    eval: LlmEval,
     /// Profile overrides (applied before this struct is read).
     #[serde(default, rename = "profiles")]
     _profiles: Option<toml::Value>,
+}
+
+/// The `[eval]` section of the LLM suite: what is measured on the base model and on every
+/// trained variant after training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmEval {
+    /// Metrics: `mc` (TruthfulQA MC1/MC2, lm-evaluation-harness prompt).
+    pub metrics: Vec<String>,
+    /// Only N questions, spread evenly over the data set (0: all 817).
+    pub limit: usize,
+}
+
+impl Default for LlmEval {
+    fn default() -> Self {
+        Self {
+            metrics: vec!["mc".into()],
+            limit: 0,
+        }
+    }
 }
 
 /// The LLM suite's configuration, its paths resolved.
@@ -190,6 +212,8 @@ pub struct LlmSuiteConfig {
     pub models_dir: PathBuf,
     /// The training loop.
     pub train: TrainConfig,
+    /// The evaluation after training.
+    pub eval: LlmEval,
 }
 
 /// A suite's own configuration.
@@ -502,10 +526,17 @@ fn resolve(
             train.rm.encoder = resolve_path(&models_dir, &train.rm.encoder);
             train.prompts = resolve_path(&data_dir, &train.prompts);
             train.rm.pairs = resolve_path(&data_dir, &train.rm.pairs);
+            if let Some(m) = f.eval.metrics.iter().find(|m| m.as_str() != "mc") {
+                return Err(invalid(
+                    "eval.metrics".into(),
+                    format!("unknown metric `{m}` (available: mc)"),
+                ));
+            }
             let cfg = LlmSuiteConfig {
                 data_dir,
                 models_dir,
                 train,
+                eval: f.eval,
             };
             (f.description, f.run, f.fpo, SuiteConfig::Llm(Box::new(cfg)))
         }

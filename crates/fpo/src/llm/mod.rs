@@ -5,6 +5,7 @@
 //!
 //! - [`config`]: the `[train]` section of `experiments/truthfulqa.toml`.
 //! - [`data`]: training prompts and preference pairs (JSONL; errors name file and line).
+//! - [`lm`]: a model (with adapters) as the evaluation suites' language model.
 //! - [`train`]: the models, the reward-model warm start, and the loop with its checkpoints.
 //!
 //! Tensors stay inside [`train`] (generation, log-likelihoods, the LoRA step); what leaves it is
@@ -12,6 +13,7 @@
 
 pub mod config;
 pub mod data;
+pub mod lm;
 pub mod train;
 
 pub use config::{OracleConfig, RmConfig, RmInit, RmInput, TrainConfig};

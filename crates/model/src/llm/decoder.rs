@@ -82,6 +82,23 @@ impl KvCache {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The cache of a one-row batch repeated for `n` rows (to continue one shared context in
+    /// `n` different ways).
+    pub fn expand_batch(&self, n: usize) -> Self {
+        let grow = |t: &Tensor<4>| {
+            let [_, h, s, d] = t.dims();
+            t.clone().expand([n, h, s, d])
+        };
+        Self {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| l.as_ref().map(|(k, v)| (grow(k), grow(v))))
+                .collect(),
+            len: self.len,
+        }
+    }
 }
 
 /// One forward call's input: `batch x seq` token ids with their RoPE positions and, when the

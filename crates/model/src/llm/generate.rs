@@ -89,6 +89,13 @@ impl TokenScores {
     }
 }
 
+/// `log Σ exp(x)`, in f64.
+fn log_sum_exp(x: &[f32]) -> f32 {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = x.iter().map(|&v| f64::from(v - max).exp()).sum();
+    (f64::from(max) + sum.ln()) as f32
+}
+
 fn mean_neg(v: &[f32]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -293,6 +300,93 @@ impl Llama {
                 });
             }
             start = end;
+        }
+        Ok(out)
+    }
+
+    /// The keys and values of `ids` (one row), to share a context between many continuations.
+    pub fn prefix_cache(
+        &self,
+        ids: &[u32],
+        adapters: Option<&Adapters>,
+    ) -> Result<KvCache, LlmError> {
+        let mut cache = KvCache::new();
+        if !ids.is_empty() {
+            self.forward_inference(&Input::single(ids, 0), Some(&mut cache), adapters);
+        }
+        Ok(cache)
+    }
+
+    /// `log p(c_j | context, c_<j)` of each token of each continuation `c`, where the context is
+    /// the tokens held in `prefix` (one row, see [`Llama::prefix_cache`]) followed by `rest`
+    /// (at least one token). The continuations run as one right-padded batch on a copy of the
+    /// context's cache, so the context is computed once.
+    pub fn continuation_logprobs(
+        &self,
+        prefix: &KvCache,
+        rest: &[u32],
+        continuations: &[Vec<u32>],
+        adapters: Option<&Adapters>,
+    ) -> Result<Vec<Vec<f32>>, LlmError> {
+        if rest.is_empty() || continuations.iter().any(Vec::is_empty) {
+            return Err(LlmError::Request(
+                "continuation scoring needs a non-empty context tail and continuations".into(),
+            ));
+        }
+        let start = prefix.len;
+        let longest = continuations.iter().map(Vec::len).max().unwrap_or(0);
+        if start + rest.len() + longest > self.config.max_position.min(16_384) {
+            return Err(LlmError::Request(format!(
+                "context of {} tokens + continuation of {longest} exceeds the context",
+                start + rest.len()
+            )));
+        }
+        let mut cache = prefix.clone();
+        let input = Input::single(rest, start);
+        let hidden = self.forward_inference(&input, Some(&mut cache), adapters);
+        let last = self.last_logits(&input, hidden);
+        let lse = log_sum_exp(&last);
+        let mut out: Vec<Vec<f32>> = continuations
+            .iter()
+            .map(|c| vec![last[c[0] as usize] - lse])
+            .collect();
+        if longest < 2 {
+            return Ok(out);
+        }
+        let (n, w) = (continuations.len(), longest - 1);
+        let mut ids = Vec::with_capacity(n * w);
+        let mut targets = Vec::with_capacity(n * w);
+        for c in continuations {
+            ids.extend(
+                c[..c.len() - 1]
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(0, w + 1 - c.len())),
+            );
+            targets.extend(
+                c[1..]
+                    .iter()
+                    .map(|&t| i64::from(t))
+                    .chain(std::iter::repeat_n(0, w + 1 - c.len())),
+            );
+        }
+        let at = start + rest.len();
+        let batch = Input {
+            ids,
+            batch: n,
+            seq: w,
+            positions: (0..n).flat_map(|_| at..at + w).collect(),
+            key_valid: None,
+        };
+        let mut grown = cache.expand_batch(n);
+        let hidden = self.forward_inference(&batch, Some(&mut grown), adapters);
+        let h = self.config.hidden_size;
+        let logp = activation::log_softmax(self.logits_inference(hidden.reshape([n * w, h])), 1);
+        let targets =
+            Tensor::<2, Int>::from_data(TensorData::new(targets, [n * w, 1]), self.device());
+        let picked = super::host_f32(logp.gather(1, targets));
+        for (r, c) in continuations.iter().enumerate() {
+            out[r].extend_from_slice(&picked[r * w..r * w + c.len() - 1]);
         }
         Ok(out)
     }

@@ -1,0 +1,23 @@
+//! What an evaluation needs from a language model, as plain strings and numbers: the model
+//! side (tokenisation, caching, tensors) lives in `fpo`, which implements this trait.
+
+/// A language model that scores continuations.
+pub trait LanguageModel {
+    /// The model's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Announces a text that many later contexts start with (a few-shot preamble), so that an
+    /// implementation can compute it once. The default does nothing.
+    fn prime(&mut self, _prefix: &str) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// The summed log-likelihood of each continuation after `context`, tokenised as
+    /// lm-evaluation-harness does: the continuation's tokens are those of `context +
+    /// continuation` after the tokens of `context`.
+    fn loglikelihoods(
+        &mut self,
+        context: &str,
+        continuations: &[String],
+    ) -> Result<Vec<f64>, Self::Error>;
+}
