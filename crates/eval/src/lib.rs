@@ -3,9 +3,11 @@
 //! This crate never touches tensors: it takes `f64`s from the runner and returns summaries;
 //! models reach it through [`lm::LanguageModel`], which `fpo` implements.
 //!
+//! - [`generation`]: free-form answers against the references, the offline judge, comparisons.
 //! - [`truthfulqa`]: the data set, the harness prompt, MC1/MC2 and their aggregation.
 
 pub mod claims;
+pub mod generation;
 pub mod lm;
 pub mod stats;
 pub mod truthfulqa;

@@ -21,3 +21,26 @@ pub trait LanguageModel {
         continuations: &[String],
     ) -> Result<Vec<f64>, Self::Error>;
 }
+
+/// A chat model that answers user messages.
+pub trait ChatModel {
+    /// The model's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Greedy answers (the chat template applied, at most `max_new_tokens` each) to each user
+    /// message, in order.
+    fn answer(
+        &mut self,
+        user_messages: &[String],
+        max_new_tokens: usize,
+    ) -> Result<Vec<String>, Self::Error>;
+}
+
+/// A sentence encoder, for similarity to reference answers.
+pub trait Embedder {
+    /// The encoder's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// One unit-length embedding per text.
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, Self::Error>;
+}

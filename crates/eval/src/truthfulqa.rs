@@ -372,9 +372,16 @@ pub struct McSummary {
         std::collections::BTreeMap<String, (usize, crate::stats::Summary, crate::stats::Summary)>,
 }
 
-/// Aggregates per-question results at confidence `level`.
+/// Aggregates per-question results at confidence `level` (Student-t intervals, clipped to
+/// `[0, 1]` where both scores live).
 pub fn summarize_mc(results: &[McResult], level: f64) -> McSummary {
     use crate::stats::Summary;
+    let of = |xs: &[f64]| {
+        let mut s = Summary::of(xs, level);
+        s.ci_low = s.ci_low.max(0.0);
+        s.ci_high = s.ci_high.min(1.0);
+        s
+    };
     let group = |key: fn(&McResult) -> &str| {
         let mut m: std::collections::BTreeMap<String, Vec<&McResult>> = Default::default();
         for r in results {
@@ -395,8 +402,8 @@ pub fn summarize_mc(results: &[McResult], level: f64) -> McSummary {
     let b: Vec<f64> = results.iter().map(|r| r.mc2).collect();
     McSummary {
         n: results.len(),
-        mc1: Summary::of(&a, level),
-        mc2: Summary::of(&b, level),
+        mc1: of(&a),
+        mc2: of(&b),
         by_type: group(|r| &r.kind),
         by_category: group(|r| &r.category),
     }

@@ -97,6 +97,15 @@ fn mc(m: f64) -> serde_json::Value {
         "by_category": {"Misconceptions": [2, stat(m), stat(m)]}})
 }
 
+fn answers() -> serde_json::Value {
+    serde_json::json!({"words": stat(40.0), "acc": stat(0.5), "cos_diff": stat(0.01), "rouge_l_diff": stat(1.0)})
+}
+
+fn wtl() -> serde_json::Value {
+    let share = |k: usize| serde_json::json!({"k": k, "n": 10, "share": k as f64 / 10.0, "ci_low": 0.0, "ci_high": 1.0});
+    serde_json::json!({"n": 10, "first": share(3), "second": share(5), "tie": share(2), "sign_test_p": 0.72})
+}
+
 fn llm_run(dir: &Path, text: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let config =
@@ -117,8 +126,15 @@ fn llm_run(dir: &Path, text: &str) {
         "outcomes": [outcome("standard"), outcome("relaxed")],
         "winner_change_vs_standard": {"standard": 0.0, "relaxed": 0.5},
         "seconds_per_iteration": 1.0,
-        "evaluation": {"base": mc(0.3), "relaxed-seed0": mc(0.4)},
-        "mc2_vs_base": {"relaxed-seed0": stat(0.1)}
+        "evaluation": {
+            "questions": 2,
+            "mc": {"base": mc(0.3), "relaxed-seed0": mc(0.4)},
+            "mc2_vs_base": {"relaxed-seed0": [stat(0.1), [0.04, 0.16]]},
+            "mc1_mcnemar_vs_base": {"relaxed-seed0": 0.5},
+            "generation": {"base": answers(), "relaxed-seed0": answers()},
+            "comparisons": [{"first": "standard-seed0", "second": "relaxed-seed0", "judge": "offline <judge>",
+                             "overall": wtl(), "by_type": {"Adversarial": wtl()}, "similar_length": wtl()}]
+        }
     });
     write(dir, "summary.json", &summary.to_string());
     for v in ["standard", "relaxed"] {

@@ -6,9 +6,12 @@ use std::path::Path;
 
 use anyhow::Context;
 use fpo::Variant;
+use fpo::llm::lm::{EncoderEmbedder, ModelLm};
 use fpo::llm::train::variant_dir;
 use fpo::llm::{HeadFit, Pipeline, VariantOutcome};
-use fpo_eval::stats::{Summary, paired_difference};
+use fpo_eval::generation::{AnswerScores, Comparison, compare, references, score_answer};
+use fpo_eval::lm::{ChatModel, Embedder};
+use fpo_eval::stats::{Summary, bootstrap_paired, mcnemar, paired_difference};
 use fpo_eval::truthfulqa::{McResult, McSummary, summarize_mc};
 use fpo_model::llm::Adapters;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -32,10 +35,8 @@ pub struct LlmSummary {
     pub winner_change_vs_standard: BTreeMap<Variant, f64>,
     /// Mean seconds per iteration over every run.
     pub seconds_per_iteration: f64,
-    /// TruthfulQA MC1/MC2 of the base model and of every trained (variant, seed).
-    pub evaluation: BTreeMap<String, McSummary>,
-    /// Per trained model: the paired difference of its per-question MC2 from the base model's.
-    pub mc2_vs_base: BTreeMap<String, Summary>,
+    /// TruthfulQA after training.
+    pub evaluation: Evaluation,
 }
 
 fn count_lines(path: &Path) -> u64 {
@@ -101,7 +102,7 @@ pub fn run(resolved: &Resolved, dir: &Path) -> anyhow::Result<LlmSummary> {
             .or_default()
             .push(o.winner_change_share[&Variant::Standard]);
     }
-    let (evaluation, mc2_vs_base) = evaluate(resolved, &pipeline, &outcomes, dir)?;
+    let evaluation = evaluate(resolved, &pipeline, &outcomes, dir)?;
     let its: usize = outcomes.iter().map(|o| o.iterations).sum();
     let summary = LlmSummary {
         suite: resolved.suite.name(),
@@ -113,16 +114,68 @@ pub fn run(resolved: &Resolved, dir: &Path) -> anyhow::Result<LlmSummary> {
         seconds_per_iteration: outcomes.iter().map(|o| o.seconds).sum::<f64>() / its.max(1) as f64,
         outcomes,
         evaluation,
-        mc2_vs_base,
     };
     write_atomic(dir, "summary.json", &json(&summary)?)?;
     Ok(summary)
 }
 
-type Evaluation = (BTreeMap<String, McSummary>, BTreeMap<String, Summary>);
+/// What the evaluation after training measured.
+#[derive(Debug, Default, Serialize)]
+pub struct Evaluation {
+    /// Questions scored.
+    pub questions: usize,
+    /// TruthfulQA MC1/MC2 of the base model and of every trained (variant, seed).
+    pub mc: BTreeMap<String, McSummary>,
+    /// Per trained model: the paired difference of its per-question MC2 from the base model's,
+    /// with a Student-t interval and a percentile bootstrap interval.
+    pub mc2_vs_base: BTreeMap<String, (Summary, (f64, f64))>,
+    /// Per trained model: McNemar's exact p-value of its MC1 against the base model's.
+    pub mc1_mcnemar_vs_base: BTreeMap<String, f64>,
+    /// Greedy answers: mean words, reference accuracy and similarity margins per model.
+    pub generation: BTreeMap<String, GenerationSummary>,
+    /// The paper's three pairwise comparisons per seed (offline judge).
+    pub comparisons: Vec<Comparison>,
+}
 
-/// MC1/MC2 of the base model and of every trained model into `dir/eval/<name>/mc.jsonl`
-/// (reused when present, so a resumed run does not score twice).
+/// Means of one model's answer metrics.
+#[derive(Debug, Serialize)]
+pub struct GenerationSummary {
+    /// Mean words per answer (verbosity).
+    pub words: Summary,
+    /// Share closer to a correct reference than to an incorrect one (MiniLM cosine).
+    pub acc: Summary,
+    /// Cosine margin (correct minus incorrect).
+    pub cos_diff: Summary,
+    /// ROUGE-L margin (correct minus incorrect).
+    pub rouge_l_diff: Summary,
+}
+
+/// Rows of `dir/name` (JSON lines) when the file holds `n` of them; otherwise computes and
+/// writes them (so a resumed run does not score twice).
+fn cached_rows<T: Serialize + serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+    n: usize,
+    compute: impl FnOnce() -> anyhow::Result<Vec<T>>,
+) -> anyhow::Result<Vec<T>> {
+    let path = dir.join(name);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let rows = text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<Vec<T>, _>>()
+            .with_context(|| format!("reading {}", path.display()))?;
+        if rows.len() == n {
+            return Ok(rows);
+        }
+    }
+    let rows = compute()?;
+    write_atomic(dir, name, &jsonl(&rows)?)?;
+    Ok(rows)
+}
+
+/// TruthfulQA of the base model and of every trained model, into `dir/eval/<model>/`:
+/// MC1/MC2 (`mc.jsonl`) and greedy answers with their reference metrics (`answers.jsonl`).
 fn evaluate(
     resolved: &Resolved,
     pipeline: &Pipeline,
@@ -132,45 +185,147 @@ fn evaluate(
     let SuiteConfig::Llm(cfg) = &resolved.config else {
         anyhow::bail!("not an LLM suite");
     };
-    let mut diffs = BTreeMap::new();
-    if !cfg.eval.metrics.iter().any(|m| m == "mc") {
-        return Ok((BTreeMap::new(), diffs));
+    let (do_mc, do_gen) = (
+        cfg.eval.metrics.iter().any(|m| m == "mc"),
+        cfg.eval.metrics.iter().any(|m| m == "gen"),
+    );
+    let mut ev = Evaluation::default();
+    if !do_mc && !do_gen {
+        return Ok(ev);
     }
     let items = truthfulqa_items((cfg.eval.limit > 0).then_some(cfg.eval.limit))?;
+    ev.questions = items.len();
     let model = pipeline.model();
     let level = resolved.run.confidence;
-    let score = |name: &str, adapters: Option<&Adapters>| -> anyhow::Result<Vec<McResult>> {
-        let out = dir.join("eval").join(name);
-        let path = out.join("mc.jsonl");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let rows = text
-                .lines()
-                .map(serde_json::from_str)
-                .collect::<Result<Vec<McResult>, _>>()
-                .with_context(|| format!("reading {}", path.display()))?;
-            if rows.len() == items.len() {
-                return Ok(rows);
-            }
-        }
-        let rows = mc(model, adapters, &items, name)?;
-        write_atomic(&out, "mc.jsonl", &jsonl(&rows)?)?;
-        Ok(rows)
+    // The references' embeddings, shared by every model.
+    let ref_embeddings: Vec<Vec<Vec<f32>>> = if do_gen {
+        let mut emb = EncoderEmbedder::new(pipeline.encoder(), 128);
+        items
+            .iter()
+            .map(|it| {
+                let (c, i) = references(it);
+                emb.embed(&[c, i].concat())
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
     };
-    let base = score("base", None)?;
-    let mut all = vec![("base".to_owned(), base.clone())];
+    let mut names = vec![("base".to_owned(), None)];
     for o in outcomes {
-        let name = format!("{}-seed{}", o.variant, o.seed);
         let path = variant_dir(dir, o.variant, o.seed).join("adapters.safetensors");
-        let (adapters, _) = Adapters::load(&path, &model.config, model.model.device())?;
-        let rows = score(&name, Some(&adapters))?;
-        let a: Vec<f64> = rows.iter().map(|r| r.mc2).collect();
-        let b: Vec<f64> = base.iter().map(|r| r.mc2).collect();
-        diffs.insert(name.clone(), paired_difference(&a, &b, level));
-        all.push((name, rows));
+        names.push((format!("{}-seed{}", o.variant, o.seed), Some(path)));
     }
-    let summaries = all
+    let mut mcs: Vec<(String, Vec<McResult>)> = Vec::new();
+    let mut answers: BTreeMap<String, Vec<AnswerScores>> = BTreeMap::new();
+    for (name, adapter) in &names {
+        let adapters = adapter
+            .as_deref()
+            .map(|p| Adapters::load(p, &model.config, model.model.device()).map(|a| a.0))
+            .transpose()?;
+        let out = dir.join("eval").join(name);
+        if do_mc {
+            let rows = cached_rows(&out, "mc.jsonl", items.len(), || {
+                mc(model, adapters.as_ref(), &items, name)
+            })?;
+            mcs.push((name.clone(), rows));
+        }
+        if do_gen {
+            let rows = cached_rows(&out, "answers.jsonl", items.len(), || {
+                generate(
+                    model,
+                    adapters.as_ref(),
+                    pipeline,
+                    &items,
+                    &ref_embeddings,
+                    name,
+                )
+            })?;
+            answers.insert(name.clone(), rows);
+        }
+    }
+    if let Some((_, base)) = mcs.first() {
+        let b2: Vec<f64> = base.iter().map(|r| r.mc2).collect();
+        let b1: Vec<bool> = base.iter().map(|r| r.mc1 > 0.5).collect();
+        for (name, rows) in &mcs[1..] {
+            let a2: Vec<f64> = rows.iter().map(|r| r.mc2).collect();
+            let a1: Vec<bool> = rows.iter().map(|r| r.mc1 > 0.5).collect();
+            ev.mc2_vs_base.insert(
+                name.clone(),
+                (
+                    paired_difference(&a2, &b2, level),
+                    bootstrap_paired(&a2, &b2, level, 2000, 0),
+                ),
+            );
+            ev.mc1_mcnemar_vs_base
+                .insert(name.clone(), mcnemar(&a1, &b1));
+        }
+    }
+    ev.mc = mcs
         .iter()
         .map(|(name, rows)| (name.clone(), summarize_mc(rows, level)))
         .collect();
-    Ok((summaries, diffs))
+    for (name, rows) in &answers {
+        let col = |f: fn(&AnswerScores) -> f64| -> Summary {
+            Summary::of(&rows.iter().map(f).collect::<Vec<_>>(), level)
+        };
+        ev.generation.insert(
+            name.clone(),
+            GenerationSummary {
+                words: col(|a| a.words as f64),
+                acc: col(|a| a.acc),
+                cos_diff: col(|a| a.cos_diff),
+                rouge_l_diff: col(|a| a.rouge_l_diff),
+            },
+        );
+    }
+    for &seed in &resolved.run.seeds.0 {
+        for (x, y) in [
+            (Variant::Standard, Variant::Practical),
+            (Variant::Standard, Variant::Relaxed),
+            (Variant::Relaxed, Variant::Practical),
+        ] {
+            let (nx, ny) = (format!("{x}-seed{seed}"), format!("{y}-seed{seed}"));
+            if let (Some(a), Some(b)) = (answers.get(&nx), answers.get(&ny)) {
+                ev.comparisons
+                    .push(compare((&nx, a), (&ny, b), JUDGE_MARGIN, level));
+            }
+        }
+    }
+    Ok(ev)
+}
+
+/// Tie margin of the offline judge (difference of cosine margins).
+const JUDGE_MARGIN: f64 = 0.05;
+
+/// Greedy answers (64 new tokens, chat template) and their reference metrics.
+fn generate(
+    model: &fpo_model::llm::LoadedModel,
+    adapters: Option<&Adapters>,
+    pipeline: &Pipeline,
+    items: &[fpo_eval::truthfulqa::Item],
+    ref_embeddings: &[Vec<Vec<f32>>],
+    label: &str,
+) -> anyhow::Result<Vec<AnswerScores>> {
+    let bar = ProgressBar::new(items.len() as u64).with_style(
+        ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} answers, {elapsed} (eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    let mut lm = ModelLm::new(model, adapters);
+    let mut emb = EncoderEmbedder::new(pipeline.encoder(), 128);
+    let mut out = Vec::with_capacity(items.len());
+    for (chunk, refs) in items.chunks(8).zip(ref_embeddings.chunks(8)) {
+        let questions: Vec<String> = chunk.iter().map(|i| i.question.clone()).collect();
+        let texts = lm.answer(&questions, 64)?;
+        let embs = emb.embed(&texts)?;
+        for (((item, text), e), r) in chunk.iter().zip(&texts).zip(&embs).zip(refs) {
+            out.push(score_answer(item, text, e, r));
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(out)
 }

@@ -188,7 +188,8 @@ struct LlmFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LlmEval {
-    /// Metrics: `mc` (TruthfulQA MC1/MC2, lm-evaluation-harness prompt).
+    /// Metrics: `mc` (TruthfulQA MC1/MC2, lm-evaluation-harness prompt), `gen` (greedy answers,
+    /// 64 new tokens, scored against the reference answers; pairwise offline judge).
     pub metrics: Vec<String>,
     /// Only N questions, spread evenly over the data set (0: all 817).
     pub limit: usize,
@@ -197,7 +198,7 @@ pub struct LlmEval {
 impl Default for LlmEval {
     fn default() -> Self {
         Self {
-            metrics: vec!["mc".into()],
+            metrics: vec!["mc".into(), "gen".into()],
             limit: 0,
         }
     }
@@ -526,10 +527,15 @@ fn resolve(
             train.rm.encoder = resolve_path(&models_dir, &train.rm.encoder);
             train.prompts = resolve_path(&data_dir, &train.prompts);
             train.rm.pairs = resolve_path(&data_dir, &train.rm.pairs);
-            if let Some(m) = f.eval.metrics.iter().find(|m| m.as_str() != "mc") {
+            if let Some(m) = f
+                .eval
+                .metrics
+                .iter()
+                .find(|m| !["mc", "gen"].contains(&m.as_str()))
+            {
                 return Err(invalid(
                     "eval.metrics".into(),
-                    format!("unknown metric `{m}` (available: mc)"),
+                    format!("unknown metric `{m}` (available: mc, gen)"),
                 ));
             }
             let cfg = LlmSuiteConfig {

@@ -120,12 +120,23 @@ fn a_killed_run_resumes_to_the_same_adapters() {
         assert!(l["tokens_generated"].as_u64().unwrap() >= 3 * 2);
     }
     let eval = &summary["evaluation"];
-    assert_eq!(eval["base"]["n"], 4, "smoke scores 4 questions");
-    assert_eq!(eval["relaxed-seed0"]["n"], 4);
-    let mc2 = eval["base"]["mc2"]["mean"].as_f64().unwrap();
-    assert!((0.0..=1.0).contains(&mc2), "MC2 is a probability mass: {mc2}");
-    assert!(summary["mc2_vs_base"]["relaxed-seed0"]["mean"].is_number());
+    assert_eq!(eval["questions"], 4, "smoke scores 4 questions");
+    assert_eq!(eval["mc"]["relaxed-seed0"]["n"], 4);
+    let mc2 = eval["mc"]["base"]["mc2"]["mean"].as_f64().unwrap();
+    assert!(
+        (0.0..=1.0).contains(&mc2),
+        "MC2 is a probability mass: {mc2}"
+    );
+    assert!(eval["mc2_vs_base"]["relaxed-seed0"][0]["mean"].is_number());
+    assert!(
+        eval["generation"]["base"]["words"]["mean"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     assert!(whole.join("eval/base/mc.jsonl").is_file());
+    let answers = std::fs::read_to_string(whole.join("eval/relaxed-seed0/answers.jsonl")).unwrap();
+    assert_eq!(answers.lines().count(), 4);
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(whole.join("config.json")).unwrap()).unwrap();
     assert_eq!(

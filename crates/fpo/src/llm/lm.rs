@@ -2,7 +2,12 @@
 //! evaluation suites score continuations through it. A primed prefix (a few-shot preamble) is
 //! run once and its keys and values reused for every context that starts with its tokens.
 
-use fpo_model::llm::{Adapters, KvCache, LlmError, LoadedModel};
+use fpo_model::encoder::SentenceEncoder;
+use fpo_model::llm::{Adapters, KvCache, LlmError, LoadedModel, Message, Sampling};
+use rand::SeedableRng;
+
+/// Rows per generation batch (the quantised decoding path serves up to 8 rows).
+const ANSWER_BATCH: usize = 8;
 
 /// A model (base, or base + adapters) as the evaluation suites see it.
 #[derive(Debug)]
@@ -69,5 +74,64 @@ impl fpo_eval::lm::LanguageModel for ModelLm<'_> {
             .iter()
             .map(|l| l.iter().map(|&x| f64::from(x)).sum())
             .collect())
+    }
+}
+
+impl fpo_eval::lm::ChatModel for ModelLm<'_> {
+    type Error = LlmError;
+
+    fn answer(
+        &mut self,
+        user_messages: &[String],
+        max_new_tokens: usize,
+    ) -> Result<Vec<String>, LlmError> {
+        let tok = &self.model.tokenizer;
+        let prompts = user_messages
+            .iter()
+            .map(|m| tok.encode_chat(&[Message::new("user", m)], true))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Greedy decoding draws nothing; the generator still wants one.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut out = Vec::with_capacity(prompts.len());
+        for chunk in prompts.chunks(ANSWER_BATCH) {
+            let gens = self.model.model.generate(
+                chunk,
+                &Sampling::greedy(max_new_tokens),
+                &tok.eos,
+                tok.pad,
+                &mut rng,
+                self.adapters,
+            )?;
+            for g in gens {
+                out.push(tok.decode(&g.ids, true)?.trim().to_owned());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The reward model's sentence encoder as `eval`'s embedder.
+#[derive(Debug)]
+pub struct EncoderEmbedder<'a> {
+    encoder: &'a SentenceEncoder,
+    max_tokens: usize,
+}
+
+impl<'a> EncoderEmbedder<'a> {
+    /// Embeds with `encoder`, each text cut to `max_tokens`.
+    pub fn new(encoder: &'a SentenceEncoder, max_tokens: usize) -> Self {
+        Self {
+            encoder,
+            max_tokens,
+        }
+    }
+}
+
+impl fpo_eval::lm::Embedder for EncoderEmbedder<'_> {
+    type Error = LlmError;
+
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        self.encoder.embed(&refs, self.max_tokens, 16)
     }
 }

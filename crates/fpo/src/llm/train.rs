@@ -336,6 +336,11 @@ impl Pipeline {
         &self.inference
     }
 
+    /// The reward model's sentence encoder.
+    pub fn encoder(&self) -> &SentenceEncoder {
+        &self.encoder
+    }
+
     /// A string that changes whenever a setting that shapes the run changes.
     fn fingerprint(&self) -> String {
         serde_json::to_string(&(&self.cfg, self.gamma)).expect("serialisable")
