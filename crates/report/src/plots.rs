@@ -91,6 +91,111 @@ pub fn for_section(section: &Section) -> Result<Vec<Plot>> {
 }
 
 fn llm_plots(l: &LlmSection) -> Result<Vec<Plot>> {
+    let mut plots = loop_plots(l)?;
+    if let Some(p) = win_tie_loss_plot(l)? {
+        plots.push(p);
+    }
+    Ok(plots)
+}
+
+/// Shares of first wins, ties and second wins of every pairwise comparison, with their Wilson
+/// intervals as error bars.
+fn win_tie_loss_plot(l: &LlmSection) -> Result<Option<Plot>> {
+    let name = "win/tie/loss";
+    let Some(comps) = l.summary["evaluation"]["comparisons"].as_array() else {
+        return Ok(None);
+    };
+    if comps.is_empty() {
+        return Ok(None);
+    }
+    let share = |c: &serde_json::Value, k: &str| {
+        let s = &c["overall"][k];
+        (
+            s["share"].as_f64().unwrap_or(f64::NAN),
+            s["ci_low"].as_f64().unwrap_or(0.0),
+            s["ci_high"].as_f64().unwrap_or(0.0),
+        )
+    };
+    let labels: Vec<String> = comps
+        .iter()
+        .map(|c| {
+            format!(
+                "{} vs {}",
+                c["first"].as_str().unwrap_or("?"),
+                c["second"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let width = (comps.len() * 4) as f64;
+    let mut svg = String::new();
+    {
+        let root =
+            SVGBackend::with_string(&mut svg, (SIZE.0.max(180 * comps.len() as u32), SIZE.1))
+                .into_drawing_area();
+        tryp!(name, root.fill(&WHITE));
+        let mut chart = tryp!(
+            name,
+            builder(&root).build_cartesian_2d(-0.5..width - 0.5, 0.0..1.0)
+        );
+        let labels_fmt = labels.clone();
+        tryp!(
+            name,
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(comps.len() * 4)
+                .x_label_formatter(&move |x| {
+                    let i = x.round() as usize;
+                    if i % 4 == 1 {
+                        labels_fmt.get(i / 4).cloned().unwrap_or_default()
+                    } else {
+                        String::new()
+                    }
+                })
+                .y_desc("share of questions")
+                .draw()
+        );
+        let kinds = [
+            ("first", "first wins", RGBColor(0x44, 0x72, 0xc4)),
+            ("tie", "tie", RGBColor(0xa5, 0xa5, 0xa5)),
+            ("second", "second wins", RGBColor(0xed, 0x7d, 0x31)),
+        ];
+        for (j, (key, label, col)) in kinds.into_iter().enumerate() {
+            let bars: Vec<(f64, (f64, f64, f64))> = comps
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ((i * 4 + j) as f64, share(c, key)))
+                .collect();
+            tryp!(
+                name,
+                chart.draw_series(bars.iter().map(|(x, (v, _, _))| {
+                    Rectangle::new([(x - 0.4, 0.0), (x + 0.4, *v)], col.filled())
+                }))
+            )
+            .label(label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 12, y + 4)], col.filled()));
+            tryp!(
+                name,
+                chart.draw_series(bars.iter().map(|(x, (v, lo, hi))| {
+                    ErrorBar::new_vertical(*x, *lo, *v, *hi, BLACK.stroke_width(1), 6)
+                }))
+            );
+        }
+        tryp!(name, legend(&mut chart, SeriesLabelPosition::UpperRight));
+        tryp!(name, root.present());
+    }
+    Ok(Some(Plot {
+        caption: format!(
+            "Pairwise comparisons: share of first wins, ties and second wins with 95% Wilson intervals ({})",
+            l.summary["evaluation"]["comparisons"][0]["judge"]
+                .as_str()
+                .unwrap_or("judge")
+        ),
+        svg,
+    }))
+}
+
+fn loop_plots(l: &LlmSection) -> Result<Vec<Plot>> {
     let avg = format!(
         "moving average over {} iterations, mean over seeds",
         l.window

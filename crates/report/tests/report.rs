@@ -160,8 +160,8 @@ fn llm_report_plots_the_loop_and_escapes_model_outputs() {
     let html = fpo_report::render("t", &[run]).unwrap();
     assert_eq!(
         html.matches("<svg").count(),
-        4,
-        "reward, utility, penalty, self-influence"
+        5,
+        "reward, utility, penalty, self-influence, win/tie/loss"
     );
     assert!(!html.contains("<script>"), "raw script tag in the report");
     assert!(html.contains(
