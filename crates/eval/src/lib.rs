@@ -4,10 +4,12 @@
 //! models reach it through [`lm::LanguageModel`], which `fpo` implements.
 //!
 //! - [`generation`]: free-form answers against the references, the offline judge, comparisons.
+//! - [`sycophancy`]: Anthropic's A/B sycophancy items, scored by likelihood.
 //! - [`truthfulqa`]: the data set, the harness prompt, MC1/MC2 and their aggregation.
 
 pub mod claims;
 pub mod generation;
 pub mod lm;
 pub mod stats;
+pub mod sycophancy;
 pub mod truthfulqa;

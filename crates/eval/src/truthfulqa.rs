@@ -186,7 +186,7 @@ pub fn load(dir: &Path) -> Result<Vec<Item>, DataError> {
 
 /// `n` items spread evenly over `items` (every `len/n`-th, starting at the first), so that a
 /// subset keeps both Types and most Categories; all of them when `n` is 0 or at least `len`.
-pub fn spread(items: Vec<Item>, n: usize) -> Vec<Item> {
+pub fn spread<T>(items: Vec<T>, n: usize) -> Vec<T> {
     let len = items.len();
     if n == 0 || n >= len {
         return items;

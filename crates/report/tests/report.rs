@@ -132,6 +132,8 @@ fn llm_run(dir: &Path, text: &str) {
             "mc2_vs_base": {"relaxed-seed0": [stat(0.1), [0.04, 0.16]]},
             "mc1_mcnemar_vs_base": {"relaxed-seed0": 0.5},
             "generation": {"base": answers(), "relaxed-seed0": answers()},
+            "sycophancy_items": 10,
+            "sycophancy": {"base": {"rate": wtl()["first"], "by_subdomain": {"nlp": wtl()["tie"]}}},
             "comparisons": [{"first": "standard-seed0", "second": "relaxed-seed0", "judge": "offline <judge>",
                              "overall": wtl(), "by_type": {"Adversarial": wtl()}, "similar_length": wtl()}]
         }

