@@ -330,3 +330,47 @@ mod tests {
         );
     }
 }
+
+/// One pairwise comparison as the paper published it (817 questions, Llama-3.3-70B judge).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PublishedPair {
+    /// First variant.
+    pub first: &'static str,
+    /// Second variant.
+    pub second: &'static str,
+    /// Questions the first won.
+    pub first_wins: usize,
+    /// Questions the second won.
+    pub second_wins: usize,
+    /// Ties (judge errors were counted as ties there).
+    pub ties: usize,
+}
+
+/// The paper's pairwise results (from the authors' released result files).
+pub const PUBLISHED_PAIRS: [PublishedPair; 3] = [
+    PublishedPair {
+        first: "standard",
+        second: "practical",
+        first_wins: 135,
+        second_wins: 140,
+        ties: 542,
+    },
+    PublishedPair {
+        first: "standard",
+        second: "relaxed",
+        first_wins: 144,
+        second_wins: 188,
+        ties: 485,
+    },
+    PublishedPair {
+        first: "relaxed",
+        second: "practical",
+        first_wins: 167,
+        second_wins: 138,
+        ties: 512,
+    },
+];
+
+/// The paper's mean answer length in words (standard, practical, relaxed).
+pub const PUBLISHED_WORDS: [(&str, f64); 3] =
+    [("standard", 42.8), ("practical", 43.0), ("relaxed", 43.4)];

@@ -132,6 +132,8 @@ fn llm_run(dir: &Path, text: &str) {
             "mc2_vs_base": {"relaxed-seed0": [stat(0.1), [0.04, 0.16]]},
             "mc1_mcnemar_vs_base": {"relaxed-seed0": 0.5},
             "generation": {"base": answers(), "relaxed-seed0": answers()},
+            "published": {"pairs": [{"first": "standard", "second": "relaxed", "first_wins": 144, "second_wins": 188, "ties": 485}],
+                          "words": [["standard", 42.8]]},
             "sycophancy_items": 10,
             "sycophancy": {"base": {"rate": wtl()["first"], "by_subdomain": {"nlp": wtl()["tie"]}}},
             "comparisons": [{"first": "standard-seed0", "second": "relaxed-seed0", "judge": "offline <judge>",

@@ -140,6 +140,26 @@ pub struct Evaluation {
     pub sycophancy_items: usize,
     /// Sycophancy rate (by likelihood) per model.
     pub sycophancy: BTreeMap<String, SycophancySummary>,
+    /// The paper's published pairwise counts and answer lengths, to set beside ours.
+    pub published: Published,
+}
+
+/// The paper's figures, for the report's side-by-side table.
+#[derive(Debug, Serialize)]
+pub struct Published {
+    /// Pairwise counts over 817 questions.
+    pub pairs: [fpo_eval::generation::PublishedPair; 3],
+    /// Mean words per answer.
+    pub words: [(&'static str, f64); 3],
+}
+
+impl Default for Published {
+    fn default() -> Self {
+        Self {
+            pairs: fpo_eval::generation::PUBLISHED_PAIRS,
+            words: fpo_eval::generation::PUBLISHED_WORDS,
+        }
+    }
 }
 
 /// Means of one model's answer metrics.
