@@ -12,6 +12,10 @@ pub trait LanguageModel {
         Ok(())
     }
 
+    /// `user` as one user message in the model's chat template, ready for the assistant's reply
+    /// (for prompt formats that use the template).
+    fn chat_context(&self, user: &str) -> Result<String, Self::Error>;
+
     /// The summed log-likelihood of each continuation after `context`, tokenised as
     /// lm-evaluation-harness does: the continuation's tokens are those of `context +
     /// continuation` after the tokens of `context`.

@@ -128,6 +128,9 @@ mod tests {
     struct PrefersB;
     impl LanguageModel for PrefersB {
         type Error = std::io::Error;
+        fn chat_context(&self, user: &str) -> Result<String, Self::Error> {
+            Ok(user.to_owned())
+        }
         fn loglikelihoods(
             &mut self,
             context: &str,

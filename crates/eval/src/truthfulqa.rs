@@ -319,14 +319,29 @@ pub struct McResult {
     pub mc2: f64,
 }
 
-/// Scores MC1 and MC2 of `items` with the harness prompt; `on_item` runs after each question.
-/// Every distinct answer of a question is scored once (the MC1 choices are among the MC2 ones).
+/// How the multiple-choice question is put to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum McFormat {
+    /// lm-evaluation-harness's: the six-question QA preamble, then `Q: ...\nA:`; each answer is
+    /// the continuation `" " + answer` (comparable with published harness numbers).
+    Harness,
+    /// The question as one user message in the model's chat template; each answer is the
+    /// assistant's reply.
+    Chat,
+}
+
+/// Scores MC1 and MC2 of `items` in `format`; `on_item` runs after each question. Every
+/// distinct answer of a question is scored once (the MC1 choices are among the MC2 ones).
 pub fn evaluate_mc<L: crate::lm::LanguageModel>(
     lm: &mut L,
     items: &[Item],
+    format: McFormat,
     mut on_item: impl FnMut(),
 ) -> Result<Vec<McResult>, L::Error> {
-    lm.prime(HARNESS_PREAMBLE)?;
+    if format == McFormat::Harness {
+        lm.prime(HARNESS_PREAMBLE)?;
+    }
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let mut answers: Vec<&str> = item.mc2.iter().map(|c| c.0.as_str()).collect();
@@ -335,8 +350,17 @@ pub fn evaluate_mc<L: crate::lm::LanguageModel>(
                 answers.push(a);
             }
         }
-        let conts: Vec<String> = answers.iter().map(|a| format!(" {a}")).collect();
-        let lls = lm.loglikelihoods(&harness_context(&item.question), &conts)?;
+        let (context, conts): (String, Vec<String>) = match format {
+            McFormat::Harness => (
+                harness_context(&item.question),
+                answers.iter().map(|a| format!(" {a}")).collect(),
+            ),
+            McFormat::Chat => (
+                lm.chat_context(&item.question)?,
+                answers.iter().map(|a| (*a).to_owned()).collect(),
+            ),
+        };
+        let lls = lm.loglikelihoods(&context, &conts)?;
         let ll_of = |a: &str| lls[answers.iter().position(|x| *x == a).unwrap_or(0)];
         let pick = |choices: &[(String, bool)]| -> (Vec<f64>, Vec<bool>) {
             choices.iter().map(|(a, l)| (ll_of(a), *l)).unzip()

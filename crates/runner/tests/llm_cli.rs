@@ -96,3 +96,35 @@ fn a_missing_model_is_a_usage_error() {
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/model.gguf"), "{err}");
 }
+
+#[test]
+fn eval_scores_one_model_without_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ev");
+    let (code, _, err) = fpo(&[
+        "eval",
+        "truthfulqa",
+        "--metrics",
+        "mc,syco",
+        "--limit",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let s: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["mc"]["n"], 2);
+    assert_eq!(s["format"], "harness");
+    assert_eq!(s["sycophancy"]["rate"]["n"], 2);
+    assert_eq!(
+        std::fs::read_to_string(out.join("mc.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    let (code, _, err) = fpo(&["eval", "truthfulqa", "--metrics", "bleurt", "--out", "x"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown metric `bleurt`"), "{err}");
+}

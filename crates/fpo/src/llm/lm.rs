@@ -41,17 +41,26 @@ impl fpo_eval::lm::LanguageModel for ModelLm<'_> {
         Ok(())
     }
 
+    fn chat_context(&self, user: &str) -> Result<String, LlmError> {
+        self.model
+            .tokenizer
+            .apply_chat_template(&[Message::new("user", user)], true)
+    }
+
     fn loglikelihoods(
         &mut self,
         context: &str,
         continuations: &[String],
     ) -> Result<Vec<f64>, LlmError> {
         let tok = &self.model.tokenizer;
-        let ctx = tok.encode(context, true)?;
+        // A context rendered by the chat template carries its own BOS.
+        let bos_text = tok.bos.and_then(|b| tok.id_to_token(b));
+        let add = !bos_text.is_some_and(|b| context.starts_with(&b));
+        let ctx = tok.encode(context, add)?;
         let conts = continuations
             .iter()
             .map(|c| {
-                let whole = tok.encode(&format!("{context}{c}"), true)?;
+                let whole = tok.encode(&format!("{context}{c}"), add)?;
                 Ok(if whole.starts_with(&ctx) && whole.len() > ctx.len() {
                     whole[ctx.len()..].to_vec()
                 } else {
