@@ -178,3 +178,17 @@ fn llm_report_plots_the_loop_and_escapes_model_outputs() {
         "paired difference shown"
     );
 }
+
+#[test]
+fn llm_report_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    llm_run(&run, "an answer");
+    let html = fpo_report::render("snapshot", &[run]).unwrap();
+    insta::with_settings!({filters => vec![
+        (r"(?s)<svg.*?</svg>", "[svg]"),
+        (r"(?:/|&#x2f;)[^ <]*?(?:/|&#x2f;)run\b", "[dir]"),
+    ]}, {
+        insta::assert_snapshot!(html);
+    });
+}
