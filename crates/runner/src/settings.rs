@@ -539,6 +539,29 @@ fn resolve(
                     format!("unknown metric `{m}` (available: mc, gen, syco)"),
                 ));
             }
+            // Inputs are checked before any run directory exists.
+            let needed = [
+                ("train.model", &train.model, "run `just models`"),
+                ("train.rm.encoder", &train.rm.encoder, "run `just models`"),
+                ("train.prompts", &train.prompts, "set FPO_DATA_DIR"),
+            ];
+            for (key, p, hint) in needed {
+                if !p.exists() {
+                    return Err(invalid(
+                        key.into(),
+                        format!("{} does not exist ({hint})", p.display()),
+                    ));
+                }
+            }
+            if train.rm.init == fpo::llm::RmInit::BradleyTerry && !train.rm.pairs.exists() {
+                return Err(invalid(
+                    "train.rm.pairs".into(),
+                    format!(
+                        "{} does not exist (set FPO_DATA_DIR)",
+                        train.rm.pairs.display()
+                    ),
+                ));
+            }
             let cfg = LlmSuiteConfig {
                 data_dir,
                 models_dir,

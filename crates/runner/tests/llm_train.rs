@@ -168,3 +168,20 @@ fn a_checkpoint_of_other_settings_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_missing_model_is_named_before_any_run_directory_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = command(&out, &[])
+        .env("FPO_MODELS_DIR", tmp.path().join("no-models"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("train.model") && err.contains("just models"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("run.partial").exists() && !out.exists());
+}
