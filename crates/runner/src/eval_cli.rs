@@ -16,10 +16,10 @@ use fpo_eval::truthfulqa::{self, Item, McResult, McSummary};
 use fpo_model::BackendKind;
 use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::{Adapters, DEFAULT_ENCODER, DEFAULT_LLM, LoadedModel, models_dir};
-use indicatif::{ProgressBar, ProgressStyle};
+
 use serde::Serialize;
 
-use crate::output::{RunDir, json, write_atomic};
+use crate::output::{RunDir, json, progress, write_atomic};
 
 /// Options of `fpo eval`.
 #[derive(Debug, Args)]
@@ -90,14 +90,7 @@ pub fn mc(
     format: McFormat,
     label: &str,
 ) -> anyhow::Result<Vec<McResult>> {
-    let bar = ProgressBar::new(items.len() as u64).with_style(
-        ProgressStyle::with_template(
-            "{prefix:>10} [{bar:30}] {pos}/{len} questions, {elapsed} (eta {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_owned());
+    let bar = progress(items.len() as u64, "questions", label);
     let mut lm = ModelLm::new(model, adapters);
     let out = truthfulqa::evaluate_mc(&mut lm, items, format, || bar.inc(1))?;
     bar.finish_and_clear();
@@ -225,14 +218,7 @@ pub fn answers_scored(
     ref_embeddings: &[Vec<Vec<f32>>],
     label: &str,
 ) -> anyhow::Result<Vec<AnswerScores>> {
-    let bar = ProgressBar::new(items.len() as u64).with_style(
-        ProgressStyle::with_template(
-            "{prefix:>10} [{bar:30}] {pos}/{len} answers, {elapsed} (eta {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_owned());
+    let bar = progress(items.len() as u64, "answers", label);
     let mut lm = ModelLm::new(model, adapters);
     let mut emb = EncoderEmbedder::new(encoder, 128);
     let mut out = Vec::with_capacity(items.len());

@@ -14,11 +14,11 @@ use fpo_eval::stats::{Summary, bootstrap_paired, mcnemar, paired_difference};
 use fpo_eval::sycophancy::{self, SycophancySummary};
 use fpo_eval::truthfulqa::{McFormat, McResult, McSummary, summarize_mc};
 use fpo_model::llm::Adapters;
-use indicatif::{ProgressBar, ProgressStyle};
+
 use serde::Serialize;
 
 use crate::eval_cli::{answers_scored, jsonl, mc, reference_embeddings, truthfulqa_items};
-use crate::output::{json, write_atomic};
+use crate::output::{json, progress, write_atomic};
 use crate::settings::{Resolved, SuiteConfig};
 
 /// `summary.json` of an LLM run.
@@ -66,14 +66,7 @@ pub fn run(resolved: &Resolved, dir: &Path) -> anyhow::Result<LlmSummary> {
     let variants = &resolved.run.variants;
     let iterations = cfg.train.iterations as u64;
     let total = iterations * (seeds.len() * variants.len()) as u64;
-    let bar = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template(
-            "{prefix:>10} [{bar:30}] {pos}/{len} iterations, {elapsed} (eta {eta}) {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix("truthfulqa");
+    let bar = progress(total, "iterations", "truthfulqa");
     let mut outcomes = Vec::new();
     for &seed in seeds {
         for &variant in variants {

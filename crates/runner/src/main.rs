@@ -17,10 +17,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+
 use serde::Serialize;
 
-use crate::output::{RunDir, json, write_atomic};
+use crate::output::{RunDir, json, progress, write_atomic};
 use crate::settings::{Experiment, Overrides, Resolved, Seeds, SettingsError};
 
 /// Experiments on alignment collapse in iterative RLHF (Gauthier, Bach, Jordan, 2026).
@@ -356,14 +356,7 @@ fn run_suite(
     let started = Instant::now();
     let started_unix_s = unix_now();
     let jobs = toys::jobs(resolved).len() as u64;
-    let bar = ProgressBar::new(jobs).with_style(
-        ProgressStyle::with_template(
-            "{prefix:>10} [{bar:30}] {pos}/{len} runs, {elapsed} (eta {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(resolved.suite.name());
+    let bar = progress(jobs, "runs", resolved.suite.name());
     let runs = toys::run(resolved, &|| bar.inc(1))
         .with_context(|| format!("running {}", resolved.source.display()))?;
     bar.finish_and_clear();

@@ -71,6 +71,19 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The progress bar of every long step: `label [=====>    ] pos/len unit, elapsed (eta) msg`.
+pub fn progress(len: u64, unit: &str, label: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len).with_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{prefix:>10}} [{{bar:30}}] {{pos}}/{{len}} {unit}, {{elapsed}} (eta {{eta}}) {{msg}}"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    bar
+}
+
 /// Pretty JSON with a trailing newline.
 pub fn json(value: &impl serde::Serialize) -> anyhow::Result<Vec<u8>> {
     let mut v = serde_json::to_vec_pretty(value)?;
