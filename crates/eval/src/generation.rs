@@ -222,6 +222,8 @@ pub struct Comparison {
     pub overall: WinTieLoss,
     /// Per TruthfulQA Type.
     pub by_type: BTreeMap<String, WinTieLoss>,
+    /// Per TruthfulQA Category.
+    pub by_category: BTreeMap<String, WinTieLoss>,
     /// Among questions whose two answers differ in length by at most 20% of the longer one
     /// (so that "longer wins" cannot pass for "more truthful").
     pub similar_length: WinTieLoss,
@@ -237,10 +239,15 @@ pub fn compare(
     let pairs: Vec<(&AnswerScores, &AnswerScores)> = first.1.iter().zip(second.1).collect();
     let verdict = |p: &(&AnswerScores, &AnswerScores)| judge_offline(p.0, p.1, margin);
     let all: Vec<Verdict> = pairs.iter().map(verdict).collect();
-    let mut by_type: BTreeMap<String, Vec<Verdict>> = BTreeMap::new();
-    for (p, v) in pairs.iter().zip(&all) {
-        by_type.entry(p.0.kind.clone()).or_default().push(*v);
-    }
+    let group = |key: fn(&AnswerScores) -> &str| {
+        let mut m: BTreeMap<String, Vec<Verdict>> = BTreeMap::new();
+        for (p, v) in pairs.iter().zip(&all) {
+            m.entry(key(p.0).to_owned()).or_default().push(*v);
+        }
+        m.into_iter()
+            .map(|(k, v)| (k, WinTieLoss::of(&v, level)))
+            .collect::<BTreeMap<_, _>>()
+    };
     let similar: Vec<Verdict> = pairs
         .iter()
         .filter(|(a, b)| {
@@ -254,10 +261,8 @@ pub fn compare(
         second: second.0.to_owned(),
         judge: OFFLINE_JUDGE.to_owned(),
         overall: WinTieLoss::of(&all, level),
-        by_type: by_type
-            .into_iter()
-            .map(|(k, v)| (k, WinTieLoss::of(&v, level)))
-            .collect(),
+        by_type: group(|a| &a.kind),
+        by_category: group(|a| &a.category),
         similar_length: WinTieLoss::of(&similar, level),
     }
 }
@@ -321,6 +326,7 @@ mod tests {
         );
         assert_eq!(c.by_type["A"].first.k, 1);
         assert_eq!(c.by_type["N"].second.k, 1);
+        assert_eq!(c.by_category["c"].n, 4);
         assert_eq!(c.similar_length.n, 3, "the 30- vs 10-word pair is left out");
         assert_eq!(c.overall.sign_test_p, 1.0);
         let swapped = compare(("y", &b), ("x", &a), 0.05, 0.95);

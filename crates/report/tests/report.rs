@@ -137,7 +137,8 @@ fn llm_run(dir: &Path, text: &str) {
             "sycophancy_items": 10,
             "sycophancy": {"base": {"rate": wtl()["first"], "by_subdomain": {"nlp": wtl()["tie"]}}},
             "comparisons": [{"first": "standard-seed0", "second": "relaxed-seed0", "judge": "offline <judge>",
-                             "overall": wtl(), "by_type": {"Adversarial": wtl()}, "similar_length": wtl()}]
+                             "overall": wtl(), "by_type": {"Adversarial": wtl()},
+                             "by_category": {"Law <&>": wtl()}, "similar_length": wtl()}]
         }
     });
     write(dir, "summary.json", &summary.to_string());
