@@ -146,6 +146,35 @@ pub fn score_answer(
     }
 }
 
+/// Means of one model's answer metrics, with confidence intervals.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswersSummary {
+    /// Mean words per answer (verbosity).
+    pub words: crate::stats::Summary,
+    /// Share closer to a correct reference than to an incorrect one (MiniLM cosine).
+    pub acc: crate::stats::Summary,
+    /// Cosine margin (correct minus incorrect).
+    pub cos_diff: crate::stats::Summary,
+    /// ROUGE-L margin (correct minus incorrect).
+    pub rouge_l_diff: crate::stats::Summary,
+}
+
+/// Summarises one model's answers at confidence `level`.
+///
+/// # Panics
+/// If `rows` is empty.
+pub fn summarize_answers(rows: &[AnswerScores], level: f64) -> AnswersSummary {
+    let col = |f: fn(&AnswerScores) -> f64| {
+        crate::stats::Summary::of(&rows.iter().map(f).collect::<Vec<_>>(), level)
+    };
+    AnswersSummary {
+        words: col(|a| a.words as f64),
+        acc: col(|a| a.acc),
+        cos_diff: col(|a| a.cos_diff),
+        rouge_l_diff: col(|a| a.rouge_l_diff),
+    }
+}
+
 /// A pairwise verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

