@@ -4,11 +4,13 @@
 //! models reach it through [`lm::LanguageModel`], which `fpo` implements.
 //!
 //! - [`generation`]: free-form answers against the references, the offline judge, comparisons.
+//! - [`judge`]: the LLM judge client (any OpenAI-compatible endpoint), both orders, cached.
 //! - [`sycophancy`]: Anthropic's A/B sycophancy items, scored by likelihood.
 //! - [`truthfulqa`]: the data set, the harness prompt, MC1/MC2 and their aggregation.
 
 pub mod claims;
 pub mod generation;
+pub mod judge;
 pub mod lm;
 pub mod stats;
 pub mod sycophancy;

@@ -1,0 +1,398 @@
+//! The LLM-judge client against a local mock server (wiremock): both orders, retries on 429 /
+//! 5xx / timeouts with `Retry-After`, errors kept apart from ties, the cache, the budget, the key.
+
+use std::time::{Duration, Instant};
+
+use fpo_eval::generation::Verdict;
+use fpo_eval::judge::{Judge, JudgeConfig, JudgeError, PairItem, Parse};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// The mock server runs on its own runtime; the judge (which blocks) on the test thread.
+struct Server {
+    rt: tokio::runtime::Runtime,
+    server: MockServer,
+}
+
+impl Server {
+    fn start() -> Self {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let server = rt.block_on(MockServer::start());
+        Self { rt, server }
+    }
+
+    fn mount(&self, mock: Mock) {
+        self.rt.block_on(mock.mount(&self.server));
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.rt
+            .block_on(self.server.received_requests())
+            .unwrap_or_default()
+    }
+
+    fn config(&self) -> JudgeConfig {
+        JudgeConfig {
+            base_url: format!("{}/v1", self.server.uri()),
+            model: "mock-judge".into(),
+            concurrency: 4,
+            timeout_s: 5.0,
+            max_retries: 3,
+            backoff_initial_s: 0.001,
+            backoff_max_s: 0.01,
+            ..JudgeConfig::default()
+        }
+    }
+}
+
+fn completion(reply: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "id": "x",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}]
+    }))
+}
+
+fn chat() -> wiremock::MockBuilder {
+    Mock::given(method("POST")).and(path("/v1/chat/completions"))
+}
+
+/// A judge that prefers the answer containing "TRUE", and says Tie when neither or both do.
+struct PrefersTrue;
+
+impl Respond for PrefersTrue {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let prompt = body["messages"][0]["content"].as_str().unwrap();
+        let between = |a: &str, b: &str| {
+            let s = prompt.find(a).unwrap() + a.len();
+            prompt[s..s + prompt[s..].find(b).unwrap()].contains("TRUE")
+        };
+        let (a, b) = (
+            between("[Answer A]", "[End of answer A]"),
+            between("[Answer B]", "[End of answer B]"),
+        );
+        let v = match (a, b) {
+            (true, false) => "A",
+            (false, true) => "B",
+            _ => "Tie",
+        };
+        completion(&format!(r#"{{"verdict": "{v}", "reason": "mock"}}"#))
+    }
+}
+
+fn pairs(n: usize) -> Vec<PairItem> {
+    (0..n)
+        .map(|i| PairItem {
+            id: i,
+            question: format!("Question {i}?"),
+            first: if i % 3 == 0 { "TRUE answer" } else { "an answer" }.into(),
+            second: if i % 3 == 1 { "TRUE answer" } else { "other answer" }.into(),
+            correct_answers: vec!["c".into()],
+            incorrect_answers: vec!["i".into()],
+        })
+        .collect()
+}
+
+fn verdicts(run: &fpo_eval::judge::JudgeRun) -> Vec<Option<Verdict>> {
+    run.judgements.iter().map(|j| j.verdict).collect()
+}
+
+#[test]
+fn both_orders_are_asked_and_mapped_back_with_the_key_sent() {
+    let s = Server::start();
+    s.mount(
+        chat()
+            .and(header("authorization", "Bearer sk-test-123"))
+            .respond_with(PrefersTrue)
+            .expect(6),
+    );
+    let judge = Judge::with_api_key(s.config(), Some("sk-test-123".into())).unwrap();
+    let run = judge.judge_pairs(&pairs(3), &|| {}).unwrap();
+    use Verdict::*;
+    assert_eq!(verdicts(&run), [Some(First), Some(Second), Some(Tie)]);
+    assert!(run.judgements.iter().all(|j| j.consistent == Some(true)));
+    assert_eq!(run.requests_sent, 6);
+    let bodies: Vec<serde_json::Value> = s
+        .requests()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b["model"] == "mock-judge" && b["temperature"] == 0.0)
+    );
+    assert!(!format!("{judge:?}").contains("sk-test-123"));
+}
+
+#[test]
+fn a_judge_that_always_says_a_is_position_biased_and_gives_ties() {
+    let s = Server::start();
+    s.mount(chat().respond_with(completion(r#"{"verdict": "A"}"#)));
+    let run = Judge::new(s.config())
+        .unwrap()
+        .judge_pairs(&pairs(3), &|| {})
+        .unwrap();
+    assert!(run.judgements.iter().all(|j| j.verdict == Some(Verdict::Tie)));
+    assert!(run.judgements.iter().all(|j| j.consistent == Some(false)));
+}
+
+#[test]
+fn retry_after_in_seconds_is_honoured() {
+    let s = Server::start();
+    s.mount(
+        chat()
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+            .up_to_n_times(1)
+            .with_priority(1),
+    );
+    s.mount(chat().respond_with(PrefersTrue));
+    let mut cfg = s.config();
+    cfg.concurrency = 1;
+    let started = Instant::now();
+    let run = Judge::new(cfg)
+        .unwrap()
+        .judge_pairs(&pairs(1), &|| {})
+        .unwrap();
+    let j = &run.judgements[0];
+    assert_eq!(j.verdict, Some(Verdict::First));
+    assert_eq!(j.first_as_a.attempts + j.second_as_a.attempts, 3);
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited {:?}, not the 1 s asked (the backoff alone is <= 10 ms)",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn retry_after_as_an_http_date_is_honoured() {
+    let s = Server::start();
+    let when = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2));
+    s.mount(
+        chat()
+            .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", when.as_str()))
+            .up_to_n_times(1)
+            .with_priority(1),
+    );
+    s.mount(chat().respond_with(PrefersTrue));
+    let started = Instant::now();
+    let run = Judge::new(s.config())
+        .unwrap()
+        .judge_pairs(&pairs(1), &|| {})
+        .unwrap();
+    assert_eq!(run.judgements[0].verdict, Some(Verdict::First));
+    // HTTP dates have whole seconds: at least one second of the two remains.
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[test]
+fn server_errors_are_retried_and_then_recorded_as_errors_not_ties() {
+    let s = Server::start();
+    s.mount(
+        chat()
+            .respond_with(ResponseTemplate::new(502))
+            .up_to_n_times(2)
+            .with_priority(1),
+    );
+    s.mount(chat().respond_with(PrefersTrue));
+    let mut cfg = s.config();
+    cfg.concurrency = 1;
+    let run = Judge::new(cfg.clone())
+        .unwrap()
+        .judge_pairs(&pairs(1), &|| {})
+        .unwrap();
+    assert_eq!(run.judgements[0].verdict, Some(Verdict::First));
+    assert_eq!(run.requests_sent, 4, "two 502s retried");
+
+    let s = Server::start();
+    s.mount(chat().respond_with(ResponseTemplate::new(500).set_body_string("overloaded")));
+    let mut cfg = s.config();
+    cfg.max_retries = 2;
+    let run = Judge::new(cfg)
+        .unwrap()
+        .judge_pairs(&pairs(2), &|| {})
+        .unwrap();
+    for j in &run.judgements {
+        assert_eq!(j.verdict, None);
+        assert_eq!(j.consistent, None);
+        assert_eq!(j.first_as_a.attempts, 3);
+        let e = j.first_as_a.error.as_deref().unwrap();
+        assert!(e.contains("HTTP 500") && e.contains("overloaded"), "{e}");
+    }
+    assert_eq!(s.requests().len(), 12);
+}
+
+#[test]
+fn client_errors_are_not_retried() {
+    let s = Server::start();
+    s.mount(chat().respond_with(ResponseTemplate::new(400).set_body_string("bad model")));
+    let run = Judge::new(s.config())
+        .unwrap()
+        .judge_pairs(&pairs(1), &|| {})
+        .unwrap();
+    assert_eq!(run.judgements[0].first_as_a.attempts, 1);
+    assert_eq!(run.judgements[0].verdict, None);
+    assert_eq!(s.requests().len(), 2);
+}
+
+#[test]
+fn timeouts_are_retried_then_recorded() {
+    let s = Server::start();
+    s.mount(
+        chat()
+            .respond_with(slow_tie(Duration::from_secs(3)))
+            .up_to_n_times(1)
+            .with_priority(1),
+    );
+    s.mount(chat().respond_with(PrefersTrue));
+    let mut cfg = s.config();
+    cfg.concurrency = 1;
+    cfg.timeout_s = 0.3;
+    let run = Judge::new(cfg.clone())
+        .unwrap()
+        .judge_pairs(&pairs(1), &|| {})
+        .unwrap();
+    assert_eq!(run.judgements[0].verdict, Some(Verdict::First), "retried");
+    assert_eq!(run.requests_sent, 3);
+
+    let s = Server::start();
+    s.mount(chat().respond_with(slow_tie(Duration::from_secs(3))));
+    cfg.base_url = format!("{}/v1", s.server.uri());
+    cfg.max_retries = 1;
+    let run = Judge::new(cfg)
+        .unwrap()
+        .judge_pairs(&pairs(1), &|| {})
+        .unwrap();
+    let o = &run.judgements[0].first_as_a;
+    assert_eq!((o.verdict, o.attempts), (None, 2));
+    assert!(o.error.as_deref().unwrap().contains("timed out"), "{o:?}");
+}
+
+fn slow_tie(d: Duration) -> ResponseTemplate {
+    completion(r#"{"verdict": "Tie"}"#).set_delay(d)
+}
+
+#[test]
+fn unreadable_replies_are_errors_and_loose_ones_fall_back() {
+    let s = Server::start();
+    s.mount(chat().respond_with(completion("I cannot decide.")));
+    let run = Judge::new(s.config())
+        .unwrap()
+        .judge_pairs(&pairs(1), &|| {})
+        .unwrap();
+    let j = &run.judgements[0];
+    assert_eq!(j.verdict, None);
+    assert!(j.first_as_a.error.as_deref().unwrap().contains("no verdict"));
+    assert_eq!(j.first_as_a.reply.as_deref(), Some("I cannot decide."));
+
+    let s = Server::start();
+    s.mount(chat().respond_with(completion("```json\n{\"verdict\": \"Tie\"}\n```")));
+    let run = Judge::new(s.config())
+        .unwrap()
+        .judge_pairs(&pairs(1), &|| {})
+        .unwrap();
+    assert_eq!(run.judgements[0].verdict, Some(Verdict::Tie));
+    assert_eq!(run.judgements[0].first_as_a.parse, Some(Parse::Fallback));
+
+    let s = Server::start();
+    s.mount(chat().respond_with(ResponseTemplate::new(200).set_body_string("not json")));
+    let run = Judge::new(s.config())
+        .unwrap()
+        .judge_pairs(&pairs(1), &|| {})
+        .unwrap();
+    let e = run.judgements[0].first_as_a.error.as_deref().unwrap();
+    assert!(e.contains("malformed response"), "{e}");
+}
+
+#[test]
+fn the_cache_makes_a_rerun_free() {
+    let s = Server::start();
+    s.mount(chat().respond_with(PrefersTrue));
+    let cache = tempfile::tempdir().unwrap();
+    let mut cfg = s.config();
+    cfg.cache_dir = Some(cache.path().to_owned());
+    let first = Judge::new(cfg.clone())
+        .unwrap()
+        .judge_pairs(&pairs(4), &|| {})
+        .unwrap();
+    assert_eq!((first.requests_sent, first.cache_hits), (8, 0));
+    let again = Judge::new(cfg.clone())
+        .unwrap()
+        .judge_pairs(&pairs(4), &|| {})
+        .unwrap();
+    assert_eq!((again.requests_sent, again.cache_hits), (0, 8));
+    assert_eq!(verdicts(&first), verdicts(&again));
+    assert_eq!(s.requests().len(), 8, "nothing paid twice");
+    // Another prompt is another key.
+    let template = cache.path().join("t.jinja");
+    std::fs::write(&template, "{{ question }} A: {{ answer_a }} B: {{ answer_b }} [Answer A] {{ answer_a }} [End of answer A] [Answer B] {{ answer_b }} [End of answer B]").unwrap();
+    cfg.template = Some(template);
+    let other = Judge::new(cfg).unwrap().judge_pairs(&pairs(4), &|| {}).unwrap();
+    assert_eq!(other.requests_sent, 8);
+    assert_eq!(verdicts(&first), verdicts(&other));
+}
+
+#[test]
+fn the_budget_caps_requests_and_the_rest_are_errors() {
+    let s = Server::start();
+    s.mount(chat().respond_with(PrefersTrue));
+    let mut cfg = s.config();
+    cfg.max_requests = 3;
+    let run = Judge::new(cfg)
+        .unwrap()
+        .judge_pairs(&pairs(4), &|| {})
+        .unwrap();
+    assert_eq!(run.requests_sent, 3);
+    assert_eq!(s.requests().len(), 3);
+    let orders: Vec<_> = run
+        .judgements
+        .iter()
+        .flat_map(|j| [&j.first_as_a, &j.second_as_a])
+        .collect();
+    let spent = orders
+        .iter()
+        .filter(|o| o.error.as_deref().is_some_and(|e| e.contains("budget")))
+        .count();
+    assert_eq!(spent, 5);
+    assert!(run.judgements.iter().filter(|j| j.verdict.is_none()).count() >= 2);
+}
+
+#[test]
+fn set_up_errors_name_the_variable_and_the_template() {
+    let mut cfg = JudgeConfig {
+        base_url: "http://127.0.0.1:9/v1".into(),
+        model: "m".into(),
+        api_key_env: Some("FPO_TEST_KEY_THAT_IS_NOT_SET".into()),
+        ..JudgeConfig::default()
+    };
+    let e = Judge::new(cfg.clone()).unwrap_err();
+    assert!(matches!(e, JudgeError::MissingKey(ref v) if v == "FPO_TEST_KEY_THAT_IS_NOT_SET"));
+    cfg.api_key_env = None;
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("judge.jinja");
+    std::fs::write(&t, "{{ question }} {{ no_such_variable }}").unwrap();
+    cfg.template = Some(t.clone());
+    let e = Judge::new(cfg.clone()).unwrap_err().to_string();
+    assert!(e.contains("judge.jinja") && e.contains("undefined"), "{e}");
+    cfg.template = Some(dir.path().join("missing.jinja"));
+    let e = Judge::new(cfg).unwrap_err().to_string();
+    assert!(e.contains("missing.jinja"), "{e}");
+}
+
+#[test]
+fn concurrency_is_bounded() {
+    // 8 requests, each held 300 ms by the server: at concurrency 2 they take >= 4 rounds.
+    let s = Server::start();
+    s.mount(chat().respond_with(completion(r#"{"verdict": "Tie"}"#).set_delay(Duration::from_millis(300))));
+    let mut cfg = s.config();
+    cfg.concurrency = 2;
+    let started = Instant::now();
+    Judge::new(cfg.clone()).unwrap().judge_pairs(&pairs(4), &|| {}).unwrap();
+    let bounded = started.elapsed();
+    assert!(bounded >= Duration::from_millis(1150), "{bounded:?}");
+    cfg.concurrency = 8;
+    let started = Instant::now();
+    Judge::new(cfg).unwrap().judge_pairs(&pairs(4), &|| {}).unwrap();
+    assert!(started.elapsed() < bounded, "{:?} vs {bounded:?}", started.elapsed());
+}
