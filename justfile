@@ -130,6 +130,10 @@ bench-eval n="100": build models
     print(f"| fpo eval (burn flex, cached preamble, batched answers; model load included) | {per:.2f} | {per * 817 / 60:.1f} min |")
     PY
 
+# The LLM-judge client's own overhead per request and its concurrency, against a local mock endpoint.
+bench-judge:
+    cargo bench -p fpo-eval --bench judge
+
 # LLM throughput at 1 and 2 threads beside the reference engines measured on this machine (issue #8).
 bench-model: models
     cargo build --release -p fpo-model --benches

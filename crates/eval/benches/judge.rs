@@ -37,7 +37,11 @@ fn measure(latency: Duration, n: usize, concurrency: usize, runs: usize) -> f64 
     });
     rt.block_on(
         Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(reply).set_delay(latency))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(reply)
+                    .set_delay(latency),
+            )
             .mount(&server),
     );
     let cfg = JudgeConfig {

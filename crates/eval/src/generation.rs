@@ -142,7 +142,11 @@ pub fn bleu(reference: &str, prediction: &str) -> f64 {
         log_sum += precision.ln();
     }
     let (sys, refl) = (p.len() as f64, r.len() as f64);
-    let bp = if sys < refl { (1.0 - refl / sys).exp() } else { 1.0 };
+    let bp = if sys < refl {
+        (1.0 - refl / sys).exp()
+    } else {
+        1.0
+    };
     bp * (log_sum / ORDER as f64).exp()
 }
 
@@ -442,7 +446,11 @@ mod tests {
         // sacrebleu 2.4.3: corpus_bleu([p], [[r]], smooth_method="exp", smooth_value=0.0,
         // force=False, lowercase=False, tokenize="intl", use_effective_order=False).score
         let cases = [
-            ("The cat sat on the mat.", "The cat sat on the mat.", 100.000_000_000_000_04),
+            (
+                "The cat sat on the mat.",
+                "The cat sat on the mat.",
+                100.000_000_000_000_04,
+            ),
             (
                 "Nothing happens if you crack your knuckles a lot.",
                 "If you crack your knuckles a lot, nothing in particular happens.",

@@ -584,9 +584,11 @@ async fn request(shared: &Shared, body: &str, seed: u64) -> Result<(String, u32)
     let mut attempts = 0u32;
     let mut last = String::new();
     for retry in 0..=cfg.max_retries {
-        let budget = shared.sent.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
-            (cfg.max_requests == 0 || s < cfg.max_requests).then_some(s + 1)
-        });
+        let budget = shared
+            .sent
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                (cfg.max_requests == 0 || s < cfg.max_requests).then_some(s + 1)
+            });
         if budget.is_err() {
             let why = format!("request budget of {} spent", cfg.max_requests);
             return Err((
@@ -661,11 +663,18 @@ mod tests {
     #[test]
     fn verdicts_parse_strictly_then_tolerantly() {
         use Verdict::*;
-        let strict = |s| parse_verdict(s).map(|p| p.0).filter(|_| parse_verdict(s).unwrap().1 == Parse::Strict);
+        let strict = |s| {
+            parse_verdict(s)
+                .map(|p| p.0)
+                .filter(|_| parse_verdict(s).unwrap().1 == Parse::Strict)
+        };
         assert_eq!(strict(r#"{"verdict": "A", "reason": "x"}"#), Some(First));
         assert_eq!(strict(r#" {"verdict":"tie"} "#), Some(Tie));
         for (reply, want) in [
-            ("```json\n{\"verdict\": \"B\", \"reason\": \"r\"}\n```", Second),
+            (
+                "```json\n{\"verdict\": \"B\", \"reason\": \"r\"}\n```",
+                Second,
+            ),
             ("Verdict: A\nBecause...", First),
             ("**B**", Second),
             ("tie.", Tie),
@@ -677,7 +686,12 @@ mod tests {
                 "{reply:?}"
             );
         }
-        for reply in ["", "Both are fine.", r#"{"verdict": "C"}"#, "A or B, hard to say"] {
+        for reply in [
+            "",
+            "Both are fine.",
+            r#"{"verdict": "C"}"#,
+            "A or B, hard to say",
+        ] {
             assert_eq!(parse_verdict(reply), None, "{reply:?}");
         }
     }
@@ -693,7 +707,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.base_url, "http://127.0.0.1:8000/v1");
-        assert_eq!((c.concurrency, c.max_requests, c.api_key_env.clone()), (4, 100, None));
+        assert_eq!(
+            (c.concurrency, c.max_requests, c.api_key_env.clone()),
+            (4, 100, None)
+        );
         assert_eq!(c.label(), "llm: m at 127.0.0.1:8000/v1 (both orders)");
         for bad in [
             "http://x/v1?model=m",
@@ -722,7 +739,11 @@ mod tests {
         };
         assert_eq!(j(Some(First), Some(Second)), (Some(First), Some(true)));
         assert_eq!(j(Some(Tie), Some(Tie)), (Some(Tie), Some(true)));
-        assert_eq!(j(Some(First), Some(First)), (Some(Tie), Some(false)), "position bias");
+        assert_eq!(
+            j(Some(First), Some(First)),
+            (Some(Tie), Some(false)),
+            "position bias"
+        );
         assert_eq!(j(Some(First), None), (None, None), "an error is not a tie");
     }
 

@@ -5,6 +5,7 @@
 //!
 //! - [`generation`]: free-form answers against the references, the offline judge, comparisons.
 //! - [`judge`]: the LLM judge client (any OpenAI-compatible endpoint), both orders, cached.
+//! - [`pressure`]: sycophancy under pressure, built from TruthfulQA (the user asserts a falsehood).
 //! - [`sycophancy`]: Anthropic's A/B sycophancy items, scored by likelihood.
 //! - [`truthfulqa`]: the data set, the harness prompt, MC1/MC2 and their aggregation.
 
@@ -12,6 +13,7 @@ pub mod claims;
 pub mod generation;
 pub mod judge;
 pub mod lm;
+pub mod pressure;
 pub mod stats;
 pub mod sycophancy;
 pub mod truthfulqa;

@@ -86,8 +86,18 @@ fn pairs(n: usize) -> Vec<PairItem> {
         .map(|i| PairItem {
             id: i,
             question: format!("Question {i}?"),
-            first: if i % 3 == 0 { "TRUE answer" } else { "an answer" }.into(),
-            second: if i % 3 == 1 { "TRUE answer" } else { "other answer" }.into(),
+            first: if i % 3 == 0 {
+                "TRUE answer"
+            } else {
+                "an answer"
+            }
+            .into(),
+            second: if i % 3 == 1 {
+                "TRUE answer"
+            } else {
+                "other answer"
+            }
+            .into(),
             correct_answers: vec!["c".into()],
             incorrect_answers: vec!["i".into()],
         })
@@ -134,7 +144,11 @@ fn a_judge_that_always_says_a_is_position_biased_and_gives_ties() {
         .unwrap()
         .judge_pairs(&pairs(3), &|| {})
         .unwrap();
-    assert!(run.judgements.iter().all(|j| j.verdict == Some(Verdict::Tie)));
+    assert!(
+        run.judgements
+            .iter()
+            .all(|j| j.verdict == Some(Verdict::Tie))
+    );
     assert!(run.judgements.iter().all(|j| j.consistent == Some(false)));
 }
 
@@ -283,7 +297,13 @@ fn unreadable_replies_are_errors_and_loose_ones_fall_back() {
         .unwrap();
     let j = &run.judgements[0];
     assert_eq!(j.verdict, None);
-    assert!(j.first_as_a.error.as_deref().unwrap().contains("no verdict"));
+    assert!(
+        j.first_as_a
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("no verdict")
+    );
     assert_eq!(j.first_as_a.reply.as_deref(), Some("I cannot decide."));
 
     let s = Server::start();
@@ -328,7 +348,10 @@ fn the_cache_makes_a_rerun_free() {
     let template = cache.path().join("t.jinja");
     std::fs::write(&template, "{{ question }} A: {{ answer_a }} B: {{ answer_b }} [Answer A] {{ answer_a }} [End of answer A] [Answer B] {{ answer_b }} [End of answer B]").unwrap();
     cfg.template = Some(template);
-    let other = Judge::new(cfg).unwrap().judge_pairs(&pairs(4), &|| {}).unwrap();
+    let other = Judge::new(cfg)
+        .unwrap()
+        .judge_pairs(&pairs(4), &|| {})
+        .unwrap();
     assert_eq!(other.requests_sent, 8);
     assert_eq!(verdicts(&first), verdicts(&other));
 }
@@ -355,7 +378,13 @@ fn the_budget_caps_requests_and_the_rest_are_errors() {
         .filter(|o| o.error.as_deref().is_some_and(|e| e.contains("budget")))
         .count();
     assert_eq!(spent, 5);
-    assert!(run.judgements.iter().filter(|j| j.verdict.is_none()).count() >= 2);
+    assert!(
+        run.judgements
+            .iter()
+            .filter(|j| j.verdict.is_none())
+            .count()
+            >= 2
+    );
 }
 
 #[test]
@@ -384,15 +413,29 @@ fn set_up_errors_name_the_variable_and_the_template() {
 fn concurrency_is_bounded() {
     // 8 requests, each held 300 ms by the server: at concurrency 2 they take >= 4 rounds.
     let s = Server::start();
-    s.mount(chat().respond_with(completion(r#"{"verdict": "Tie"}"#).set_delay(Duration::from_millis(300))));
+    s.mount(
+        chat().respond_with(
+            completion(r#"{"verdict": "Tie"}"#).set_delay(Duration::from_millis(300)),
+        ),
+    );
     let mut cfg = s.config();
     cfg.concurrency = 2;
     let started = Instant::now();
-    Judge::new(cfg.clone()).unwrap().judge_pairs(&pairs(4), &|| {}).unwrap();
+    Judge::new(cfg.clone())
+        .unwrap()
+        .judge_pairs(&pairs(4), &|| {})
+        .unwrap();
     let bounded = started.elapsed();
     assert!(bounded >= Duration::from_millis(1150), "{bounded:?}");
     cfg.concurrency = 8;
     let started = Instant::now();
-    Judge::new(cfg).unwrap().judge_pairs(&pairs(4), &|| {}).unwrap();
-    assert!(started.elapsed() < bounded, "{:?} vs {bounded:?}", started.elapsed());
+    Judge::new(cfg)
+        .unwrap()
+        .judge_pairs(&pairs(4), &|| {})
+        .unwrap();
+    assert!(
+        started.elapsed() < bounded,
+        "{:?} vs {bounded:?}",
+        started.elapsed()
+    );
 }

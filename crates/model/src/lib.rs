@@ -15,3 +15,16 @@ pub mod llm;
 pub mod toy_mlp;
 
 pub use backend::{BackendKind, device};
+
+/// The burn release this crate is built on (the workspace pins it exactly), for run records.
+pub const BURN_VERSION: &str = "0.22.1";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn burn_version_matches_the_workspace_pin() {
+        let manifest = include_str!("../../../Cargo.toml");
+        let pin = format!("burn = {{ version = \"={}\"", super::BURN_VERSION);
+        assert!(manifest.contains(&pin), "Cargo.toml does not pin {pin}");
+    }
+}

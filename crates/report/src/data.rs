@@ -145,6 +145,18 @@ fn json(path: &Path) -> Result<serde_json::Value> {
     })
 }
 
+/// `reproduce.json` of a reproduce directory (profile, suites, versions, machine, wall time,
+/// command), with the directory; none for other runs.
+pub fn reproduce_index(dir: &Path) -> Result<Option<serde_json::Value>> {
+    let path = dir.join("reproduce.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let mut index = json(&path)?;
+    index["dir"] = serde_json::Value::String(dir.display().to_string());
+    Ok(Some(index))
+}
+
 /// The sections of a directory: a toy run, a ladder, or a reproduce directory of either.
 pub fn sections(dir: &Path) -> Result<Vec<Section>> {
     if dir.join("reproduce.json").is_file() {

@@ -63,14 +63,21 @@ const TEMPLATE: &str = include_str!("../templates/report.html");
 /// directory) as one HTML page.
 pub fn render(title: &str, dirs: &[PathBuf]) -> Result<String> {
     let mut sections = Vec::new();
+    let mut reproduces = Vec::new();
     for dir in dirs {
         sections.extend(data::sections(dir)?);
+        reproduces.extend(data::reproduce_index(dir)?);
     }
-    render_sections(title, &sections)
+    render_sections(title, &sections, &reproduces)
 }
 
-/// Renders already-loaded sections.
-pub fn render_sections(title: &str, sections: &[Section]) -> Result<String> {
+/// Renders already-loaded sections, under an index of the reproduce runs they came from
+/// (`reproduce.json` contents).
+pub fn render_sections(
+    title: &str,
+    sections: &[Section],
+    reproduces: &[serde_json::Value],
+) -> Result<String> {
     #[derive(Serialize)]
     struct Rendered<'a> {
         section: &'a Section,
@@ -97,6 +104,7 @@ pub fn render_sections(title: &str, sections: &[Section]) -> Result<String> {
     let html = env.get_template("report.html")?.render(context! {
         title => title,
         sections => rendered,
+        reproduces => reproduces,
         version => env!("CARGO_PKG_VERSION"),
     })?;
     Ok(html)

@@ -119,10 +119,16 @@ fn win_tie_loss_plot(l: &LlmSection) -> Result<Option<Plot>> {
     let labels: Vec<String> = comps
         .iter()
         .map(|c| {
+            let judge = c["judge"].as_str().unwrap_or("");
             format!(
-                "{} vs {}",
+                "{} vs {}{}",
                 c["first"].as_str().unwrap_or("?"),
-                c["second"].as_str().unwrap_or("?")
+                c["second"].as_str().unwrap_or("?"),
+                if judge.starts_with("llm") {
+                    " (LLM)"
+                } else {
+                    ""
+                }
             )
         })
         .collect();
@@ -186,10 +192,13 @@ fn win_tie_loss_plot(l: &LlmSection) -> Result<Option<Plot>> {
     }
     Ok(Some(Plot {
         caption: format!(
-            "Pairwise comparisons: share of first wins, ties and second wins with 95% Wilson intervals ({})",
-            l.summary["evaluation"]["comparisons"][0]["judge"]
-                .as_str()
-                .unwrap_or("judge")
+            "Pairwise comparisons: share of first wins, ties and second wins of the judged questions with 95% Wilson intervals (judges: {})",
+            {
+                let mut judges: Vec<&str> =
+                    comps.iter().filter_map(|c| c["judge"].as_str()).collect();
+                judges.dedup();
+                judges.join("; ")
+            }
         ),
         svg,
     }))

@@ -106,6 +106,15 @@ fn wtl() -> serde_json::Value {
     serde_json::json!({"n": 10, "first": share(3), "second": share(5), "tie": share(2), "sign_test_p": 0.72})
 }
 
+/// A comparison by an LLM judge: one question without a verdict.
+fn judged() -> serde_json::Value {
+    let mut w = wtl();
+    let share = |k: usize, n: usize| serde_json::json!({"k": k, "n": n, "share": k as f64 / n as f64, "ci_low": 0.0, "ci_high": 1.0});
+    w["n"] = 11.into();
+    w["errors"] = share(1, 11);
+    w
+}
+
 fn llm_run(dir: &Path, text: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let config =
@@ -138,7 +147,19 @@ fn llm_run(dir: &Path, text: &str) {
             "sycophancy": {"base": {"rate": wtl()["first"], "by_subdomain": {"nlp": wtl()["tie"]}}},
             "comparisons": [{"first": "standard-seed0", "second": "relaxed-seed0", "judge": "offline <judge>",
                              "overall": wtl(), "by_type": {"Adversarial": wtl()},
-                             "by_category": {"Law <&>": wtl()}, "similar_length": wtl()}]
+                             "by_category": {"Law <&>": wtl()}, "similar_length": wtl()},
+                            {"first": "standard-seed0", "second": "relaxed-seed0", "judge": "llm: <m> at host/v1 (both orders)",
+                             "overall": judged(), "by_type": {"Adversarial": judged()},
+                             "by_category": {"Law <&>": judged()}, "similar_length": judged(),
+                             "swap_consistency": wtl()["second"]}],
+            "judge": {"label": "llm: <m> at host/v1 (both orders)", "pairs": 10, "requests_sent": 21, "cache_hits": 0, "errors": 1},
+            "types": ["Adversarial"],
+            "pressure": {"base": {"shift": stat(-0.5), "overall": {"n": 10, "correct_neutral": wtl()["first"],
+                "correct_under_pressure": wtl()["tie"], "moved_toward_falsehood": wtl()["second"], "flipped": wtl()["tie"]},
+                "by_type": {}}},
+            "pressure_generation": {"base": answers()},
+            "pressure_comparisons": [{"first": "base", "second": "base under pressure", "judge": "offline <judge>",
+                             "overall": wtl(), "by_type": {}, "by_category": {}, "similar_length": wtl()}]
         }
     });
     write(dir, "summary.json", &summary.to_string());
@@ -173,6 +194,12 @@ fn llm_report_plots_the_loop_and_escapes_model_outputs() {
         "&lt;script&gt;alert(1)&lt;&#x2f;script&gt; &quot;q&quot; {{ 6 * 7 }} relaxed 3"
     ));
     assert!(html.contains("held-out pair accuracy"));
+    assert!(html.contains("Sycophancy under pressure") && html.contains("base under pressure"));
+    assert!(
+        html.contains("llm: &lt;m&gt; at host&#x2f;v1"),
+        "judge label escaped"
+    );
+    assert!(html.contains("21 requests sent"));
     assert!(html.contains("MC2 minus base") && html.contains("MC2, Non-Adversarial"));
     assert!(
         html.contains("0.100 <span class=\"meta\">[0.050, 0.150]</span>"),

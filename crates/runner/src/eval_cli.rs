@@ -76,10 +76,12 @@ struct EvalSummary<'a> {
     seconds: f64,
 }
 
-/// The TruthfulQA items of the data folder; `limit` of them spread evenly, when given.
-pub fn truthfulqa_items(limit: Option<usize>) -> anyhow::Result<Vec<Item>> {
+/// The TruthfulQA items of the data folder, only those of `types` (TruthfulQA Types; empty:
+/// all); `limit` of them spread evenly, when given.
+pub fn truthfulqa_items(limit: Option<usize>, types: &[String]) -> anyhow::Result<Vec<Item>> {
     let data = crate::settings::data_dir().map_err(anyhow::Error::msg)?;
-    let items = truthfulqa::load(&data.join("truthfulqa"))?;
+    let mut items = truthfulqa::load(&data.join("truthfulqa"))?;
+    items.retain(|i| types.is_empty() || types.contains(&i.kind));
     Ok(truthfulqa::spread(items, limit.unwrap_or(0)))
 }
 
@@ -134,7 +136,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         .model
         .clone()
         .unwrap_or_else(|| models_dir().join(DEFAULT_LLM));
-    let items = truthfulqa_items(args.limit)?;
+    let items = truthfulqa_items(args.limit, &[])?;
     let model = LoadedModel::load(&path, BackendKind::Flex, false)?;
     let adapters = args
         .adapter
@@ -175,6 +177,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
             &encoder,
             &items,
             &refs,
+            &|i| i.question.clone(),
             "answers",
         )?;
         write_atomic(dir.path(), "answers.jsonl", &jsonl(&rows)?)?;
@@ -208,13 +211,15 @@ pub fn reference_embeddings(
         .collect::<Result<_, _>>()?)
 }
 
-/// Greedy answers (64 new tokens, chat template) and their reference metrics.
+/// Greedy answers (64 new tokens, chat template) to each item's user message (`message`: the
+/// question, or the question under pressure) and their reference metrics.
 pub fn answers_scored(
     model: &LoadedModel,
     adapters: Option<&Adapters>,
     encoder: &SentenceEncoder,
     items: &[Item],
     ref_embeddings: &[Vec<Vec<f32>>],
+    message: &dyn Fn(&Item) -> String,
     label: &str,
 ) -> anyhow::Result<Vec<AnswerScores>> {
     let bar = progress(items.len() as u64, "answers", label);
@@ -222,7 +227,7 @@ pub fn answers_scored(
     let mut emb = EncoderEmbedder::new(encoder, 128);
     let mut out = Vec::with_capacity(items.len());
     for (chunk, refs) in items.chunks(8).zip(ref_embeddings.chunks(8)) {
-        let questions: Vec<String> = chunk.iter().map(|i| i.question.clone()).collect();
+        let questions: Vec<String> = chunk.iter().map(message).collect();
         let texts = lm.answer(&questions, 64)?;
         let embs = emb.embed(&texts)?;
         for (((item, text), e), r) in chunk.iter().zip(&texts).zip(&embs).zip(refs) {

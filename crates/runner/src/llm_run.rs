@@ -9,10 +9,14 @@ use fpo::Variant;
 use fpo::llm::lm::ModelLm;
 use fpo::llm::train::variant_dir;
 use fpo::llm::{HeadFit, Pipeline, VariantOutcome};
-use fpo_eval::generation::{AnswerScores, AnswersSummary, Comparison, compare, summarize_answers};
+use fpo_eval::generation::{
+    AnswerScores, AnswersSummary, Comparison, compare, compare_verdicts, summarize_answers,
+};
+use fpo_eval::judge::{Judge, PairItem};
+use fpo_eval::pressure::{self, PressureSummary};
 use fpo_eval::stats::{Summary, bootstrap_paired, mcnemar, paired_difference};
 use fpo_eval::sycophancy::{self, SycophancySummary};
-use fpo_eval::truthfulqa::{McFormat, McResult, McSummary, summarize_mc};
+use fpo_eval::truthfulqa::{Item, McFormat, McResult, McSummary, summarize_mc};
 use fpo_model::llm::Adapters;
 
 use serde::Serialize;
@@ -45,30 +49,99 @@ fn count_lines(path: &Path) -> u64 {
     std::fs::read_to_string(path).map_or(0, |t| t.lines().count() as u64)
 }
 
-/// Trains every variant and seed of `resolved` into `dir`.
-pub fn run(resolved: &Resolved, dir: &Path) -> anyhow::Result<LlmSummary> {
+/// The settings that make two LLM runs' training the same: the `[train]` and `[fpo]` sections.
+fn training_settings(config: &serde_json::Value) -> (serde_json::Value, serde_json::Value) {
+    (config["config"]["train"].clone(), config["fpo"].clone())
+}
+
+/// Copies the trained (variant, seed) folders of the run `from` into `dir` (only those `dir`
+/// lacks), after checking that `from` was trained with the same settings.
+fn reuse_training(resolved: &Resolved, from: &Path, dir: &Path) -> anyhow::Result<()> {
+    let path = from.join("config.json");
+    let theirs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    let ours = serde_json::to_value(resolved)?;
+    if training_settings(&theirs) != training_settings(&ours) {
+        anyhow::bail!(
+            "{} was trained with other [train] or [fpo] settings than {}: it cannot be reused",
+            from.display(),
+            resolved.source.display()
+        );
+    }
+    for &seed in &resolved.run.seeds.0 {
+        for &variant in &resolved.run.variants {
+            let (src, dst) = (
+                variant_dir(from, variant, seed),
+                variant_dir(dir, variant, seed),
+            );
+            if dst.join("outcome.json").exists() || !src.join("outcome.json").exists() {
+                continue;
+            }
+            std::fs::create_dir_all(&dst)?;
+            for name in ["adapters.safetensors", "log.jsonl", "outcome.json"] {
+                std::fs::copy(src.join(name), dst.join(name)).with_context(|| {
+                    format!("copying {} to {}", src.join(name).display(), dst.display())
+                })?;
+            }
+        }
+    }
+    let fit = from.join("rm_head_fit.json");
+    if fit.exists() && !dir.join("rm_head_fit.json").exists() {
+        std::fs::copy(&fit, dir.join("rm_head_fit.json"))?;
+    }
+    Ok(())
+}
+
+/// Trains every variant and seed of `resolved` into `dir`; with `reuse`, the variants trained
+/// in that run directory (same training settings) are taken from it instead.
+pub fn run(resolved: &Resolved, dir: &Path, reuse: Option<&Path>) -> anyhow::Result<LlmSummary> {
     let SuiteConfig::Llm(cfg) = &resolved.config else {
         anyhow::bail!("not an LLM suite");
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic(dir, "config.json", &json(resolved)?)?;
-    eprintln!(
-        "loading {} and {}, fitting the reward model's head...",
-        cfg.train.model.display(),
-        cfg.train.rm.encoder.display()
-    );
-    let pipeline = Pipeline::load(&cfg.train, resolved.fpo.gamma)?;
+    if let Some(from) = reuse {
+        reuse_training(resolved, from, dir)?;
+    }
+    let seeds = &resolved.run.seeds.0;
+    let variants = &resolved.run.variants;
+    let trained = seeds.iter().all(|&s| {
+        variants
+            .iter()
+            .all(|&v| variant_dir(dir, v, s).join("outcome.json").exists())
+    });
+    let recorded_fit = std::fs::read_to_string(dir.join("rm_head_fit.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<HeadFit>(&t).ok());
+    let pipeline = match recorded_fit {
+        Some(fit) if trained => {
+            eprintln!(
+                "every variant is trained: loading {} and {} for the evaluation",
+                cfg.train.model.display(),
+                cfg.train.rm.encoder.display()
+            );
+            Pipeline::load_trained(&cfg.train, resolved.fpo.gamma, fit)?
+        }
+        _ => {
+            eprintln!(
+                "loading {} and {}, fitting the reward model's head...",
+                cfg.train.model.display(),
+                cfg.train.rm.encoder.display()
+            );
+            Pipeline::load(&cfg.train, resolved.fpo.gamma)?
+        }
+    };
     let fit = pipeline.head_fit().clone();
     eprintln!(
         "RM head ({:?}): {} pairs, held-out pair accuracy {:.3} ({} pairs), train {:.3}",
         fit.init, fit.train_pairs, fit.heldout_accuracy, fit.heldout_pairs, fit.train_accuracy
     );
     write_atomic(dir, "rm_head_fit.json", &json(&fit)?)?;
-    let seeds = &resolved.run.seeds.0;
-    let variants = &resolved.run.variants;
     let iterations = cfg.train.iterations as u64;
     let total = iterations * (seeds.len() * variants.len()) as u64;
-    let bar = progress(total, "iterations", "truthfulqa");
+    let bar = progress(total, "iterations", resolved.suite.name());
     let mut outcomes = Vec::new();
     for &seed in seeds {
         for &variant in variants {
@@ -119,6 +192,8 @@ pub fn run(resolved: &Resolved, dir: &Path) -> anyhow::Result<LlmSummary> {
 pub struct Evaluation {
     /// Questions scored.
     pub questions: usize,
+    /// The TruthfulQA Types evaluated (empty: both).
+    pub types: Vec<String>,
     /// TruthfulQA MC1/MC2 of the base model and of every trained (variant, seed).
     pub mc: BTreeMap<String, McSummary>,
     /// Per trained model: the paired difference of its per-question MC2 from the base model's,
@@ -128,14 +203,40 @@ pub struct Evaluation {
     pub mc1_mcnemar_vs_base: BTreeMap<String, f64>,
     /// Greedy answers: mean words, reference accuracy and similarity margins per model.
     pub generation: BTreeMap<String, AnswersSummary>,
-    /// The paper's three pairwise comparisons per seed (offline judge).
+    /// The paper's three pairwise comparisons per seed: the offline judge, then the LLM judge
+    /// when one is configured.
     pub comparisons: Vec<Comparison>,
+    /// What the LLM judge was asked and what it cost (none without a judge).
+    pub judge: Option<JudgeUsage>,
+    /// Sycophancy under pressure (likelihood of the best answer against the asserted
+    /// falsehood, plain question vs pressure) per model.
+    pub pressure: BTreeMap<String, PressureSummary>,
+    /// Greedy answers under pressure, against the references, per model.
+    pub pressure_generation: BTreeMap<String, AnswersSummary>,
+    /// Per model: its answers to the plain question (first) against its answers under
+    /// pressure (second), by each judge.
+    pub pressure_comparisons: Vec<Comparison>,
     /// Anthropic A/B sycophancy items scored.
     pub sycophancy_items: usize,
     /// Sycophancy rate (by likelihood) per model.
     pub sycophancy: BTreeMap<String, SycophancySummary>,
     /// The paper's published pairwise counts and answer lengths, to set beside ours.
     pub published: Published,
+}
+
+/// The LLM judge's use in one evaluation.
+#[derive(Debug, Default, Serialize)]
+pub struct JudgeUsage {
+    /// The judge's label.
+    pub label: String,
+    /// Pairs judged (each in both orders).
+    pub pairs: usize,
+    /// HTTP requests sent (retries included).
+    pub requests_sent: usize,
+    /// Replies taken from the cache.
+    pub cache_hits: usize,
+    /// Pairs without a verdict.
+    pub errors: usize,
 }
 
 /// The paper's figures, for the report's side-by-side table.
@@ -181,7 +282,9 @@ fn cached_rows<T: Serialize + serde::de::DeserializeOwned>(
 }
 
 /// TruthfulQA of the base model and of every trained model, into `dir/eval/<model>/`:
-/// MC1/MC2 (`mc.jsonl`) and greedy answers with their reference metrics (`answers.jsonl`).
+/// MC1/MC2 (`mc.jsonl`), greedy answers with their reference metrics (`answers.jsonl`),
+/// pressure margins and answers (`pressure.jsonl`, `answers_pressure.jsonl`), Anthropic's
+/// sycophancy items (`sycophancy.jsonl`); LLM-judge verdicts in `dir/eval/judge/`.
 fn evaluate(
     resolved: &Resolved,
     pipeline: &Pipeline,
@@ -192,9 +295,13 @@ fn evaluate(
         anyhow::bail!("not an LLM suite");
     };
     let wants = |m: &str| cfg.eval.metrics.iter().any(|x| x == m);
-    let (do_mc, do_gen, do_syco) = (wants("mc"), wants("gen"), wants("syco"));
-    let mut ev = Evaluation::default();
-    if !do_mc && !do_gen && !do_syco {
+    let (do_mc, do_gen, do_syco, do_pressure) =
+        (wants("mc"), wants("gen"), wants("syco"), wants("pressure"));
+    let mut ev = Evaluation {
+        types: cfg.eval.types.clone(),
+        ..Evaluation::default()
+    };
+    if cfg.eval.metrics.is_empty() {
         return Ok(ev);
     }
     let syco_items = if do_syco {
@@ -203,7 +310,10 @@ fn evaluate(
         Vec::new()
     };
     ev.sycophancy_items = syco_items.len();
-    let items = truthfulqa_items((cfg.eval.limit > 0).then_some(cfg.eval.limit))?;
+    let items = truthfulqa_items(
+        (cfg.eval.limit > 0).then_some(cfg.eval.limit),
+        &cfg.eval.types,
+    )?;
     ev.questions = items.len();
     let model = pipeline.model();
     let level = resolved.run.confidence;
@@ -218,8 +328,15 @@ fn evaluate(
         let path = variant_dir(dir, o.variant, o.seed).join("adapters.safetensors");
         names.push((format!("{}-seed{}", o.variant, o.seed), Some(path)));
     }
+    let under_pressure = |i: &Item| {
+        pressure::asserted(i).map_or_else(
+            || i.question.clone(),
+            |claim| pressure::pressure_message(i, claim),
+        )
+    };
     let mut mcs: Vec<(String, Vec<McResult>)> = Vec::new();
     let mut answers: BTreeMap<String, Vec<AnswerScores>> = BTreeMap::new();
+    let mut pressured: BTreeMap<String, Vec<AnswerScores>> = BTreeMap::new();
     for (name, adapter) in &names {
         let adapters = adapter
             .as_deref()
@@ -240,10 +357,42 @@ fn evaluate(
                     pipeline.encoder(),
                     &items,
                     &ref_embeddings,
+                    &|i| i.question.clone(),
                     name,
                 )
             })?;
             answers.insert(name.clone(), rows);
+        }
+        if do_pressure {
+            let n = items
+                .iter()
+                .filter(|i| pressure::asserted(i).is_some())
+                .count();
+            let rows = cached_rows(&out, "pressure.jsonl", n, || {
+                let bar = progress(items.len() as u64, "questions", &format!("{name} pressure"));
+                let mut lm = ModelLm::new(model, adapters.as_ref());
+                let rows = pressure::evaluate(&mut lm, &items, || bar.inc(1))?;
+                bar.finish_and_clear();
+                Ok(rows)
+            })?;
+            if !rows.is_empty() {
+                ev.pressure
+                    .insert(name.clone(), pressure::summarize(&rows, level));
+            }
+            if do_gen {
+                let rows = cached_rows(&out, "answers_pressure.jsonl", items.len(), || {
+                    answers_scored(
+                        model,
+                        adapters.as_ref(),
+                        pipeline.encoder(),
+                        &items,
+                        &ref_embeddings,
+                        &under_pressure,
+                        &format!("{name} under pressure"),
+                    )
+                })?;
+                pressured.insert(name.clone(), rows);
+            }
         }
         if do_syco {
             let rows = cached_rows(&out, "sycophancy.jsonl", syco_items.len(), || {
@@ -279,6 +428,26 @@ fn evaluate(
         .iter()
         .map(|(name, rows)| (name.clone(), summarize_answers(rows, level)))
         .collect();
+    ev.pressure_generation = pressured
+        .iter()
+        .map(|(name, rows)| (name.clone(), summarize_answers(rows, level)))
+        .collect();
+    let judge = cfg
+        .eval
+        .judge
+        .as_ref()
+        .map(|c| Judge::new(c.clone()).map(|j| (j, c.label())))
+        .transpose()?;
+    let mut judging = Judging {
+        items: &items,
+        judge: judge.as_ref(),
+        dir: &dir.join("eval").join("judge"),
+        level,
+        usage: JudgeUsage {
+            label: judge.as_ref().map(|j| j.1.clone()).unwrap_or_default(),
+            ..JudgeUsage::default()
+        },
+    };
     for &seed in &resolved.run.seeds.0 {
         for (x, y) in [
             (Variant::Standard, Variant::Practical),
@@ -287,12 +456,89 @@ fn evaluate(
         ] {
             let (nx, ny) = (format!("{x}-seed{seed}"), format!("{y}-seed{seed}"));
             if let (Some(a), Some(b)) = (answers.get(&nx), answers.get(&ny)) {
-                ev.comparisons
-                    .push(compare((&nx, a), (&ny, b), JUDGE_MARGIN, level));
+                ev.comparisons.extend(judging.compare(
+                    (&nx, a),
+                    (&ny, b),
+                    &format!("{nx}__{ny}"),
+                )?);
             }
         }
     }
+    for (name, rows) in &pressured {
+        if let Some(plain) = answers.get(name) {
+            let under = format!("{name} under pressure");
+            ev.pressure_comparisons.extend(judging.compare(
+                (name, plain),
+                (&under, rows),
+                &format!("{name}__pressure"),
+            )?);
+        }
+    }
+    if judge.is_some() {
+        ev.judge = Some(judging.usage);
+    }
     Ok(ev)
+}
+
+/// Pairwise comparisons by the offline judge and, when configured, the LLM judge.
+struct Judging<'a> {
+    items: &'a [Item],
+    judge: Option<&'a (Judge, String)>,
+    dir: &'a Path,
+    level: f64,
+    usage: JudgeUsage,
+}
+
+impl Judging<'_> {
+    /// The comparisons of two models' answers to the same items; the LLM judge's verdicts go to
+    /// `<dir>/<file>.jsonl`.
+    fn compare(
+        &mut self,
+        first: (&str, &[AnswerScores]),
+        second: (&str, &[AnswerScores]),
+        file: &str,
+    ) -> anyhow::Result<Vec<Comparison>> {
+        let mut out = vec![compare(first, second, JUDGE_MARGIN, self.level)];
+        let Some((judge, label)) = self.judge else {
+            return Ok(out);
+        };
+        let pairs: Vec<PairItem> = self
+            .items
+            .iter()
+            .zip(first.1.iter().zip(second.1))
+            .map(|(it, (a, b))| PairItem {
+                id: it.id,
+                question: it.question.clone(),
+                first: a.answer.clone(),
+                second: b.answer.clone(),
+                correct_answers: it.correct.clone(),
+                incorrect_answers: it.incorrect.clone(),
+            })
+            .collect();
+        let bar = progress(
+            pairs.len() as u64,
+            "pairs",
+            &format!("judge: {} vs {}", first.0, second.0),
+        );
+        let run = judge.judge_pairs(&pairs, &|| bar.inc(1))?;
+        bar.finish_and_clear();
+        write_atomic(self.dir, &format!("{file}.jsonl"), &jsonl(&run.judgements)?)?;
+        let verdicts: Vec<_> = run.judgements.iter().map(|j| j.verdict).collect();
+        let consistent: Vec<_> = run.judgements.iter().map(|j| j.consistent).collect();
+        self.usage.pairs += pairs.len();
+        self.usage.requests_sent += run.requests_sent;
+        self.usage.cache_hits += run.cache_hits;
+        self.usage.errors += verdicts.iter().filter(|v| v.is_none()).count();
+        out.push(compare_verdicts(
+            first,
+            second,
+            &verdicts,
+            Some(&consistent),
+            label,
+            self.level,
+        ));
+        Ok(out)
+    }
 }
 
 /// Tie margin of the offline judge (difference of cosine margins).

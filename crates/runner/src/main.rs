@@ -58,6 +58,14 @@ enum Command {
         /// Where reports go: <REPORTS>/<run name>/index.html.
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
+        /// LLM suites: an LLM judge, `openai://HOST/v1?model=NAME` (HTTPS, key in
+        /// $OPENAI_API_KEY or `&key_env=VAR`) or `openai+http://HOST:PORT/v1?model=NAME`.
+        #[arg(long)]
+        judge: Option<String>,
+        /// LLM suites: take the trained variants of this run directory (same [train] and [fpo]
+        /// settings) instead of training them again.
+        #[arg(long)]
+        reuse: Option<PathBuf>,
     },
     /// Render the HTML report of run directories (runs, ladders or reproduce directories).
     Report {
@@ -91,6 +99,9 @@ enum Command {
         /// Where reports go: <REPORTS>/<run name>/index.html.
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
+        /// LLM suites: an LLM judge (see `fpo run --help`).
+        #[arg(long)]
+        judge: Option<String>,
     },
 }
 
@@ -130,6 +141,7 @@ fn main() -> ExitCode {
         Err(err) => {
             eprintln!("error: {err:#}");
             let usage = err.downcast_ref::<SettingsError>().is_some()
+                || err.downcast_ref::<fpo_eval::judge::JudgeError>().is_some()
                 || err.downcast_ref::<fpo_model::llm::LlmError>().is_some()
                 || err.downcast_ref::<output::AlreadyExists>().is_some()
                 || err
@@ -160,8 +172,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_config,
             no_report,
             reports,
+            judge,
+            reuse,
         } => {
-            let overrides = Overrides { variants, seeds };
+            let overrides = Overrides {
+                variants,
+                seeds,
+                judge,
+            };
             let exp = settings::load_experiment(&experiment, profile.as_deref(), &overrides)?;
             if print_config {
                 println!("{}", serde_json::to_string_pretty(&exp)?);
@@ -173,7 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .join(timestamp())
             });
             let dir = RunDir::create(&target)?;
-            run_experiment(&exp, dir.path())?;
+            run_experiment(&exp, dir.path(), reuse.as_deref())?;
             let path = dir.commit()?;
             println!("{}", path.display());
             if !no_report {
@@ -186,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             print_config,
             reports,
+            judge,
         } => {
             let list = experiments.join("reproduce.toml");
             let suites = reproduce_list(&list)?;
@@ -195,7 +214,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     settings::load_experiment(
                         &experiments.join(f),
                         Some(profile.name()),
-                        &Overrides::default(),
+                        &Overrides {
+                            judge: judge.clone(),
+                            ..Overrides::default()
+                        },
                     )
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -208,14 +230,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             let dir = RunDir::create(&target)?;
             let started = Instant::now();
+            let started_unix_s = unix_now();
+            // An LLM suite whose training settings match an earlier one's reuses its variants.
+            let mut trained: Vec<(serde_json::Value, PathBuf)> = Vec::new();
             for exp in &exps {
-                run_experiment(exp, &dir.path().join(experiment_name(exp)))?;
+                let exp_dir = dir.path().join(experiment_name(exp));
+                let key = match exp {
+                    Experiment::Single(r) if r.suite.is_llm() => Some(training_key(r)?),
+                    _ => None,
+                };
+                let reuse = key
+                    .as_ref()
+                    .and_then(|k| trained.iter().find(|(t, _)| t == k).map(|(_, d)| d.clone()));
+                run_experiment(exp, &exp_dir, reuse.as_deref())?;
+                if let Some(k) = key {
+                    trained.push((k, exp_dir));
+                }
             }
             let index = ReproduceIndex {
                 profile: profile.name(),
                 suites: exps.iter().map(experiment_name).collect(),
                 wall_time_s: started.elapsed().as_secs_f64(),
                 machine: machine(),
+                versions: VERSIONS,
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+                started_unix_s,
             };
             write_atomic(dir.path(), "reproduce.json", &json(&index)?)?;
             let path = dir.commit()?;
@@ -241,17 +280,29 @@ fn experiment_name(exp: &Experiment) -> &'static str {
     }
 }
 
+/// What makes two LLM suites' training the same: seeds, variants, `[fpo]` and `[train]`.
+fn training_key(r: &Resolved) -> anyhow::Result<serde_json::Value> {
+    let v = serde_json::to_value(r)?;
+    Ok(serde_json::json!([
+        v["run"]["seeds"],
+        v["run"]["variants"],
+        v["fpo"],
+        v["config"]["train"]
+    ]))
+}
+
 /// Runs an experiment into `dir`: a single suite directly, a ladder as one folder per toy plus
-/// `ladder.json`.
-fn run_experiment(exp: &Experiment, dir: &Path) -> anyhow::Result<()> {
+/// `ladder.json`. An LLM suite takes the trained variants of `reuse` when given.
+fn run_experiment(exp: &Experiment, dir: &Path, reuse: Option<&Path>) -> anyhow::Result<()> {
     match exp {
-        Experiment::Single(r) if r.suite == settings::SuiteKind::Truthfulqa => {
+        Experiment::Single(r) if r.suite.is_llm() => {
             let started = Instant::now();
             let started_unix_s = unix_now();
-            llm_run::run(r, dir)?;
+            llm_run::run(r, dir, reuse)?;
             let info = RunInfo {
                 suite: r.suite.name(),
                 fpo_version: env!("CARGO_PKG_VERSION"),
+                burn_version: fpo_model::BURN_VERSION,
                 backend: "flex (CPU; Q4_1/Q8_0 blocks for sampling and scoring)",
                 machine: machine(),
                 started_unix_s,
@@ -295,13 +346,30 @@ struct ReproduceIndex {
     suites: Vec<&'static str>,
     wall_time_s: f64,
     machine: Machine,
+    versions: Versions,
+    /// The command line, as run.
+    command: String,
+    started_unix_s: u64,
 }
+
+/// Versions of what computed a run.
+#[derive(Debug, Serialize)]
+struct Versions {
+    fpo: &'static str,
+    burn: &'static str,
+}
+
+const VERSIONS: Versions = Versions {
+    fpo: env!("CARGO_PKG_VERSION"),
+    burn: fpo_model::BURN_VERSION,
+};
 
 /// `run.json`: what ran where, and for how long (kept out of the deterministic files).
 #[derive(Debug, Serialize)]
 struct RunInfo {
     suite: &'static str,
     fpo_version: &'static str,
+    burn_version: &'static str,
     backend: &'static str,
     machine: Machine,
     started_unix_s: u64,
@@ -370,6 +438,7 @@ fn run_suite(
         us_per_step: timing.clone(),
         suite: resolved.suite.name(),
         fpo_version: env!("CARGO_PKG_VERSION"),
+        burn_version: fpo_model::BURN_VERSION,
         backend: "cpu (f64, no tensor backend: see ARCHITECTURE.md)",
         machine: machine(),
         started_unix_s,

@@ -51,6 +51,9 @@ pub enum SuiteKind {
     ToyNn,
     /// The LLM pipeline, evaluated on TruthfulQA.
     Truthfulqa,
+    /// The LLM pipeline, evaluated on adversarial prompts (TruthfulQA's Adversarial questions,
+    /// sycophancy under pressure, Anthropic's A/B sycophancy).
+    Adversarial,
 }
 
 impl SuiteKind {
@@ -60,7 +63,13 @@ impl SuiteKind {
             SuiteKind::ToyLinear => "toy-linear",
             SuiteKind::ToyNn => "toy-nn",
             SuiteKind::Truthfulqa => "truthfulqa",
+            SuiteKind::Adversarial => "adversarial",
         }
+    }
+
+    /// Whether the suite trains and evaluates the LLM.
+    pub fn is_llm(self) -> bool {
+        matches!(self, SuiteKind::Truthfulqa | SuiteKind::Adversarial)
     }
 }
 
@@ -171,6 +180,9 @@ struct NnFile {
 #[serde(deny_unknown_fields)]
 struct LlmFile {
     suite: SuiteKind,
+    /// The file this one extends (merged before it is read).
+    #[serde(default, rename = "base")]
+    _base: Option<String>,
     #[serde(default)]
     description: String,
     run: RunSection,
@@ -189,18 +201,31 @@ struct LlmFile {
 #[serde(deny_unknown_fields)]
 pub struct LlmEval {
     /// Metrics: `mc` (TruthfulQA MC1/MC2, lm-evaluation-harness prompt), `gen` (greedy answers,
-    /// 64 new tokens, scored against the reference answers; pairwise offline judge), `syco`
-    /// (Anthropic's A/B sycophancy items by likelihood).
+    /// 64 new tokens, scored against the reference answers; pairwise offline judge, and the LLM
+    /// judge when one is configured), `syco` (Anthropic's A/B sycophancy items by likelihood),
+    /// `pressure` (sycophancy under pressure: the user asserts a TruthfulQA falsehood; with
+    /// `gen`, the answers under pressure too).
     pub metrics: Vec<String>,
     /// Only N questions (and N sycophancy items), spread evenly over each data set (0: all).
     pub limit: usize,
+    /// Only questions of these TruthfulQA Types (`Adversarial`, `Non-Adversarial`; empty: all).
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// The LLM judge (an OpenAI-compatible endpoint); `--judge URL` sets it too.
+    #[serde(default)]
+    pub judge: Option<fpo_eval::judge::JudgeConfig>,
 }
+
+/// The metrics the LLM suites know.
+pub const LLM_METRICS: [&str; 4] = ["mc", "gen", "syco", "pressure"];
 
 impl Default for LlmEval {
     fn default() -> Self {
         Self {
             metrics: vec!["mc".into(), "gen".into(), "syco".into()],
             limit: 0,
+            types: Vec::new(),
+            judge: None,
         }
     }
 }
@@ -431,6 +456,46 @@ fn read_toml(path: &Path) -> Result<(String, toml::Table), SettingsError> {
     Ok((text, doc))
 }
 
+/// The judge's reply cache: `$FPO_CACHE_DIR/judge`, else `~/.cache/fpo/judge`.
+fn judge_cache_dir() -> PathBuf {
+    std::env::var_os("FPO_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/fpo")))
+        .unwrap_or_else(|| PathBuf::from(".cache/fpo"))
+        .join("judge")
+}
+
+/// A file with `base = "other.toml"` is that file (resolved beside it) with this one's tables
+/// merged over it, profiles included.
+fn with_base(
+    path: &Path,
+    mut doc: toml::Table,
+    text: String,
+) -> Result<(toml::Table, String), SettingsError> {
+    let Some(base) = doc.remove("base") else {
+        return Ok((doc, text));
+    };
+    let Some(name) = base.as_str() else {
+        return Err(SettingsError::Invalid {
+            path: path.to_owned(),
+            key: "base".into(),
+            message: "must be a file name".into(),
+        });
+    };
+    let base_path = path.parent().unwrap_or(Path::new(".")).join(name);
+    let (_, mut merged) = read_toml(&base_path)?;
+    if merged.contains_key("base") {
+        return Err(SettingsError::Invalid {
+            path: base_path,
+            key: "base".into(),
+            message: "a base file cannot have a base itself".into(),
+        });
+    }
+    merge(&mut merged, &doc);
+    let text = toml::to_string(&merged).unwrap_or_default();
+    Ok((merged, text))
+}
+
 /// Merges `[profiles.<profile>]` into the document; returns the text to deserialise (the
 /// original, so that errors keep their line numbers, unless a profile changed it).
 fn apply_profile(
@@ -457,6 +522,8 @@ pub struct Overrides {
     pub variants: Vec<Variant>,
     /// `--seeds`.
     pub seeds: Option<Seeds>,
+    /// `--judge URL` (LLM suites).
+    pub judge: Option<String>,
 }
 
 /// Reads an experiment file, applies `[profiles.<profile>]` and the CLI overrides, validates.
@@ -482,16 +549,18 @@ fn resolve(
         key,
         message,
     };
+    let (doc, text) = with_base(path, doc, text)?;
     let (doc, source_text) = apply_profile(doc, text, profile);
     let suite = match doc.get("suite").and_then(|s| s.as_str()) {
         Some("toy-linear") => SuiteKind::ToyLinear,
         Some("toy-nn") => SuiteKind::ToyNn,
         Some("truthfulqa") => SuiteKind::Truthfulqa,
+        Some("adversarial") => SuiteKind::Adversarial,
         Some(other) => {
             return Err(invalid(
                 "suite".into(),
                 format!(
-                    "unknown suite `{other}`, expected `toy-linear`, `toy-nn`, `toy-ladder` or `truthfulqa`"
+                    "unknown suite `{other}`, expected `toy-linear`, `toy-nn`, `toy-ladder`, `truthfulqa` or `adversarial`"
                 ),
             ));
         }
@@ -518,7 +587,7 @@ fn resolve(
             };
             (f.description, f.run, f.fpo, SuiteConfig::ToyNn(cfg))
         }
-        SuiteKind::Truthfulqa => {
+        SuiteKind::Truthfulqa | SuiteKind::Adversarial => {
             let f: LlmFile = typed(&source_text, path)?;
             let _ = f.suite;
             let data_dir = data_dir().map_err(|m| invalid("train.prompts".into(), m))?;
@@ -532,12 +601,46 @@ fn resolve(
                 .eval
                 .metrics
                 .iter()
-                .find(|m| !["mc", "gen", "syco"].contains(&m.as_str()))
+                .find(|m| !LLM_METRICS.contains(&m.as_str()))
             {
                 return Err(invalid(
                     "eval.metrics".into(),
-                    format!("unknown metric `{m}` (available: mc, gen, syco)"),
+                    format!(
+                        "unknown metric `{m}` (available: {})",
+                        LLM_METRICS.join(", ")
+                    ),
                 ));
+            }
+            if let Some(t) = f
+                .eval
+                .types
+                .iter()
+                .find(|t| !["Adversarial", "Non-Adversarial"].contains(&t.as_str()))
+            {
+                return Err(invalid(
+                    "eval.types".into(),
+                    format!("unknown TruthfulQA Type `{t}` (Adversarial, Non-Adversarial)"),
+                ));
+            }
+            let mut eval = f.eval;
+            if let Some(url) = &overrides.judge {
+                eval.judge = Some(
+                    fpo_eval::judge::JudgeConfig::from_url(url)
+                        .map_err(|e| invalid("--judge".into(), e.to_string()))?,
+                );
+            }
+            if let Some(judge) = &mut eval.judge {
+                if let Some(var) = &judge.api_key_env
+                    && std::env::var_os(var).is_none()
+                {
+                    return Err(invalid(
+                        "eval.judge.api_key_env".into(),
+                        format!("the judge's API key: environment variable {var} is not set"),
+                    ));
+                }
+                if judge.cache_dir.is_none() {
+                    judge.cache_dir = Some(judge_cache_dir());
+                }
             }
             // Inputs are checked before any run directory exists.
             let needed = [
@@ -566,7 +669,7 @@ fn resolve(
                 data_dir,
                 models_dir,
                 train,
-                eval: f.eval,
+                eval,
             };
             (f.description, f.run, f.fpo, SuiteConfig::Llm(Box::new(cfg)))
         }

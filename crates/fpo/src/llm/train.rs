@@ -270,6 +270,18 @@ impl Pipeline {
         Ok(pipeline)
     }
 
+    /// The pipeline for evaluating variants that are trained already (their `outcome.json`
+    /// exists): the models and encoder load, the reward model's head is not fitted again and
+    /// `fit` (the record of the fit those variants were trained with) is reported instead.
+    /// Training a new variant with it starts from a zero head.
+    pub fn load_trained(cfg: &TrainConfig, gamma: f64, fit: HeadFit) -> Result<Self> {
+        let mut cfg = cfg.clone();
+        cfg.rm.init = RmInit::Untrained;
+        let mut pipeline = Self::load(&cfg, gamma)?;
+        pipeline.head_fit = fit;
+        Ok(pipeline)
+    }
+
     /// The RM's text for a response to `prompt`.
     fn rm_text(&self, prompt: &str, response: &str) -> String {
         match self.cfg.rm.input {

@@ -1,0 +1,232 @@
+//! The adversarial suite end to end (needs `just models` and `FPO_DATA_DIR`): it reuses the
+//! variants a truthfulqa run trained, evaluates the Adversarial questions, pressure and
+//! sycophancy, and judges with an LLM judge served by a local mock (wiremock): both orders, the
+//! key sent but never written, the cache making a rerun free.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn fpo(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fpo"));
+    c.current_dir(root()).args(args);
+    c
+}
+
+fn ok(mut c: Command) -> String {
+    let o = c.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "fpo failed: {err}");
+    err
+}
+
+fn json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// Prefers the shorter answer (a judge that does not look at order), Tie when equal.
+struct PrefersShorter;
+
+impl Respond for PrefersShorter {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let prompt = body["messages"][0]["content"].as_str().unwrap();
+        let between = |a: &str, b: &str| {
+            let s = prompt.find(a).unwrap() + a.len();
+            prompt[s..s + prompt[s..].find(b).unwrap()].trim().len()
+        };
+        let (a, b) = (
+            between("[Answer A]", "[End of answer A]"),
+            between("[Answer B]", "[End of answer B]"),
+        );
+        let v = match a.cmp(&b) {
+            std::cmp::Ordering::Less => "A",
+            std::cmp::Ordering::Greater => "B",
+            std::cmp::Ordering::Equal => "Tie",
+        };
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "choices": [{"message": {"role": "assistant", "content": format!("{{\"verdict\": \"{v}\"}}")}}]
+        }))
+    }
+}
+
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if std::fs::read(&p)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_adversarial_suite_reuses_training_and_judges_with_an_llm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tqa = tmp.path().join("tqa");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--profile", "smoke", "--no-report"];
+        args.extend_from_slice(extra);
+        fpo(&args)
+    };
+    ok(run(&[
+        "experiments/truthfulqa.toml",
+        "--variant",
+        "standard",
+        "--variant",
+        "relaxed",
+        "--out",
+        tqa.to_str().unwrap(),
+    ]));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(MockServer::start());
+    let secret = "sk-fpo-test-secret-4242";
+    rt.block_on(
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .and(header("authorization", format!("Bearer {secret}").as_str()))
+            .respond_with(PrefersShorter)
+            .mount(&server),
+    );
+    let url = format!(
+        "openai+http://{}/v1?model=mock-judge&key_env=FPO_TEST_JUDGE_KEY",
+        server.address()
+    );
+    let cache = tmp.path().join("cache");
+    let adversarial = |out: &Path| {
+        let mut c = run(&[
+            "experiments/adversarial.toml",
+            "--variant",
+            "standard",
+            "--variant",
+            "relaxed",
+            "--reuse",
+            tqa.to_str().unwrap(),
+            "--judge",
+            &url,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        c.env("FPO_TEST_JUDGE_KEY", secret)
+            .env("FPO_CACHE_DIR", &cache);
+        c
+    };
+    let adv = tmp.path().join("adv");
+    let log = ok(adversarial(&adv));
+    assert!(log.contains("every variant is trained"), "{log}");
+    for v in ["standard-seed0", "relaxed-seed0"] {
+        assert_eq!(
+            json(&adv.join(v).join("outcome.json")),
+            json(&tqa.join(v).join("outcome.json")),
+            "{v} reused, not retrained"
+        );
+    }
+    let s = json(&adv.join("summary.json"));
+    let ev = &s["evaluation"];
+    assert_eq!(ev["types"], serde_json::json!(["Adversarial"]));
+    assert_eq!(ev["questions"], 3);
+    let models = ["base", "relaxed-seed0", "standard-seed0"];
+    for m in models {
+        assert!(ev["pressure"][m]["shift"]["mean"].is_number(), "{m}");
+        assert!(
+            ev["pressure_generation"][m]["acc"]["mean"].is_number(),
+            "{m}"
+        );
+        assert!(
+            ev["sycophancy"][m]["rate"]["n"].as_u64().unwrap() > 0,
+            "{m}"
+        );
+        assert!(ev["generation"][m]["bleu_diff"]["mean"].is_number(), "{m}");
+    }
+    // standard vs relaxed (3 questions) and every model's plain vs pressured answers (3 x 3),
+    // each by the offline judge and the LLM judge.
+    let comps = ev["comparisons"].as_array().unwrap();
+    assert_eq!(comps.len(), 2);
+    assert!(
+        comps[1]["judge"]
+            .as_str()
+            .unwrap()
+            .starts_with("llm: mock-judge")
+    );
+    assert_eq!(comps[1]["overall"]["errors"]["k"], 0);
+    assert_eq!(
+        comps[1]["swap_consistency"]["share"], 1.0,
+        "an order-blind judge is consistent"
+    );
+    assert_eq!(ev["pressure_comparisons"].as_array().unwrap().len(), 6);
+    assert_eq!(ev["judge"]["pairs"], 12);
+    // Models that answer alike (three smoke iterations barely move the adapters) ask the same
+    // prompts: those come from the cache within the run already.
+    let sent = ev["judge"]["requests_sent"].as_u64().unwrap();
+    assert_eq!(sent + ev["judge"]["cache_hits"].as_u64().unwrap(), 24);
+    assert!(sent > 0);
+    assert_eq!(
+        rt.block_on(server.received_requests()).unwrap().len() as u64,
+        sent
+    );
+    assert!(
+        adv.join("eval/judge/standard-seed0__relaxed-seed0.jsonl")
+            .is_file()
+    );
+    assert!(
+        files_containing(&adv, secret).is_empty(),
+        "the key was written"
+    );
+    assert!(
+        files_containing(&cache, secret).is_empty(),
+        "the key was cached"
+    );
+
+    // A second run pays for nothing: every reply comes from the cache.
+    let again = tmp.path().join("again");
+    ok(adversarial(&again));
+    let ev2 = json(&again.join("summary.json"))["evaluation"].clone();
+    assert_eq!(ev2["judge"]["requests_sent"], 0);
+    assert_eq!(ev2["judge"]["cache_hits"], 24);
+    assert_eq!(
+        rt.block_on(server.received_requests()).unwrap().len() as u64,
+        sent
+    );
+    assert_eq!(ev2["comparisons"], ev["comparisons"]);
+}
+
+#[test]
+fn a_judge_key_that_is_not_set_stops_the_run_before_it_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = fpo(&[
+        "run",
+        "experiments/adversarial.toml",
+        "--profile",
+        "smoke",
+        "--judge",
+        "openai://judge.example/v1?model=m&key_env=FPO_TEST_KEY_NOT_SET",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .env_remove("FPO_TEST_KEY_NOT_SET")
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("FPO_TEST_KEY_NOT_SET"), "{err}");
+    assert!(!out.exists() && !tmp.path().join("out.partial").exists());
+}
