@@ -356,7 +356,7 @@ impl Judge {
         if cfg.base_url.is_empty() || cfg.model.is_empty() {
             return Err(JudgeError::Config("base_url and model must be set".into()));
         }
-        if cfg.concurrency == 0 || !(cfg.timeout_s > 0.0) {
+        if cfg.concurrency == 0 || cfg.timeout_s.is_nan() || cfg.timeout_s <= 0.0 {
             return Err(JudgeError::Config(
                 "concurrency and timeout_s must be positive".into(),
             ));
