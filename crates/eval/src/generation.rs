@@ -159,6 +159,9 @@ pub struct AnswerScores {
     pub kind: String,
     /// Category of the item.
     pub category: String,
+    /// The question.
+    #[serde(default)]
+    pub question: String,
     /// The answer.
     pub answer: String,
     /// Words in the answer.
@@ -212,6 +215,7 @@ pub fn score_answer(
         id: item.id,
         kind: item.kind.clone(),
         category: item.category.clone(),
+        question: item.question.clone(),
         answer: answer.to_owned(),
         words: answer.split_whitespace().count(),
         rouge_l_correct: rc,
@@ -486,6 +490,7 @@ mod tests {
             id: 0,
             kind: kind.into(),
             category: "c".into(),
+            question: String::new(),
             answer: String::new(),
             words,
             rouge_l_correct: 0.0,

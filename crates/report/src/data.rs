@@ -48,6 +48,72 @@ pub struct LlmSection {
     pub curves: BTreeMap<String, LlmCurves>,
     /// The last iterations' winners side by side (first seed), newest first.
     pub samples: Vec<Sample>,
+    /// The evaluation's greedy answers side by side, per question (the first questions).
+    pub answers: Vec<AnswerRow>,
+}
+
+/// One evaluation question's answers under every model.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerRow {
+    /// The question's id.
+    pub id: u64,
+    /// The question (absent in runs from before it was recorded).
+    pub question: String,
+    /// TruthfulQA Type and Category.
+    pub kind: String,
+    /// Category.
+    pub category: String,
+    /// Model -> (answer, cosine margin to the references).
+    pub answers: BTreeMap<String, (String, f64)>,
+}
+
+/// Questions shown in the side-by-side answers.
+const ANSWER_ROWS: usize = 40;
+
+/// The greedy answers of every model under `dir/eval/<model>/answers.jsonl`, side by side.
+fn answer_rows(dir: &Path) -> Result<Vec<AnswerRow>> {
+    let mut rows: Vec<AnswerRow> = Vec::new();
+    let Ok(models) = std::fs::read_dir(dir.join("eval")) else {
+        return Ok(rows);
+    };
+    let mut models: Vec<_> = models.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    models.sort();
+    for m in models {
+        let path = m.join("answers.jsonl");
+        if !path.is_file() {
+            continue;
+        }
+        let name = name_of(&m);
+        for line in read(&path)?.lines().take(ANSWER_ROWS) {
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|source| Error::Json {
+                    path: path.clone(),
+                    source,
+                })?;
+            let id = v["id"].as_u64().unwrap_or(0);
+            let row = match rows.iter_mut().position(|r| r.id == id) {
+                Some(i) => &mut rows[i],
+                None => {
+                    rows.push(AnswerRow {
+                        id,
+                        question: v["question"].as_str().unwrap_or("").to_owned(),
+                        kind: v["kind"].as_str().unwrap_or("").to_owned(),
+                        category: v["category"].as_str().unwrap_or("").to_owned(),
+                        answers: BTreeMap::new(),
+                    });
+                    rows.last_mut().expect("just pushed")
+                }
+            };
+            row.answers.insert(
+                name.clone(),
+                (
+                    v["answer"].as_str().unwrap_or("").to_owned(),
+                    v["cos_diff"].as_f64().unwrap_or(f64::NAN),
+                ),
+            );
+        }
+    }
+    Ok(rows)
 }
 
 /// Per-iteration series of one variant.
@@ -381,6 +447,7 @@ fn llm(dir: &Path) -> Result<LlmSection> {
         window,
         curves,
         samples,
+        answers: answer_rows(dir)?,
     })
 }
 

@@ -111,7 +111,8 @@ fn win_tie_loss_plot(l: &LlmSection) -> Result<Option<Plot>> {
     let share = |c: &serde_json::Value, k: &str| {
         let s = &c["overall"][k];
         (
-            s["share"].as_f64().unwrap_or(f64::NAN),
+            // Runs from before judge errors were recorded have none.
+            s["share"].as_f64().unwrap_or(0.0),
             s["ci_low"].as_f64().unwrap_or(0.0),
             s["ci_high"].as_f64().unwrap_or(0.0),
         )
@@ -132,7 +133,7 @@ fn win_tie_loss_plot(l: &LlmSection) -> Result<Option<Plot>> {
             )
         })
         .collect();
-    let width = (comps.len() * 4) as f64;
+    let width = (comps.len() * 5) as f64;
     let mut svg = String::new();
     {
         let root =
@@ -149,11 +150,11 @@ fn win_tie_loss_plot(l: &LlmSection) -> Result<Option<Plot>> {
             chart
                 .configure_mesh()
                 .disable_x_mesh()
-                .x_labels(comps.len() * 4)
+                .x_labels(comps.len() * 5)
                 .x_label_formatter(&move |x| {
                     let i = x.round() as usize;
-                    if i % 4 == 1 {
-                        labels_fmt.get(i / 4).cloned().unwrap_or_default()
+                    if i % 5 == 1 {
+                        labels_fmt.get(i / 5).cloned().unwrap_or_default()
                     } else {
                         String::new()
                     }
@@ -165,12 +166,13 @@ fn win_tie_loss_plot(l: &LlmSection) -> Result<Option<Plot>> {
             ("first", "first wins", RGBColor(0x44, 0x72, 0xc4)),
             ("tie", "tie", RGBColor(0xa5, 0xa5, 0xa5)),
             ("second", "second wins", RGBColor(0xed, 0x7d, 0x31)),
+            ("errors", "judge errors", RGBColor(0xb0, 0x00, 0x20)),
         ];
         for (j, (key, label, col)) in kinds.into_iter().enumerate() {
             let bars: Vec<(f64, (f64, f64, f64))> = comps
                 .iter()
                 .enumerate()
-                .map(|(i, c)| ((i * 4 + j) as f64, share(c, key)))
+                .map(|(i, c)| ((i * 5 + j) as f64, share(c, key)))
                 .collect();
             tryp!(
                 name,
@@ -192,7 +194,7 @@ fn win_tie_loss_plot(l: &LlmSection) -> Result<Option<Plot>> {
     }
     Ok(Some(Plot {
         caption: format!(
-            "Pairwise comparisons: share of first wins, ties and second wins of the judged questions with 95% Wilson intervals (judges: {})",
+            "Pairwise comparisons: share of first wins, ties and second wins of the judged questions, and of judge errors among all, with 95% Wilson intervals (judges: {})",
             {
                 let mut judges: Vec<&str> =
                     comps.iter().filter_map(|c| c["judge"].as_str()).collect();

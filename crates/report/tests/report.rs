@@ -163,6 +163,13 @@ fn llm_run(dir: &Path, text: &str) {
         }
     });
     write(dir, "summary.json", &summary.to_string());
+    for m in ["base", "relaxed-seed0"] {
+        let edir = dir.join("eval").join(m);
+        std::fs::create_dir_all(&edir).unwrap();
+        let row = serde_json::json!({"id": 7, "kind": "Adversarial", "category": "Law <&>",
+            "question": format!("{text}?"), "answer": format!("{text} ({m})"), "cos_diff": 0.25});
+        write(&edir, "answers.jsonl", &row.to_string());
+    }
     for v in ["standard", "relaxed"] {
         let vdir = dir.join(format!("{v}-seed0"));
         std::fs::create_dir_all(&vdir).unwrap();
@@ -194,6 +201,12 @@ fn llm_report_plots_the_loop_and_escapes_model_outputs() {
         "&lt;script&gt;alert(1)&lt;&#x2f;script&gt; &quot;q&quot; {{ 6 * 7 }} relaxed 3"
     ));
     assert!(html.contains("held-out pair accuracy"));
+    assert!(html.contains("Greedy answers side by side (1 questions"));
+    assert!(
+        html.contains(
+            "&lt;script&gt;alert(1)&lt;&#x2f;script&gt; &quot;q&quot; {{ 6 * 7 }} (base)"
+        )
+    );
     assert!(html.contains("Sycophancy under pressure") && html.contains("base under pressure"));
     assert!(
         html.contains("llm: &lt;m&gt; at host&#x2f;v1"),
