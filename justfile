@@ -98,6 +98,11 @@ data:
 test: models
     cargo test --release --workspace
 
+# A one-node Slurm cluster on localhost (installs slurm-wlm and munge if missing): the toy-linear
+# sweep as a job array, merged, compared byte for byte with a local run; stops its daemons.
+slurm-test: build
+    .ci/slurm-test
+
 # The cheapest checks first: formatting, lints, then the tests.
 check:
     cargo fmt --all -- --check

@@ -8,6 +8,7 @@ mod llm_cli;
 mod llm_run;
 mod output;
 mod settings;
+mod sweep;
 mod toys;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,31 @@ enum Command {
         /// settings) instead of training them again.
         #[arg(long)]
         reuse: Option<PathBuf>,
+        /// Set a key of the experiment file: `--set fpo.gamma=10` (repeatable).
+        #[arg(long = "set", value_parser = sweep::parse_set)]
+        set: Vec<sweep::SetArg>,
+        /// Run only the cells K, K+N, ... of the grid (variant x seed x `--set` values) into
+        /// `<out>/cells/<cell>/`, as one task of `fpo sweep` (a Slurm array task).
+        #[arg(long, value_parser = sweep::parse_shard)]
+        shard: Option<sweep::Shard>,
+    },
+    /// Expand a grid (variants x seeds x `--set` values) into cells and run them here, or emit
+    /// a Slurm job array (`--emit slurm`).
+    Sweep(sweep::SweepArgs),
+    /// Put the cells of a sweep back together into run directories (one per `--set` value
+    /// combination), with their report.
+    Merge {
+        /// The sweep directory.
+        dir: PathBuf,
+        /// Output (default: <DIR>/merged).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Do not write the HTML report.
+        #[arg(long)]
+        no_report: bool,
+        /// Where reports go: <REPORTS>/<run name>/index.html.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
     },
     /// Render the HTML report of run directories (runs, ladders or reproduce directories).
     Report {
@@ -128,7 +154,7 @@ impl Profile {
     }
 }
 
-fn parse_variant(s: &str) -> Result<fpo::Variant, String> {
+pub(crate) fn parse_variant(s: &str) -> Result<fpo::Variant, String> {
     fpo::Variant::from_name(s).ok_or_else(|| {
         format!("unknown variant `{s}`, expected one of: standard, relaxed, practical")
     })
@@ -157,6 +183,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => llm_cli::generate(args)?,
         Command::Score(args) => llm_cli::score(args)?,
         Command::Eval(args) => println!("{}", eval_cli::run(args)?.display()),
+        Command::Sweep(args) => println!("{}", sweep::sweep(args)?),
+        Command::Merge {
+            dir,
+            out,
+            no_report,
+            reports,
+        } => {
+            let runs = sweep::merge(&dir, out.as_deref())?;
+            for r in &runs {
+                println!("{}", r.display());
+            }
+            if !no_report {
+                let name = format!("{}-merged", fpo_report::name_of(&dir));
+                let path = fpo_report::write(&name, &runs, &reports.join(&name))?;
+                println!("{}", path.display());
+            }
+        }
         Command::Report { dirs, out } => {
             let name = fpo_report::name_of(&dirs[0]);
             let out = out.unwrap_or_else(|| Path::new("reports").join(&name));
@@ -174,11 +217,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reports,
             judge,
             reuse,
+            set,
+            shard,
         } => {
+            if let Some(shard) = shard {
+                let out = out.context("--shard needs --out (the sweep directory)")?;
+                for dir in
+                    sweep::run_shard(&experiment, profile, variants, seeds, set, shard, &out)?
+                {
+                    println!("{}", dir.display());
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut single_values = Vec::new();
+            for s in set {
+                let [value] = s.values.as_slice() else {
+                    return Err(SettingsError::Invalid {
+                        path: experiment.clone(),
+                        key: s.key.clone(),
+                        message: "--set with several values makes a grid: use `fpo sweep`".into(),
+                    }
+                    .into());
+                };
+                single_values.push((s.key.clone(), value.clone()));
+            }
             let overrides = Overrides {
                 variants,
                 seeds,
                 judge,
+                set: single_values,
             };
             let exp = settings::load_experiment(&experiment, profile.as_deref(), &overrides)?;
             if print_config {

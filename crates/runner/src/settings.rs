@@ -158,6 +158,9 @@ struct LinearFile {
     /// Profile overrides (applied before this struct is read).
     #[serde(default, rename = "profiles")]
     _profiles: Option<toml::Value>,
+    /// Slurm options of `fpo sweep --emit slurm` (read by the sweep).
+    #[serde(default, rename = "slurm")]
+    _slurm: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +177,9 @@ struct NnFile {
     /// Profile overrides (applied before this struct is read).
     #[serde(default, rename = "profiles")]
     _profiles: Option<toml::Value>,
+    /// Slurm options of `fpo sweep --emit slurm` (read by the sweep).
+    #[serde(default, rename = "slurm")]
+    _slurm: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +199,9 @@ struct LlmFile {
     /// Profile overrides (applied before this struct is read).
     #[serde(default, rename = "profiles")]
     _profiles: Option<toml::Value>,
+    /// Slurm options of `fpo sweep --emit slurm` (read by the sweep).
+    #[serde(default, rename = "slurm")]
+    _slurm: Option<toml::Value>,
 }
 
 /// The `[eval]` section of the LLM suite: what is measured on the base model and on every
@@ -364,6 +373,9 @@ struct LadderFile {
     rungs: Vec<Rung>,
     #[serde(default, rename = "profiles")]
     _profiles: Option<toml::Value>,
+    /// Slurm options of `fpo sweep --emit slurm` (read by the sweep).
+    #[serde(default, rename = "slurm")]
+    _slurm: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -524,6 +536,44 @@ pub struct Overrides {
     pub seeds: Option<Seeds>,
     /// `--judge URL` (LLM suites).
     pub judge: Option<String>,
+    /// `--set key=value`: dotted keys of the experiment file, set after the profile.
+    pub set: Vec<(String, String)>,
+}
+
+/// A `--set` value as TOML: a number, boolean, array or quoted string; anything else is a bare
+/// string.
+fn toml_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+/// Sets the dotted `key` of `doc` to `raw`; errors name the file and key.
+fn set_key(path: &Path, doc: &mut toml::Table, key: &str, raw: &str) -> Result<(), SettingsError> {
+    let invalid = |message: String| SettingsError::Invalid {
+        path: path.to_owned(),
+        key: key.to_owned(),
+        message,
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(invalid(
+            "--set needs a dotted key, e.g. fpo.gamma=10".into(),
+        ));
+    }
+    let mut table = doc;
+    for p in &parts[..parts.len() - 1] {
+        table = match table
+            .entry((*p).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(t) => t,
+            _ => return Err(invalid(format!("`{p}` is not a table"))),
+        };
+    }
+    table.insert(parts[parts.len() - 1].to_owned(), toml_value(raw));
+    Ok(())
 }
 
 /// Reads an experiment file, applies `[profiles.<profile>]` and the CLI overrides, validates.
@@ -550,7 +600,13 @@ fn resolve(
         message,
     };
     let (doc, text) = with_base(path, doc, text)?;
-    let (doc, source_text) = apply_profile(doc, text, profile);
+    let (mut doc, mut source_text) = apply_profile(doc, text, profile);
+    if !overrides.set.is_empty() {
+        for (key, raw) in &overrides.set {
+            set_key(path, &mut doc, key, raw)?;
+        }
+        source_text = toml::to_string(&doc).unwrap_or_default();
+    }
     let suite = match doc.get("suite").and_then(|s| s.as_str()) {
         Some("toy-linear") => SuiteKind::ToyLinear,
         Some("toy-nn") => SuiteKind::ToyNn,

@@ -1,0 +1,773 @@
+//! Sweeps: `fpo sweep` expands a grid (variant x seed x `--set` values) into cells, runs them
+//! locally or emits a Slurm job array; `fpo run --shard K/N` runs every cell whose index is K
+//! modulo N (a Slurm array task: `--shard $SLURM_ARRAY_TASK_ID/<cells>` runs exactly one);
+//! `fpo merge` puts the cells of each `--set` combination back together into the run
+//! directory a single `fpo run` of that grid writes, byte for byte (toy suites).
+//!
+//! Layout of a sweep directory: `sweep.json` (the grid and its cells), `cells/<cell>/` (one
+//! run directory per cell, written atomically like any run), `slurm.sh` and `logs/` with
+//! `--emit slurm`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use fpo::Variant;
+use fpo::toy::{ToyRecord, ToyRun};
+use serde::{Deserialize, Serialize};
+
+use crate::output::{RunDir, json, write_atomic};
+use crate::settings::{self, Experiment, Overrides, Resolved, Seeds};
+
+/// `--set key=v1,v2,...`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetArg {
+    /// Dotted key of the experiment file.
+    pub key: String,
+    /// Values, as written.
+    pub values: Vec<String>,
+}
+
+/// Parses `key=v1,v2,...` (a value may be a TOML array in brackets, whose commas stay).
+pub fn parse_set(s: &str) -> Result<SetArg, String> {
+    let (key, rest) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected key=value[,value...]"))?;
+    let mut values = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in rest.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                values.push(rest[start..i].trim().to_owned());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    values.push(rest[start..].trim().to_owned());
+    if key.trim().is_empty() || values.iter().any(String::is_empty) {
+        return Err(format!("`{s}`: expected key=value[,value...]"));
+    }
+    Ok(SetArg {
+        key: key.trim().to_owned(),
+        values,
+    })
+}
+
+/// `--shard K/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, `0 <= k < n`.
+    pub k: usize,
+    /// Shards in all.
+    pub n: usize,
+}
+
+/// Parses `K/N`.
+pub fn parse_shard(s: &str) -> Result<Shard, String> {
+    let bad = || format!("`{s}`: expected K/N with 0 <= K < N");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || k >= n {
+        return Err(bad());
+    }
+    Ok(Shard { k, n })
+}
+
+/// What to emit instead of running the cells here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    /// An `sbatch` job-array script, `<out>/slurm.sh`.
+    Slurm,
+}
+
+/// Slurm options: flags, else the experiment file's `[slurm]` table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmOptions {
+    /// `--partition`.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// `--time` (e.g. 01:00:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// `--mem` (e.g. 8G).
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// GPUs per task: `--gres=gpu:N`.
+    #[arg(long)]
+    pub gpus: Option<u32>,
+    /// `--cpus-per-task`.
+    #[arg(long)]
+    pub cpus_per_task: Option<u32>,
+}
+
+impl SlurmOptions {
+    fn or(self, file: SlurmOptions) -> Self {
+        Self {
+            partition: self.partition.or(file.partition),
+            time: self.time.or(file.time),
+            mem: self.mem.or(file.mem),
+            gpus: self.gpus.or(file.gpus),
+            cpus_per_task: self.cpus_per_task.or(file.cpus_per_task),
+        }
+    }
+}
+
+/// Options of `fpo sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The experiment TOML (a toy-linear, toy-nn, truthfulqa or adversarial file).
+    #[arg(required_unless_present = "resubmit_missing")]
+    experiment: Option<PathBuf>,
+    /// Variants (repeatable; default: the file's).
+    #[arg(long = "variant", value_parser = crate::parse_variant)]
+    variants: Vec<Variant>,
+    /// Seeds: `A..B` (half-open), `N`, or `N,M,...` (default: the file's).
+    #[arg(long)]
+    seeds: Option<Seeds>,
+    /// Apply the file's `[profiles.<NAME>]` overrides.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Sweep a key of the file over values: `--set fpo.gamma=0.1,1,10` (repeatable: the grid
+    /// is the product).
+    #[arg(long = "set", value_parser = parse_set)]
+    set: Vec<SetArg>,
+    /// The sweep directory.
+    #[arg(long, required_unless_present = "resubmit_missing")]
+    out: Option<PathBuf>,
+    /// Emit a job script instead of running the cells here.
+    #[arg(long, value_enum)]
+    emit: Option<Emit>,
+    /// Cells run at once here (without `--emit`).
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+    /// Slurm options of the emitted script.
+    #[command(flatten)]
+    slurm: SlurmOptions,
+    /// Emit `<DIR>/slurm-resubmit.sh`: an array of just the cells of DIR that are missing or
+    /// failed.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["experiment", "out"])]
+    resubmit_missing: Option<PathBuf>,
+}
+
+/// One cell of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Index in the grid (the Slurm array index).
+    pub index: usize,
+    /// Directory name under `cells/`.
+    pub name: String,
+    /// The variant.
+    pub variant: Variant,
+    /// The seed.
+    pub seed: u64,
+    /// The swept keys' values.
+    pub set: Vec<(String, String)>,
+}
+
+/// `sweep.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepFile {
+    /// The experiment file, as given.
+    pub experiment: PathBuf,
+    /// The working directory the sweep was made in (relative paths are relative to it).
+    pub workdir: PathBuf,
+    /// The profile.
+    pub profile: Option<String>,
+    /// Variants of the grid.
+    pub variants: Vec<Variant>,
+    /// Seeds of the grid.
+    pub seeds: Vec<u64>,
+    /// Swept keys.
+    pub set: Vec<SetArg>,
+    /// Every cell, in grid order: `--set` combination, then variant, then seed.
+    pub cells: Vec<Cell>,
+    /// Slurm options (with `--emit slurm`).
+    pub slurm: SlurmOptions,
+}
+
+impl SweepFile {
+    /// The `--set` combinations, in grid order.
+    fn combinations(&self) -> Vec<Vec<(String, String)>> {
+        let mut out = vec![Vec::new()];
+        for s in &self.set {
+            out = out
+                .into_iter()
+                .flat_map(|prefix| {
+                    s.values.iter().map(move |v| {
+                        let mut c = prefix.clone();
+                        c.push((s.key.clone(), v.clone()));
+                        c
+                    })
+                })
+                .collect();
+        }
+        out
+    }
+
+    /// The grid of an experiment and flags.
+    fn new(
+        experiment: &Path,
+        profile: Option<String>,
+        variants: Vec<Variant>,
+        seeds: Option<Seeds>,
+        set: Vec<SetArg>,
+        slurm: SlurmOptions,
+    ) -> anyhow::Result<Self> {
+        // The grid's variants and seeds: the flags, else the file's (resolved once, which also
+        // checks every swept value before anything runs).
+        let mut file = Self {
+            experiment: experiment.to_owned(),
+            workdir: std::env::current_dir()?,
+            profile,
+            variants: Vec::new(),
+            seeds: Vec::new(),
+            set,
+            cells: Vec::new(),
+            slurm,
+        };
+        for combo in file.combinations() {
+            let exp = file.load(&variants, seeds.clone(), &combo)?;
+            let r = single(&exp)?;
+            file.variants = r.run.variants.clone();
+            file.seeds = r.run.seeds.0.clone();
+        }
+        let mut cells = Vec::new();
+        for combo in file.combinations() {
+            for &variant in &file.variants {
+                for &seed in &file.seeds {
+                    let mut name = format!("{variant}-seed{seed}");
+                    for (k, v) in &combo {
+                        name.push_str(&format!("-{k}={v}"));
+                    }
+                    let name: String = name
+                        .chars()
+                        .map(|c| {
+                            if c.is_ascii_alphanumeric() || "-_.=".contains(c) {
+                                c
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect();
+                    cells.push(Cell {
+                        index: cells.len(),
+                        name,
+                        variant,
+                        seed,
+                        set: combo.clone(),
+                    });
+                }
+            }
+        }
+        file.cells = cells;
+        Ok(file)
+    }
+
+    /// The experiment under the given variants, seeds and `--set` values.
+    fn load(
+        &self,
+        variants: &[Variant],
+        seeds: Option<Seeds>,
+        combo: &[(String, String)],
+    ) -> anyhow::Result<Experiment> {
+        let overrides = Overrides {
+            variants: variants.to_vec(),
+            seeds,
+            judge: None,
+            set: combo.to_vec(),
+        };
+        let mut exp = settings::load_experiment(
+            &self.workdir.join(&self.experiment),
+            self.profile.as_deref(),
+            &overrides,
+        )?;
+        // Recorded as given, as `fpo run` records it, wherever the cell or the merge runs.
+        if let Experiment::Single(r) = &mut exp {
+            r.source = self.experiment.clone();
+        }
+        Ok(exp)
+    }
+
+    /// The cells of `dir` without a finished run directory.
+    fn missing(&self, dir: &Path) -> Vec<&Cell> {
+        self.cells
+            .iter()
+            .filter(|c| {
+                !dir.join("cells")
+                    .join(&c.name)
+                    .join("summary.json")
+                    .is_file()
+            })
+            .collect()
+    }
+
+    /// The `fpo run` arguments that expand this grid (before `--shard` and `--out`).
+    fn run_args(&self) -> Vec<String> {
+        let mut a = vec!["run".to_owned(), self.experiment.display().to_string()];
+        if let Some(p) = &self.profile {
+            a.extend(["--profile".into(), p.clone()]);
+        }
+        for v in &self.variants {
+            a.extend(["--variant".into(), v.to_string()]);
+        }
+        let seeds: Vec<String> = self.seeds.iter().map(u64::to_string).collect();
+        a.extend(["--seeds".into(), seeds.join(",")]);
+        for s in &self.set {
+            a.extend(["--set".into(), format!("{}={}", s.key, s.values.join(","))]);
+        }
+        a
+    }
+}
+
+fn single(exp: &Experiment) -> anyhow::Result<&Resolved> {
+    match exp {
+        Experiment::Single(r) => Ok(r),
+        Experiment::Ladder { .. } => {
+            bail!("a ladder cannot be swept: sweep its toy files (toy-linear.toml, toy-nn.toml)")
+        }
+    }
+}
+
+fn read_sweep(dir: &Path) -> anyhow::Result<SweepFile> {
+    let path = dir.join("sweep.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{} is not a sweep directory", dir.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+/// A shell word.
+fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The `sbatch` script of the given cells of the sweep in `dir`.
+fn slurm_script(file: &SweepFile, dir: &Path, cells: &[&Cell]) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("locating the fpo binary")?;
+    let dir = std::path::absolute(dir)?;
+    let indices: Vec<String> = cells.iter().map(|c| c.index.to_string()).collect();
+    let o = &file.slurm;
+    let mut s = String::from("#!/bin/bash\n");
+    s.push_str(&format!(
+        "#SBATCH --job-name=fpo-sweep\n#SBATCH --array={}\n#SBATCH --output={}/logs/cell-%a.out\n",
+        indices.join(","),
+        dir.display()
+    ));
+    if let Some(p) = &o.partition {
+        s.push_str(&format!("#SBATCH --partition={p}\n"));
+    }
+    if let Some(t) = &o.time {
+        s.push_str(&format!("#SBATCH --time={t}\n"));
+    }
+    if let Some(m) = &o.mem {
+        s.push_str(&format!("#SBATCH --mem={m}\n"));
+    }
+    if let Some(g) = o.gpus.filter(|g| *g > 0) {
+        s.push_str(&format!("#SBATCH --gres=gpu:{g}\n"));
+    }
+    if let Some(c) = o.cpus_per_task {
+        s.push_str(&format!("#SBATCH --cpus-per-task={c}\n"));
+    }
+    s.push_str(&format!(
+        "# {} cells of {}; task K runs cell K into {}/cells/<cell>.\nset -euo pipefail\ncd {}\n",
+        cells.len(),
+        file.cells.len(),
+        dir.display(),
+        quote(&file.workdir.display().to_string())
+    ));
+    let args: Vec<String> = file.run_args().iter().map(|a| quote(a)).collect();
+    s.push_str(&format!(
+        "exec {} {} --shard \"$SLURM_ARRAY_TASK_ID/{}\" --no-report --out {}\n",
+        quote(&exe.display().to_string()),
+        args.join(" "),
+        file.cells.len(),
+        quote(&dir.display().to_string())
+    ));
+    Ok(s)
+}
+
+fn write_script(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir.join("logs"))?;
+    write_atomic(dir, name, text.as_bytes())?;
+    let path = dir.join(name);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(path)
+}
+
+/// Runs `fpo sweep`; returns what to print.
+pub fn sweep(args: SweepArgs) -> anyhow::Result<String> {
+    if let Some(dir) = &args.resubmit_missing {
+        let file = read_sweep(dir)?;
+        let missing = file.missing(dir);
+        if missing.is_empty() {
+            return Ok(format!("every cell of {} is complete", dir.display()));
+        }
+        let script = slurm_script(&file, dir, &missing)?;
+        let path = write_script(dir, "slurm-resubmit.sh", &script)?;
+        return Ok(format!(
+            "{} ({} missing cells: {})",
+            path.display(),
+            missing.len(),
+            missing
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let (Some(experiment), Some(out)) = (&args.experiment, &args.out) else {
+        bail!("an experiment file and --out are required");
+    };
+    let file_slurm = slurm_table(experiment)?;
+    let file = SweepFile::new(
+        experiment,
+        args.profile.clone(),
+        args.variants.clone(),
+        args.seeds.clone(),
+        args.set.clone(),
+        args.slurm.clone().or(file_slurm),
+    )?;
+    std::fs::create_dir_all(out.join("cells"))
+        .with_context(|| format!("creating {}", out.display()))?;
+    match read_sweep(out) {
+        Ok(existing) if existing.cells != file.cells => bail!(
+            "{} holds another sweep: pass another --out, or remove it",
+            out.display()
+        ),
+        _ => write_atomic(out, "sweep.json", &json(&file)?)?,
+    }
+    if args.emit == Some(Emit::Slurm) {
+        let cells: Vec<&Cell> = file.cells.iter().collect();
+        let path = write_script(out, "slurm.sh", &slurm_script(&file, out, &cells)?)?;
+        return Ok(format!(
+            "{} ({} cells): submit with `sbatch {}`, then `fpo merge {}`",
+            path.display(),
+            cells.len(),
+            path.display(),
+            out.display()
+        ));
+    }
+    run_locally(&file, out, args.jobs.max(1))?;
+    Ok(format!(
+        "{} cells in {}: `fpo merge {}` puts them together",
+        file.cells.len(),
+        out.display(),
+        out.display()
+    ))
+}
+
+/// The `[slurm]` table of an experiment file (empty when absent).
+fn slurm_table(path: &Path) -> anyhow::Result<SlurmOptions> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    match doc.get("slurm") {
+        None => Ok(SlurmOptions::default()),
+        Some(v) => v
+            .clone()
+            .try_into()
+            .with_context(|| format!("{}: key `slurm`", path.display())),
+    }
+}
+
+/// Runs the cells here, `jobs` processes at a time (each `fpo run --shard K/N`, as a Slurm
+/// array task would).
+fn run_locally(file: &SweepFile, dir: &Path, jobs: usize) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let n = file.cells.len();
+    let bar = crate::output::progress(n as u64, "cells", "sweep");
+    let mut todo: Vec<&Cell> = file.missing(dir);
+    bar.inc((n - todo.len()) as u64);
+    todo.reverse();
+    let mut running: Vec<(&Cell, std::process::Child)> = Vec::new();
+    let mut failed = Vec::new();
+    std::fs::create_dir_all(dir.join("logs"))?;
+    while !todo.is_empty() || !running.is_empty() {
+        while running.len() < jobs
+            && let Some(cell) = todo.pop()
+        {
+            let log =
+                std::fs::File::create(dir.join("logs").join(format!("cell-{}.out", cell.index)))?;
+            let child = std::process::Command::new(&exe)
+                .current_dir(&file.workdir)
+                .args(file.run_args())
+                .args([
+                    "--shard",
+                    &format!("{}/{n}", cell.index),
+                    "--no-report",
+                    "--out",
+                ])
+                .arg(std::path::absolute(dir)?)
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .context("starting a cell")?;
+            running.push((cell, child));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut i = 0;
+        while i < running.len() {
+            if let Some(status) = running[i].1.try_wait()? {
+                let (cell, _) = running.swap_remove(i);
+                if !status.success() {
+                    failed.push(cell.name.clone());
+                }
+                bar.inc(1);
+            } else {
+                i += 1;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if !failed.is_empty() {
+        bail!(
+            "{} cells failed ({}); their logs are in {}/logs",
+            failed.len(),
+            failed.join(", "),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `fpo run --shard K/N`: the cells of the grid whose index is K modulo N, each into
+/// `<out>/cells/<cell>/` (a finished one is skipped).
+pub fn run_shard(
+    experiment: &Path,
+    profile: Option<String>,
+    variants: Vec<Variant>,
+    seeds: Option<Seeds>,
+    set: Vec<SetArg>,
+    shard: Shard,
+    out: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let file = SweepFile::new(
+        experiment,
+        profile,
+        variants,
+        seeds,
+        set,
+        SlurmOptions::default(),
+    )?;
+    match read_sweep(out) {
+        Ok(existing) if existing.cells != file.cells => {
+            bail!("{} was made by another sweep than this grid", out.display())
+        }
+        Ok(_) => {}
+        Err(_) => {
+            std::fs::create_dir_all(out)?;
+            write_atomic(out, "sweep.json", &json(&file)?)?;
+        }
+    }
+    let mut done = Vec::new();
+    for cell in file.cells.iter().filter(|c| c.index % shard.n == shard.k) {
+        let target = out.join("cells").join(&cell.name);
+        if target.join("summary.json").is_file() {
+            continue;
+        }
+        let exp = file.load(&[cell.variant], Some(Seeds(vec![cell.seed])), &cell.set)?;
+        let dir = RunDir::create(&target)?;
+        crate::run_experiment(&exp, dir.path(), None)
+            .with_context(|| format!("cell {} ({})", cell.index, cell.name))?;
+        done.push(dir.commit()?);
+    }
+    Ok(done)
+}
+
+/// The runs of a toy cell, read back from its `metrics.csv` (floats round-trip exactly).
+fn cell_runs(dir: &Path, resolved: &Resolved) -> anyhow::Result<Vec<ToyRun>> {
+    let path = dir.join("metrics.csv");
+    let mut reader =
+        csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut runs: Vec<ToyRun> = Vec::new();
+    for (line, row) in reader.records().enumerate() {
+        let row = row.with_context(|| format!("{}: line {}", path.display(), line + 2))?;
+        let f = |i: usize| -> anyhow::Result<f64> {
+            row.get(i)
+                .unwrap_or("")
+                .parse()
+                .with_context(|| format!("{}: line {}, column {}", path.display(), line + 2, i + 1))
+        };
+        let label = row.get(0).unwrap_or("");
+        let seed: u64 = f(1)? as u64;
+        let penalty = resolved
+            .penalties()
+            .into_iter()
+            .find(|p| p.label() == label)
+            .with_context(|| format!("{}: unknown variant `{label}`", path.display()))?;
+        let record = ToyRecord {
+            iteration: f(2)? as usize,
+            signal: f(3)?,
+            noise: f(4)?,
+            true_utility: f(5)?,
+            proxy_reward: f(6)?,
+            penalty: f(7)?,
+            exact_penalty: match row.get(8) {
+                Some("") | None => None,
+                Some(_) => Some(f(8)?),
+            },
+        };
+        match runs.last_mut() {
+            Some(r) if r.seed == seed && r.penalty.label() == label => r.records.push(record),
+            _ => runs.push(ToyRun {
+                penalty,
+                seed,
+                records: vec![record],
+                final_action: Vec::new(),
+                policy_steps: 0,
+                seconds: 0.0,
+            }),
+        }
+    }
+    Ok(runs)
+}
+
+/// `fpo merge DIR`: the cells of each `--set` combination into one run directory, as a single
+/// `fpo run` of that grid writes it; `out` (default `DIR/merged`) is written only when every
+/// cell is there. Returns the run directories written.
+pub fn merge(dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
+    let file = read_sweep(dir)?;
+    let missing = file.missing(dir);
+    if !missing.is_empty() {
+        let names: Vec<String> = missing
+            .iter()
+            .map(|c| {
+                let partial = dir.join("cells").join(format!("{}.partial", c.name));
+                format!(
+                    "{} (cell {}{})",
+                    c.name,
+                    c.index,
+                    if partial.exists() {
+                        ", failed or interrupted"
+                    } else {
+                        ", missing"
+                    }
+                )
+            })
+            .collect();
+        bail!(
+            "{} of {} cells are not complete: {}; rerun them (`fpo sweep --resubmit-missing {}` emits a Slurm array of just those)",
+            missing.len(),
+            file.cells.len(),
+            names.join(", "),
+            dir.display()
+        );
+    }
+    let target = out.map_or_else(|| dir.join("merged"), Path::to_owned);
+    let run_dir = RunDir::create(&target)?;
+    let combos = file.combinations();
+    let mut written = Vec::new();
+    for combo in &combos {
+        let exp = file.load(&file.variants, Some(Seeds(file.seeds.clone())), combo)?;
+        let resolved = single(&exp)?;
+        if resolved.suite.is_llm() {
+            bail!(
+                "merging LLM cells is not supported yet: each cell is a complete LLM run (see cells/)"
+            );
+        }
+        let name: String = combo
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("-");
+        let merged = if combos.len() == 1 {
+            run_dir.path().to_owned()
+        } else {
+            run_dir.path().join(&name)
+        };
+        std::fs::create_dir_all(&merged)?;
+        let mut runs = Vec::new();
+        let (mut wall, mut cost): (f64, BTreeMap<String, Vec<f64>>) = (0.0, BTreeMap::new());
+        for (penalty, seed) in crate::toys::jobs(resolved) {
+            let cell = file
+                .cells
+                .iter()
+                .find(|c| c.variant == penalty.variant && c.seed == seed && &c.set == combo)
+                .context("a job of the grid has no cell")?;
+            let cdir = dir.join("cells").join(&cell.name);
+            runs.extend(cell_runs(&cdir, resolved)?);
+            let info: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(cdir.join("run.json"))
+                    .with_context(|| format!("reading {}", cdir.join("run.json").display()))?,
+            )?;
+            wall += info["wall_time_s"].as_f64().unwrap_or(0.0);
+            for (k, v) in info["us_per_step"].as_object().into_iter().flatten() {
+                cost.entry(k.clone()).or_default().extend(v.as_f64());
+            }
+        }
+        write_atomic(&merged, "config.json", &json(resolved)?)?;
+        let mut csv = Vec::new();
+        crate::toys::write_metrics_csv(&runs, &mut csv)?;
+        write_atomic(&merged, "metrics.csv", &csv)?;
+        write_atomic(
+            &merged,
+            "summary.json",
+            &json(&crate::toys::summarize(resolved, &runs))?,
+        )?;
+        let info = serde_json::json!({
+            "suite": resolved.suite.name(),
+            "fpo_version": env!("CARGO_PKG_VERSION"),
+            "burn_version": fpo_model::BURN_VERSION,
+            "backend": "cpu (f64, no tensor backend: see ARCHITECTURE.md)",
+            "machine": crate::machine(),
+            "merged_from": dir.display().to_string(),
+            "cells": runs.len(),
+            "wall_time_s": wall,
+            "us_per_step": cost
+                .into_iter()
+                .map(|(k, v)| (k, v.iter().sum::<f64>() / v.len().max(1) as f64))
+                .collect::<BTreeMap<_, _>>(),
+        });
+        write_atomic(&merged, "run.json", &json(&info)?)?;
+        written.push(target.join(if combos.len() == 1 { "" } else { name.as_str() }));
+    }
+    run_dir.commit()?;
+    Ok(written
+        .into_iter()
+        .map(|p| p.components().collect())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_and_shard_parse() {
+        assert_eq!(
+            parse_set("fpo.gamma=0.1, 1,10").unwrap(),
+            SetArg {
+                key: "fpo.gamma".into(),
+                values: vec!["0.1".into(), "1".into(), "10".into()]
+            }
+        );
+        assert_eq!(
+            parse_set("rm.hidden=[32,32],[64,64]").unwrap().values,
+            ["[32,32]", "[64,64]"]
+        );
+        assert!(parse_set("gamma").is_err() && parse_set("a=1,").is_err());
+        assert_eq!(parse_shard("3/8").unwrap(), Shard { k: 3, n: 8 });
+        assert!(parse_shard("8/8").is_err() && parse_shard("x/2").is_err());
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote("fpo.gamma=1,2"), "fpo.gamma=1,2");
+    }
+}
