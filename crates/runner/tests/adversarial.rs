@@ -3,19 +3,16 @@
 //! sycophancy, and judges with an LLM judge served by a local mock (wiremock): both orders, the
 //! key sent but never written, the cache making a rerun free.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::root;
 
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn fpo(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fpo"));

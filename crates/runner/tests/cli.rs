@@ -1,14 +1,10 @@
 //! End-to-end tests of the `fpo` binary on the shipped experiment files.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use std::path::{Path, PathBuf};
+
+use common::{fpo, ok, root};
 
 /// `shared/fixtures`, beside the repository (as in CI), or `FPO_FIXTURES_DIR`.
 fn fixtures() -> PathBuf {
@@ -21,24 +17,6 @@ fn fixtures() -> PathBuf {
         dir.display()
     );
     dir
-}
-
-fn fpo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fpo"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = fpo(args);
-    assert!(
-        out.status.success(),
-        "fpo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -2,18 +2,14 @@
 //! `FPO_DATA_DIR`): a smoke run, and a run killed mid-way then resumed, which must end with the
 //! same adapters, RM head and log as the uninterrupted one.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::root;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn command(out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fpo"));

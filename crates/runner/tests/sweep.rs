@@ -2,32 +2,15 @@
 //! run on one machine, byte for byte; missing cells are named and nothing is written; a Slurm
 //! script and a resubmission of just the missing cells are emitted.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use std::path::Path;
 
-fn fpo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fpo"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::fpo;
 
+/// `fpo ARGS`, which must succeed; its standard output.
 fn ok(args: &[&str]) -> String {
-    let o = fpo(args);
-    assert!(
-        o.status.success(),
-        "fpo {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    String::from_utf8_lossy(&common::ok(args).stdout).into_owned()
 }
 
 fn same_files(a: &Path, b: &Path) {
