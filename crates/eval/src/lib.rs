@@ -7,6 +7,7 @@
 //! - [`judge`]: the LLM judge client (any OpenAI-compatible endpoint), both orders, cached.
 //! - [`pressure`]: sycophancy under pressure, built from TruthfulQA (the user asserts a falsehood).
 //! - [`sycophancy`]: Anthropic's A/B sycophancy items, scored by likelihood.
+//! - [`suite`]: the `Suite` trait (items -> per-item records -> summary) and its implementations.
 //! - [`truthfulqa`]: the data set, the harness prompt, MC1/MC2 and their aggregation.
 
 pub mod claims;
@@ -15,6 +16,7 @@ pub mod judge;
 pub mod lm;
 pub mod pressure;
 pub mod stats;
+pub mod suite;
 pub mod sycophancy;
 pub mod truthfulqa;
 

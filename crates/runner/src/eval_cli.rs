@@ -7,13 +7,12 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use fpo::llm::lm::{EncoderEmbedder, ModelLm};
-use fpo_eval::generation::{
-    AnswerScores, AnswersSummary, references, score_answer, summarize_answers,
-};
-use fpo_eval::lm::{ChatModel, Embedder};
+use fpo_eval::generation::{AnswerScores, AnswersSummary, references, summarize_answers};
+use fpo_eval::lm::Embedder;
+use fpo_eval::suite::{AnswersSuite, ChatAndEmbedder, McSuite, Suite, SycophancySuite};
 use fpo_eval::sycophancy;
 use fpo_eval::truthfulqa::McFormat;
-use fpo_eval::truthfulqa::{self, Item, McResult, McSummary};
+use fpo_eval::truthfulqa::{self, Item, McSummary};
 use fpo_model::BackendKind;
 use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::{Adapters, DEFAULT_ENCODER, DEFAULT_LLM, LoadedModel, models_dir};
@@ -94,19 +93,38 @@ pub fn sycophancy_items(
     Ok(truthfulqa::spread(items, limit))
 }
 
-/// MC1/MC2 of every item under `model` (+ `adapters`), with a progress bar labelled `label`.
-pub fn mc(
+/// The records of `suite` under `model`, with a progress bar labelled `label`.
+pub fn run_suite<M, S: Suite<M>>(
+    suite: &S,
+    model: &mut M,
+    label: &str,
+) -> anyhow::Result<Vec<S::Record>> {
+    let bar = progress(
+        suite.len() as u64,
+        "items",
+        &format!("{label}: {}", suite.name()),
+    );
+    let rows = suite.records(model, &mut || bar.inc(1))?;
+    bar.finish_and_clear();
+    Ok(rows)
+}
+
+/// Greedy answers to the suite's messages under `model` (+ `adapters`), scored against the
+/// references with `encoder`.
+pub fn answers(
+    suite: &AnswersSuite,
     model: &LoadedModel,
     adapters: Option<&Adapters>,
-    items: &[Item],
-    format: McFormat,
+    encoder: &SentenceEncoder,
     label: &str,
-) -> anyhow::Result<Vec<McResult>> {
-    let bar = progress(items.len() as u64, "questions", label);
-    let mut lm = ModelLm::new(model, adapters);
-    let out = truthfulqa::evaluate_mc(&mut lm, items, format, || bar.inc(1))?;
-    bar.finish_and_clear();
-    Ok(out)
+) -> anyhow::Result<Vec<AnswerScores>> {
+    let mut chat = ModelLm::new(model, adapters);
+    let mut embedder = EncoderEmbedder::new(encoder, 128);
+    let mut m = ChatAndEmbedder {
+        chat: &mut chat,
+        embedder: &mut embedder,
+    };
+    run_suite(suite, &mut m, label)
 }
 
 /// Writes per-item results as JSON lines.
@@ -157,7 +175,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         seconds: 0.0,
     };
     if wants("mc") {
-        let results = mc(&model, adapters.as_ref(), &items, args.format, "truthfulqa")?;
+        let suite = McSuite {
+            items: items.clone(),
+            format: args.format,
+        };
+        let results = run_suite(
+            &suite,
+            &mut ModelLm::new(&model, adapters.as_ref()),
+            "truthfulqa",
+        )?;
         write_atomic(dir.path(), "mc.jsonl", &jsonl(&results)?)?;
         let s = truthfulqa::summarize_mc(&results, 0.95);
         eprintln!(
@@ -170,24 +196,24 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         let device =
             fpo_model::device(BackendKind::Flex, false).map_err(|e| anyhow::anyhow!("{e}"))?;
         let encoder = SentenceEncoder::load(&models_dir().join(DEFAULT_ENCODER), &device)?;
-        let refs = reference_embeddings(&encoder, &items)?;
-        let rows = answers_scored(
-            &model,
-            adapters.as_ref(),
-            &encoder,
-            &items,
-            &refs,
-            &|i| i.question.clone(),
-            "answers",
-        )?;
+        let suite = AnswersSuite {
+            reference_embeddings: reference_embeddings(&encoder, &items)?,
+            items: items.clone(),
+            under_pressure: false,
+        };
+        let rows = answers(&suite, &model, adapters.as_ref(), &encoder, "truthfulqa")?;
         write_atomic(dir.path(), "answers.jsonl", &jsonl(&rows)?)?;
         summary.generation = Some(summarize_answers(&rows, 0.95));
     }
     if wants("syco") {
         let data = crate::settings::data_dir().map_err(anyhow::Error::msg)?;
         let syco = sycophancy_items(&data, args.limit.unwrap_or(0))?;
-        let mut lm = ModelLm::new(&model, adapters.as_ref());
-        let rows = sycophancy::evaluate(&mut lm, &syco, || {})?;
+        let suite = SycophancySuite { items: syco };
+        let rows = run_suite(
+            &suite,
+            &mut ModelLm::new(&model, adapters.as_ref()),
+            "anthropic",
+        )?;
         write_atomic(dir.path(), "sycophancy.jsonl", &jsonl(&rows)?)?;
         summary.sycophancy = Some(sycophancy::summarize(&rows, 0.95));
     }
@@ -209,32 +235,4 @@ pub fn reference_embeddings(
             emb.embed(&[c, i].concat())
         })
         .collect::<Result<_, _>>()?)
-}
-
-/// Greedy answers (64 new tokens, chat template) to each item's user message (`message`: the
-/// question, or the question under pressure) and their reference metrics.
-pub fn answers_scored(
-    model: &LoadedModel,
-    adapters: Option<&Adapters>,
-    encoder: &SentenceEncoder,
-    items: &[Item],
-    ref_embeddings: &[Vec<Vec<f32>>],
-    message: &dyn Fn(&Item) -> String,
-    label: &str,
-) -> anyhow::Result<Vec<AnswerScores>> {
-    let bar = progress(items.len() as u64, "answers", label);
-    let mut lm = ModelLm::new(model, adapters);
-    let mut emb = EncoderEmbedder::new(encoder, 128);
-    let mut out = Vec::with_capacity(items.len());
-    for (chunk, refs) in items.chunks(8).zip(ref_embeddings.chunks(8)) {
-        let questions: Vec<String> = chunk.iter().map(message).collect();
-        let texts = lm.answer(&questions, 64)?;
-        let embs = emb.embed(&texts)?;
-        for (((item, text), e), r) in chunk.iter().zip(&texts).zip(&embs).zip(refs) {
-            out.push(score_answer(item, text, e, r));
-        }
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-    Ok(out)
 }

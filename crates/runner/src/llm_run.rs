@@ -6,24 +6,25 @@ use std::path::Path;
 
 use anyhow::Context;
 use fpo::Variant;
-use fpo::llm::lm::ModelLm;
+use fpo::llm::lm::{EncoderEmbedder, ModelLm};
 use fpo::llm::train::variant_dir;
 use fpo::llm::{HeadFit, Pipeline, VariantOutcome};
 use fpo_eval::generation::{
     AnswerScores, AnswersSummary, Comparison, compare, compare_verdicts, summarize_answers,
 };
 use fpo_eval::judge::{Judge, PairItem};
-use fpo_eval::pressure::{self, PressureSummary};
+use fpo_eval::pressure::PressureSummary;
 use fpo_eval::stats::{Summary, bootstrap_paired, mcnemar, paired_difference};
-use fpo_eval::sycophancy::{self, SycophancySummary};
+use fpo_eval::suite::{
+    AnswersSuite, ChatAndEmbedder, McSuite, PressureSuite, Suite, SycophancySuite,
+};
+use fpo_eval::sycophancy::SycophancySummary;
 use fpo_eval::truthfulqa::{Item, McFormat, McResult, McSummary, summarize_mc};
 use fpo_model::llm::Adapters;
 
 use serde::Serialize;
 
-use crate::eval_cli::{
-    answers_scored, jsonl, mc, reference_embeddings, sycophancy_items, truthfulqa_items,
-};
+use crate::eval_cli::{jsonl, reference_embeddings, run_suite, sycophancy_items, truthfulqa_items};
 use crate::output::{json, progress, write_atomic};
 use crate::settings::{Resolved, SuiteConfig};
 
@@ -257,6 +258,19 @@ impl Default for Published {
     }
 }
 
+/// The records of `suite` under `model`, from `<out>/<suite>.jsonl` when it holds all of them,
+/// else computed and written.
+fn cached<M, S: Suite<M>>(
+    suite: &S,
+    model: &mut M,
+    out: &Path,
+    label: &str,
+) -> anyhow::Result<Vec<S::Record>> {
+    cached_rows(out, &format!("{}.jsonl", suite.name()), suite.len(), || {
+        run_suite(suite, model, label)
+    })
+}
+
 /// Rows of `dir/name` (JSON lines) when the file holds `n` of them; otherwise computes and
 /// writes them (so a resumed run does not score twice).
 fn cached_rows<T: Serialize + serde::de::DeserializeOwned>(
@@ -328,12 +342,25 @@ fn evaluate(
         let path = variant_dir(dir, o.variant, o.seed).join("adapters.safetensors");
         names.push((format!("{}-seed{}", o.variant, o.seed), Some(path)));
     }
-    let under_pressure = |i: &Item| {
-        pressure::asserted(i).map_or_else(
-            || i.question.clone(),
-            |claim| pressure::pressure_message(i, claim),
-        )
+    // The suites `[eval] metrics` names; each model runs each, its records cached in
+    // `eval/<model>/<suite>.jsonl`.
+    let mc_suite = do_mc.then(|| McSuite {
+        items: items.clone(),
+        format: McFormat::Harness,
+    });
+    let answers_suite = |under_pressure| AnswersSuite {
+        items: items.clone(),
+        reference_embeddings: ref_embeddings.clone(),
+        under_pressure,
     };
+    let plain_answers = do_gen.then(|| answers_suite(false));
+    let pressured_answers = (do_gen && do_pressure).then(|| answers_suite(true));
+    let pressure_suite = do_pressure.then(|| PressureSuite {
+        items: items.clone(),
+    });
+    let syco_suite = do_syco.then(|| SycophancySuite {
+        items: syco_items.clone(),
+    });
     let mut mcs: Vec<(String, Vec<McResult>)> = Vec::new();
     let mut answers: BTreeMap<String, Vec<AnswerScores>> = BTreeMap::new();
     let mut pressured: BTreeMap<String, Vec<AnswerScores>> = BTreeMap::new();
@@ -343,64 +370,35 @@ fn evaluate(
             .map(|p| Adapters::load(p, &model.config, model.model.device()).map(|a| a.0))
             .transpose()?;
         let out = dir.join("eval").join(name);
-        if do_mc {
-            let rows = cached_rows(&out, "mc.jsonl", items.len(), || {
-                mc(model, adapters.as_ref(), &items, McFormat::Harness, name)
-            })?;
-            mcs.push((name.clone(), rows));
+        let lm = || ModelLm::new(model, adapters.as_ref());
+        if let Some(s) = &mc_suite {
+            mcs.push((name.clone(), cached(s, &mut lm(), &out, name)?));
         }
-        if do_gen {
-            let rows = cached_rows(&out, "answers.jsonl", items.len(), || {
-                answers_scored(
-                    model,
-                    adapters.as_ref(),
-                    pipeline.encoder(),
-                    &items,
-                    &ref_embeddings,
-                    &|i| i.question.clone(),
-                    name,
-                )
-            })?;
-            answers.insert(name.clone(), rows);
+        for (suite, into) in [
+            (&plain_answers, &mut answers),
+            (&pressured_answers, &mut pressured),
+        ] {
+            if let Some(s) = suite {
+                let mut chat = lm();
+                let mut embedder = EncoderEmbedder::new(pipeline.encoder(), 128);
+                let mut m = ChatAndEmbedder {
+                    chat: &mut chat,
+                    embedder: &mut embedder,
+                };
+                into.insert(name.clone(), cached(s, &mut m, &out, name)?);
+            }
         }
-        if do_pressure {
-            let n = items
-                .iter()
-                .filter(|i| pressure::asserted(i).is_some())
-                .count();
-            let rows = cached_rows(&out, "pressure.jsonl", n, || {
-                let bar = progress(items.len() as u64, "questions", &format!("{name} pressure"));
-                let mut lm = ModelLm::new(model, adapters.as_ref());
-                let rows = pressure::evaluate(&mut lm, &items, || bar.inc(1))?;
-                bar.finish_and_clear();
-                Ok(rows)
-            })?;
+        if let Some(s) = &pressure_suite {
+            let rows = cached(s, &mut lm(), &out, name)?;
             if !rows.is_empty() {
                 ev.pressure
-                    .insert(name.clone(), pressure::summarize(&rows, level));
-            }
-            if do_gen {
-                let rows = cached_rows(&out, "answers_pressure.jsonl", items.len(), || {
-                    answers_scored(
-                        model,
-                        adapters.as_ref(),
-                        pipeline.encoder(),
-                        &items,
-                        &ref_embeddings,
-                        &under_pressure,
-                        &format!("{name} under pressure"),
-                    )
-                })?;
-                pressured.insert(name.clone(), rows);
+                    .insert(name.clone(), Suite::<ModelLm>::summarize(s, &rows, level));
             }
         }
-        if do_syco {
-            let rows = cached_rows(&out, "sycophancy.jsonl", syco_items.len(), || {
-                let mut lm = ModelLm::new(model, adapters.as_ref());
-                Ok(sycophancy::evaluate(&mut lm, &syco_items, || {})?)
-            })?;
+        if let Some(s) = &syco_suite {
+            let rows = cached(s, &mut lm(), &out, name)?;
             ev.sycophancy
-                .insert(name.clone(), sycophancy::summarize(&rows, level));
+                .insert(name.clone(), Suite::<ModelLm>::summarize(s, &rows, level));
         }
     }
     if let Some((_, base)) = mcs.first() {

@@ -1,0 +1,317 @@
+//! The `Suite` trait: a benchmark holds its items, scores one model on each (one record per
+//! item, written as a JSON line) and aggregates one model's records into a summary. The runner
+//! runs every suite an experiment's `[eval] metrics` names the same way for every model
+//! (caching the records, so a resumed run scores nothing twice); adding a benchmark is one
+//! implementation here and its name in a TOML file's metrics (plus one line where the runner
+//! builds suites from names).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::generation::{AnswerScores, AnswersSummary, score_answer, summarize_answers};
+use crate::lm::{ChatModel, Embedder, LanguageModel};
+use crate::pressure::{self, PressureResult, PressureSummary};
+use crate::sycophancy::{self, SycophancyItem, SycophancyResult, SycophancySummary};
+use crate::truthfulqa::{self, Item, McFormat, McResult, McSummary};
+
+/// A benchmark over one model of type `M`.
+pub trait Suite<M> {
+    /// One item's result.
+    type Record: Serialize + DeserializeOwned;
+    /// One model's aggregate.
+    type Summary: Serialize;
+    /// The model's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The suite's name: records go to `<name>.jsonl`.
+    fn name(&self) -> &'static str;
+
+    /// Items scored (records expected).
+    fn len(&self) -> usize;
+
+    /// Whether the suite has no item.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// One record per item under `model`, in item order; `on_item` after each item.
+    fn records(
+        &self,
+        model: &mut M,
+        on_item: &mut dyn FnMut(),
+    ) -> Result<Vec<Self::Record>, Self::Error>;
+
+    /// The aggregate of one model's records, intervals at confidence `level`.
+    fn summarize(&self, records: &[Self::Record], level: f64) -> Self::Summary;
+}
+
+/// TruthfulQA MC1/MC2 (`mc.jsonl`).
+#[derive(Debug, Clone)]
+pub struct McSuite {
+    /// The questions.
+    pub items: Vec<Item>,
+    /// The prompt format.
+    pub format: McFormat,
+}
+
+impl<L: LanguageModel> Suite<L> for McSuite {
+    type Record = McResult;
+    type Summary = McSummary;
+    type Error = L::Error;
+
+    fn name(&self) -> &'static str {
+        "mc"
+    }
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+    fn records(&self, lm: &mut L, on_item: &mut dyn FnMut()) -> Result<Vec<McResult>, L::Error> {
+        truthfulqa::evaluate_mc(lm, &self.items, self.format, on_item)
+    }
+    fn summarize(&self, records: &[McResult], level: f64) -> McSummary {
+        truthfulqa::summarize_mc(records, level)
+    }
+}
+
+/// Sycophancy under pressure, by likelihood (`pressure.jsonl`).
+#[derive(Debug, Clone)]
+pub struct PressureSuite {
+    /// The questions (those without an incorrect answer are skipped).
+    pub items: Vec<Item>,
+}
+
+impl<L: LanguageModel> Suite<L> for PressureSuite {
+    type Record = PressureResult;
+    type Summary = PressureSummary;
+    type Error = L::Error;
+
+    fn name(&self) -> &'static str {
+        "pressure"
+    }
+    fn len(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|i| pressure::asserted(i).is_some())
+            .count()
+    }
+    fn records(
+        &self,
+        lm: &mut L,
+        on_item: &mut dyn FnMut(),
+    ) -> Result<Vec<PressureResult>, L::Error> {
+        pressure::evaluate(lm, &self.items, on_item)
+    }
+    fn summarize(&self, records: &[PressureResult], level: f64) -> PressureSummary {
+        pressure::summarize(records, level)
+    }
+}
+
+/// Anthropic's A/B sycophancy items, by likelihood (`sycophancy.jsonl`).
+#[derive(Debug, Clone)]
+pub struct SycophancySuite {
+    /// The items.
+    pub items: Vec<SycophancyItem>,
+}
+
+impl<L: LanguageModel> Suite<L> for SycophancySuite {
+    type Record = SycophancyResult;
+    type Summary = SycophancySummary;
+    type Error = L::Error;
+
+    fn name(&self) -> &'static str {
+        "sycophancy"
+    }
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+    fn records(
+        &self,
+        lm: &mut L,
+        on_item: &mut dyn FnMut(),
+    ) -> Result<Vec<SycophancyResult>, L::Error> {
+        sycophancy::evaluate(lm, &self.items, on_item)
+    }
+    fn summarize(&self, records: &[SycophancyResult], level: f64) -> SycophancySummary {
+        sycophancy::summarize(records, level)
+    }
+}
+
+/// A chat model and a sentence encoder, for suites that generate and compare answers.
+#[derive(Debug)]
+pub struct ChatAndEmbedder<'a, C, E> {
+    /// Answers.
+    pub chat: &'a mut C,
+    /// Embeds answers (the references are embedded once, outside).
+    pub embedder: &'a mut E,
+}
+
+/// Why answering or embedding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatOrEmbedError<C: std::error::Error, E: std::error::Error> {
+    /// The chat model failed.
+    #[error(transparent)]
+    Chat(C),
+    /// The encoder failed.
+    #[error(transparent)]
+    Embed(E),
+}
+
+/// Greedy answers (64 new tokens) to each item's user message, scored against its reference
+/// answers (`answers.jsonl`, or `answers_pressure.jsonl` for the pressure messages).
+#[derive(Debug, Clone)]
+pub struct AnswersSuite {
+    /// The questions.
+    pub items: Vec<Item>,
+    /// Embeddings of each item's references (correct, then incorrect).
+    pub reference_embeddings: Vec<Vec<Vec<f32>>>,
+    /// Plain questions, or the questions under pressure.
+    pub under_pressure: bool,
+}
+
+impl AnswersSuite {
+    /// The user message of an item.
+    pub fn message(&self, item: &Item) -> String {
+        match (self.under_pressure, pressure::asserted(item)) {
+            (true, Some(claim)) => pressure::pressure_message(item, claim),
+            _ => item.question.clone(),
+        }
+    }
+}
+
+/// Answers are generated in batches of this many questions.
+const ANSWER_BATCH: usize = 8;
+
+impl<C: ChatModel, E: Embedder> Suite<ChatAndEmbedder<'_, C, E>> for AnswersSuite
+where
+    C::Error: 'static,
+    E::Error: 'static,
+{
+    type Record = AnswerScores;
+    type Summary = AnswersSummary;
+    type Error = ChatOrEmbedError<C::Error, E::Error>;
+
+    fn name(&self) -> &'static str {
+        if self.under_pressure {
+            "answers_pressure"
+        } else {
+            "answers"
+        }
+    }
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+    fn records(
+        &self,
+        m: &mut ChatAndEmbedder<'_, C, E>,
+        on_item: &mut dyn FnMut(),
+    ) -> Result<Vec<AnswerScores>, Self::Error> {
+        let mut out = Vec::with_capacity(self.items.len());
+        for (chunk, refs) in self
+            .items
+            .chunks(ANSWER_BATCH)
+            .zip(self.reference_embeddings.chunks(ANSWER_BATCH))
+        {
+            let messages: Vec<String> = chunk.iter().map(|i| self.message(i)).collect();
+            let texts = m
+                .chat
+                .answer(&messages, 64)
+                .map_err(ChatOrEmbedError::Chat)?;
+            let embs = m.embedder.embed(&texts).map_err(ChatOrEmbedError::Embed)?;
+            for (((item, text), e), r) in chunk.iter().zip(&texts).zip(&embs).zip(refs) {
+                out.push(score_answer(item, text, e, r));
+                on_item();
+            }
+        }
+        Ok(out)
+    }
+    fn summarize(&self, records: &[AnswerScores], level: f64) -> AnswersSummary {
+        summarize_answers(records, level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generation::references;
+
+    /// Answers each message with the message itself.
+    struct Echo;
+    impl ChatModel for Echo {
+        type Error = std::convert::Infallible;
+        fn answer(&mut self, m: &[String], _: usize) -> Result<Vec<String>, Self::Error> {
+            Ok(m.to_vec())
+        }
+    }
+
+    /// Embeds a text by whether it mentions "pretty sure".
+    struct Flag;
+    impl Embedder for Flag {
+        type Error = std::convert::Infallible;
+        fn embed(&mut self, t: &[String]) -> Result<Vec<Vec<f32>>, Self::Error> {
+            Ok(t.iter()
+                .map(|x| {
+                    if x.contains("pretty sure") {
+                        vec![0.0, 1.0]
+                    } else {
+                        vec![1.0, 0.0]
+                    }
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn the_answers_suite_answers_each_item_in_order_plain_or_under_pressure() {
+        let items = truthfulqa::spread(
+            truthfulqa::load(&crate::test_data_dir().join("truthfulqa")).unwrap(),
+            11,
+        );
+        // Correct references point one way, incorrect ones the other.
+        let refs: Vec<Vec<Vec<f32>>> = items
+            .iter()
+            .map(|i| {
+                let (c, w) = references(i);
+                [vec![vec![1.0, 0.0]; c.len()], vec![vec![0.0, 1.0]; w.len()]].concat()
+            })
+            .collect();
+        for under_pressure in [false, true] {
+            let suite = AnswersSuite {
+                items: items.clone(),
+                reference_embeddings: refs.clone(),
+                under_pressure,
+            };
+            let mut m = ChatAndEmbedder {
+                chat: &mut Echo,
+                embedder: &mut Flag,
+            };
+            let mut seen = 0;
+            let rows = suite.records(&mut m, &mut || seen += 1).unwrap();
+            assert_eq!(
+                (
+                    rows.len(),
+                    seen,
+                    Suite::<ChatAndEmbedder<Echo, Flag>>::len(&suite)
+                ),
+                (11, 11, 11)
+            );
+            for (r, i) in rows.iter().zip(&items) {
+                assert_eq!((r.id, &r.question), (i.id, &i.question));
+                assert_eq!(r.answer, suite.message(i));
+            }
+            let s = Suite::<ChatAndEmbedder<Echo, Flag>>::summarize(&suite, &rows, 0.95);
+            let want = if under_pressure { 0.0 } else { 1.0 };
+            assert_eq!(
+                s.acc.mean, want,
+                "pressured answers lean to the falsehood here"
+            );
+            assert_eq!(
+                Suite::<ChatAndEmbedder<Echo, Flag>>::name(&suite),
+                if under_pressure {
+                    "answers_pressure"
+                } else {
+                    "answers"
+                }
+            );
+        }
+    }
+}
