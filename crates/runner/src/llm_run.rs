@@ -92,6 +92,39 @@ fn reuse_training(resolved: &Resolved, from: &Path, dir: &Path) -> anyhow::Resul
     if fit.exists() && !dir.join("rm_head_fit.json").exists() {
         std::fs::copy(&fit, dir.join("rm_head_fit.json"))?;
     }
+    // The models' scores on the same items (same data, limit and Types) are taken too, so that
+    // judging a finished run with an LLM judge pays for the judge alone.
+    let items = |c: &serde_json::Value| {
+        let e = &c["config"]["eval"];
+        let types = if e["types"].is_null() {
+            serde_json::json!([])
+        } else {
+            e["types"].clone()
+        };
+        (c["config"]["data_dir"].clone(), e["limit"].clone(), types)
+    };
+    let scores = from.join("eval");
+    if items(&theirs) == items(&ours) && scores.is_dir() {
+        for model in std::fs::read_dir(&scores)? {
+            let model = model?.path();
+            let Some(name) = model.file_name() else {
+                continue;
+            };
+            if name == "judge" || !model.is_dir() {
+                continue;
+            }
+            let dst = dir.join("eval").join(name);
+            std::fs::create_dir_all(&dst)?;
+            for f in std::fs::read_dir(&model)? {
+                let f = f?.path();
+                let target = dst.join(f.file_name().unwrap_or_default());
+                if f.extension().is_some_and(|e| e == "jsonl") && !target.exists() {
+                    std::fs::copy(&f, &target)
+                        .with_context(|| format!("copying {}", f.display()))?;
+                }
+            }
+        }
+    }
     Ok(())
 }
 

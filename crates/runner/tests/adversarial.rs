@@ -203,6 +203,46 @@ fn the_adversarial_suite_reuses_training_and_judges_with_an_llm() {
         sent
     );
     assert_eq!(ev2["comparisons"], ev["comparisons"]);
+
+    // Judging a finished truthfulqa run later: its training and scores are reused, only the
+    // judge runs.
+    let judged = tmp.path().join("tqa-judged");
+    let mut c = run(&[
+        "experiments/truthfulqa.toml",
+        "--variant",
+        "standard",
+        "--variant",
+        "relaxed",
+        "--reuse",
+        tqa.to_str().unwrap(),
+        "--judge",
+        &url,
+        "--out",
+        judged.to_str().unwrap(),
+    ]);
+    c.env("FPO_TEST_JUDGE_KEY", secret)
+        .env("FPO_CACHE_DIR", &cache);
+    ok(c);
+    for f in [
+        "base/mc.jsonl",
+        "relaxed-seed0/answers.jsonl",
+        "standard-seed0/sycophancy.jsonl",
+    ] {
+        assert_eq!(
+            std::fs::read(tqa.join("eval").join(f)).unwrap(),
+            std::fs::read(judged.join("eval").join(f)).unwrap(),
+            "{f} reused"
+        );
+    }
+    let ev3 = json(&judged.join("summary.json"))["evaluation"].clone();
+    assert_eq!(
+        ev3["mc"],
+        json(&tqa.join("summary.json"))["evaluation"]["mc"]
+    );
+    assert_eq!(
+        ev3["judge"]["pairs"], 4,
+        "standard vs relaxed on the 4 smoke questions"
+    );
 }
 
 #[test]
