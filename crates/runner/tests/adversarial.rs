@@ -108,9 +108,10 @@ fn the_adversarial_suite_reuses_training_and_judges_with_an_llm() {
         server.address()
     );
     let cache = tmp.path().join("cache");
-    let adversarial = |out: &Path| {
+    // `experiment` reusing the truthfulqa run's variants, judged by the mock.
+    let judged_run = |experiment: &str, out: &Path| {
         let mut c = run(&[
-            "experiments/adversarial.toml",
+            experiment,
             "--variant",
             "standard",
             "--variant",
@@ -126,6 +127,7 @@ fn the_adversarial_suite_reuses_training_and_judges_with_an_llm() {
             .env("FPO_CACHE_DIR", &cache);
         c
     };
+    let adversarial = |out: &Path| judged_run("experiments/adversarial.toml", out);
     let adv = tmp.path().join("adv");
     let log = ok(adversarial(&adv));
     assert!(log.contains("every variant is trained"), "{log}");
@@ -207,22 +209,7 @@ fn the_adversarial_suite_reuses_training_and_judges_with_an_llm() {
     // Judging a finished truthfulqa run later: its training and scores are reused, only the
     // judge runs.
     let judged = tmp.path().join("tqa-judged");
-    let mut c = run(&[
-        "experiments/truthfulqa.toml",
-        "--variant",
-        "standard",
-        "--variant",
-        "relaxed",
-        "--reuse",
-        tqa.to_str().unwrap(),
-        "--judge",
-        &url,
-        "--out",
-        judged.to_str().unwrap(),
-    ]);
-    c.env("FPO_TEST_JUDGE_KEY", secret)
-        .env("FPO_CACHE_DIR", &cache);
-    ok(c);
+    ok(judged_run("experiments/truthfulqa.toml", &judged));
     for f in [
         "base/mc.jsonl",
         "relaxed-seed0/answers.jsonl",
