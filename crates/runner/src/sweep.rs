@@ -738,13 +738,14 @@ pub fn merge(dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
                 .collect::<BTreeMap<_, _>>(),
         });
         write_atomic(&merged, "run.json", &json(&info)?)?;
-        written.push(target.join(if combos.len() == 1 { "" } else { name.as_str() }));
+        written.push(if combos.len() == 1 {
+            target.clone()
+        } else {
+            target.join(&name)
+        });
     }
     run_dir.commit()?;
-    Ok(written
-        .into_iter()
-        .map(|p| p.components().collect())
-        .collect())
+    Ok(written)
 }
 
 #[cfg(test)]
