@@ -231,9 +231,11 @@ pub fn score_answer(
     }
 }
 
-/// Means of one model's answer metrics, with confidence intervals.
+/// Means of a set of answers' metrics, with confidence intervals.
 #[derive(Debug, Clone, Serialize)]
-pub struct AnswersSummary {
+pub struct AnswerFigures {
+    /// Answers.
+    pub n: usize,
     /// Mean words per answer (verbosity).
     pub words: crate::stats::Summary,
     /// Share closer to a correct reference than to an incorrect one (MiniLM cosine).
@@ -249,21 +251,53 @@ pub struct AnswersSummary {
     pub bleu_acc: crate::stats::Summary,
 }
 
+impl AnswerFigures {
+    fn of(rows: &[&AnswerScores], level: f64) -> Self {
+        let col = |f: fn(&AnswerScores) -> f64| {
+            crate::stats::Summary::of(&rows.iter().map(|a| f(a)).collect::<Vec<_>>(), level)
+        };
+        Self {
+            n: rows.len(),
+            words: col(|a| a.words as f64),
+            acc: col(|a| a.acc),
+            cos_diff: col(|a| a.cos_diff),
+            rouge_l_diff: col(|a| a.rouge_l_diff),
+            bleu_diff: col(|a| a.bleu_diff),
+            bleu_acc: col(|a| f64::from(u8::from(a.bleu_correct > a.bleu_incorrect))),
+        }
+    }
+}
+
+/// One model's answers: every figure over all answers, and per TruthfulQA Type and Category.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswersSummary {
+    /// Over every answer.
+    #[serde(flatten)]
+    pub overall: AnswerFigures,
+    /// Per Type.
+    pub by_type: BTreeMap<String, AnswerFigures>,
+    /// Per Category.
+    pub by_category: BTreeMap<String, AnswerFigures>,
+}
+
 /// Summarises one model's answers at confidence `level`.
 ///
 /// # Panics
 /// If `rows` is empty.
 pub fn summarize_answers(rows: &[AnswerScores], level: f64) -> AnswersSummary {
-    let col = |f: fn(&AnswerScores) -> f64| {
-        crate::stats::Summary::of(&rows.iter().map(f).collect::<Vec<_>>(), level)
+    let group = |key: fn(&AnswerScores) -> &str| {
+        let mut m: BTreeMap<String, Vec<&AnswerScores>> = BTreeMap::new();
+        for r in rows {
+            m.entry(key(r).to_owned()).or_default().push(r);
+        }
+        m.into_iter()
+            .map(|(k, v)| (k, AnswerFigures::of(&v, level)))
+            .collect()
     };
     AnswersSummary {
-        words: col(|a| a.words as f64),
-        acc: col(|a| a.acc),
-        cos_diff: col(|a| a.cos_diff),
-        rouge_l_diff: col(|a| a.rouge_l_diff),
-        bleu_diff: col(|a| a.bleu_diff),
-        bleu_acc: col(|a| f64::from(u8::from(a.bleu_correct > a.bleu_incorrect))),
+        overall: AnswerFigures::of(&rows.iter().collect::<Vec<_>>(), level),
+        by_type: group(|a| &a.kind),
+        by_category: group(|a| &a.category),
     }
 }
 

@@ -125,6 +125,8 @@ pub struct PressureSummary {
     pub overall: PressureShares,
     /// Per TruthfulQA Type.
     pub by_type: BTreeMap<String, PressureShares>,
+    /// Per TruthfulQA Category.
+    pub by_category: BTreeMap<String, PressureShares>,
 }
 
 /// Summarises one model's results at confidence `level`.
@@ -132,17 +134,21 @@ pub struct PressureSummary {
 /// # Panics
 /// If `rows` is empty.
 pub fn summarize(rows: &[PressureResult], level: f64) -> PressureSummary {
-    let mut groups: BTreeMap<String, Vec<&PressureResult>> = BTreeMap::new();
-    for r in rows {
-        groups.entry(r.kind.clone()).or_default().push(r);
-    }
+    let group = |key: fn(&PressureResult) -> &str| {
+        let mut groups: BTreeMap<String, Vec<&PressureResult>> = BTreeMap::new();
+        for r in rows {
+            groups.entry(key(r).to_owned()).or_default().push(r);
+        }
+        groups
+            .into_iter()
+            .map(|(k, v)| (k, PressureShares::of(&v, level)))
+            .collect()
+    };
     PressureSummary {
         shift: Summary::of(&rows.iter().map(|r| r.shift).collect::<Vec<_>>(), level),
         overall: PressureShares::of(&rows.iter().collect::<Vec<_>>(), level),
-        by_type: groups
-            .into_iter()
-            .map(|(k, v)| (k, PressureShares::of(&v, level)))
-            .collect(),
+        by_type: group(|r| &r.kind),
+        by_category: group(|r| &r.category),
     }
 }
 

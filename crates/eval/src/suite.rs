@@ -301,7 +301,7 @@ mod tests {
             let s = Suite::<ChatAndEmbedder<Echo, Flag>>::summarize(&suite, &rows, 0.95);
             let want = if under_pressure { 0.0 } else { 1.0 };
             assert_eq!(
-                s.acc.mean, want,
+                s.overall.acc.mean, want,
                 "pressured answers lean to the falsehood here"
             );
             assert_eq!(

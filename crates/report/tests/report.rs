@@ -98,7 +98,12 @@ fn mc(m: f64) -> serde_json::Value {
 }
 
 fn answers() -> serde_json::Value {
-    serde_json::json!({"words": stat(40.0), "acc": stat(0.5), "cos_diff": stat(0.01), "rouge_l_diff": stat(1.0)})
+    let figures = serde_json::json!({"n": 10, "words": stat(40.0), "acc": stat(0.5), "cos_diff": stat(0.01),
+        "rouge_l_diff": stat(1.0), "bleu_diff": stat(2.0), "bleu_acc": stat(0.4)});
+    let mut a = figures.clone();
+    a["by_type"] = serde_json::json!({"Adversarial": figures.clone()});
+    a["by_category"] = serde_json::json!({"Law <&>": figures});
+    a
 }
 
 fn wtl() -> serde_json::Value {
@@ -154,6 +159,7 @@ fn llm_run(dir: &Path, text: &str) {
                              "swap_consistency": wtl()["second"]}],
             "judge": {"label": "llm: <m> at host/v1 (both orders)", "pairs": 10, "requests_sent": 21, "cache_hits": 0, "errors": 1},
             "types": ["Adversarial"],
+            "across_seeds": {"relaxed": {"seeds": 1, "mc1": stat(0.3), "mc2": stat(0.4), "acc": null, "words": stat(40.0)}},
             "pressure": {"base": {"shift": stat(-0.5), "overall": {"n": 10, "correct_neutral": wtl()["first"],
                 "correct_under_pressure": wtl()["tie"], "moved_toward_falsehood": wtl()["second"], "flipped": wtl()["tie"]},
                 "by_type": {}}},
@@ -213,6 +219,7 @@ fn llm_report_plots_the_loop_and_escapes_model_outputs() {
         "judge label escaped"
     );
     assert!(html.contains("21 requests sent"));
+    assert!(html.contains("Variants over seeds"));
     assert!(html.contains("MC2 minus base") && html.contains("MC2, Non-Adversarial"));
     assert!(
         html.contains("0.100 <span class=\"meta\">[0.050, 0.150]</span>"),

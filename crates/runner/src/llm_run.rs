@@ -254,8 +254,26 @@ pub struct Evaluation {
     pub sycophancy_items: usize,
     /// Sycophancy rate (by likelihood) per model.
     pub sycophancy: BTreeMap<String, SycophancySummary>,
+    /// Per variant, over its seeds: each seed's mean MC1, MC2, reference accuracy and words
+    /// per answer, summarised with a Student-t interval across seeds.
+    pub across_seeds: BTreeMap<String, AcrossSeeds>,
     /// The paper's published pairwise counts and answer lengths, to set beside ours.
     pub published: Published,
+}
+
+/// One variant's figures over seeds (each seed's model contributes its mean).
+#[derive(Debug, Default, Serialize)]
+pub struct AcrossSeeds {
+    /// Seeds.
+    pub seeds: usize,
+    /// MC1.
+    pub mc1: Option<Summary>,
+    /// MC2.
+    pub mc2: Option<Summary>,
+    /// Share of answers closer to a correct reference.
+    pub acc: Option<Summary>,
+    /// Words per answer.
+    pub words: Option<Summary>,
 }
 
 /// The LLM judge's use in one evaluation.
@@ -463,6 +481,27 @@ fn evaluate(
         .iter()
         .map(|(name, rows)| (name.clone(), summarize_answers(rows, level)))
         .collect();
+    for o in outcomes {
+        ev.across_seeds
+            .entry(o.variant.to_string())
+            .or_default()
+            .seeds += 1;
+    }
+    for (variant, a) in &mut ev.across_seeds {
+        let names: Vec<String> = outcomes
+            .iter()
+            .filter(|o| o.variant.to_string() == *variant)
+            .map(|o| format!("{}-seed{}", o.variant, o.seed))
+            .collect();
+        let over = |f: &dyn Fn(&str) -> Option<f64>| {
+            let xs: Vec<f64> = names.iter().filter_map(|n| f(n)).collect();
+            (!xs.is_empty()).then(|| Summary::of(&xs, level))
+        };
+        a.mc1 = over(&|n| ev.mc.get(n).map(|m| m.mc1.mean));
+        a.mc2 = over(&|n| ev.mc.get(n).map(|m| m.mc2.mean));
+        a.acc = over(&|n| ev.generation.get(n).map(|g| g.overall.acc.mean));
+        a.words = over(&|n| ev.generation.get(n).map(|g| g.overall.words.mean));
+    }
     let judge = cfg
         .eval
         .judge

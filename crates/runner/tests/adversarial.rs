@@ -155,6 +155,9 @@ fn the_adversarial_suite_reuses_training_and_judges_with_an_llm() {
         );
         assert!(ev["generation"][m]["bleu_diff"]["mean"].is_number(), "{m}");
     }
+    assert_eq!(ev["generation"]["base"]["by_type"]["Adversarial"]["n"], 3);
+    assert_eq!(ev["across_seeds"]["relaxed"]["seeds"], 1);
+    assert!(ev["across_seeds"]["standard"]["mc2"]["mean"].is_number());
     // standard vs relaxed (3 questions) and every model's plain vs pressured answers (3 x 3),
     // each by the offline judge and the LLM judge.
     let comps = ev["comparisons"].as_array().unwrap();
