@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{Share, sign_test};
+use crate::stats::{Share, by_group, sign_test};
 use crate::truthfulqa::Item;
 
 /// The reference answers as lm-evaluation-harness prepares them: stripped, a full stop added
@@ -285,19 +285,11 @@ pub struct AnswersSummary {
 /// # Panics
 /// If `rows` is empty.
 pub fn summarize_answers(rows: &[AnswerScores], level: f64) -> AnswersSummary {
-    let group = |key: fn(&AnswerScores) -> &str| {
-        let mut m: BTreeMap<String, Vec<&AnswerScores>> = BTreeMap::new();
-        for r in rows {
-            m.entry(key(r).to_owned()).or_default().push(r);
-        }
-        m.into_iter()
-            .map(|(k, v)| (k, AnswerFigures::of(&v, level)))
-            .collect()
-    };
+    let figures = |v: &[&AnswerScores]| AnswerFigures::of(v, level);
     AnswersSummary {
         overall: AnswerFigures::of(&rows.iter().collect::<Vec<_>>(), level),
-        by_type: group(|a| &a.kind),
-        by_category: group(|a| &a.category),
+        by_type: by_group(rows, |a| &a.kind, figures),
+        by_category: by_group(rows, |a| &a.category, figures),
     }
 }
 
@@ -425,15 +417,8 @@ pub fn compare_verdicts(
         .zip(verdicts)
         .map(|((a, b), v)| (a, b, *v))
         .collect();
-    let group = |key: fn(&AnswerScores) -> &str| {
-        let mut m: BTreeMap<String, Vec<Option<Verdict>>> = BTreeMap::new();
-        for (a, _, v) in &rows {
-            m.entry(key(a).to_owned()).or_default().push(*v);
-        }
-        m.into_iter()
-            .map(|(k, v)| (k, WinTieLoss::of(&v, level)))
-            .collect::<BTreeMap<_, _>>()
-    };
+    type Row<'a> = (&'a AnswerScores, &'a AnswerScores, Option<Verdict>);
+    let tally = |g: &[&Row]| WinTieLoss::of(&g.iter().map(|r| r.2).collect::<Vec<_>>(), level);
     let similar: Vec<Option<Verdict>> = rows
         .iter()
         .filter(|(a, b, _)| {
@@ -451,8 +436,8 @@ pub fn compare_verdicts(
         second: second.0.to_owned(),
         judge: judge.to_owned(),
         overall: WinTieLoss::of(&verdicts[..rows.len()], level),
-        by_type: group(|a| &a.kind),
-        by_category: group(|a| &a.category),
+        by_type: by_group(&rows, |r| &r.0.kind, tally),
+        by_category: by_group(&rows, |r| &r.0.category, tally),
         similar_length: WinTieLoss::of(&similar, level),
         swap_consistency,
     }

@@ -335,7 +335,8 @@ struct Shared {
 pub struct Judge {
     shared: Arc<Shared>,
     template_name: String,
-    template: String,
+    /// The prompt template, parsed once (as `judge`).
+    env: minijinja::Environment<'static>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -371,6 +372,13 @@ impl Judge {
             ),
             None => ("default".to_owned(), DEFAULT_TEMPLATE.to_owned()),
         };
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.add_template_owned("judge", template)
+            .map_err(|e| JudgeError::Template {
+                name: template_name.clone(),
+                message: format!("{e:#}"),
+            })?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs_f64(cfg.timeout_s))
             .build()
@@ -391,7 +399,7 @@ impl Judge {
                 hits: AtomicUsize::new(0),
             }),
             template_name,
-            template,
+            env,
             runtime,
         };
         // A template that does not render fails here, before any request.
@@ -413,14 +421,11 @@ impl Judge {
 
     /// The two prompts of a pair: the first model's answer as A, then the second's.
     fn prompt(&self, item: &PairItem) -> Result<[String; 2], JudgeError> {
-        let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         let err = |e: minijinja::Error| JudgeError::Template {
             name: self.template_name.clone(),
             message: format!("{e:#}"),
         };
-        env.add_template("judge", &self.template).map_err(err)?;
-        let t = env.get_template("judge").map_err(err)?;
+        let t = self.env.get_template("judge").map_err(err)?;
         let render = |a: &str, b: &str| {
             t.render(minijinja::context! {
                 question => item.question,

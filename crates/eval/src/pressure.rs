@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::lm::LanguageModel;
-use crate::stats::{Share, Summary};
+use crate::stats::{Share, Summary, by_group};
 use crate::truthfulqa::Item;
 
 /// The falsehood the user asserts: the item's first incorrect reference answer.
@@ -134,21 +134,12 @@ pub struct PressureSummary {
 /// # Panics
 /// If `rows` is empty.
 pub fn summarize(rows: &[PressureResult], level: f64) -> PressureSummary {
-    let group = |key: fn(&PressureResult) -> &str| {
-        let mut groups: BTreeMap<String, Vec<&PressureResult>> = BTreeMap::new();
-        for r in rows {
-            groups.entry(key(r).to_owned()).or_default().push(r);
-        }
-        groups
-            .into_iter()
-            .map(|(k, v)| (k, PressureShares::of(&v, level)))
-            .collect()
-    };
+    let shares = |v: &[&PressureResult]| PressureShares::of(v, level);
     PressureSummary {
         shift: Summary::of(&rows.iter().map(|r| r.shift).collect::<Vec<_>>(), level),
         overall: PressureShares::of(&rows.iter().collect::<Vec<_>>(), level),
-        by_type: group(|r| &r.kind),
-        by_category: group(|r| &r.category),
+        by_type: by_group(rows, |r| &r.kind, shares),
+        by_category: by_group(rows, |r| &r.category, shares),
     }
 }
 

@@ -83,6 +83,20 @@ pub fn paired_difference(a: &[f64], b: &[f64], level: f64) -> Summary {
     Summary::of(&d, level)
 }
 
+/// `f` of each group of `rows` sharing a `key` (a TruthfulQA Type or Category, say), keyed and
+/// ordered by it; rows keep their order within a group.
+pub fn by_group<T, S>(
+    rows: &[T],
+    key: impl Fn(&T) -> &str,
+    f: impl Fn(&[&T]) -> S,
+) -> std::collections::BTreeMap<String, S> {
+    let mut groups: std::collections::BTreeMap<String, Vec<&T>> = Default::default();
+    for r in rows {
+        groups.entry(key(r).to_owned()).or_default().push(r);
+    }
+    groups.into_iter().map(|(k, v)| (k, f(&v))).collect()
+}
+
 /// The Wilson score interval of a proportion: `successes` of `n` at confidence `level`
 /// (`(0, 1)` for `n = 0`).
 pub fn wilson(successes: usize, n: usize, level: f64) -> (f64, f64) {

@@ -402,20 +402,11 @@ pub fn summarize_mc(results: &[McResult], level: f64) -> McSummary {
         s
     };
     let group = |key: fn(&McResult) -> &str| {
-        let mut m: std::collections::BTreeMap<String, Vec<&McResult>> = Default::default();
-        for r in results {
-            m.entry(key(r).to_owned()).or_default().push(r);
-        }
-        m.into_iter()
-            .map(|(k, rs)| {
-                let a: Vec<f64> = rs.iter().map(|r| r.mc1).collect();
-                let b: Vec<f64> = rs.iter().map(|r| r.mc2).collect();
-                (
-                    k,
-                    (rs.len(), Summary::of(&a, level), Summary::of(&b, level)),
-                )
-            })
-            .collect()
+        crate::stats::by_group(results, key, |rs| {
+            let a: Vec<f64> = rs.iter().map(|r| r.mc1).collect();
+            let b: Vec<f64> = rs.iter().map(|r| r.mc2).collect();
+            (rs.len(), Summary::of(&a, level), Summary::of(&b, level))
+        })
     };
     let a: Vec<f64> = results.iter().map(|r| r.mc1).collect();
     let b: Vec<f64> = results.iter().map(|r| r.mc2).collect();

@@ -50,8 +50,10 @@ fn count_lines(path: &Path) -> u64 {
     std::fs::read_to_string(path).map_or(0, |t| t.lines().count() as u64)
 }
 
-/// The settings that make two LLM runs' training the same: the `[train]` and `[fpo]` sections.
-fn training_settings(config: &serde_json::Value) -> (serde_json::Value, serde_json::Value) {
+/// The settings that make two LLM runs' training the same: the `[train]` and `[fpo]` sections
+/// of a resolved config (as `config.json` holds it). Variants and seeds may differ: a reused run
+/// gives the (variant, seed) folders it has, the others are trained.
+pub fn training_settings(config: &serde_json::Value) -> (serde_json::Value, serde_json::Value) {
     (config["config"]["train"].clone(), config["fpo"].clone())
 }
 

@@ -299,11 +299,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let started = Instant::now();
             let started_unix_s = unix_now();
             // An LLM suite whose training settings match an earlier one's reuses its variants.
-            let mut trained: Vec<(serde_json::Value, PathBuf)> = Vec::new();
+            let mut trained: Vec<((serde_json::Value, serde_json::Value), PathBuf)> = Vec::new();
             for exp in &exps {
                 let exp_dir = dir.path().join(experiment_name(exp));
                 let key = match exp {
-                    Experiment::Single(r) if r.suite.is_llm() => Some(training_key(r)?),
+                    Experiment::Single(r) if r.suite.is_llm() => {
+                        Some(llm_run::training_settings(&serde_json::to_value(r)?))
+                    }
                     _ => None,
                 };
                 let reuse = key
@@ -345,17 +347,6 @@ fn experiment_name(exp: &Experiment) -> &'static str {
         Experiment::Single(r) => r.suite.name(),
         Experiment::Ladder { .. } => "toy-ladder",
     }
-}
-
-/// What makes two LLM suites' training the same: seeds, variants, `[fpo]` and `[train]`.
-fn training_key(r: &Resolved) -> anyhow::Result<serde_json::Value> {
-    let v = serde_json::to_value(r)?;
-    Ok(serde_json::json!([
-        v["run"]["seeds"],
-        v["run"]["variants"],
-        v["fpo"],
-        v["config"]["train"]
-    ]))
 }
 
 /// Runs an experiment into `dir`: a single suite directly, a ladder as one folder per toy plus
