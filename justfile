@@ -161,10 +161,15 @@ bench-suite: build
     t1=$(date +%s.%N)
     {{fpo}} run experiments/toy-linear.toml --seeds 0 --out "$out/lin" > /dev/null
     t2=$(date +%s.%N)
-    python3 - "$t0" "$t1" "$t2" <<'PY'
-    import sys
-    t0, t1, t2 = map(float, sys.argv[1:])
-    nn, lin, ref = t1 - t0, t2 - t1, 15 * 60
+    {{fpo}} run experiments/toy-ladder.toml --out "$out/ladder" > /dev/null
+    t3=$(date +%s.%N)
+    python3 - "$t0" "$t1" "$t2" "$t3" "$out/ladder" <<'PY'
+    import json, sys
+    t0, t1, t2, t3 = map(float, sys.argv[1:5])
+    nn, lin, ladder, ref = t1 - t0, t2 - t1, t3 - t2, 15 * 60
     print(f"toy-nn, 3 variants x 5 seeds x 4000 x 15 steps: {nn:.2f} s; authors' PyTorch ~{ref} s: {ref / nn:.0f}x faster (target >= 100x, < 9 s)")
     print(f"toy-linear, 3 variants x 300 iterations (finite differences), whole process: {lin * 1000:.0f} ms; authors' NumPy 58-150 ms per variant")
+    print(f"toy-ladder, 6 rungs x 20 seeds x both toys, whole process: {ladder:.1f} s (target < 60 s)")
+    steps = json.load(open(sys.argv[5] + "/toy-nn/run.json"))["us_per_step"]
+    print("  toy-nn us per policy step: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(steps.items())))
     PY

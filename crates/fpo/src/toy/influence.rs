@@ -49,24 +49,12 @@ impl GaussNewton {
     /// Builds `H = (2/n) Σ g_i g_iᵀ + (weight_decay + damping) I` from the buffer's gradient
     /// factors (at the RM's current parameters).
     pub fn new(features: Vec<GradFeatures>, weight_decay: f64, damping: f64, eta: f64) -> Self {
-        let n = features.len();
-        let c = weight_decay + damping;
-        let mut k = vec![0.0; n * n];
-        for i in 0..n {
-            for j in 0..=i {
-                let v = grad_inner(&features[i], &features[j]);
-                k[i * n + j] = v;
-                k[j * n + i] = v;
-            }
-            k[i * n + i] += n as f64 * c / 2.0;
-        }
-        let chol = cholesky(k, n).expect("K = (n c / 2) I + Gram is positive definite for c > 0");
-        Self {
-            features,
-            chol,
-            c,
-            eta,
-        }
+        gauss_newton_new(features, weight_decay, damping, eta)
+    }
+
+    /// The buffer's gradient factors it was built from, in buffer order.
+    pub fn features(&self) -> &[GradFeatures] {
+        &self.features
     }
 
     /// `G_H(y) = gᵀ (η H)⁻¹ g` after `rm.forward(y, act)`, and its gradient into `out` (when
@@ -78,39 +66,12 @@ impl GaussNewton {
         act: &mut Activations,
         out: Option<&mut [f64]>,
     ) -> f64 {
-        let n = self.features.len();
-        let own = act.features(y);
-        let own_parts = KernelParts::of(&own, &own);
-        let parts: Vec<KernelParts> = self
-            .features
-            .iter()
-            .map(|f| KernelParts::of(&own, f))
-            .collect();
-        let p = own_parts.value();
-        let k: Vec<f64> = parts.iter().map(KernelParts::value).collect();
-        let mut beta = k.clone();
-        solve(&self.chol, n, &mut beta);
-        let scale = 1.0 / (self.eta * self.c);
-        let value = scale * (p - k.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>());
-        if let Some(out) = out {
-            // ∇ (P - kᵀ K⁻¹ k) = ∇P - 2 Σ β_i ∇k_i = ∇_y Σ α_i k(y, y_i) with α = (2, -2β).
-            let terms: Vec<(&GradFeatures, f64, KernelParts)> =
-                std::iter::once((&own, 2.0 * scale, own_parts))
-                    .chain(
-                        self.features
-                            .iter()
-                            .zip(&beta)
-                            .zip(&parts)
-                            .map(|((f, b), &k)| (f, -2.0 * scale * b, k)),
-                    )
-                    .collect();
-            rm.grad_inner_input_gradient_with(act, &terms, out);
-        }
-        value
+        gauss_newton_grad_term(self, rm, y, act, out)
     }
 }
 
 /// Lower Cholesky factor of a symmetric positive-definite `n x n` matrix (row-major).
+#[inline(always)]
 fn cholesky(mut a: Vec<f64>, n: usize) -> Option<Vec<f64>> {
     for j in 0..n {
         let mut d = a[j * n + j];
@@ -137,6 +98,7 @@ fn cholesky(mut a: Vec<f64>, n: usize) -> Option<Vec<f64>> {
 }
 
 /// Solves `L Lᵀ x = b` in place.
+#[inline(always)]
 fn solve(l: &[f64], n: usize, b: &mut [f64]) {
     for i in 0..n {
         let mut s = b[i];
@@ -152,6 +114,80 @@ fn solve(l: &[f64], n: usize, b: &mut [f64]) {
         }
         b[i] = s / l[i * n + i];
     }
+}
+
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn gauss_newton_new(
+    features: Vec<GradFeatures>,
+    weight_decay: f64,
+    damping: f64,
+    eta: f64,
+) -> GaussNewton {
+    let n = features.len();
+    let c = weight_decay + damping;
+    let mut k = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let v = grad_inner(&features[i], &features[j]);
+            k[i * n + j] = v;
+            k[j * n + i] = v;
+        }
+        k[i * n + i] += n as f64 * c / 2.0;
+    }
+    let chol = cholesky(k, n).expect("K = (n c / 2) I + Gram is positive definite for c > 0");
+    GaussNewton {
+        features,
+        chol,
+        c,
+        eta,
+    }
+}
+
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn gauss_newton_grad_term(
+    this: &GaussNewton,
+    rm: &Mlp,
+    y: &[f64],
+    act: &mut Activations,
+    out: Option<&mut [f64]>,
+) -> f64 {
+    let n = this.features.len();
+    let own = act.features(y);
+    let own_parts = KernelParts::of(&own, &own);
+    let parts: Vec<KernelParts> = this
+        .features
+        .iter()
+        .map(|f| KernelParts::of(&own, f))
+        .collect();
+    let p = own_parts.value();
+    let k: Vec<f64> = parts.iter().map(KernelParts::value).collect();
+    let mut beta = k.clone();
+    solve(&this.chol, n, &mut beta);
+    let scale = 1.0 / (this.eta * this.c);
+    let value = scale * (p - k.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>());
+    if let Some(out) = out {
+        // ∇ (P - kᵀ K⁻¹ k) = ∇P - 2 Σ β_i ∇k_i = ∇_y Σ α_i k(y, y_i) with α = (2, -2β).
+        let terms: Vec<(&GradFeatures, f64, KernelParts)> =
+            std::iter::once((&own, 2.0 * scale, own_parts))
+                .chain(
+                    this.features
+                        .iter()
+                        .zip(&beta)
+                        .zip(&parts)
+                        .map(|((f, b), &k)| (f, -2.0 * scale * b, k)),
+                )
+                .collect();
+        rm.grad_inner_input_gradient_with(act, &terms, out);
+    }
+    value
 }
 
 #[cfg(test)]

@@ -141,6 +141,7 @@ pub struct GradFeatures {
 
 /// The gradient kernel `k(y, y') = <∇_φ r(y), ∇_φ r(y')>` in `O(h + d)`, from the factors of
 /// both gradients (the full gradients have `h d + h² + 3h + 1` entries).
+#[inline(always)]
 pub fn grad_inner(a: &GradFeatures, b: &GradFeatures) -> f64 {
     KernelParts::of(a, b).value()
 }
@@ -162,7 +163,7 @@ pub struct KernelParts {
 
 impl KernelParts {
     /// The parts of `k(a, b)`.
-    #[inline]
+    #[inline(always)]
     pub fn of(a: &GradFeatures, b: &GradFeatures) -> Self {
         Self {
             a2: dot(&a.a2, &b.a2),
@@ -252,34 +253,7 @@ impl Mlp {
     /// Forward pass: returns `r(y)` and fills `act` (including `δ1`, `δ2` of the backward pass,
     /// which every caller needs).
     pub fn forward(&self, y: &[f64], act: &mut Activations) -> f64 {
-        let (d, h) = (self.shape.input, self.shape.hidden);
-        let o = self.offsets();
-        let p = &self.params;
-        let b1 = &p[o.b1..o.w2];
-        let (w2, b2) = (&p[o.w2..o.b2], &p[o.b2..o.w3]);
-        let (w3, b3) = (&p[o.w3..o.b3], p[o.b3]);
-        act.a1.copy_from_slice(b1);
-        for (j, yj) in y.iter().enumerate().take(d) {
-            axpy(*yj, &self.w1t[j * h..(j + 1) * h], &mut act.a1);
-        }
-        activate(&mut act.a1, &mut act.s1);
-        act.a2.copy_from_slice(b2);
-        for j in 0..h {
-            axpy(act.a1[j], &self.w2t[j * h..(j + 1) * h], &mut act.a2);
-        }
-        activate(&mut act.a2, &mut act.s2);
-        act.reward = b3 + dot(w3, &act.a2);
-        for i in 0..h {
-            act.d2[i] = w3[i] * act.s2[i];
-        }
-        act.u.fill(0.0);
-        for i in 0..h {
-            axpy(act.d2[i], &w2[i * h..(i + 1) * h], &mut act.u);
-        }
-        for i in 0..h {
-            act.d1[i] = act.u[i] * act.s1[i];
-        }
-        act.reward
+        mlp_forward(self, y, act)
     }
 
     /// `∇_y r` after [`Self::forward`].
@@ -335,72 +309,40 @@ impl Mlp {
         terms: &[(&GradFeatures, f64, KernelParts)],
         out: &mut [f64],
     ) {
-        let (d, h) = (self.shape.input, self.shape.hidden);
-        let o = self.offsets();
-        let p = &self.params;
-        let w1 = &p[o.w1..o.b1];
-        let w2 = &p[o.w2..o.b2];
-        let w3 = &p[o.w3..o.b3];
-        // Seeds: g_a2, g_d2, g_a1, g_d1 (h each), and the direct g_y in `out`.
-        let mut seeds = std::mem::take(&mut act.seeds);
-        seeds.clear();
-        seeds.resize(4 * h, 0.0);
-        let (g_a2, rest) = seeds.split_at_mut(h);
-        let (g_d2, rest) = rest.split_at_mut(h);
-        let (g_a1, g_d1) = rest.split_at_mut(h);
-        out.fill(0.0);
-        for &(f, al, k) in terms {
-            let c_d2 = al * (k.a1 + 1.0);
-            let c_a1 = al * k.d2;
-            let c_d1 = al * (k.y + 1.0);
-            let c_y = al * k.d1;
-            axpy(al, &f.a2, g_a2);
-            axpy(c_d2, &f.d2, g_d2);
-            axpy(c_a1, &f.a1, g_a1);
-            axpy(c_d1, &f.d1, g_d1);
-            axpy(c_y, &f.y, out);
-        }
-        // δ1 = u ⊙ s1, u = W2ᵀ δ2: dQ/du = g_d1 ⊙ s1 (in act.g1), dQ/dδ2 += W2 dQ/du.
-        for i in 0..h {
-            act.g1[i] = g_d1[i] * act.s1[i];
-        }
-        // dQ/dh2 = g_a2 ⊙ s2 + (dQ/dδ2 ⊙ w3) ⊙ s2 (1 - s2), in act.g2 (first W2 dQ/du).
-        act.g2.copy_from_slice(g_d2);
-        for j in 0..h {
-            axpy(act.g1[j], &self.w2t[j * h..(j + 1) * h], &mut act.g2);
-        }
-        for i in 0..h {
-            let s2 = act.s2[i];
-            act.g2[i] = g_a2[i] * s2 + act.g2[i] * w3[i] * s2 * (1.0 - s2);
-        }
-        // dQ/da1 += W2ᵀ dQ/dh2.
-        for i in 0..h {
-            axpy(act.g2[i], &w2[i * h..(i + 1) * h], g_a1);
-        }
-        // dQ/dh1 = dQ/da1 ⊙ s1 + (g_d1 ⊙ u) ⊙ s1 (1 - s1); dQ/dy += W1ᵀ dQ/dh1.
-        for i in 0..h {
-            let s1 = act.s1[i];
-            let gh1 = g_a1[i] * s1 + g_d1[i] * act.u[i] * s1 * (1.0 - s1);
-            axpy(gh1, &w1[i * d..(i + 1) * d], out);
-        }
-        act.seeds = seeds;
+        mlp_grad_inner_input_gradient_with(self, act, terms, out)
     }
 
     /// Adds `scale * ∇_φ r(y)` to `grad` (same flat layout as the parameters), after
     /// [`Self::forward`] on `y`.
     pub fn add_param_gradient(&self, y: &[f64], act: &Activations, scale: f64, grad: &mut [f64]) {
-        let (d, h) = (self.shape.input, self.shape.hidden);
+        let f = Factors {
+            y,
+            a1: &act.a1,
+            a2: &act.a2,
+            d1: &act.d1,
+            d2: &act.d2,
+        };
+        mlp_add_param_gradient(self, f, scale, grad)
+    }
+
+    /// [`Self::add_param_gradient`] from the factors of an earlier forward pass at these
+    /// parameters (bit-identical to running the pass again).
+    pub fn add_param_gradient_of(&self, f: &GradFeatures, scale: f64, grad: &mut [f64]) {
+        let f = Factors {
+            y: &f.y,
+            a1: &f.a1,
+            a2: &f.a2,
+            d1: &f.d1,
+            d2: &f.d2,
+        };
+        mlp_add_param_gradient(self, f, scale, grad)
+    }
+
+    /// `r(y)` from the factors of an earlier forward pass at these parameters (bit-identical to
+    /// [`Self::forward`]'s).
+    pub fn reward_of(&self, f: &GradFeatures) -> f64 {
         let o = self.offsets();
-        for i in 0..h {
-            let c1 = scale * act.d1[i];
-            axpy(c1, y, &mut grad[o.w1 + i * d..o.w1 + (i + 1) * d]);
-            grad[o.b1 + i] += c1;
-            let c2 = scale * act.d2[i];
-            axpy(c2, &act.a1, &mut grad[o.w2 + i * h..o.w2 + (i + 1) * h]);
-            grad[o.b2 + i] += c2;
-        }
-        axpy(scale, &act.a2, &mut grad[o.w3..o.b3]);
-        grad[o.b3] += scale;
+        self.params[o.b3] + dot(&self.params[o.w3..o.b3], &f.a2)
     }
 }
 
@@ -476,8 +418,9 @@ pub fn softplus_and_sigmoid(x: f64) -> (f64, f64) {
 }
 
 /// Applies [`softplus_and_sigmoid`] to the pre-activations in `a` (in place) and writes `σ` to
-/// `s`.
-#[inline]
+/// `s`. Always inlined, so that it is compiled with the vector width of the multiversioned
+/// kernel that calls it.
+#[inline(always)]
 fn activate(a: &mut [f64], s: &mut [f64]) {
     for (ai, si) in a.iter_mut().zip(s.iter_mut()) {
         (*ai, *si) = softplus_and_sigmoid(*ai);
@@ -562,6 +505,184 @@ pub fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += alpha * xi;
     }
+}
+
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn mlp_forward(this: &Mlp, y: &[f64], act: &mut Activations) -> f64 {
+    let (d, h) = (this.shape.input, this.shape.hidden);
+    if h == 32 {
+        // The toys' width (and the authors'): the layer sums stay in registers.
+        return forward_fixed::<32>(this, y, act);
+    }
+    let o = this.offsets();
+    let p = &this.params;
+    let b1 = &p[o.b1..o.w2];
+    let (w2, b2) = (&p[o.w2..o.b2], &p[o.b2..o.w3]);
+    let (w3, b3) = (&p[o.w3..o.b3], p[o.b3]);
+    act.a1.copy_from_slice(b1);
+    for (j, yj) in y.iter().enumerate().take(d) {
+        axpy(*yj, &this.w1t[j * h..(j + 1) * h], &mut act.a1);
+    }
+    activate(&mut act.a1, &mut act.s1);
+    act.a2.copy_from_slice(b2);
+    for j in 0..h {
+        axpy(act.a1[j], &this.w2t[j * h..(j + 1) * h], &mut act.a2);
+    }
+    activate(&mut act.a2, &mut act.s2);
+    act.reward = b3 + dot(w3, &act.a2);
+    for i in 0..h {
+        act.d2[i] = w3[i] * act.s2[i];
+    }
+    act.u.fill(0.0);
+    for i in 0..h {
+        axpy(act.d2[i], &w2[i * h..(i + 1) * h], &mut act.u);
+    }
+    for i in 0..h {
+        act.d1[i] = act.u[i] * act.s1[i];
+    }
+    act.reward
+}
+
+/// [`mlp_forward`] for a hidden width known at compile time: the same operations in the same
+/// order (so bit-identical results), with each layer's sums in local arrays that the compiler keeps
+/// in vector registers instead of a store and a reload per row.
+#[inline(always)]
+fn forward_fixed<const H: usize>(this: &Mlp, y: &[f64], act: &mut Activations) -> f64 {
+    let d = this.shape.input;
+    let o = this.offsets();
+    let p = &this.params;
+    let row =
+        |m: &[f64], j: usize| -> [f64; H] { m[j * H..(j + 1) * H].try_into().expect("row of H") };
+    let mut a1: [f64; H] = p[o.b1..o.w2].try_into().expect("b1 of H");
+    for (j, yj) in y.iter().enumerate().take(d) {
+        let w = row(&this.w1t, j);
+        for i in 0..H {
+            a1[i] += yj * w[i];
+        }
+    }
+    act.a1.copy_from_slice(&a1);
+    activate(&mut act.a1, &mut act.s1);
+    let mut a2: [f64; H] = p[o.b2..o.w3].try_into().expect("b2 of H");
+    for j in 0..H {
+        let (c, w) = (act.a1[j], row(&this.w2t, j));
+        for i in 0..H {
+            a2[i] += c * w[i];
+        }
+    }
+    act.a2.copy_from_slice(&a2);
+    activate(&mut act.a2, &mut act.s2);
+    let w3 = &p[o.w3..o.b3];
+    act.reward = p[o.b3] + dot(w3, &act.a2);
+    let mut u = [0.0f64; H];
+    for j in 0..H {
+        let c = w3[j] * act.s2[j];
+        act.d2[j] = c;
+        let w = row(&p[o.w2..o.b2], j);
+        for i in 0..H {
+            u[i] += c * w[i];
+        }
+    }
+    act.u.copy_from_slice(&u);
+    for i in 0..H {
+        act.d1[i] = u[i] * act.s1[i];
+    }
+    act.reward
+}
+
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn mlp_grad_inner_input_gradient_with(
+    this: &Mlp,
+    act: &mut Activations,
+    terms: &[(&GradFeatures, f64, KernelParts)],
+    out: &mut [f64],
+) {
+    let (d, h) = (this.shape.input, this.shape.hidden);
+    let o = this.offsets();
+    let p = &this.params;
+    let w1 = &p[o.w1..o.b1];
+    let w2 = &p[o.w2..o.b2];
+    let w3 = &p[o.w3..o.b3];
+    // Seeds: g_a2, g_d2, g_a1, g_d1 (h each), and the direct g_y in `out`.
+    let mut seeds = std::mem::take(&mut act.seeds);
+    seeds.clear();
+    seeds.resize(4 * h, 0.0);
+    let (g_a2, rest) = seeds.split_at_mut(h);
+    let (g_d2, rest) = rest.split_at_mut(h);
+    let (g_a1, g_d1) = rest.split_at_mut(h);
+    out.fill(0.0);
+    for &(f, al, k) in terms {
+        let c_d2 = al * (k.a1 + 1.0);
+        let c_a1 = al * k.d2;
+        let c_d1 = al * (k.y + 1.0);
+        let c_y = al * k.d1;
+        axpy(al, &f.a2, g_a2);
+        axpy(c_d2, &f.d2, g_d2);
+        axpy(c_a1, &f.a1, g_a1);
+        axpy(c_d1, &f.d1, g_d1);
+        axpy(c_y, &f.y, out);
+    }
+    // δ1 = u ⊙ s1, u = W2ᵀ δ2: dQ/du = g_d1 ⊙ s1 (in act.g1), dQ/dδ2 += W2 dQ/du.
+    for i in 0..h {
+        act.g1[i] = g_d1[i] * act.s1[i];
+    }
+    // dQ/dh2 = g_a2 ⊙ s2 + (dQ/dδ2 ⊙ w3) ⊙ s2 (1 - s2), in act.g2 (first W2 dQ/du).
+    act.g2.copy_from_slice(g_d2);
+    for j in 0..h {
+        axpy(act.g1[j], &this.w2t[j * h..(j + 1) * h], &mut act.g2);
+    }
+    for i in 0..h {
+        let s2 = act.s2[i];
+        act.g2[i] = g_a2[i] * s2 + act.g2[i] * w3[i] * s2 * (1.0 - s2);
+    }
+    // dQ/da1 += W2ᵀ dQ/dh2.
+    for i in 0..h {
+        axpy(act.g2[i], &w2[i * h..(i + 1) * h], g_a1);
+    }
+    // dQ/dh1 = dQ/da1 ⊙ s1 + (g_d1 ⊙ u) ⊙ s1 (1 - s1); dQ/dy += W1ᵀ dQ/dh1.
+    for i in 0..h {
+        let s1 = act.s1[i];
+        let gh1 = g_a1[i] * s1 + g_d1[i] * act.u[i] * s1 * (1.0 - s1);
+        axpy(gh1, &w1[i * d..(i + 1) * d], out);
+    }
+    act.seeds = seeds;
+}
+
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512dq+avx512vl",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn mlp_add_param_gradient(this: &Mlp, f: Factors<'_>, scale: f64, grad: &mut [f64]) {
+    let (d, h) = (this.shape.input, this.shape.hidden);
+    let o = this.offsets();
+    for i in 0..h {
+        let c1 = scale * f.d1[i];
+        axpy(c1, f.y, &mut grad[o.w1 + i * d..o.w1 + (i + 1) * d]);
+        grad[o.b1 + i] += c1;
+        let c2 = scale * f.d2[i];
+        axpy(c2, f.a1, &mut grad[o.w2 + i * h..o.w2 + (i + 1) * h]);
+        grad[o.b2 + i] += c2;
+    }
+    axpy(scale, f.a2, &mut grad[o.w3..o.b3]);
+    grad[o.b3] += scale;
+}
+
+/// Borrowed gradient factors, from [`Activations`] or from [`GradFeatures`].
+#[derive(Clone, Copy)]
+struct Factors<'a> {
+    y: &'a [f64],
+    a1: &'a [f64],
+    a2: &'a [f64],
+    d1: &'a [f64],
+    d2: &'a [f64],
 }
 
 #[cfg(test)]

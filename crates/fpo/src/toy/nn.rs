@@ -201,16 +201,20 @@ impl Buffer {
         }
     }
 
-    fn push(&mut self, y: &[f64], u: f64) {
+    /// Stores `(y, u)` and returns the slot it took.
+    fn push(&mut self, y: &[f64], u: f64) -> usize {
         if self.us.len() < self.capacity {
             self.ys.extend_from_slice(y);
             self.us.push(u);
+            self.us.len() - 1
         } else {
             // The loss is a mean over the buffer, so the storage order does not matter:
             // overwrite the oldest entry in place.
             self.ys[self.next * self.dim..(self.next + 1) * self.dim].copy_from_slice(y);
             self.us[self.next] = u;
+            let slot = self.next;
             self.next = (self.next + 1) % self.capacity;
+            slot
         }
     }
 
@@ -454,20 +458,31 @@ impl<'a> NnToy<'a> {
                 records.push(rec);
             }
 
+            let mut written = Vec::with_capacity(cfg.rm.samples_per_iteration);
             for _ in 0..cfg.rm.samples_per_iteration {
                 for (yi, th) in y.iter_mut().zip(&theta) {
                     let eps: f64 = StandardNormal.sample(&mut buffer_rng);
                     *yi = th + sigma * eps;
                 }
-                buffer.push(&y, self.utility(&y));
+                written.push(buffer.push(&y, self.utility(&y)));
             }
-            // MSE over the buffer: grad = (2 / n) Σ (r_i - u_i) ∇_φ r_i.
+            // MSE over the buffer: grad = (2 / n) Σ (r_i - u_i) ∇_φ r_i. The Hessian holds the
+            // forward passes of the entries not overwritten since, at these same parameters.
+            let known = hessian.as_ref().map_or(&[][..], |h| h.features());
             rm_grad.fill(0.0);
             let n = buffer.len() as f64;
             for i in 0..buffer.len() {
                 let (yi, ui) = buffer.get(i);
-                let r = rm.forward(yi, &mut act);
-                rm.add_param_gradient(yi, &act, 2.0 * (r - ui) / n, &mut rm_grad);
+                match known.get(i).filter(|_| !written.contains(&i)) {
+                    Some(f) => {
+                        let r = rm.reward_of(f);
+                        rm.add_param_gradient_of(f, 2.0 * (r - ui) / n, &mut rm_grad);
+                    }
+                    None => {
+                        let r = rm.forward(yi, &mut act);
+                        rm.add_param_gradient(yi, &act, 2.0 * (r - ui) / n, &mut rm_grad);
+                    }
+                }
             }
             rm.update(|p| adam.step(p, &rm_grad));
         }
