@@ -18,8 +18,10 @@ use super::{LlamaConfig, LlmError};
 /// Longest context the RoPE tables are built for (Llama 3.2 declares 131072).
 const MAX_ROPE_POSITIONS: usize = 16_384;
 /// Up to this many token rows, inference multiplies from the quantised blocks (bandwidth-bound
-/// decoding); above it, the f32 weights' matmul (compute-bound prefill) is faster.
-const QUANT_MAX_ROWS: usize = 8;
+/// decoding of one sequence); above it, burn's f32 matmul (AVX-512 gemm micro-kernels) is faster,
+/// for batched decoding already at 2 rows and for prefill by far (measured with
+/// `cargo bench --bench qmatmul` and `just bench-model`).
+const QUANT_MAX_ROWS: usize = 1;
 /// Additive mask value of a hidden key (finite, so a fully masked row stays finite).
 const MASKED: f32 = -1e30;
 
