@@ -101,7 +101,7 @@ fn main() {
         step = step.min(t.elapsed().as_secs_f64());
     }
     println!(
-        "| fpo (burn flex; Q4_1/Q8_0 blocks when decoding) | {threads} | {prefill:.0} | {:.1} | {:.1} | {rss_inference:.2} GB | {step:.2} s |",
+        "| fpo (burn flex, AVX-512 gemm; 4-bit blocks at batch 1) | {threads} | {prefill:.0} | {:.1} | {:.1} | {rss_inference:.2} GB | {step:.2} s |",
         decode[0], decode[1]
     );
 }
