@@ -117,6 +117,9 @@ pub struct Input {
     pub positions: Vec<usize>,
     /// `[batch, cache.len + seq]`: whether each key is a real token; `None`: all are.
     pub key_valid: Option<Vec<bool>>,
+    /// `[batch, seq, cache.len + seq]`: which keys each query may see, in place of the causal
+    /// mask and `key_valid` (several continuations packed into one row); `None`: causal.
+    pub attend: Option<Vec<bool>>,
 }
 
 impl Input {
@@ -128,6 +131,7 @@ impl Input {
             seq: ids.len(),
             positions: (start..start + ids.len()).collect(),
             key_valid: None,
+            attend: None,
         }
     }
 }
@@ -513,15 +517,20 @@ impl Llama {
     fn mask(&self, input: &Input, past: usize) -> Option<Tensor<4>> {
         let (b, t) = (input.batch, input.seq);
         let s = past + t;
-        if t == 1 && input.key_valid.is_none() {
+        if t == 1 && input.key_valid.is_none() && input.attend.is_none() {
             return None;
         }
         let mut m = vec![0.0f32; b * t * s];
         for r in 0..b {
             for q in 0..t {
                 for k in 0..s {
-                    let valid = input.key_valid.as_ref().is_none_or(|v| v[r * s + k]);
-                    if k > past + q || !valid {
+                    let visible = match &input.attend {
+                        Some(a) => a[(r * t + q) * s + k],
+                        None => {
+                            k <= past + q && input.key_valid.as_ref().is_none_or(|v| v[r * s + k])
+                        }
+                    };
+                    if !visible {
                         m[(r * t + q) * s + k] = MASKED;
                     }
                 }

@@ -214,6 +214,7 @@ impl Llama {
             seq: width,
             positions,
             key_valid: padded.then_some(valid),
+            attend: None,
         };
         let mut cache = KvCache::new();
         let mut out: Vec<Generation> = (0..b)
@@ -260,6 +261,7 @@ impl Llama {
                 seq: 1,
                 positions: prompts.iter().map(|p| p.len() + step).collect(),
                 key_valid,
+                attend: None,
             };
         }
         Ok(out)
@@ -353,40 +355,45 @@ impl Llama {
         if longest < 2 {
             return Ok(out);
         }
-        let (n, w) = (continuations.len(), longest - 1);
-        let mut ids = Vec::with_capacity(n * w);
-        let mut targets = Vec::with_capacity(n * w);
-        for c in continuations {
-            ids.extend(
-                c[..c.len() - 1]
-                    .iter()
-                    .copied()
-                    .chain(std::iter::repeat_n(0, w + 1 - c.len())),
-            );
-            targets.extend(
-                c[1..]
-                    .iter()
-                    .map(|&t| i64::from(t))
-                    .chain(std::iter::repeat_n(0, w + 1 - c.len())),
-            );
-        }
+        // All continuations packed into one row after the shared context, each attending to the
+        // context and to its own earlier tokens: no padding, and no copy of the context's cache
+        // per continuation.
         let at = start + rest.len();
-        let batch = Input {
+        let (mut ids, mut positions, mut targets, mut owner) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (j, c) in continuations.iter().enumerate() {
+            for p in 0..c.len() - 1 {
+                ids.push(c[p]);
+                positions.push(at + p);
+                targets.push(i64::from(c[p + 1]));
+                owner.push(j);
+            }
+        }
+        let t = ids.len();
+        let s = at + t;
+        let mut attend = vec![false; t * s];
+        for q in 0..t {
+            for k in 0..s {
+                attend[q * s + k] = k < at || (owner[k - at] == owner[q] && k - at <= q);
+            }
+        }
+        let packed = Input {
             ids,
-            batch: n,
-            seq: w,
-            positions: (0..n).flat_map(|_| at..at + w).collect(),
+            batch: 1,
+            seq: t,
+            positions,
             key_valid: None,
+            attend: Some(attend),
         };
-        let mut grown = cache.expand_batch(n);
-        let hidden = self.forward_inference(&batch, Some(&mut grown), adapters);
+        let hidden = self.forward_inference(&packed, Some(&mut cache), adapters);
         let h = self.config.hidden_size;
-        let logp = activation::log_softmax(self.logits_inference(hidden.reshape([n * w, h])), 1);
-        let targets =
-            Tensor::<2, Int>::from_data(TensorData::new(targets, [n * w, 1]), self.device());
+        let logp = activation::log_softmax(self.logits_inference(hidden.reshape([t, h])), 1);
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [t, 1]), self.device());
         let picked = super::host_f32(logp.gather(1, targets));
+        let mut next = 0;
         for (r, c) in continuations.iter().enumerate() {
-            out[r].extend_from_slice(&picked[r * w..r * w + c.len() - 1]);
+            out[r].extend_from_slice(&picked[next..next + c.len() - 1]);
+            next += c.len() - 1;
         }
         Ok(out)
     }
@@ -435,6 +442,7 @@ impl Llama {
             batch: b,
             seq: width,
             key_valid: None,
+            attend: None,
         };
         let (hidden, logits): (Tensor<3>, fn(&Self, Tensor<2>) -> Tensor<2>) = if inference {
             (
