@@ -24,6 +24,15 @@ pub trait LanguageModel {
         context: &str,
         continuations: &[String],
     ) -> Result<Vec<f64>, Self::Error>;
+
+    /// An independent handle on the same weights, for scoring other items on another thread;
+    /// `None` (the default) when the model cannot be shared.
+    fn fork(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// A chat model that answers user messages.

@@ -36,9 +36,20 @@ impl fpo_eval::lm::LanguageModel for ModelLm<'_> {
         let mut ids = tok.encode(prefix, true)?;
         // The last token may merge with what follows; keep it out of the shared part.
         ids.pop();
+        if self.prefix.as_ref().is_some_and(|(have, _)| *have == ids) {
+            return Ok(());
+        }
         let cache = self.model.model.prefix_cache(&ids, self.adapters)?;
         self.prefix = Some((ids, cache));
         Ok(())
+    }
+
+    fn fork(&self) -> Option<Self> {
+        Some(Self {
+            model: self.model,
+            adapters: self.adapters,
+            prefix: self.prefix.clone(),
+        })
     }
 
     fn chat_context(&self, user: &str) -> Result<String, LlmError> {
