@@ -6,7 +6,8 @@ use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::{Adapters, KvCache, LlmError, LoadedModel, Message, Sampling};
 use rand::SeedableRng;
 
-/// Rows per generation batch (the quantised decoding path serves up to 8 rows).
+/// Rows per generation batch (batched decoding multiplies by the f32 weights, see
+/// `fpo_model::llm::decoder`).
 const ANSWER_BATCH: usize = 8;
 
 /// A model (base, or base + adapters) as the evaluation suites see it.
