@@ -140,14 +140,17 @@ bench-judge:
     cargo bench -p fpo-eval --bench judge
 
 # LLM throughput at 1 and 2 threads beside the reference engines measured on this machine (issue #8).
+# Built with `--workspace` (as `just build`): `-p fpo-model` alone unifies burn's dependencies'
+# features differently and compiles burn again. Then the quantised product per batch size.
 bench-model: models
-    cargo build --release -p fpo-model --benches
+    cargo bench --workspace --bench llm --bench qmatmul --no-run
     @echo "| engine | threads | prefill tok/s | decode tok/s, batch 1 | decode tok/s total, batch 8 | peak RSS (inference) | LoRA step, 160 tokens |"
     @echo "|---|---|---|---|---|---|---|"
     @echo "| transformers 5.24, f32 (reference) | 1 / 2 | 252 / 432 | 18.9 / 31.0 | 44.7 / 81.9 | 1.56 GB | |"
     @echo "| llama.cpp, Q4_1 (reference) | 1 / 2 | 139 / 260 | 55.7 / 102.7 | 51.1 / 88.4 | 0.28 GB | |"
-    RAYON_NUM_THREADS=1 cargo bench -q -p fpo-model --bench llm
-    RAYON_NUM_THREADS=2 cargo bench -q -p fpo-model --bench llm
+    RAYON_NUM_THREADS=1 cargo bench -q --workspace --bench llm
+    RAYON_NUM_THREADS=2 cargo bench -q --workspace --bench llm
+    RAYON_NUM_THREADS=1 cargo bench -q --workspace --bench qmatmul
 
 # Wall time of the toy-nn suite (3 variants x 5 seeds) against the authors' PyTorch code (about 15
 # minutes on this 2-core machine), and of the linear toy against their NumPy notebook.
