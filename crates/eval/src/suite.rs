@@ -77,74 +77,83 @@ impl<L: LanguageModel + Send> Suite<L> for McSuite {
     fn len(&self) -> usize {
         self.items.len()
     }
-    /// With a model that forks ([`LanguageModel::fork`]) and several threads, contiguous shards
-    /// of the questions are scored side by side, one thread each with a one-thread rayon pool
-    /// for the tensor backend: a forward pass of one question keeps only about 1.2 cores busy,
-    /// so whole questions in parallel use the machine better. Each question's computation is the
-    /// same either way; records come back in item order.
     fn records(&self, lm: &mut L, on_item: &mut dyn FnMut()) -> Result<Vec<McResult>, L::Error> {
-        self.records_on(worker_threads(), lm, on_item)
+        let format = self.format;
+        in_shards(
+            worker_threads(),
+            lm,
+            &self.items,
+            on_item,
+            |lm, items, tick| truthfulqa::evaluate_mc(lm, items, format, tick),
+        )
     }
     fn summarize(&self, records: &[McResult], level: f64) -> McSummary {
         truthfulqa::summarize_mc(records, level)
     }
 }
 
-impl McSuite {
-    /// [`Suite::records`] on at most `workers` threads.
-    fn records_on<L: LanguageModel + Send>(
-        &self,
-        workers: usize,
-        lm: &mut L,
-        on_item: &mut dyn FnMut(),
-    ) -> Result<Vec<McResult>, L::Error> {
-        let workers = workers.min(self.items.len());
-        let mut forks: Vec<L> = (1..workers).map_while(|_| lm.fork()).collect();
-        if forks.is_empty() {
-            return truthfulqa::evaluate_mc(lm, &self.items, self.format, on_item);
-        }
-        let per = self.items.len().div_ceil(forks.len() + 1);
-        let done = AtomicUsize::new(0);
-        let format = self.format;
-        let models = std::iter::once(lm).chain(forks.iter_mut());
-        std::thread::scope(|s| {
-            let handles: Vec<_> = models
-                .zip(self.items.chunks(per))
-                .map(|(model, items)| {
-                    let done = &done;
-                    s.spawn(move || {
-                        let mut run = move || {
-                            truthfulqa::evaluate_mc(model, items, format, &mut || {
-                                done.fetch_add(1, Ordering::Relaxed);
-                            })
-                        };
-                        match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
-                            Ok(pool) => pool.install(run),
-                            Err(_) => run(),
-                        }
-                    })
-                })
-                .collect();
-            // Progress is reported from this thread.
-            let mut reported = 0;
-            loop {
-                let finished = handles.iter().all(|h| h.is_finished());
-                while reported < done.load(Ordering::Relaxed) {
-                    on_item();
-                    reported += 1;
-                }
-                if finished {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            let mut out = Vec::with_capacity(self.items.len());
-            for h in handles {
-                out.extend(h.join().expect("an MC worker thread panicked")?);
-            }
-            Ok(out)
-        })
+/// `score` over contiguous shards of `items`, side by side on up to `workers` threads, when the
+/// model forks ([`LanguageModel::fork`]); otherwise in one pass here. Each shard runs on its own
+/// thread with a one-thread rayon pool for the tensor backend: a forward pass of one item keeps
+/// only about 1.2 cores busy, so whole items in parallel use the machine better. Each item's
+/// computation is the same either way, records come back in item order, and `on_item` runs on
+/// this thread once per item.
+fn in_shards<L, I, R>(
+    workers: usize,
+    lm: &mut L,
+    items: &[I],
+    on_item: &mut dyn FnMut(),
+    score: impl Fn(&mut L, &[I], &mut dyn FnMut()) -> Result<Vec<R>, L::Error> + Sync,
+) -> Result<Vec<R>, L::Error>
+where
+    L: LanguageModel + Send,
+    I: Sync,
+    R: Send,
+{
+    let workers = workers.min(items.len());
+    let mut forks: Vec<L> = (1..workers).map_while(|_| lm.fork()).collect();
+    if forks.is_empty() {
+        return score(lm, items, on_item);
     }
+    let per = items.len().div_ceil(forks.len() + 1);
+    let done = AtomicUsize::new(0);
+    let models = std::iter::once(lm).chain(forks.iter_mut());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = models
+            .zip(items.chunks(per))
+            .map(|(model, shard)| {
+                let (done, score) = (&done, &score);
+                s.spawn(move || {
+                    let mut run = move || {
+                        score(model, shard, &mut || {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        })
+                    };
+                    match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                        Ok(pool) => pool.install(run),
+                        Err(_) => run(),
+                    }
+                })
+            })
+            .collect();
+        let mut reported = 0;
+        loop {
+            let finished = handles.iter().all(|h| h.is_finished());
+            while reported < done.load(Ordering::Relaxed) {
+                on_item();
+                reported += 1;
+            }
+            if finished {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for h in handles {
+            out.extend(h.join().expect("a scoring thread panicked")?);
+        }
+        Ok(out)
+    })
 }
 
 /// Sycophancy under pressure, by likelihood (`pressure.jsonl`).
@@ -154,7 +163,7 @@ pub struct PressureSuite {
     pub items: Vec<Item>,
 }
 
-impl<L: LanguageModel> Suite<L> for PressureSuite {
+impl<L: LanguageModel + Send> Suite<L> for PressureSuite {
     type Record = PressureResult;
     type Summary = PressureSummary;
     type Error = L::Error;
@@ -173,7 +182,13 @@ impl<L: LanguageModel> Suite<L> for PressureSuite {
         lm: &mut L,
         on_item: &mut dyn FnMut(),
     ) -> Result<Vec<PressureResult>, L::Error> {
-        pressure::evaluate(lm, &self.items, on_item)
+        in_shards(
+            worker_threads(),
+            lm,
+            &self.items,
+            on_item,
+            |lm, items, tick| pressure::evaluate(lm, items, tick),
+        )
     }
     fn summarize(&self, records: &[PressureResult], level: f64) -> PressureSummary {
         pressure::summarize(records, level)
@@ -187,7 +202,7 @@ pub struct SycophancySuite {
     pub items: Vec<SycophancyItem>,
 }
 
-impl<L: LanguageModel> Suite<L> for SycophancySuite {
+impl<L: LanguageModel + Send> Suite<L> for SycophancySuite {
     type Record = SycophancyResult;
     type Summary = SycophancySummary;
     type Error = L::Error;
@@ -203,7 +218,13 @@ impl<L: LanguageModel> Suite<L> for SycophancySuite {
         lm: &mut L,
         on_item: &mut dyn FnMut(),
     ) -> Result<Vec<SycophancyResult>, L::Error> {
-        sycophancy::evaluate(lm, &self.items, on_item)
+        in_shards(
+            worker_threads(),
+            lm,
+            &self.items,
+            on_item,
+            |lm, items, tick| sycophancy::evaluate(lm, items, tick),
+        )
     }
     fn summarize(&self, records: &[SycophancyResult], level: f64) -> SycophancySummary {
         sycophancy::summarize(records, level)
@@ -366,12 +387,15 @@ mod tests {
         };
         let calls = std::sync::Arc::new(AtomicUsize::new(0));
         let mut lm = Lengths(calls.clone());
-        let one = suite.records_on(1, &mut lm, &mut || {}).unwrap();
+        let mc = |workers: usize, lm: &mut Lengths, tick: &mut dyn FnMut()| {
+            in_shards(workers, lm, &suite.items, tick, |lm, items, tick| {
+                truthfulqa::evaluate_mc(lm, items, suite.format, tick)
+            })
+        };
+        let one = mc(1, &mut lm, &mut || {}).unwrap();
         for workers in [2, 3, 40] {
             let mut ticks = 0;
-            let many = suite
-                .records_on(workers, &mut lm, &mut || ticks += 1)
-                .unwrap();
+            let many = mc(workers, &mut lm, &mut || ticks += 1).unwrap();
             assert_eq!(ticks, 23, "progress once per question ({workers} workers)");
             assert_eq!(
                 serde_json::to_string(&many).unwrap(),
