@@ -98,6 +98,25 @@ data:
 test: models
     cargo test --release --workspace
 
+# The GPU build: `fpo` with the wgpu backend (burn's GPU stack adds ~30 minutes to a cold build on
+# 2 cores; the default build stays CPU-only). `features="wgpu cuda"` adds CUDA, whose build
+# downloads LLVM (network needed at build time).
+build-gpu features="wgpu":
+    cargo build --release --workspace --tests --features "{{ prepend('fpo-runner/', features) }}"
+
+# The backend parity test on wgpu (any adapter: a GPU, or Mesa's lavapipe on a CPU-only machine),
+# `fpo doctor`, and SmolLM2 generating on wgpu through the CLI. CI runs it via `.ci/wgpu-check`.
+test-wgpu: models
+    cargo test --release --workspace --features fpo-runner/wgpu --test backend_parity -- --nocapture
+    cargo build --release --workspace --tests --features fpo-runner/wgpu
+    {{fpo}} doctor
+    {{fpo}} generate --backend wgpu --chat --prompt "What happens if you eat watermelon seeds?" --max-new-tokens 16
+
+# On a machine with an NVIDIA GPU: builds the GPU backends, then (timed) `fpo doctor`, the parity
+# test, the smoke profile of every suite and the model benchmark on each backend, and a table.
+gpu-check features="wgpu": models
+    scripts/gpu-check "{{features}}"
+
 # A one-node Slurm cluster on localhost (installs slurm-wlm and munge if missing): the toy-linear
 # sweep as a job array, merged, compared byte for byte with a local run; stops its daemons.
 slurm-test: build

@@ -18,7 +18,7 @@ fn step(c: &mut Criterion) {
     let mut group = c.benchmark_group("rm_step");
     for kind in [BackendKind::Flex, BackendKind::Ndarray] {
         let dev = device(kind, true).unwrap();
-        let base = ToyMlp::from_flat(mlp.params(), 10, 32, &dev);
+        let base = ToyMlp::from_flat(mlp.params(), 10, 32, &dev, DType::F64);
         group.bench_function(format!("burn-{}", kind.name()), |b| {
             b.iter(|| {
                 let mut m = base.clone();

@@ -2,6 +2,7 @@
 //! batch 1 and 8 on the 38-token chat prompt of the golden tests, one LoRA training step
 //! (forward + backward) on 160 tokens, and peak resident memory. Threads: `RAYON_NUM_THREADS`.
 //! Prints one table row; the recipe runs it at 1 and 2 threads beside the reference figures.
+//! `FPO_BENCH_BACKEND` picks the backend (default `flex`; `just gpu-check` runs it on each).
 
 #![allow(clippy::print_stdout)]
 
@@ -27,8 +28,11 @@ fn peak_rss_gb() -> f64 {
 
 fn main() {
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+    let backend = std::env::var("FPO_BENCH_BACKEND").map_or(BackendKind::Flex, |b| {
+        BackendKind::from_name(&b).unwrap_or_else(|| panic!("FPO_BENCH_BACKEND: unknown `{b}`"))
+    });
     let path = models_dir().join(DEFAULT_LLM);
-    let m = LoadedModel::load(&path, BackendKind::Flex, false).unwrap_or_else(|e| panic!("{e}"));
+    let m = LoadedModel::load(&path, backend, false).unwrap_or_else(|e| panic!("{e}"));
     let tok = &m.tokenizer;
     let prompt = tok
         .encode_chat(
@@ -83,7 +87,7 @@ fn main() {
     let rss_inference = peak_rss_gb();
 
     // One LoRA step: NLL of a 160-token sequence, backward, on the autodiff device.
-    let ad = device(BackendKind::Flex, true).unwrap();
+    let ad = device(backend, true).unwrap();
     let train = LoadedModel::load_on(&path, &ad, false).unwrap();
     let adapters = Adapters::new(&LoraConfig::default(), &train.config, 0, &ad).unwrap();
     let seq: Vec<u32> = (0..160).map(|i| prompt[i % prompt.len()]).collect();
@@ -97,11 +101,20 @@ fn main() {
         let loss = lp.tensor.mean().neg();
         let grads = loss.backward();
         let g = adapters.layers[0].q.as_ref().unwrap().b.val().grad(&grads);
-        assert!(g.is_some());
+        // Reading it back waits for a GPU backend to finish the step.
+        assert!(g.unwrap().into_data().num_elements() > 0);
         step = step.min(t.elapsed().as_secs_f64());
     }
+    let engine = if backend.is_cpu() {
+        format!(
+            "fpo (burn {}, AVX-512 gemm; 4-bit blocks at batch 1)",
+            backend.name()
+        )
+    } else {
+        format!("fpo (burn {}, f32 weights; host RSS)", backend.name())
+    };
     println!(
-        "| fpo (burn flex, AVX-512 gemm; 4-bit blocks at batch 1) | {threads} | {prefill:.0} | {:.1} | {:.1} | {rss_inference:.2} GB | {step:.2} s |",
+        "| {engine} | {threads} | {prefill:.0} | {:.1} | {:.1} | {rss_inference:.2} GB | {step:.2} s |",
         decode[0], decode[1]
     );
 }

@@ -44,8 +44,14 @@ fn matvec(m: Tensor<2>, v: Tensor<1>) -> Tensor<1> {
 
 impl ToyMlp {
     /// Builds the tensors from the flat `f64` layout of `fpo::toy::mlp` (`W1, b1, W2, b2, w3,
-    /// b3`), on `device`, in `f64`.
-    pub fn from_flat(params: &[f64], input: usize, hidden: usize, device: &Device) -> Self {
+    /// b3`), on `device`, as `dtype` (`F64` on the CPU backends; GPU backends take `F32`).
+    pub fn from_flat(
+        params: &[f64],
+        input: usize,
+        hidden: usize,
+        device: &Device,
+        dtype: DType,
+    ) -> Self {
         let (d, h) = (input, hidden);
         let mut at = 0;
         let mut take = |n: usize| {
@@ -54,11 +60,11 @@ impl ToyMlp {
             s
         };
         let t2 = |v: Vec<f64>, shape: [usize; 2]| {
-            Tensor::<2>::from_data(TensorData::new(v, shape), (device, DType::F64))
+            Tensor::<2>::from_data(TensorData::new(v, shape), (device, dtype))
         };
         let t1 = |v: Vec<f64>| {
             let n = v.len();
-            Tensor::<1>::from_data(TensorData::new(v, [n]), (device, DType::F64))
+            Tensor::<1>::from_data(TensorData::new(v, [n]), (device, dtype))
         };
         Self {
             w1: t2(take(h * d), [h, d]),

@@ -66,7 +66,7 @@ fn hand_written_mlp_matches_burn_autodiff_on_cpu_backends() {
             Tensor::<1>::from_data(TensorData::new(y.clone(), [10]), (&dev, DType::F64))
                 .require_grad()
         };
-        let mut model = ToyMlp::from_flat(mlp.params(), 10, 32, &dev);
+        let mut model = ToyMlp::from_flat(mlp.params(), 10, 32, &dev, DType::F64);
         model.w1 = model.w1.require_grad();
         model.b1 = model.b1.require_grad();
         model.w2 = model.w2.require_grad();

@@ -5,95 +5,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use burn::optim::{AdamWConfig, GradientsParams};
 use common::Writer;
+use common::tiny::*;
 use fpo_model::gguf::Gguf;
 use fpo_model::llm::weights::WeightSource;
-use fpo_model::llm::{Adapters, Input, Llama, LlamaConfig, LoraConfig};
+use fpo_model::llm::{Adapters, Llama, LlamaConfig, LoraConfig};
 use fpo_model::{BackendKind, device};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use safetensors::Dtype;
-use safetensors::tensor::TensorView;
-
-const V: usize = 40;
-const H: usize = 32;
-const I: usize = 48;
-const L: usize = 2;
-const NH: usize = 4;
-const NKV: usize = 2;
-const HD: usize = 8;
-const THETA: f64 = 10_000.0;
-const EPS: f64 = 1e-5;
-
-type Weights = Vec<(String, Vec<usize>, Vec<f32>)>;
-
-fn random_weights(seed: u64) -> Weights {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut w = Weights::new();
-    let mut add = |name: String, shape: Vec<usize>, norm: bool| {
-        let n = shape.iter().product();
-        let data = (0..n)
-            .map(|_| {
-                if norm {
-                    1.0 + rng.random_range(-0.2f32..0.2)
-                } else {
-                    rng.random_range(-0.3f32..0.3)
-                }
-            })
-            .collect();
-        w.push((name, shape, data));
-    };
-    add("model.embed_tokens.weight".into(), vec![V, H], false);
-    for l in 0..L {
-        let p = |n: &str| format!("model.layers.{l}.{n}");
-        add(p("input_layernorm.weight"), vec![H], true);
-        add(p("self_attn.q_proj.weight"), vec![NH * HD, H], false);
-        add(p("self_attn.k_proj.weight"), vec![NKV * HD, H], false);
-        add(p("self_attn.v_proj.weight"), vec![NKV * HD, H], false);
-        add(p("self_attn.o_proj.weight"), vec![H, NH * HD], false);
-        add(p("post_attention_layernorm.weight"), vec![H], true);
-        add(p("mlp.gate_proj.weight"), vec![I, H], false);
-        add(p("mlp.up_proj.weight"), vec![I, H], false);
-        add(p("mlp.down_proj.weight"), vec![H, I], false);
-    }
-    add("model.norm.weight".into(), vec![H], true);
-    add("lm_head.weight".into(), vec![V, H], false);
-    w
-}
-
-fn write_hf(dir: &Path, w: &Weights) {
-    let config = serde_json::json!({
-        "model_type": "llama", "vocab_size": V, "hidden_size": H, "intermediate_size": I,
-        "num_hidden_layers": L, "num_attention_heads": NH, "num_key_value_heads": NKV,
-        "rope_theta": THETA, "rms_norm_eps": EPS, "max_position_embeddings": 128,
-        "tie_word_embeddings": false
-    });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let bytes: Vec<Vec<u8>> = w
-        .iter()
-        .map(|(_, _, d)| d.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = w
-        .iter()
-        .zip(&bytes)
-        .map(|((n, s, _), b)| {
-            (
-                n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(
-        views,
-        None::<HashMap<String, String>>,
-        &dir.join("model.safetensors"),
-    )
-    .unwrap();
-}
 
 /// llama.cpp's permutation of Q/K rows (HF row `h d + half d/2 + i` -> GGUF row `h d + 2 i + half`).
 fn permute(w: &[f32], rows: usize, cols: usize, heads: usize) -> Vec<f32> {
@@ -153,29 +73,6 @@ fn gguf_bytes(w: &Weights) -> Vec<u8> {
         g.tensor(&gname, &dims, 0, &bytes);
     }
     g.finish()
-}
-
-fn from_hf(dir: &Path, dev: &burn::tensor::Device) -> Llama {
-    let config = LlamaConfig::from_hf_config(&dir.join("config.json")).unwrap();
-    let src = WeightSource::safetensors_dir(dir).unwrap();
-    Llama::from_source(&config, &src, dir, dev, true).unwrap()
-}
-
-fn all_logits(m: &Llama, ids: &[u32], adapters: Option<&Adapters>) -> Vec<f32> {
-    let h = m.forward(&Input::single(ids, 0), None, adapters, None);
-    m.logits(h.reshape([ids.len(), H]))
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec()
-        .unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// Naive f64 forward of the whole sequence: logits at every position.
@@ -366,26 +263,6 @@ fn a_wrong_shape_or_missing_tensor_is_named() {
         err.contains("model.embed_tokens.weight") && err.contains("shape"),
         "{err}"
     );
-}
-
-fn randomized(adapters: Adapters, seed: u64, dev: &burn::tensor::Device) -> Adapters {
-    // Give B random values so that the adapters change the model.
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut out = adapters;
-    for l in &mut out.layers {
-        for p in [&mut l.q, &mut l.k, &mut l.v, &mut l.o]
-            .into_iter()
-            .flatten()
-        {
-            let [r, o] = p.b.val().dims();
-            let data: Vec<f32> = (0..r * o).map(|_| rng.random_range(-0.2f32..0.2)).collect();
-            p.b = burn::module::Param::from_tensor(burn::tensor::Tensor::from_data(
-                burn::tensor::TensorData::new(data, [r, o]),
-                (dev, burn::tensor::DType::F32),
-            ));
-        }
-    }
-    out
 }
 
 #[test]

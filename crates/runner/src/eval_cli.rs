@@ -46,6 +46,9 @@ pub struct EvalArgs {
     /// Output directory (must not exist).
     #[arg(long)]
     out: PathBuf,
+    /// Tensor backend: flex (default), ndarray, wgpu or cuda, among those compiled in.
+    #[arg(long, default_value = "flex", value_parser = crate::llm_cli::parse_backend)]
+    backend: BackendKind,
 }
 
 fn parse_format(s: &str) -> Result<McFormat, String> {
@@ -155,7 +158,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         .clone()
         .unwrap_or_else(|| models_dir().join(DEFAULT_LLM));
     let items = truthfulqa_items(args.limit, &[])?;
-    let model = LoadedModel::load(&path, BackendKind::Flex, false)?;
+    let model = LoadedModel::load(&path, args.backend, false)?;
     let adapters = args
         .adapter
         .as_deref()
@@ -193,8 +196,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         summary.mc = Some(s);
     }
     if wants("gen") {
-        let device =
-            fpo_model::device(BackendKind::Flex, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let device = fpo_model::device(args.backend, false).map_err(|e| anyhow::anyhow!("{e}"))?;
         let encoder = SentenceEncoder::load(&models_dir().join(DEFAULT_ENCODER), &device)?;
         let suite = AnswersSuite {
             reference_embeddings: reference_embeddings(&encoder, &items)?,

@@ -30,10 +30,9 @@ pub struct ModelArgs {
     json: bool,
 }
 
-fn parse_backend(s: &str) -> Result<BackendKind, String> {
-    BackendKind::ALL
-        .into_iter()
-        .find(|b| b.name() == s)
+/// A `--backend` value.
+pub fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    BackendKind::from_name(s)
         .ok_or_else(|| format!("unknown backend `{s}` (flex, ndarray, wgpu, cuda)"))
 }
 

@@ -158,7 +158,7 @@ pub fn run(resolved: &Resolved, dir: &Path, reuse: Option<&Path>) -> anyhow::Res
                 cfg.train.model.display(),
                 cfg.train.rm.encoder.display()
             );
-            Pipeline::load_trained(&cfg.train, resolved.fpo.gamma, fit)?
+            Pipeline::load_trained(&cfg.train, resolved.fpo.gamma, fit, resolved.run.backend)?
         }
         _ => {
             eprintln!(
@@ -166,7 +166,7 @@ pub fn run(resolved: &Resolved, dir: &Path, reuse: Option<&Path>) -> anyhow::Res
                 cfg.train.model.display(),
                 cfg.train.rm.encoder.display()
             );
-            Pipeline::load(&cfg.train, resolved.fpo.gamma)?
+            Pipeline::load(&cfg.train, resolved.fpo.gamma, resolved.run.backend)?
         }
     };
     let fit = pipeline.head_fit().clone();

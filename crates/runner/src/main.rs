@@ -3,6 +3,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod doctor;
 mod eval_cli;
 mod llm_cli;
 mod llm_run;
@@ -23,6 +24,7 @@ use serde::Serialize;
 
 use crate::output::{RunDir, json, progress, write_atomic};
 use crate::settings::{Experiment, Overrides, Resolved, Seeds, SettingsError};
+use fpo_model::BackendKind;
 
 /// Experiments on alignment collapse in iterative RLHF (Gauthier, Bach, Jordan, 2026).
 #[derive(Debug, Parser)]
@@ -70,6 +72,10 @@ enum Command {
         /// Set a key of the experiment file: `--set fpo.gamma=10` (repeatable).
         #[arg(long = "set", value_parser = sweep::parse_set)]
         set: Vec<sweep::SetArg>,
+        /// Tensor backend of an LLM suite (`[run] backend`): flex (default), ndarray, wgpu or
+        /// cuda, among those compiled in (`fpo doctor` lists them).
+        #[arg(long, value_parser = llm_cli::parse_backend)]
+        backend: Option<BackendKind>,
         /// Run only the cells K, K+N, ... of the grid (variant x seed x `--set` values) into
         /// `<out>/cells/<cell>/`, as one task of `fpo sweep` (a Slurm array task).
         #[arg(long, value_parser = sweep::parse_shard)]
@@ -104,6 +110,13 @@ enum Command {
     },
     /// Generate a continuation of one prompt (for debugging a model).
     Generate(llm_cli::GenerateArgs),
+    /// What this build and machine offer: the backends compiled in, the devices and adapters
+    /// found (each checked with a small computation), the model and data folders.
+    Doctor {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Score one prompt (and continuation): next-token logits, per-token NLL.
     Score(llm_cli::ScoreArgs),
     /// Evaluate one model (base, or with LoRA adapters) on one suite, without training.
@@ -128,6 +141,9 @@ enum Command {
         /// LLM suites: an LLM judge (see `fpo run --help`).
         #[arg(long)]
         judge: Option<String>,
+        /// Tensor backend of the LLM suites (the toy suites run on the CPU whatever this says).
+        #[arg(long, value_parser = llm_cli::parse_backend)]
+        backend: Option<BackendKind>,
     },
 }
 
@@ -180,6 +196,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Doctor { json } => return doctor::run(json),
         Command::Generate(args) => llm_cli::generate(args)?,
         Command::Score(args) => llm_cli::score(args)?,
         Command::Eval(args) => println!("{}", eval_cli::run(args)?.display()),
@@ -218,6 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             judge,
             reuse,
             set,
+            backend,
             shard,
         } => {
             if let Some(shard) = shard {
@@ -241,11 +259,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 single_values.push((s.key.clone(), value.clone()));
             }
+            if let Some(b) = backend {
+                single_values.push(("run.backend".into(), b.name().into()));
+            }
             let overrides = Overrides {
                 variants,
                 seeds,
                 judge,
                 set: single_values,
+                llm_backend: None,
             };
             let exp = settings::load_experiment(&experiment, profile.as_deref(), &overrides)?;
             if print_config {
@@ -272,6 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_config,
             reports,
             judge,
+            backend,
         } => {
             let list = experiments.join("reproduce.toml");
             let suites = reproduce_list(&list)?;
@@ -283,6 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         Some(profile.name()),
                         &Overrides {
                             judge: judge.clone(),
+                            llm_backend: backend,
                             ..Overrides::default()
                         },
                     )
@@ -361,7 +385,7 @@ fn run_experiment(exp: &Experiment, dir: &Path, reuse: Option<&Path>) -> anyhow:
                 suite: r.suite.name(),
                 fpo_version: env!("CARGO_PKG_VERSION"),
                 burn_version: fpo_model::BURN_VERSION,
-                backend: "flex (CPU; Q4_1/Q8_0 blocks for sampling and scoring)",
+                backend: llm_backend_label(r.run.backend),
                 machine: machine(),
                 started_unix_s,
                 wall_time_s: started.elapsed().as_secs_f64(),
@@ -422,13 +446,25 @@ const VERSIONS: Versions = Versions {
     burn: fpo_model::BURN_VERSION,
 };
 
+/// What `run.json` says about an LLM run's backend.
+fn llm_backend_label(kind: BackendKind) -> String {
+    if kind.is_cpu() {
+        format!(
+            "{} (CPU; Q4_1/Q8_0 blocks for sampling and scoring)",
+            kind.name()
+        )
+    } else {
+        format!("{} (f32 weights on the device)", kind.name())
+    }
+}
+
 /// `run.json`: what ran where, and for how long (kept out of the deterministic files).
 #[derive(Debug, Serialize)]
 struct RunInfo {
     suite: &'static str,
     fpo_version: &'static str,
     burn_version: &'static str,
-    backend: &'static str,
+    backend: String,
     machine: Machine,
     started_unix_s: u64,
     wall_time_s: f64,
@@ -497,7 +533,7 @@ fn run_suite(
         suite: resolved.suite.name(),
         fpo_version: env!("CARGO_PKG_VERSION"),
         burn_version: fpo_model::BURN_VERSION,
-        backend: "cpu (f64, no tensor backend: see ARCHITECTURE.md)",
+        backend: "cpu (f64, no tensor backend: see ARCHITECTURE.md)".into(),
         machine: machine(),
         started_unix_s,
         wall_time_s: started.elapsed().as_secs_f64(),

@@ -8,6 +8,7 @@ use fpo::llm::data::resolve as resolve_path;
 use fpo::toy::linear::LinearToyConfig;
 use fpo::toy::nn::NnToyConfig;
 use fpo::{Penalty, Variant};
+use fpo_model::BackendKind;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// A configuration error: always names the file, and the key where there is one.
@@ -127,6 +128,10 @@ pub struct RunSection {
     /// Confidence level of every interval in the summary.
     #[serde(default = "default_confidence")]
     pub confidence: f64,
+    /// Tensor backend of the LLM suites (`flex`, `ndarray`, `wgpu`, `cuda`: those compiled in).
+    /// The toy suites run on their hand-written `f64` CPU kernels and take only `flex`.
+    #[serde(default)]
+    pub backend: BackendKind,
 }
 
 fn one() -> usize {
@@ -538,6 +543,8 @@ pub struct Overrides {
     pub judge: Option<String>,
     /// `--set key=value`: dotted keys of the experiment file, set after the profile.
     pub set: Vec<(String, String)>,
+    /// `--backend` of `fpo reproduce`: the LLM suites' backend (the toys keep the CPU).
+    pub llm_backend: Option<BackendKind>,
 }
 
 /// A `--set` value as TOML: a number, boolean, array or quoted string; anything else is a bare
@@ -746,6 +753,27 @@ fn resolve(
     }
     if let Some(seeds) = &overrides.seeds {
         resolved.run.seeds = seeds.clone();
+    }
+    if let Some(backend) = overrides.llm_backend
+        && resolved.suite.is_llm()
+    {
+        resolved.run.backend = backend;
+    }
+    if !resolved.run.backend.compiled_in() {
+        return Err(invalid(
+            "run.backend".into(),
+            fpo_model::backend::BackendError::NotCompiled(resolved.run.backend).to_string(),
+        ));
+    }
+    if !resolved.suite.is_llm() && resolved.run.backend != BackendKind::Flex {
+        return Err(invalid(
+            "run.backend".into(),
+            format!(
+                "the toy suites run on hand-written f64 CPU kernels, not on a tensor backend: \
+                 `{}` applies to the LLM suites only (use `flex` or leave it out)",
+                resolved.run.backend.name()
+            ),
+        ));
     }
     validate(&resolved).map_err(|source| SettingsError::Value {
         path: path.to_owned(),

@@ -283,6 +283,7 @@ impl SweepFile {
             seeds,
             judge: None,
             set: combo.to_vec(),
+            llm_backend: None,
         };
         let mut exp = settings::load_experiment(
             &self.workdir.join(&self.experiment),

@@ -247,6 +247,73 @@ fn bad_input_out_of_range_value() {
 }
 
 #[test]
+fn bad_input_toy_suite_on_a_tensor_backend() {
+    let text = shipped("toy-nn.toml");
+    assert_rejected(Some(&text), &["--backend", "ndarray"], "run.backend");
+    assert_rejected(
+        Some(&text),
+        &["--backend", "ndarray"],
+        "hand-written f64 CPU kernels",
+    );
+}
+
+#[test]
+fn bad_input_backend_not_compiled_in() {
+    let text = shipped("toy-nn.toml");
+    if !cfg!(feature = "cuda") {
+        assert_rejected(Some(&text), &["--backend", "cuda"], "not compiled in");
+        assert_rejected(Some(&text), &["--backend", "cuda"], "network");
+    }
+    if !cfg!(feature = "wgpu") {
+        assert_rejected(
+            Some(&text),
+            &["--backend", "wgpu"],
+            "--features fpo-runner/wgpu",
+        );
+    }
+    let out = fpo(&["run", "experiments/toy-nn.toml", "--backend", "tpu"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown backend `tpu`"));
+}
+
+#[test]
+fn doctor_lists_the_backends_and_checks_each_compiled_in() {
+    let out = ok(&["doctor", "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let backends = r["backends"].as_array().unwrap();
+    let names: Vec<&str> = backends
+        .iter()
+        .map(|b| b["backend"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["flex", "ndarray", "wgpu", "cuda"]);
+    for b in backends {
+        let name = b["backend"].as_str().unwrap();
+        let compiled = match name {
+            "wgpu" => cfg!(feature = "wgpu"),
+            "cuda" => cfg!(feature = "cuda"),
+            _ => true,
+        };
+        assert_eq!(b["compiled_in"], compiled, "{name}");
+        if compiled {
+            let diff = b["check_max_abs_diff"].as_f64().unwrap_or(f64::NAN);
+            assert!(diff < 1e-4, "{name}: {b}");
+            assert!(!b["devices"].as_array().unwrap().is_empty(), "{name}: {b}");
+        } else {
+            assert!(
+                b["error"].as_str().unwrap().contains("not compiled in"),
+                "{b}"
+            );
+        }
+    }
+    assert!(r["models"].as_array().unwrap().len() == 2);
+    let text = String::from_utf8(ok(&["doctor"]).stdout).unwrap();
+    assert!(
+        text.contains("flex") && text.contains("ok (matmul + softmax"),
+        "{text}"
+    );
+}
+
+#[test]
 fn print_config_shows_resolved_settings() {
     let out = ok(&[
         "run",

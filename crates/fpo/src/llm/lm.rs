@@ -45,7 +45,11 @@ impl fpo_eval::lm::LanguageModel for ModelLm<'_> {
         Ok(())
     }
 
+    /// One handle per core on a CPU backend; a GPU runs one stream of batches instead.
     fn fork(&self) -> Option<Self> {
+        if !fpo_model::backend::on_host(self.model.model.device()) {
+            return None;
+        }
         Some(Self {
             model: self.model,
             adapters: self.adapters,

@@ -231,16 +231,17 @@ fn chat_prompt(m: &LoadedModel, text: &str, max: usize) -> Result<Vec<u32>> {
 impl Pipeline {
     /// Loads the policy (twice: quantised for sampling and scoring, f32 on the autodiff device
     /// for the LoRA step), the encoder, the prompts, and fits the RM head's warm start. `cfg`'s
-    /// paths must be resolved already.
-    pub fn load(cfg: &TrainConfig, gamma: f64) -> Result<Self> {
+    /// paths must be resolved already. Everything runs on `backend`; on a CPU backend the
+    /// sampling and scoring copy keeps the GGUF's quantised blocks.
+    pub fn load(cfg: &TrainConfig, gamma: f64, backend: BackendKind) -> Result<Self> {
         cfg.validate()?;
         crate::error::check_non_negative("fpo.gamma", gamma)?;
-        let inference = LoadedModel::load(&cfg.model, BackendKind::Flex, false)?;
-        let ad = device(BackendKind::Flex, true)
-            .map_err(|e| fpo_model::llm::LlmError::Request(e.to_string()))?;
-        let trainer = LoadedModel::load_on(&cfg.model, &ad, false)?.model;
-        let plain = device(BackendKind::Flex, false)
-            .map_err(|e| fpo_model::llm::LlmError::Request(e.to_string()))?;
+        let device_of = |autodiff| {
+            device(backend, autodiff).map_err(|e| fpo_model::llm::LlmError::Request(e.to_string()))
+        };
+        let inference = LoadedModel::load(&cfg.model, backend, false)?;
+        let trainer = LoadedModel::load_on(&cfg.model, &device_of(true)?, false)?.model;
+        let plain = device_of(false)?;
         let encoder = SentenceEncoder::load(&cfg.rm.encoder, &plain)?;
         let prompts = read_prompts(&cfg.prompts, cfg.iterations)?;
         let prompt_ids = prompts
@@ -274,10 +275,15 @@ impl Pipeline {
     /// exists): the models and encoder load, the reward model's head is not fitted again and
     /// `fit` (the record of the fit those variants were trained with) is reported instead.
     /// Training a new variant with it starts from a zero head.
-    pub fn load_trained(cfg: &TrainConfig, gamma: f64, fit: HeadFit) -> Result<Self> {
+    pub fn load_trained(
+        cfg: &TrainConfig,
+        gamma: f64,
+        fit: HeadFit,
+        backend: BackendKind,
+    ) -> Result<Self> {
         let mut cfg = cfg.clone();
         cfg.rm.init = RmInit::Untrained;
-        let mut pipeline = Self::load(&cfg, gamma)?;
+        let mut pipeline = Self::load(&cfg, gamma, backend)?;
         pipeline.head_fit = fit;
         Ok(pipeline)
     }

@@ -211,8 +211,7 @@ impl LoadedModel {
     pub fn load(path: &Path, backend: BackendKind, autodiff: bool) -> Result<Self, LlmError> {
         let device = crate::backend::device(backend, autodiff)
             .map_err(|e| LlmError::Request(e.to_string()))?;
-        let cpu = matches!(backend, BackendKind::Flex | BackendKind::Ndarray);
-        Self::load_on(path, &device, cpu)
+        Self::load_on(path, &device, backend.is_cpu())
     }
 
     /// Loads onto an existing device; `quantized_cpu` as in [`Llama::from_source`].

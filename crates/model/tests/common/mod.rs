@@ -1,6 +1,8 @@
 //! Helpers shared by the model crate's tests.
 #![allow(dead_code)]
 
+pub mod tiny;
+
 use std::path::{Path, PathBuf};
 
 /// `shared/fixtures` beside the checkout, or `FPO_FIXTURES_DIR`.
