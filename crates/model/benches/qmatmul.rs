@@ -1,37 +1,71 @@
 //! Throughput of the quantised matrix product ([`fpo_model::llm::quant::QMatrix::matmul`]) on
-//! SmolLM2's real blocks, per batch size: `cargo bench --bench qmatmul` (threads:
-//! `RAYON_NUM_THREADS`). Prints GFLOP/s and effective weight bandwidth per shape.
+//! SmolLM2's real blocks, per batch size, beside burn's f32 matmul (flex, AVX-512 gemm) of the
+//! same dequantised weights: `cargo bench --bench qmatmul` (threads: `RAYON_NUM_THREADS`).
+//! Prints microseconds per product and GFLOP/s per shape: the decoder takes the quantised path
+//! for as many token rows as it wins at (`QUANT_MAX_ROWS`).
 
 #![allow(clippy::print_stdout)]
 
 use std::time::Instant;
 
+use burn::tensor::{DType, Tensor, TensorData};
 use fpo_model::gguf::Gguf;
 use fpo_model::llm::quant::QMatrix;
 use fpo_model::llm::{DEFAULT_LLM, models_dir};
+use fpo_model::{BackendKind, device};
+
+/// Best-of-3 mean microseconds of `f` over `reps` calls.
+fn time(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            t.elapsed().as_secs_f64() / reps as f64 * 1e6
+        })
+        .fold(f64::MAX, f64::min)
+}
 
 fn main() {
     let file = Gguf::open(&models_dir().join(DEFAULT_LLM)).unwrap_or_else(|e| panic!("{e}"));
-    println!("| matrix | rows x cols | inputs | us per product | GFLOP/s |");
-    println!("|---|---|---|---|---|");
+    let dev = device(BackendKind::Flex, false).unwrap();
+    println!(
+        "| matrix | rows x cols | inputs | quantised: us | GFLOP/s | burn f32 gemm: us | GFLOP/s |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for name in ["blk.0.ffn_gate.weight", "blk.0.ffn_down.weight"] {
         let q = QMatrix::from_gguf(&file, name, None)
             .unwrap_or_else(|e| panic!("{e}"))
             .expect("a block type QMatrix takes");
         let (rows, cols) = (q.rows(), q.cols());
-        for n in [1usize, 4, 8, 38] {
+        let w = file.dequantize(name).unwrap_or_else(|e| panic!("{e}"));
+        // Stored `[in, out]` as the decoder keeps its f32 projections.
+        let wt = Tensor::<2>::from_data(TensorData::new(w, [rows, cols]), (&dev, DType::F32))
+            .transpose();
+        let wt = Tensor::<2>::from_data(wt.into_data(), (&dev, DType::F32));
+        for n in [1usize, 2, 4, 8, 38] {
             let x: Vec<f32> = (0..n * cols)
                 .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
                 .collect();
             let reps = (2000 / n).max(50);
-            let _ = q.matmul(&x, n);
-            let t = Instant::now();
-            for _ in 0..reps {
+            let quant = time(reps, || {
                 std::hint::black_box(q.matmul(std::hint::black_box(&x), n));
-            }
-            let us = t.elapsed().as_secs_f64() / reps as f64 * 1e6;
-            let gflops = 2.0 * (rows * cols * n) as f64 / us / 1e3;
-            println!("| {name} | {rows} x {cols} | {n} | {us:.1} | {gflops:.1} |");
+            });
+            let gemm = time(reps, || {
+                let xt = Tensor::<2>::from_data(
+                    TensorData::new(x.clone(), [n, cols]),
+                    (&dev, DType::F32),
+                );
+                std::hint::black_box(xt.matmul(wt.clone()).into_data());
+            });
+            let gf = |us: f64| 2.0 * (rows * cols * n) as f64 / us / 1e3;
+            println!(
+                "| {name} | {rows} x {cols} | {n} | {quant:.1} | {:.1} | {gemm:.1} | {:.1} |",
+                gf(quant),
+                gf(gemm)
+            );
         }
     }
 }

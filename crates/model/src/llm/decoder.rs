@@ -21,7 +21,7 @@ const MAX_ROPE_POSITIONS: usize = 16_384;
 /// decoding of one sequence); above it, burn's f32 matmul (AVX-512 gemm micro-kernels) is faster,
 /// for batched decoding already at 2 rows and for prefill by far (measured with
 /// `cargo bench --bench qmatmul` and `just bench-model`).
-const QUANT_MAX_ROWS: usize = 1;
+const QUANT_MAX_ROWS: usize = 8;
 /// Additive mask value of a hidden key (finite, so a fully masked row stays finite).
 const MASKED: f32 = -1e30;
 

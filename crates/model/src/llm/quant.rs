@@ -160,8 +160,6 @@ impl QMatrix {
     pub fn matmul(&self, x: &[f32], n: usize) -> Vec<f32> {
         assert_eq!(x.len(), n * self.cols, "input width");
         let bpr = self.cols / 32;
-        // Per-block sums of the inputs (for the `m` term of Q4_1).
-        let xsum: Vec<f32> = x.chunks_exact(32).map(|c| c.iter().sum()).collect();
         let inputs = Inputs::new(x, n, self.cols);
         let mut out_t = vec![0.0f32; self.rows * n];
         // Rows in tiles so that each rayon task amortises its scheduling.
@@ -171,20 +169,13 @@ impl QMatrix {
             for (k, acc) in acc.chunks_mut(n).enumerate() {
                 let r = ti * tile + k;
                 let blocks = r * bpr..(r + 1) * bpr;
-                row_dots(
-                    &self.q[r * rb..(r + 1) * rb],
-                    self.bits,
-                    &self.d[blocks.clone()],
-                    &inputs,
-                    acc,
-                );
-                if let Some(m) = &self.m {
-                    let m = &m[blocks];
-                    for (i, a) in acc.iter_mut().enumerate() {
-                        let xs = &xsum[i * bpr..(i + 1) * bpr];
-                        *a += m.iter().zip(xs).map(|(m, s)| m * s).sum::<f32>();
-                    }
-                }
+                let row = Row {
+                    q: &self.q[r * rb..(r + 1) * rb],
+                    bits: self.bits,
+                    d: &self.d[blocks.clone()],
+                    m: self.m.as_ref().map(|m| &m[blocks]),
+                };
+                row_dots(&row, &inputs, acc);
             }
         };
         if rayon::current_num_threads() > 1 {
@@ -203,50 +194,76 @@ impl QMatrix {
     }
 }
 
-/// The inputs of one product: row-major `[n, cols]`, and on AVX-512 machines also as 16-lane
-/// vectors, converted once and reused by every weight row.
+/// One weight row: its packed blocks, their scales `d` and offsets `m` (weight = `d * q + m`).
+struct Row<'a> {
+    q: &'a [u8],
+    bits: u8,
+    d: &'a [f32],
+    m: Option<&'a [f32]>,
+}
+
+/// The inputs of one product: row-major `[n, cols]` with per-block sums (for the offsets), and
+/// on AVX-512 machines as 16-lane vectors instead, converted once and reused by every row.
 struct Inputs<'a> {
     x: &'a [f32],
     n: usize,
     cols: usize,
+    xsum: Vec<f32>,
     #[cfg(target_arch = "x86_64")]
     vectors: Option<Vec<std::arch::x86_64::__m512>>,
 }
 
 impl<'a> Inputs<'a> {
     fn new(x: &'a [f32], n: usize, cols: usize) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let vectors = x86::vectors(x);
+        #[cfg(target_arch = "x86_64")]
+        let simd = vectors.is_some();
+        #[cfg(not(target_arch = "x86_64"))]
+        let simd = false;
         Self {
             x,
             n,
             cols,
+            xsum: if simd {
+                Vec::new()
+            } else {
+                x.chunks_exact(32).map(|c| c.iter().sum()).collect()
+            },
             #[cfg(target_arch = "x86_64")]
-            vectors: x86::vectors(x),
+            vectors,
         }
     }
 }
 
-/// One weight row against every input: `acc[i] = Σ_b d_b (q_b · x_i,b)`. On AVX-512, every
-/// block is unpacked once for all inputs ([`x86`]); elsewhere, one 16-lane dot per input.
-fn row_dots(q: &[u8], bits: u8, d: &[f32], inputs: &Inputs<'_>, acc: &mut [f32]) {
+/// One weight row against every input: `acc[i] = Σ_b (d_b q_b + m_b) · x_i,b`. On AVX-512 every
+/// block is dequantised once for all inputs ([`x86`]); elsewhere, one 16-lane dot per input and
+/// the offsets through the inputs' block sums.
+fn row_dots(row: &Row<'_>, inputs: &Inputs<'_>, acc: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(xs) = &inputs.vectors {
-        return x86::row_dots(q, bits, d, xs, inputs.cols / 16, acc);
+        return x86::row_dots(row.q, row.bits, row.d, row.m, xs, inputs.cols / 16, acc);
     }
-    let cols = inputs.cols;
+    let (cols, bpr) = (inputs.cols, inputs.cols / 32);
     for (i, a) in acc.iter_mut().enumerate().take(inputs.n) {
         let xi = &inputs.x[i * cols..(i + 1) * cols];
-        *a = if bits == 4 {
-            scaled_dot_q4(q, d, xi)
+        *a = if row.bits == 4 {
+            scaled_dot_q4(row.q, row.d, xi)
         } else {
-            scaled_dot_q8(q, d, xi)
+            scaled_dot_q8(row.q, row.d, xi)
         };
+        if let Some(m) = row.m {
+            let xs = &inputs.xsum[i * bpr..(i + 1) * bpr];
+            *a += m.iter().zip(xs).map(|(m, s)| m * s).sum::<f32>();
+        }
     }
 }
 
-/// AVX-512 kernels that unpack each block of a weight row once and multiply it into up to eight
-/// inputs held in registers: batched decoding reads the weights once per step instead of once
-/// per sequence, and does 16 lanes of work per instruction. The intrinsics are safe to call
-/// inside functions compiled for AVX-512; `multiversion` picks those only on a CPU that has it.
+/// AVX-512 kernels that dequantise each block of a weight row once (`d * q + m`, one fused
+/// multiply-add per 16 weights) and multiply it into up to eight inputs held in registers:
+/// batched decoding reads the weights once per step instead of once per sequence. The
+/// intrinsics are safe to call inside functions compiled for AVX-512, and `multiversion` runs
+/// those only on a CPU that has it.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -273,19 +290,21 @@ mod x86 {
         )
     }
 
-    /// `acc[i] = Σ_b d_b (q_b · x_i,b)` for every input `i` (`per` vectors each), up to eight
-    /// at a time.
+    /// `acc[i] = Σ_b (d_b q_b + m_b) · x_i,b` for every input `i` (`per` vectors each), up to
+    /// eight inputs at a time.
     #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma"))]
     pub(super) fn row_dots(
         q: &[u8],
         bits: u8,
         d: &[f32],
+        m: Option<&[f32]>,
         xs: &[__m512],
         per: usize,
         acc: &mut [f32],
     ) {
         multiversion::target::match_target! {
             "x86_64+avx512f+avx512bw" => {
+                let w = Weights { q, bits, d, m };
                 let mut start = 0;
                 while start < acc.len() {
                     let take = match acc.len() - start {
@@ -295,64 +314,96 @@ mod x86 {
                     };
                     let x = &xs[start * per..(start + take) * per];
                     let out = &mut acc[start..start + take];
-                    match (bits, take) {
-                        (4, 8) => dots_q4::<8>(q, d, x, per, out),
-                        (4, 4) => dots_q4::<4>(q, d, x, per, out),
-                        (4, _) => dots_q4::<1>(q, d, x, per, out),
-                        (_, 8) => dots_q8::<8>(q, d, x, per, out),
-                        (_, 4) => dots_q8::<4>(q, d, x, per, out),
-                        (_, _) => dots_q8::<1>(q, d, x, per, out),
+                    // Independent sums: 16 at 4 and 8 inputs (2 blocks x lo/hi at 4; lo/hi at
+                    // 8), 4 at one input, so no multiply-add waits on the previous one.
+                    match take {
+                        8 => dots::<8, 1>(&w, x, per, out),
+                        4 => dots::<4, 2>(&w, x, per, out),
+                        _ => dots::<1, 2>(&w, x, per, out),
                     }
                     start += take;
                 }
             },
             _ => {
-                let _ = (q, bits, d, xs, per, acc);
+                let _ = (q, bits, d, m, xs, per, acc);
                 unreachable!("input vectors exist only on AVX-512")
             }
         }
     }
 
-    /// 4-bit blocks (16 bytes: weight `j` in the low nibble of byte `j`, `j + 16` in the high).
-    #[target_feature(enable = "avx512f,avx512bw")]
-    fn dots_q4<const N: usize>(q: &[u8], d: &[f32], xs: &[__m512], per: usize, out: &mut [f32]) {
-        let mut acc = [_mm512_setzero_ps(); N];
-        let low = _mm512_set1_epi32(0x0F);
-        for (b, (qb, &db)) in q.chunks_exact(16).zip(d).enumerate() {
-            let bytes: [u8; 16] = qb.try_into().expect("16-byte block");
-            let wide = _mm512_cvtepu8_epi32(bytemuck::cast::<[u8; 16], __m128i>(bytes));
-            let scale = _mm512_set1_ps(db);
-            let lo = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(wide, low)), scale);
-            let hi = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32::<4>(wide)), scale);
-            for (i, a) in acc.iter_mut().enumerate() {
-                let x = &xs[i * per + 2 * b..i * per + 2 * b + 2];
-                *a = _mm512_fmadd_ps(hi, x[1], _mm512_fmadd_ps(lo, x[0], *a));
-            }
-        }
-        for (o, a) in out.iter_mut().zip(acc) {
-            *o = _mm512_reduce_add_ps(a);
-        }
+    struct Weights<'a> {
+        q: &'a [u8],
+        bits: u8,
+        d: &'a [f32],
+        m: Option<&'a [f32]>,
     }
 
-    /// 8-bit blocks (32 signed bytes).
+    /// Block `b` dequantised: weights `0..16` and `16..32`.
+    #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn dots_q8<const N: usize>(q: &[u8], d: &[f32], xs: &[__m512], per: usize, out: &mut [f32]) {
-        let mut acc = [_mm512_setzero_ps(); N];
-        for (b, (qb, &db)) in q.chunks_exact(32).zip(d).enumerate() {
-            let scale = _mm512_set1_ps(db);
-            let lo: [u8; 16] = qb[..16].try_into().expect("16 bytes");
-            let hi: [u8; 16] = qb[16..].try_into().expect("16 bytes");
-            let lo = _mm512_cvtepi8_epi32(bytemuck::cast::<[u8; 16], __m128i>(lo));
-            let hi = _mm512_cvtepi8_epi32(bytemuck::cast::<[u8; 16], __m128i>(hi));
-            let lo = _mm512_mul_ps(_mm512_cvtepi32_ps(lo), scale);
-            let hi = _mm512_mul_ps(_mm512_cvtepi32_ps(hi), scale);
+    fn block(w: &Weights<'_>, b: usize) -> (__m512, __m512) {
+        let scale = _mm512_set1_ps(w.d[b]);
+        let offset = _mm512_set1_ps(w.m.map_or(0.0, |m| m[b]));
+        let bytes = |at: usize| -> __m128i {
+            let raw: [u8; 16] = w.q[at..at + 16].try_into().expect("16 bytes");
+            bytemuck::cast(raw)
+        };
+        let (lo, hi) = if w.bits == 4 {
+            let wide = _mm512_cvtepu8_epi32(bytes(16 * b));
+            (
+                _mm512_and_si512(wide, _mm512_set1_epi32(0x0F)),
+                _mm512_srli_epi32::<4>(wide),
+            )
+        } else {
+            (
+                _mm512_cvtepi8_epi32(bytes(32 * b)),
+                _mm512_cvtepi8_epi32(bytes(32 * b + 16)),
+            )
+        };
+        (
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), scale, offset),
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), scale, offset),
+        )
+    }
+
+    /// `N` inputs; `U` blocks per step, each into its own pair of sums (the loop over `u` is
+    /// unrolled, so every sum has a fixed register).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn dots<const N: usize, const U: usize>(
+        w: &Weights<'_>,
+        xs: &[__m512],
+        per: usize,
+        out: &mut [f32],
+    ) {
+        let mut acc = [[[_mm512_setzero_ps(); 2]; U]; N];
+        let blocks = w.d.len();
+        let mut b = 0;
+        while b + U <= blocks {
+            for u in 0..U {
+                let (lo, hi) = block(w, b + u);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let x = &xs[i * per + 2 * (b + u)..i * per + 2 * (b + u) + 2];
+                    a[u][0] = _mm512_fmadd_ps(lo, x[0], a[u][0]);
+                    a[u][1] = _mm512_fmadd_ps(hi, x[1], a[u][1]);
+                }
+            }
+            b += U;
+        }
+        for rest in b..blocks {
+            let (lo, hi) = block(w, rest);
             for (i, a) in acc.iter_mut().enumerate() {
-                let x = &xs[i * per + 2 * b..i * per + 2 * b + 2];
-                *a = _mm512_fmadd_ps(hi, x[1], _mm512_fmadd_ps(lo, x[0], *a));
+                let x = &xs[i * per + 2 * rest..i * per + 2 * rest + 2];
+                a[0][0] = _mm512_fmadd_ps(lo, x[0], a[0][0]);
+                a[0][1] = _mm512_fmadd_ps(hi, x[1], a[0][1]);
             }
         }
         for (o, a) in out.iter_mut().zip(acc) {
-            *o = _mm512_reduce_add_ps(a);
+            let mut total = _mm512_add_ps(a[0][0], a[0][1]);
+            for pair in &a[1..] {
+                total = _mm512_add_ps(total, _mm512_add_ps(pair[0], pair[1]));
+            }
+            *o = _mm512_reduce_add_ps(total);
         }
     }
 }
