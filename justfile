@@ -107,8 +107,9 @@ build-gpu features="wgpu":
 # The backend parity test on wgpu (any adapter: a GPU, or Mesa's lavapipe on a CPU-only machine),
 # `fpo doctor`, and SmolLM2 generating on wgpu through the CLI. CI runs it via `.ci/wgpu-check`.
 test-wgpu: models
+    # Builds the parity test and the `fpo` binary (through the CLI test target, not run here).
+    cargo test --release --workspace --features fpo-runner/wgpu --test backend_parity --test cli --no-run
     cargo test --release --workspace --features fpo-runner/wgpu --test backend_parity -- --nocapture
-    cargo build --release --workspace --tests --features fpo-runner/wgpu
     {{fpo}} doctor
     {{fpo}} generate --backend wgpu --chat --prompt "What happens if you eat watermelon seeds?" --max-new-tokens 16
 

@@ -18,9 +18,10 @@ use super::{LlamaConfig, LlmError};
 /// Longest context the RoPE tables are built for (Llama 3.2 declares 131072).
 const MAX_ROPE_POSITIONS: usize = 16_384;
 /// Up to this many token rows, inference multiplies from the quantised blocks (bandwidth-bound
-/// decoding of one sequence); above it, burn's f32 matmul (AVX-512 gemm micro-kernels) is faster,
-/// for batched decoding already at 2 rows and for prefill by far (measured with
-/// `cargo bench --bench qmatmul` and `just bench-model`).
+/// decoding of up to 8 sequences: each block is dequantised once for all rows); above it, burn's
+/// f32 matmul (AVX-512 gemm micro-kernels) is faster, for prefill by far (measured with
+/// `cargo bench --bench qmatmul` and `just bench-model`: batch-8 decoding 52-71 -> 76-140 tok/s
+/// on one thread when this went from 1 to 8).
 const QUANT_MAX_ROWS: usize = 8;
 /// Additive mask value of a hidden key (finite, so a fully masked row stays finite).
 const MASKED: f32 = -1e30;
