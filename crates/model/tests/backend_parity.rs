@@ -202,7 +202,7 @@ fn smollm2_matches_transformers_on_every_backend() {
         let out = model
             .model
             .generate(
-                &[prompt.clone()],
+                std::slice::from_ref(&prompt),
                 &Sampling::greedy(32),
                 &tok.eos,
                 tok.pad,

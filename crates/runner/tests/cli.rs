@@ -288,6 +288,8 @@ fn doctor_lists_the_backends_and_checks_each_compiled_in() {
     assert_eq!(names, ["flex", "ndarray", "wgpu", "cuda"]);
     for b in backends {
         let name = b["backend"].as_str().unwrap();
+        // A `match` on purpose: which arms are `false` depends on the features built.
+        #[allow(clippy::match_like_matches_macro)]
         let compiled = match name {
             "wgpu" => cfg!(feature = "wgpu"),
             "cuda" => cfg!(feature = "cuda"),
