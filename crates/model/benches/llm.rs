@@ -107,7 +107,7 @@ fn main() {
     }
     let engine = if backend.is_cpu() {
         format!(
-            "fpo (burn {}, AVX-512 gemm; 4-bit blocks at batch 1)",
+            "fpo (burn {}; 4-bit blocks up to batch 8, AVX-512 gemm above)",
             backend.name()
         )
     } else {
