@@ -310,15 +310,17 @@ mod x86 {
                     let take = match acc.len() - start {
                         8.. => 8,
                         4..=7 => 4,
+                        2..=3 => 2,
                         _ => 1,
                     };
                     let x = &xs[start * per..(start + take) * per];
                     let out = &mut acc[start..start + take];
                     // Independent sums: 16 at 4 and 8 inputs (2 blocks x lo/hi at 4; lo/hi at
-                    // 8), 4 at one input, so no multiply-add waits on the previous one.
+                    // 8), 8 at two, 4 at one, so no multiply-add waits on the previous one.
                     match take {
                         8 => dots::<8, 1>(&w, x, per, out),
                         4 => dots::<4, 2>(&w, x, per, out),
+                        2 => dots::<2, 2>(&w, x, per, out),
                         _ => dots::<1, 2>(&w, x, per, out),
                     }
                     start += take;
@@ -366,6 +368,25 @@ mod x86 {
         )
     }
 
+    /// Block `b` into sums `u` of every input (`u` a constant once inlined: sums stay in registers).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn add_block<const N: usize, const U: usize>(
+        acc: &mut [[[__m512; 2]; U]; N],
+        u: usize,
+        w: &Weights<'_>,
+        b: usize,
+        xs: &[__m512],
+        per: usize,
+    ) {
+        let (lo, hi) = block(w, b);
+        for (i, a) in acc.iter_mut().enumerate() {
+            let x = &xs[i * per + 2 * b..i * per + 2 * b + 2];
+            a[u][0] = _mm512_fmadd_ps(lo, x[0], a[u][0]);
+            a[u][1] = _mm512_fmadd_ps(hi, x[1], a[u][1]);
+        }
+    }
+
     /// `N` inputs; `U` blocks per step, each into its own pair of sums (the loop over `u` is
     /// unrolled, so every sum has a fixed register).
     #[inline]
@@ -381,22 +402,12 @@ mod x86 {
         let mut b = 0;
         while b + U <= blocks {
             for u in 0..U {
-                let (lo, hi) = block(w, b + u);
-                for (i, a) in acc.iter_mut().enumerate() {
-                    let x = &xs[i * per + 2 * (b + u)..i * per + 2 * (b + u) + 2];
-                    a[u][0] = _mm512_fmadd_ps(lo, x[0], a[u][0]);
-                    a[u][1] = _mm512_fmadd_ps(hi, x[1], a[u][1]);
-                }
+                add_block(&mut acc, u, w, b + u, xs, per);
             }
             b += U;
         }
         for rest in b..blocks {
-            let (lo, hi) = block(w, rest);
-            for (i, a) in acc.iter_mut().enumerate() {
-                let x = &xs[i * per + 2 * rest..i * per + 2 * rest + 2];
-                a[0][0] = _mm512_fmadd_ps(lo, x[0], a[0][0]);
-                a[0][1] = _mm512_fmadd_ps(hi, x[1], a[0][1]);
-            }
+            add_block(&mut acc, 0, w, rest, xs, per);
         }
         for (o, a) in out.iter_mut().zip(acc) {
             let mut total = _mm512_add_ps(a[0][0], a[0][1]);
@@ -494,7 +505,7 @@ mod tests {
             let raw = blocks(ty, rows, cols, &mut rng);
             let w = dequantize(ty, &raw).unwrap();
             let qm = QMatrix::from_blocks(ty, &raw, rows, cols).unwrap();
-            // 1, 4 and 8 inputs are the AVX-512 kernel's widths; 5 = 4 + 1, 11 = 8 + 1 + 1 + 1.
+            // 1, 2, 4 and 8 inputs are the AVX-512 kernel's widths; 3 = 2 + 1, 11 = 8 + 2 + 1.
             for n in [1, 3, 5, 8, 11] {
                 let x: Vec<f32> = (0..n * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
                 let got = qm.matmul(&x, n);
