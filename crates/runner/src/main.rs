@@ -240,6 +240,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             if let Some(shard) = shard {
                 let out = out.context("--shard needs --out (the sweep directory)")?;
+                if backend.is_some() {
+                    anyhow::bail!(
+                        "--backend does not apply to a shard: it runs the sweep's grid as \
+                         `fpo sweep` wrote it (sweep with `--set run.backend=NAME` instead)"
+                    );
+                }
                 for dir in
                     sweep::run_shard(&experiment, profile, variants, seeds, set, shard, &out)?
                 {
