@@ -375,7 +375,8 @@ impl Llama {
             .select(0, pos.clone())
             .reshape([b, 1, t, hd]);
         let sin = self.sin.clone().select(0, pos).reshape([b, 1, t, hd]);
-        let mask = self.mask(input, past);
+        let rep = c.num_heads / c.num_kv_heads;
+        let mask = self.mask(input, past, rep);
         let mut x = self
             .embed
             .clone()
@@ -447,23 +448,16 @@ impl Llama {
                 }
                 cache.layers[li] = Some((k.clone(), v.clone()));
             }
-            let s = k.dims()[2];
-            let (k, v) = if nh == nkv {
-                (k, v)
-            } else {
-                let rep = nh / nkv;
-                let grow = |m: Tensor<4>| {
-                    m.unsqueeze_dim::<5>(2)
-                        .expand([b, nkv, rep, s, hd])
-                        .reshape([b, nh, s, hd])
-                };
-                (grow(k), grow(v))
-            };
+            // Grouped-query attention without copying keys and values per query head: the
+            // `rep` query heads that share a key/value head become `rep * t` rows against it.
+            let q = q.reshape([b, nkv, rep * t, hd]);
             let mut scores = q.matmul(k.swap_dims(2, 3)) * scale_attn;
             if let Some(m) = &mask {
                 scores = scores + m.clone();
             }
-            let att = activation::softmax(scores, 3).matmul(v);
+            let att = activation::softmax(scores, 3)
+                .matmul(v)
+                .reshape([b, nh, t, hd]);
             let att = att.swap_dims(1, 2).reshape([b * t, nh * hd]);
             x = x + project(
                 base(&att, &blk.wo, qb.map(|b| &b.o)),
@@ -513,9 +507,10 @@ impl Llama {
         )
     }
 
-    /// The additive attention mask `[batch, 1, seq, past + seq]`, or `None` when nothing is
+    /// The additive attention mask `[batch, 1, rep * seq, past + seq]` (the query rows of the
+    /// `rep` heads sharing a key/value head, one after the other), or `None` when nothing is
     /// hidden (one new token of unpadded rows).
-    fn mask(&self, input: &Input, past: usize) -> Option<Tensor<4>> {
+    fn mask(&self, input: &Input, past: usize, rep: usize) -> Option<Tensor<4>> {
         let (b, t) = (input.batch, input.seq);
         let s = past + t;
         if t == 1 && input.key_valid.is_none() && input.attend.is_none() {
@@ -537,8 +532,12 @@ impl Llama {
                 }
             }
         }
+        let rows: Vec<f32> = m
+            .chunks_exact(t * s)
+            .flat_map(|row| std::iter::repeat_n(row, rep).flatten().copied())
+            .collect();
         Some(Tensor::from_data(
-            TensorData::new(m, [b, 1, t, s]),
+            TensorData::new(rows, [b, 1, rep * t, s]),
             (&self.device, DType::F32),
         ))
     }
