@@ -242,7 +242,7 @@ impl<'a> Inputs<'a> {
 fn row_dots(row: &Row<'_>, inputs: &Inputs<'_>, acc: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(xs) = &inputs.vectors {
-        return x86::row_dots(row.q, row.bits, row.d, row.m, xs, inputs.cols / 16, acc);
+        return x86::row_dots(row, xs, inputs.cols / 16, acc);
     }
     let (cols, bpr) = (inputs.cols, inputs.cols / 32);
     for (i, a) in acc.iter_mut().enumerate().take(inputs.n) {
@@ -267,6 +267,8 @@ fn row_dots(row: &Row<'_>, inputs: &Inputs<'_>, acc: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+
+    use super::Row;
 
     /// The inputs as 16-lane vectors (`cols / 16` per input), on a CPU with AVX-512.
     #[allow(clippy::redundant_closure)]
@@ -293,18 +295,9 @@ mod x86 {
     /// `acc[i] = Σ_b (d_b q_b + m_b) · x_i,b` for every input `i` (`per` vectors each), up to
     /// eight inputs at a time.
     #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma"))]
-    pub(super) fn row_dots(
-        q: &[u8],
-        bits: u8,
-        d: &[f32],
-        m: Option<&[f32]>,
-        xs: &[__m512],
-        per: usize,
-        acc: &mut [f32],
-    ) {
+    pub(super) fn row_dots(w: &Row<'_>, xs: &[__m512], per: usize, acc: &mut [f32]) {
         multiversion::target::match_target! {
             "x86_64+avx512f+avx512bw" => {
-                let w = Weights { q, bits, d, m };
                 let mut start = 0;
                 while start < acc.len() {
                     let take = match acc.len() - start {
@@ -318,32 +311,25 @@ mod x86 {
                     // Independent sums: 16 at 4 and 8 inputs (2 blocks x lo/hi at 4; lo/hi at
                     // 8), 8 at two, 4 at one, so no multiply-add waits on the previous one.
                     match take {
-                        8 => dots::<8, 1>(&w, x, per, out),
-                        4 => dots::<4, 2>(&w, x, per, out),
-                        2 => dots::<2, 2>(&w, x, per, out),
-                        _ => dots::<1, 2>(&w, x, per, out),
+                        8 => dots::<8, 1>(w, x, per, out),
+                        4 => dots::<4, 2>(w, x, per, out),
+                        2 => dots::<2, 2>(w, x, per, out),
+                        _ => dots::<1, 2>(w, x, per, out),
                     }
                     start += take;
                 }
             },
             _ => {
-                let _ = (q, bits, d, m, xs, per, acc);
+                let _ = (w, xs, per, acc);
                 unreachable!("input vectors exist only on AVX-512")
             }
         }
     }
 
-    struct Weights<'a> {
-        q: &'a [u8],
-        bits: u8,
-        d: &'a [f32],
-        m: Option<&'a [f32]>,
-    }
-
     /// Block `b` dequantised: weights `0..16` and `16..32`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn block(w: &Weights<'_>, b: usize) -> (__m512, __m512) {
+    fn block(w: &Row<'_>, b: usize) -> (__m512, __m512) {
         let scale = _mm512_set1_ps(w.d[b]);
         let offset = _mm512_set1_ps(w.m.map_or(0.0, |m| m[b]));
         let bytes = |at: usize| -> __m128i {
@@ -374,7 +360,7 @@ mod x86 {
     fn add_block<const N: usize, const U: usize>(
         acc: &mut [[[__m512; 2]; U]; N],
         u: usize,
-        w: &Weights<'_>,
+        w: &Row<'_>,
         b: usize,
         xs: &[__m512],
         per: usize,
@@ -392,7 +378,7 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
     fn dots<const N: usize, const U: usize>(
-        w: &Weights<'_>,
+        w: &Row<'_>,
         xs: &[__m512],
         per: usize,
         out: &mut [f32],
