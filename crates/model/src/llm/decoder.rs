@@ -450,12 +450,15 @@ impl Llama {
             }
             // Grouped-query attention without copying keys and values per query head: the
             // `rep` query heads that share a key/value head become `rep * t` rows against it.
+            // Scores come out transposed, `[.., keys, queries]`, so that the cached keys are
+            // multiplied where they lie and only the few query rows are transposed.
             let q = q.reshape([b, nkv, rep * t, hd]);
-            let mut scores = q.matmul(k.swap_dims(2, 3)) * scale_attn;
+            let mut scores = k.matmul(q.swap_dims(2, 3)) * scale_attn;
             if let Some(m) = &mask {
                 scores = scores + m.clone();
             }
-            let att = activation::softmax(scores, 3)
+            let att = activation::softmax(scores, 2)
+                .swap_dims(2, 3)
                 .matmul(v)
                 .reshape([b, nh, t, hd]);
             let att = att.swap_dims(1, 2).reshape([b * t, nh * hd]);
@@ -507,9 +510,9 @@ impl Llama {
         )
     }
 
-    /// The additive attention mask `[batch, 1, rep * seq, past + seq]` (the query rows of the
-    /// `rep` heads sharing a key/value head, one after the other), or `None` when nothing is
-    /// hidden (one new token of unpadded rows).
+    /// The additive attention mask `[batch, 1, past + seq, rep * seq]` (keys by the query rows
+    /// of the `rep` heads sharing a key/value head, one after the other), or `None` when nothing
+    /// is hidden (one new token of unpadded rows).
     fn mask(&self, input: &Input, past: usize, rep: usize) -> Option<Tensor<4>> {
         let (b, t) = (input.batch, input.seq);
         let s = past + t;
@@ -532,12 +535,19 @@ impl Llama {
                 }
             }
         }
-        let rows: Vec<f32> = m
-            .chunks_exact(t * s)
-            .flat_map(|row| std::iter::repeat_n(row, rep).flatten().copied())
-            .collect();
+        // Transposed, as the scores: `[b, 1, s, rep * t]`.
+        let mut out = vec![0.0f32; b * s * rep * t];
+        for r in 0..b {
+            for k in 0..s {
+                for g in 0..rep {
+                    for q in 0..t {
+                        out[((r * s + k) * rep + g) * t + q] = m[(r * t + q) * s + k];
+                    }
+                }
+            }
+        }
         Some(Tensor::from_data(
-            TensorData::new(rows, [b, 1, rep * t, s]),
+            TensorData::new(out, [b, 1, s, rep * t]),
             (&self.device, DType::F32),
         ))
     }
