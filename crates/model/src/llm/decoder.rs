@@ -15,6 +15,9 @@ use super::quant::QMatrix;
 use super::weights::{HostTensor, WeightSource};
 use super::{LlamaConfig, LlmError};
 
+mod host;
+pub use host::HostDecoder;
+
 /// Longest context the RoPE tables are built for (Llama 3.2 declares 131072).
 const MAX_ROPE_POSITIONS: usize = 16_384;
 /// Up to this many token rows, inference multiplies from the quantised blocks (bandwidth-bound
@@ -48,12 +51,17 @@ struct QBlock {
     /// Gate and up stacked.
     gate_up: QMatrix,
     down: QMatrix,
+    /// The block's RMSNorm weights on the host (for [`HostDecoder`]).
+    attn_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
 }
 
 #[derive(Debug, Clone)]
 struct Quantized {
     blocks: Vec<QBlock>,
     head: QMatrix,
+    /// The final RMSNorm weights on the host.
+    norm: Vec<f32>,
 }
 
 /// A Llama-family decoder on one device.
@@ -271,7 +279,7 @@ impl Llama {
         };
         let (cos, sin) = rope_tables(c, device);
         let quantized = match source {
-            WeightSource::Gguf(g) if quantized_cpu => quantized(g, c)?.map(std::sync::Arc::new),
+            WeightSource::Gguf(g) if quantized_cpu => quantized(g, c, &blocks, &norm)?,
             _ => None,
         };
         Ok(Self {
@@ -555,7 +563,12 @@ impl Llama {
 
 /// The quantised projections of a GGUF model, if every one of them is in a block type
 /// [`QMatrix`] multiplies from.
-fn quantized(g: &crate::gguf::Gguf, c: &LlamaConfig) -> Result<Option<Quantized>, LlmError> {
+fn quantized(
+    g: &crate::gguf::Gguf,
+    c: &LlamaConfig,
+    dense: &[Block],
+    norm: &Tensor<1>,
+) -> Result<Option<std::sync::Arc<Quantized>>, LlmError> {
     let head_name = if c.tie_embeddings {
         "token_embd.weight"
     } else {
@@ -592,9 +605,15 @@ fn quantized(g: &crate::gguf::Gguf, c: &LlamaConfig) -> Result<Option<Quantized>
             o,
             gate_up,
             down,
+            attn_norm: super::host_f32(dense[i].attn_norm.clone()),
+            ffn_norm: super::host_f32(dense[i].ffn_norm.clone()),
         });
     }
-    Ok(Some(Quantized { blocks, head }))
+    Ok(Some(std::sync::Arc::new(Quantized {
+        blocks,
+        head,
+        norm: super::host_f32(norm.clone()),
+    })))
 }
 
 /// Rotate-half RoPE (Hugging Face's layout) of `[b, heads, t, hd]` with per-token tables.

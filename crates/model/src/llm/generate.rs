@@ -5,7 +5,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::LlmError;
-use super::decoder::{Input, KvCache, Llama};
+use super::decoder::{HostDecoder, Input, KvCache, Llama};
 use super::lora::{Adapters, DropoutMasks};
 
 /// How new tokens are chosen.
@@ -224,9 +224,27 @@ impl Llama {
             })
             .collect();
         let vocab = self.config.vocab_size;
+        // After the prefill, a CPU model with quantised blocks decodes on the host.
+        let mut host = None;
         for step in 0..sampling.max_new_tokens {
-            let hidden = self.forward_inference(&input, Some(&mut cache), adapters);
-            let logits = self.last_logits(&input, hidden);
+            let logits = match host.as_mut() {
+                Some(h) => HostDecoder::step(h, &input.ids, &input.positions),
+                None => {
+                    let hidden = self.forward_inference(&input, Some(&mut cache), adapters);
+                    let logits = self.last_logits(&input, hidden);
+                    host = self.host_decoder(
+                        &cache,
+                        b,
+                        input.key_valid.as_deref(),
+                        sampling.max_new_tokens - step - 1,
+                        adapters,
+                    );
+                    if host.is_some() {
+                        cache = KvCache::new();
+                    }
+                    logits
+                }
+            };
             let banned = if step < sampling.min_new_tokens {
                 stop
             } else {
@@ -246,7 +264,7 @@ impl Llama {
             if out.iter().all(|g| g.stopped) || step + 1 == sampling.max_new_tokens {
                 break;
             }
-            let key_valid = input.key_valid.take().map(|v| {
+            let key_valid = input.key_valid.take().filter(|_| host.is_none()).map(|v| {
                 let s = cache.len;
                 let mut grown = Vec::with_capacity(b * (s + 1));
                 for r in 0..b {

@@ -1,0 +1,361 @@
+//! Batched decoding on the host: after a prefill through burn, each step (one new token per
+//! sequence) runs straight from the quantised blocks on plain slices, with a key/value cache
+//! allocated once for the whole generation.
+//!
+//! Why: a decoding step through burn is ~30 small tensor ops per layer (~900 per token); on a
+//! CPU their dispatch, and the cache's `cat` (a copy of every layer's cache per step), cost as
+//! much as the matrix products themselves and run on one thread. Here a step is the quantised
+//! products (split across threads, see [`crate::llm::quant`]) plus a few loops. The formulas
+//! are the burn path's (RMSNorm `x / sqrt(mean(x²) + eps) * w`, rotate-half RoPE from the same
+//! `f32` angles, softmax over the visible keys, SiLU); only summation orders differ, and the
+//! `host_decoding_equals_burn_decoding` test holds the two together. Every sum runs in a fixed
+//! order on one thread, so results do not depend on the thread count.
+
+use burn::tensor::{Int, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::{KvCache, Llama, Quantized};
+use crate::llm::lora::{Adapters, LoraPair};
+
+/// One adapter on the host: `A` `[in, r]`, `B` `[r, out]`, row-major.
+struct HostLora {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    rank: usize,
+}
+
+impl HostLora {
+    fn new(pair: &LoraPair) -> Self {
+        let a = pair.a.val().detach();
+        let rank = a.dims()[1];
+        Self {
+            a: crate::llm::host_f32(a),
+            b: crate::llm::host_f32(pair.b.val().detach()),
+            rank,
+        }
+    }
+
+    /// `y[i, ..width] += scale * (x[i] A) B` for each of the rows of `x` (`[n, in]`), where row
+    /// `i` of `y` starts at `i * stride`.
+    fn add(&self, x: &[f32], inp: usize, y: &mut [f32], stride: usize, scale: f32) {
+        let width = self.b.len() / self.rank;
+        for (i, xi) in x.chunks_exact(inp).enumerate() {
+            let mut t = vec![0.0f32; self.rank];
+            for (xc, arow) in xi.iter().zip(self.a.chunks_exact(self.rank)) {
+                for (tr, &a) in t.iter_mut().zip(arow) {
+                    *tr += xc * a;
+                }
+            }
+            let mut u = vec![0.0f32; width];
+            for (&tr, brow) in t.iter().zip(self.b.chunks_exact(width)) {
+                for (uo, &b) in u.iter_mut().zip(brow) {
+                    *uo += tr * b;
+                }
+            }
+            for (yo, uo) in y[i * stride..i * stride + width].iter_mut().zip(&u) {
+                *yo += uo * scale;
+            }
+        }
+    }
+}
+
+/// Decoding state of one batch: the model, its adapters on the host, and the key/value cache.
+pub struct HostDecoder<'a> {
+    model: &'a Llama,
+    quant: &'a Quantized,
+    /// Per layer: adapters on q, k, v, o.
+    lora: Vec<[Option<HostLora>; 4]>,
+    scale: f32,
+    batch: usize,
+    /// Positions held.
+    len: usize,
+    /// Positions the cache has room for.
+    cap: usize,
+    /// Per layer, `[batch, kv_heads, cap, head_dim]`.
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    /// `[batch, cap]`: whether each cached position is a real token.
+    valid: Vec<bool>,
+}
+
+impl std::fmt::Debug for HostDecoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostDecoder")
+            .field("batch", &self.batch)
+            .field("len", &self.len)
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Llama {
+    /// A host decoder that continues `cache` (filled by a prefill of `batch` rows; `key_valid`
+    /// as in [`super::Input`], `None`: every position is real) for up to `steps` more tokens,
+    /// or `None` where decoding does not run on the host (no quantised blocks: a GPU backend or
+    /// a safetensors checkpoint).
+    pub fn host_decoder(
+        &self,
+        cache: &KvCache,
+        batch: usize,
+        key_valid: Option<&[bool]>,
+        steps: usize,
+        adapters: Option<&Adapters>,
+    ) -> Option<HostDecoder<'_>> {
+        let quant = self.quantized.as_deref()?;
+        let c = &self.config;
+        let (nkv, hd, len) = (c.num_kv_heads, c.head_dim, cache.len);
+        let cap = len + steps;
+        let mut keys = Vec::with_capacity(c.num_layers);
+        let mut values = Vec::with_capacity(c.num_layers);
+        for li in 0..c.num_layers {
+            let (k, v) = match cache.layers.get(li).and_then(Option::as_ref) {
+                Some((k, v)) => (
+                    crate::llm::host_f32(k.clone()),
+                    crate::llm::host_f32(v.clone()),
+                ),
+                None => (Vec::new(), Vec::new()),
+            };
+            let grow = |src: Vec<f32>| {
+                let mut out = vec![0.0f32; batch * nkv * cap * hd];
+                for (row, dst) in src
+                    .chunks_exact(len * hd)
+                    .zip(out.chunks_exact_mut(cap * hd))
+                {
+                    dst[..len * hd].copy_from_slice(row);
+                }
+                out
+            };
+            keys.push(grow(k));
+            values.push(grow(v));
+        }
+        let mut valid = vec![false; batch * cap];
+        for r in 0..batch {
+            for p in 0..len {
+                valid[r * cap + p] = key_valid.is_none_or(|v| v[r * len + p]);
+            }
+        }
+        let lora = (0..c.num_layers)
+            .map(|li| {
+                let l = adapters.map(|a| &a.layers[li]);
+                [
+                    l.and_then(|l| l.q.as_ref()),
+                    l.and_then(|l| l.k.as_ref()),
+                    l.and_then(|l| l.v.as_ref()),
+                    l.and_then(|l| l.o.as_ref()),
+                ]
+                .map(|p| p.map(HostLora::new))
+            })
+            .collect();
+        Some(HostDecoder {
+            model: self,
+            quant,
+            lora,
+            scale: adapters.map_or(0.0, |a| a.scale as f32),
+            batch,
+            len,
+            cap,
+            keys,
+            values,
+            valid,
+        })
+    }
+}
+
+/// `x / sqrt(mean(x²) + eps) * w` per row.
+fn rms_norm(x: &[f32], w: &[f32], eps: f64) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    for (xi, oi) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
+        let ms = xi.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
+        let rms = (ms + eps as f32).sqrt();
+        for ((o, &v), &g) in oi.iter_mut().zip(xi).zip(w) {
+            *o = (v / rms) * g;
+        }
+    }
+    out
+}
+
+/// Rotate-half RoPE of one head in place: `x * cos + [-x2, x1] * sin`.
+fn rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = x.len() / 2;
+    let (x1, x2) = x.split_at_mut(half);
+    for j in 0..half {
+        let (a, b) = (x1[j], x2[j]);
+        x1[j] = a * cos[j] + (-b) * sin[j];
+        x2[j] = b * cos[j] + a * sin[j];
+    }
+}
+
+/// `Σ a·b` in 16 lanes, reduced once (vectorises; the order is fixed).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..16 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Attention of the `rep` query heads sharing one key/value head, for one sequence:
+/// `out[h] = softmax(q[h] · k / sqrt(d)) v` over the positions where `valid` holds.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn attend(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &mut [f32]) {
+    let hd = k.len() / valid.len();
+    let mut p = vec![0.0f32; valid.len()];
+    for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
+        let mut max = f32::NEG_INFINITY;
+        for ((s, kk), &ok) in p.iter_mut().zip(k.chunks_exact(hd)).zip(valid) {
+            if ok {
+                *s = dot(qh, kk) * scale;
+                max = max.max(*s);
+            }
+        }
+        let mut sum = 0.0f32;
+        for (s, &ok) in p.iter_mut().zip(valid) {
+            *s = if ok { (*s - max).exp() } else { 0.0 };
+            sum += *s;
+        }
+        oh.fill(0.0);
+        for ((&s, vv), &ok) in p.iter().zip(v.chunks_exact(hd)).zip(valid) {
+            if ok {
+                let w = s / sum;
+                for (o, &x) in oh.iter_mut().zip(vv) {
+                    *o += w * x;
+                }
+            }
+        }
+    }
+}
+
+/// `x * sigmoid(x) * up`, as burn's `silu(gate) * up`.
+fn swiglu(gate_up: &[f32], inter: usize) -> Vec<f32> {
+    gate_up
+        .chunks_exact(2 * inter)
+        .flat_map(|row| {
+            let (g, u) = row.split_at(inter);
+            g.iter()
+                .zip(u)
+                .map(|(&g, &u)| g * (1.0 / (1.0 + (-g).exp())) * u)
+        })
+        .collect()
+}
+
+impl HostDecoder<'_> {
+    /// Positions held so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Feeds one token per row (`ids`, at RoPE `positions`) and returns the next-token logits,
+    /// `[batch, vocab]`.
+    ///
+    /// # Panics
+    /// If the cache is full (more steps than the decoder was made for) or the sizes disagree.
+    pub fn step(&mut self, ids: &[u32], positions: &[usize]) -> Vec<f32> {
+        let (b, cap, at) = (self.batch, self.cap, self.len);
+        assert!(at < cap, "host decoder: cache full ({cap} positions)");
+        assert!(ids.len() == b && positions.len() == b, "one token per row");
+        let c = &self.model.config;
+        let (h, nh, nkv, hd) = (c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim);
+        let (qw, kvw, rep) = (nh * hd, nkv * hd, nh / nkv);
+        let width = qw + 2 * kvw;
+        let scale_attn = (1.0 / (hd as f64).sqrt()) as f32;
+        let ids_t = Tensor::<1, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i64::from(i)).collect(), [b]),
+            self.model.device(),
+        );
+        let mut x = crate::llm::host_f32(self.model.embed.clone().select(0, ids_t));
+        for r in 0..b {
+            self.valid[r * cap + at] = true;
+        }
+        // Per row, the RoPE angles' cos and sin (the burn path's tables: `p as f32 * inv_freq`).
+        let inv: Vec<f32> = c.inv_freq().iter().map(|&f| f as f32).collect();
+        let (cos, sin): (Vec<f32>, Vec<f32>) = positions
+            .iter()
+            .flat_map(|&p| inv.iter().map(move |&f| (p as f32) * f))
+            .map(|a| (a.cos(), a.sin()))
+            .unzip();
+        let half = hd / 2;
+        for (li, qb) in self.quant.blocks.iter().enumerate() {
+            let lora = &self.lora[li];
+            let xn = rms_norm(&x, &qb.attn_norm, c.rms_eps);
+            let mut f = qb.qkv.matmul(&xn, b);
+            for (slot, offset) in [(0, 0), (1, qw), (2, qw + kvw)] {
+                if let Some(l) = &lora[slot] {
+                    l.add(&xn, h, &mut f[offset..], width, self.scale);
+                }
+            }
+            let (keys, values) = (&mut self.keys[li], &mut self.values[li]);
+            for (r, fr) in f.chunks_exact_mut(width).enumerate() {
+                let (cr, sr) = (
+                    &cos[r * half..(r + 1) * half],
+                    &sin[r * half..(r + 1) * half],
+                );
+                for head in fr[..qw + kvw].chunks_exact_mut(hd) {
+                    rope(head, cr, sr);
+                }
+                for g in 0..nkv {
+                    let dst = ((r * nkv + g) * cap + at) * hd;
+                    let src = qw + g * hd;
+                    keys[dst..dst + hd].copy_from_slice(&fr[src..src + hd]);
+                    values[dst..dst + hd].copy_from_slice(&fr[src + kvw..src + kvw + hd]);
+                }
+            }
+            // Attention, one task per (row, key/value head); keys up to and including `at`.
+            let mut att = vec![0.0f32; b * qw];
+            let (keys, values, valid, f) = (&*keys, &*values, &self.valid, &f);
+            let task = |(i, out): (usize, &mut [f32])| {
+                let (r, g) = (i / nkv, i % nkv);
+                let q = &f[r * width + g * rep * hd..r * width + (g + 1) * rep * hd];
+                let base = (r * nkv + g) * cap * hd;
+                let n = at + 1;
+                attend(
+                    q,
+                    &keys[base..base + n * hd],
+                    &values[base..base + n * hd],
+                    &valid[r * cap..r * cap + n],
+                    scale_attn,
+                    out,
+                );
+            };
+            if rayon::current_num_threads() > 1 && b * nkv > 1 && b * nh * (at + 1) >= 4096 {
+                att.par_chunks_mut(rep * hd).enumerate().for_each(task);
+            } else {
+                att.chunks_mut(rep * hd).enumerate().for_each(task);
+            }
+            let mut o = qb.o.matmul(&att, b);
+            if let Some(l) = &lora[3] {
+                l.add(&att, qw, &mut o, h, self.scale);
+            }
+            for (xv, ov) in x.iter_mut().zip(&o) {
+                *xv += ov;
+            }
+            let xn = rms_norm(&x, &qb.ffn_norm, c.rms_eps);
+            let act = swiglu(&qb.gate_up.matmul(&xn, b), c.intermediate_size);
+            let down = qb.down.matmul(&act, b);
+            for (xv, dv) in x.iter_mut().zip(&down) {
+                *xv += dv;
+            }
+        }
+        self.len += 1;
+        self.quant
+            .head
+            .matmul(&rms_norm(&x, &self.quant.norm, c.rms_eps), b)
+    }
+}
