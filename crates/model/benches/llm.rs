@@ -107,7 +107,7 @@ fn main() {
     }
     let engine = if backend.is_cpu() {
         format!(
-            "fpo (burn {}; 4-bit blocks up to batch 8, AVX-512 gemm above)",
+            "fpo (burn {}; host decoding from the 4-bit blocks, prefill on AVX-512 gemm)",
             backend.name()
         )
     } else {

@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation};
+use rayon::prelude::*;
 
 use super::lora::{Adapters, DropoutMasks, LoraPair};
 use super::quant::QMatrix;
@@ -32,14 +33,99 @@ const MASKED: f32 = -1e30;
 #[derive(Debug, Clone)]
 struct Block {
     attn_norm: Tensor<1>,
-    wq: Tensor<2>,
-    wk: Tensor<2>,
-    wv: Tensor<2>,
-    wo: Tensor<2>,
+    wq: Dense,
+    wk: Dense,
+    wv: Dense,
+    wo: Dense,
     ffn_norm: Tensor<1>,
-    w_gate: Tensor<2>,
-    w_up: Tensor<2>,
-    w_down: Tensor<2>,
+    w_gate: Dense,
+    w_up: Dense,
+    w_down: Dense,
+}
+
+/// A projection's f32 weights `[in, out]`. A CPU inference copy holds them as contiguous
+/// column parts of at most [`PART_COLUMNS`] outputs, multiplied in parallel: burn's gemm splits
+/// one `38 x 576 x 1536` product across two threads poorly (81-84 GFLOP/s, against 139-145 for
+/// six 256-column parts on two rayon threads, and 58 -> 72 GFLOP/s on one thread: the parts
+/// stay in cache). A training copy keeps one part (long sequences parallelise inside gemm), and
+/// so does a copy loaded with one rayon thread (run one after the other, the parts were slower
+/// than the whole product in the model: prefill 160-178 -> 179-205 ms).
+#[derive(Debug, Clone)]
+struct Dense {
+    parts: Vec<Tensor<2>>,
+}
+
+/// Widest column part of a [`Dense`] CPU inference weight.
+const PART_COLUMNS: usize = 192;
+
+impl Dense {
+    /// `[out, in]` on the host to `[in, out]` on the device, in parts when `split`.
+    fn new(t: HostTensor, device: &Device, split: bool) -> Self {
+        let (rows, cols) = (t.shape[0], t.shape[1]);
+        // An even number of parts of whole 16-column groups, so two threads share them evenly.
+        let n = if split && rows > PART_COLUMNS && rayon::current_num_threads() > 1 {
+            rows.div_ceil(PART_COLUMNS).next_multiple_of(2)
+        } else {
+            1
+        };
+        let width = rows.div_ceil(n).next_multiple_of(16).min(rows);
+        let parts = (0..rows)
+            .step_by(width)
+            .map(|r0| {
+                let w = width.min(rows - r0);
+                let mut out = vec![0.0f32; w * cols];
+                for r in 0..w {
+                    for c in 0..cols {
+                        out[c * w + r] = t.data[(r0 + r) * cols + c];
+                    }
+                }
+                Tensor::from_data(TensorData::new(out, [cols, w]), (device, DType::F32))
+            })
+            .collect();
+        Self { parts }
+    }
+
+    /// `self + delta` (`delta`: `[in, out]`).
+    fn add(&mut self, delta: Tensor<2>) {
+        let mut at = 0;
+        for p in &mut self.parts {
+            let w = p.dims()[1];
+            *p = p.clone() + delta.clone().narrow(1, at, w);
+            at += w;
+        }
+    }
+}
+
+/// `x_i @ w_i` for each pair; the parts of every split weight run as one parallel batch.
+fn dense_products(pairs: &[(&Tensor<2>, &Dense)]) -> Vec<Tensor<2>> {
+    if pairs.iter().all(|(_, w)| w.parts.len() == 1) {
+        return pairs
+            .iter()
+            .map(|(x, w)| (*x).clone().matmul(w.parts[0].clone()))
+            .collect();
+    }
+    let tasks: Vec<(usize, &Tensor<2>, &Tensor<2>)> = pairs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (x, w))| w.parts.iter().map(move |p| (i, *x, p)))
+        .collect();
+    let mut done: Vec<(usize, Tensor<2>)> = tasks
+        .into_par_iter()
+        .map(|(i, x, p)| (i, x.clone().matmul(p.clone())))
+        .collect();
+    let mut out = Vec::with_capacity(pairs.len());
+    for i in 0..pairs.len() {
+        let mine: Vec<Tensor<2>> = done
+            .extract_if(.., |(j, _)| *j == i)
+            .map(|(_, t)| t)
+            .collect();
+        out.push(if mine.len() == 1 {
+            mine.into_iter().next().expect("one part")
+        } else {
+            Tensor::cat(mine, 1)
+        });
+    }
+    out
 }
 
 /// The projections of one block in their GGUF blocks (CPU inference only).
@@ -157,14 +243,7 @@ fn vector(t: HostTensor, device: &Device) -> Tensor<1> {
 
 /// `[out, in]` on the host to `[in, out]` on the device.
 fn projection(t: HostTensor, device: &Device) -> Tensor<2> {
-    let (rows, cols) = (t.shape[0], t.shape[1]);
-    let mut out = vec![0.0f32; rows * cols];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = t.data[r * cols + c];
-        }
-    }
-    Tensor::from_data(TensorData::new(out, [cols, rows]), (device, DType::F32))
+    Dense::new(t, device, false).parts.remove(0)
 }
 
 fn rms_norm<const D: usize>(x: Tensor<D>, weight: &Tensor<1>, eps: f64) -> Tensor<D> {
@@ -193,15 +272,16 @@ fn project(
 }
 
 impl Llama {
-    /// Builds the decoder from a weight source. With `quantized_cpu`, a GGUF model whose
-    /// projections are Q4_0/Q4_1/Q8_0 also keeps them in their blocks, and gradient-free
-    /// inference (generation, scoring) multiplies from those on the CPU (see [`super::quant`]).
+    /// Builds the decoder from a weight source. With `cpu_inference` (a gradient-free copy on a
+    /// CPU), the f32 projections are split into parallel column parts ([`Dense`]), and a GGUF
+    /// model whose projections are Q4_0/Q4_1/Q8_0 also keeps them in their blocks: generation
+    /// and scoring multiply from those (see [`super::quant`]).
     pub fn from_source(
         config: &LlamaConfig,
         source: &WeightSource,
         path: &Path,
         device: &Device,
-        quantized_cpu: bool,
+        cpu_inference: bool,
     ) -> Result<Self, LlmError> {
         let get = |name: &str, shape: &[usize]| -> Result<HostTensor, LlmError> {
             let t = source.get(name, config)?;
@@ -225,46 +305,53 @@ impl Llama {
             let p = |n: &str| format!("model.layers.{i}.{n}");
             blocks.push(Block {
                 attn_norm: vector(get(&p("input_layernorm.weight"), &[c.hidden_size])?, device),
-                wq: projection(
+                wq: Dense::new(
                     get(&p("self_attn.q_proj.weight"), &[h, c.hidden_size])?,
                     device,
+                    cpu_inference,
                 ),
-                wk: projection(
+                wk: Dense::new(
                     get(&p("self_attn.k_proj.weight"), &[kv, c.hidden_size])?,
                     device,
+                    cpu_inference,
                 ),
-                wv: projection(
+                wv: Dense::new(
                     get(&p("self_attn.v_proj.weight"), &[kv, c.hidden_size])?,
                     device,
+                    cpu_inference,
                 ),
-                wo: projection(
+                wo: Dense::new(
                     get(&p("self_attn.o_proj.weight"), &[c.hidden_size, h])?,
                     device,
+                    cpu_inference,
                 ),
                 ffn_norm: vector(
                     get(&p("post_attention_layernorm.weight"), &[c.hidden_size])?,
                     device,
                 ),
-                w_gate: projection(
+                w_gate: Dense::new(
                     get(
                         &p("mlp.gate_proj.weight"),
                         &[c.intermediate_size, c.hidden_size],
                     )?,
                     device,
+                    cpu_inference,
                 ),
-                w_up: projection(
+                w_up: Dense::new(
                     get(
                         &p("mlp.up_proj.weight"),
                         &[c.intermediate_size, c.hidden_size],
                     )?,
                     device,
+                    cpu_inference,
                 ),
-                w_down: projection(
+                w_down: Dense::new(
                     get(
                         &p("mlp.down_proj.weight"),
                         &[c.hidden_size, c.intermediate_size],
                     )?,
                     device,
+                    cpu_inference,
                 ),
             });
         }
@@ -279,7 +366,7 @@ impl Llama {
         };
         let (cos, sin) = rope_tables(c, device);
         let quantized = match source {
-            WeightSource::Gguf(g) if quantized_cpu => quantized(g, c, &blocks, &norm)?,
+            WeightSource::Gguf(g) if cpu_inference => quantized(g, c, &blocks, &norm)?,
             _ => None,
         };
         Ok(Self {
@@ -299,10 +386,9 @@ impl Llama {
     /// `forward(.., Some(adapters), ..)` without dropout, at the cost of one plain forward.
     pub fn merged(&self, adapters: &Adapters) -> Self {
         let mut out = self.clone();
-        let fold = |w: &mut Tensor<2>, pair: &Option<LoraPair>| {
+        let fold = |w: &mut Dense, pair: &Option<LoraPair>| {
             if let Some(p) = pair {
-                let delta = p.a.val().detach().matmul(p.b.val().detach()) * adapters.scale;
-                *w = w.clone() + delta;
+                w.add(p.a.val().detach().matmul(p.b.val().detach()) * adapters.scale);
             }
         };
         for (blk, l) in out.blocks.iter_mut().zip(&adapters.layers) {
@@ -403,9 +489,9 @@ impl Llama {
             let qb = quant
                 .filter(|_| b * t <= QUANT_MAX_ROWS)
                 .map(|q| &q.blocks[li]);
-            let base = |x: &Tensor<2>, w: &Tensor<2>, q: Option<&QMatrix>| match q {
+            let base = |x: &Tensor<2>, w: &Dense, q: Option<&QMatrix>| match q {
                 Some(q) => self.qmatmul(x, q),
-                None => x.clone().matmul(w.clone()),
+                None => dense_products(&[(x, w)]).remove(0),
             };
             let scale = adapters.map_or(0.0, |a| a.scale);
             let xn = rms_norm(x.clone(), &blk.attn_norm, c.rms_eps);
@@ -419,11 +505,12 @@ impl Llama {
                     f.clone().narrow(1, qw, kvw),
                     f.narrow(1, qw + kvw, kvw),
                 ),
-                None => (
-                    base(&xn, &blk.wq, None),
-                    base(&xn, &blk.wk, None),
-                    base(&xn, &blk.wv, None),
-                ),
+                None => {
+                    let mut p = dense_products(&[(&xn, &blk.wq), (&xn, &blk.wk), (&xn, &blk.wv)])
+                        .into_iter();
+                    let mut next = || p.next().expect("three products");
+                    (next(), next(), next())
+                }
             };
             let q = project(
                 q_base,
@@ -484,7 +571,11 @@ impl Llama {
                     let i = c.intermediate_size;
                     (f.clone().narrow(1, 0, i), f.narrow(1, i, i))
                 }
-                None => (base(&xn, &blk.w_gate, None), base(&xn, &blk.w_up, None)),
+                None => {
+                    let mut p = dense_products(&[(&xn, &blk.w_gate), (&xn, &blk.w_up)]);
+                    let up = p.pop().expect("two products");
+                    (p.pop().expect("two products"), up)
+                }
             };
             let gate = activation::silu(gate);
             x = x + base(&(gate * up), &blk.w_down, qb.map(|b| &b.down));
@@ -642,4 +733,67 @@ fn rope_tables(c: &LlamaConfig, device: &Device) -> (Tensor<2>, Tensor<2>) {
     }
     let t = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [n, hd]), (device, DType::F32));
     (t(cos), t(sin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Column parts multiply (and take a LoRA fold) exactly as the whole matrix does.
+    #[test]
+    fn split_weights_equal_the_whole_matrix() {
+        let dev = crate::backend::device(crate::BackendKind::Flex, false).unwrap();
+        let (out, inp, n) = (400, 48, 11);
+        let host = HostTensor {
+            data: (0..out * inp)
+                .map(|i| ((i * 7919) % 113) as f32 / 113.0 - 0.5)
+                .collect(),
+            shape: vec![out, inp],
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (mut split, mut whole) = pool.install(|| {
+            (
+                Dense::new(host.clone(), &dev, true),
+                Dense::new(host.clone(), &dev, false),
+            )
+        });
+        assert_eq!(
+            split.parts.len(),
+            4,
+            "400 outputs in parts of at most 192, even count"
+        );
+        assert_eq!(whole.parts.len(), 1);
+        let x: Tensor<2> = Tensor::from_data(
+            TensorData::new((0..n * inp).map(|i| (i as f32).sin()).collect(), [n, inp]),
+            (&dev, DType::F32),
+        );
+        let delta: Tensor<2> = Tensor::from_data(
+            TensorData::new(
+                (0..inp * out).map(|i| (i as f32).cos()).collect(),
+                [inp, out],
+            ),
+            (&dev, DType::F32),
+        );
+        for step in 0..2 {
+            let (a, b) = pool.install(|| {
+                (
+                    dense_products(&[(&x, &split)]).remove(0),
+                    dense_products(&[(&x, &whole)]).remove(0),
+                )
+            });
+            assert_eq!(a.dims(), [n, out]);
+            let (a, b) = (crate::llm::host_f32(a), crate::llm::host_f32(b));
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-5, "step {step}: {worst}");
+            split.add(delta.clone());
+            whole.add(delta.clone());
+        }
+    }
 }

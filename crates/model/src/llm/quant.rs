@@ -216,16 +216,16 @@ struct Inputs<'a> {
     cols: usize,
     xsum: Vec<f32>,
     #[cfg(target_arch = "x86_64")]
-    vectors: Option<Vec<std::arch::x86_64::__m512>>,
+    groups: Option<Vec<x86::Group>>,
 }
 
 impl<'a> Inputs<'a> {
     /// `simd`: use the AVX-512 kernel where the CPU has it.
     fn new(x: &'a [f32], n: usize, cols: usize, simd: bool) -> Self {
         #[cfg(target_arch = "x86_64")]
-        let vectors = if simd { x86::vectors(x) } else { None };
+        let groups = if simd { x86::groups(x, n, cols) } else { None };
         #[cfg(target_arch = "x86_64")]
-        let simd = vectors.is_some();
+        let simd = groups.is_some();
         #[cfg(not(target_arch = "x86_64"))]
         let simd = {
             let _ = simd;
@@ -241,7 +241,7 @@ impl<'a> Inputs<'a> {
                 x.chunks_exact(32).map(|c| c.iter().sum()).collect()
             },
             #[cfg(target_arch = "x86_64")]
-            vectors,
+            groups,
         }
     }
 }
@@ -251,8 +251,8 @@ impl<'a> Inputs<'a> {
 /// the offsets through the inputs' block sums.
 fn row_dots(row: &Row<'_>, inputs: &Inputs<'_>, acc: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(xs) = &inputs.vectors {
-        return x86::row_dots(row, xs, inputs.cols / 16, acc);
+    if let Some(groups) = &inputs.groups {
+        return x86::row_dots(row, groups, acc);
     }
     let (cols, bpr) = (inputs.cols, inputs.cols / 32);
     for (i, a) in acc.iter_mut().enumerate().take(inputs.n) {
@@ -280,15 +280,47 @@ mod x86 {
 
     use super::Row;
 
-    /// The inputs as 16-lane vectors (`cols / 16` per input), on a CPU with AVX-512.
+    /// Inputs `start..start + take` (`take` one of the kernel widths 8, 4, 2, 1) as 16-lane
+    /// vectors in block-major order: for each block of 32 columns, each input's two vectors.
+    /// A block's inputs are one contiguous run, so the kernel reads them at constant offsets.
+    pub(super) struct Group {
+        start: usize,
+        take: usize,
+        v: Vec<[__m512; 2]>,
+    }
+
+    /// The inputs (`[n, cols]`) in kernel-width groups, on a CPU with AVX-512.
     #[allow(clippy::redundant_closure)]
     #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma"))]
-    pub(super) fn vectors(x: &[f32]) -> Option<Vec<__m512>> {
+    pub(super) fn groups(x: &[f32], n: usize, cols: usize) -> Option<Vec<Group>> {
         multiversion::target::match_target! {
-            // A closure: `#[target_feature]` functions are not `Fn`; closures inherit the features.
-            "x86_64+avx512f+avx512bw" => Some(x.chunks_exact(16).map(|c| load(c)).collect()),
+            "x86_64+avx512f+avx512bw" => {
+                let mut out = Vec::new();
+                let mut start = 0;
+                while start < n {
+                    let take = match n - start {
+                        8.. => 8,
+                        4..=7 => 4,
+                        2..=3 => 2,
+                        _ => 1,
+                    };
+                    let mut v = Vec::with_capacity(cols / 32 * take);
+                    for b in 0..cols / 32 {
+                        for i in start..start + take {
+                            let c = &x[i * cols + 32 * b..i * cols + 32 * b + 32];
+                            // A closure: `#[target_feature]` functions are not `Fn`; closures
+                            // inherit the features.
+                            let load = |c: &[f32]| load(c);
+                            v.push([load(&c[..16]), load(&c[16..])]);
+                        }
+                    }
+                    out.push(Group { start, take, v });
+                    start += take;
+                }
+                Some(out)
+            },
             _ => {
-                let _ = x;
+                let _ = (x, n, cols);
                 None
             }
         }
@@ -302,60 +334,54 @@ mod x86 {
         )
     }
 
-    /// `acc[i] = Σ_b (d_b q_b + m_b) · x_i,b` for every input `i` (`per` vectors each), up to
-    /// eight inputs at a time.
+    /// `acc[i] = Σ_b (d_b q_b + m_b) · x_i,b` for every input `i`, a group at a time.
     #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma"))]
-    pub(super) fn row_dots(w: &Row<'_>, xs: &[__m512], per: usize, acc: &mut [f32]) {
+    pub(super) fn row_dots(w: &Row<'_>, groups: &[Group], acc: &mut [f32]) {
         multiversion::target::match_target! {
             "x86_64+avx512f+avx512bw" => {
-                let mut start = 0;
-                while start < acc.len() {
-                    let take = match acc.len() - start {
-                        8.. => 8,
-                        4..=7 => 4,
-                        2..=3 => 2,
-                        _ => 1,
-                    };
-                    let x = &xs[start * per..(start + take) * per];
-                    let out = &mut acc[start..start + take];
+                for g in groups {
+                    let out = &mut acc[g.start..g.start + g.take];
                     // Independent sums: 16 at 4 and 8 inputs (2 blocks x lo/hi at 4; lo/hi at
                     // 8), 8 at two, 4 at one, so no multiply-add waits on the previous one.
-                    match take {
-                        8 => dots::<8, 1>(w, x, per, out),
-                        4 => dots::<4, 2>(w, x, per, out),
-                        2 => dots::<2, 2>(w, x, per, out),
-                        _ => dots::<1, 2>(w, x, per, out),
+                    match (g.take, w.bits) {
+                        (8, 4) => dots::<8, 1, 4>(w, &g.v, out),
+                        (4, 4) => dots::<4, 2, 4>(w, &g.v, out),
+                        (2, 4) => dots::<2, 2, 4>(w, &g.v, out),
+                        (_, 4) => dots::<1, 2, 4>(w, &g.v, out),
+                        (8, _) => dots::<8, 1, 8>(w, &g.v, out),
+                        (4, _) => dots::<4, 2, 8>(w, &g.v, out),
+                        (2, _) => dots::<2, 2, 8>(w, &g.v, out),
+                        _ => dots::<1, 2, 8>(w, &g.v, out),
                     }
-                    start += take;
                 }
             },
             _ => {
-                let _ = (w, xs, per, acc);
-                unreachable!("input vectors exist only on AVX-512")
+                let _ = (w, groups, acc);
+                unreachable!("input groups exist only on AVX-512")
             }
         }
     }
 
-    /// Block `b` dequantised: weights `0..16` and `16..32`.
+    /// One block (`q`: its 16 or 32 bytes) dequantised: weights `0..16` and `16..32`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn block(w: &Row<'_>, b: usize) -> (__m512, __m512) {
-        let scale = _mm512_set1_ps(w.d[b]);
-        let offset = _mm512_set1_ps(w.m.map_or(0.0, |m| m[b]));
+    fn block<const BITS: u8>(q: &[u8], d: f32, m: f32) -> (__m512, __m512) {
+        let scale = _mm512_set1_ps(d);
+        let offset = _mm512_set1_ps(m);
         let bytes = |at: usize| -> __m128i {
-            let raw: [u8; 16] = w.q[at..at + 16].try_into().expect("16 bytes");
+            let raw: [u8; 16] = q[at..at + 16].try_into().expect("16 bytes");
             bytemuck::cast(raw)
         };
-        let (lo, hi) = if w.bits == 4 {
-            let wide = _mm512_cvtepu8_epi32(bytes(16 * b));
+        let (lo, hi) = if BITS == 4 {
+            let wide = _mm512_cvtepu8_epi32(bytes(0));
             (
                 _mm512_and_si512(wide, _mm512_set1_epi32(0x0F)),
                 _mm512_srli_epi32::<4>(wide),
             )
         } else {
             (
-                _mm512_cvtepi8_epi32(bytes(32 * b)),
-                _mm512_cvtepi8_epi32(bytes(32 * b + 16)),
+                _mm512_cvtepi8_epi32(bytes(0)),
+                _mm512_cvtepi8_epi32(bytes(16)),
             )
         };
         (
@@ -364,46 +390,53 @@ mod x86 {
         )
     }
 
-    /// Block `b` into sums `u` of every input (`u` a constant once inlined: sums stay in registers).
+    /// `N` inputs of `BITS`-bit blocks; `U` blocks per step, each into its own pair of sums
+    /// (the loops over `u` and `i` are unrolled, so every sum has a fixed register). The blocks
+    /// are walked with iterators over exact chunks, so no index is bounds-checked per block.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn add_block<const N: usize, const U: usize>(
-        acc: &mut [[[__m512; 2]; U]; N],
-        u: usize,
+    fn dots<const N: usize, const U: usize, const BITS: u8>(
         w: &Row<'_>,
-        b: usize,
-        xs: &[__m512],
-        per: usize,
-    ) {
-        let (lo, hi) = block(w, b);
-        for (i, a) in acc.iter_mut().enumerate() {
-            let x = &xs[i * per + 2 * b..i * per + 2 * b + 2];
-            a[u][0] = _mm512_fmadd_ps(lo, x[0], a[u][0]);
-            a[u][1] = _mm512_fmadd_ps(hi, x[1], a[u][1]);
-        }
-    }
-
-    /// `N` inputs; `U` blocks per step, each into its own pair of sums (the loop over `u` is
-    /// unrolled, so every sum has a fixed register).
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw")]
-    fn dots<const N: usize, const U: usize>(
-        w: &Row<'_>,
-        xs: &[__m512],
-        per: usize,
+        xs: &[[__m512; 2]],
         out: &mut [f32],
     ) {
+        let qb = usize::from(BITS) * 4;
+        // 4-bit blocks always carry offsets (Q4_0's is -8 d); 8-bit ones have none (the scales
+        // stand in for them and are ignored).
+        let m = if BITS == 4 {
+            w.m.expect("4-bit offsets")
+        } else {
+            w.d
+        };
+        let offset = |m: f32| if BITS == 4 { m } else { 0.0 };
         let mut acc = [[[_mm512_setzero_ps(); 2]; U]; N];
-        let blocks = w.d.len();
-        let mut b = 0;
-        while b + U <= blocks {
+        let step =
+            |acc: &mut [[[__m512; 2]; U]; N], u: usize, q: &[u8], d, m, x: &[[__m512; 2]]| {
+                let (lo, hi) = block::<BITS>(q, d, offset(m));
+                for (a, x) in acc.iter_mut().zip(x) {
+                    a[u][0] = _mm512_fmadd_ps(lo, x[0], a[u][0]);
+                    a[u][1] = _mm512_fmadd_ps(hi, x[1], a[u][1]);
+                }
+            };
+        let (qc, dc, mc, xc) = (
+            w.q.chunks_exact(qb * U),
+            w.d.chunks_exact(U),
+            m.chunks_exact(U),
+            xs.chunks_exact(N * U),
+        );
+        let (qr, dr, mr, xr) = (
+            qc.remainder(),
+            dc.remainder(),
+            mc.remainder(),
+            xc.remainder(),
+        );
+        for (((q, d), m), x) in qc.zip(dc).zip(mc).zip(xc) {
             for u in 0..U {
-                add_block(&mut acc, u, w, b + u, xs, per);
+                step(&mut acc, u, &q[u * qb..], d[u], m[u], &x[u * N..u * N + N]);
             }
-            b += U;
         }
-        for rest in b..blocks {
-            add_block(&mut acc, 0, w, rest, xs, per);
+        for (((q, &d), &m), x) in qr.chunks_exact(qb).zip(dr).zip(mr).zip(xr.chunks_exact(N)) {
+            step(&mut acc, 0, q, d, m, x);
         }
         for (o, a) in out.iter_mut().zip(acc) {
             let mut total = _mm512_add_ps(a[0][0], a[0][1]);

@@ -214,8 +214,8 @@ impl LoadedModel {
         Self::load_on(path, &device, backend.is_cpu())
     }
 
-    /// Loads onto an existing device; `quantized_cpu` as in [`Llama::from_source`].
-    pub fn load_on(path: &Path, device: &Device, quantized_cpu: bool) -> Result<Self, LlmError> {
+    /// Loads onto an existing device; `cpu_inference` as in [`Llama::from_source`].
+    pub fn load_on(path: &Path, device: &Device, cpu_inference: bool) -> Result<Self, LlmError> {
         if !path.exists() {
             return Err(LlmError::Missing {
                 path: path.to_owned(),
@@ -233,7 +233,7 @@ impl LoadedModel {
             (config, tokenizer, WeightSource::Gguf(Box::new(file)))
         };
         config.validate(path)?;
-        let model = Llama::from_source(&config, &source, path, device, quantized_cpu)?;
+        let model = Llama::from_source(&config, &source, path, device, cpu_inference)?;
         Ok(Self {
             path: path.to_owned(),
             config,
