@@ -232,13 +232,17 @@ impl Llama {
                 None => {
                     let hidden = self.forward_inference(&input, Some(&mut cache), adapters);
                     let logits = self.last_logits(&input, hidden);
-                    host = self.host_decoder(
-                        &cache,
-                        b,
-                        input.key_valid.as_deref(),
-                        sampling.max_new_tokens - step - 1,
-                        adapters,
-                    );
+                    // No copy of the cache to the host when no step is left.
+                    let rest = sampling.max_new_tokens - step - 1;
+                    if rest > 0 {
+                        host = self.host_decoder(
+                            &cache,
+                            b,
+                            input.key_valid.as_deref(),
+                            rest,
+                            adapters,
+                        );
+                    }
                     if host.is_some() {
                         cache = KvCache::new();
                     }

@@ -252,16 +252,6 @@ fn swiglu(gate_up: &[f32], inter: usize) -> Vec<f32> {
 }
 
 impl HostDecoder<'_> {
-    /// Positions held so far.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Feeds one token per row (`ids`, at RoPE `positions`) and returns the next-token logits,
     /// `[batch, vocab]`.
     ///
