@@ -107,7 +107,7 @@ fn main() {
     }
     let engine = if backend.is_cpu() {
         format!(
-            "fpo (burn {}; host decoding from the 4-bit blocks, prefill on AVX-512 gemm)",
+            "fpo (burn {}; prefill and decoding on the host from the 4-bit blocks)",
             backend.name()
         )
     } else {

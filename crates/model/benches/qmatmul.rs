@@ -45,7 +45,7 @@ fn main() {
         let wt = Tensor::<2>::from_data(TensorData::new(w, [rows, cols]), (&dev, DType::F32))
             .transpose();
         let wt = Tensor::<2>::from_data(wt.into_data(), (&dev, DType::F32));
-        for n in [1usize, 2, 4, 8, 38] {
+        for n in [1usize, 2, 4, 8, 12, 16, 38] {
             let x: Vec<f32> = (0..n * cols)
                 .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
                 .collect();

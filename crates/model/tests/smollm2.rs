@@ -393,8 +393,8 @@ fn quantised_decoding_step_matches_the_f32_weights() {
     assert!(vs_ref < 1e-3, "{vs_ref}");
 }
 
-/// Decoding on the host (plain slices, preallocated cache) gives the burn path's logits at every
-/// step: a left-padded batch of two, with LoRA adapters on q, k, v and o.
+/// Generation on the host (plain slices, preallocated cache) gives the burn path's logits after
+/// the prefill and at every step: a left-padded batch of two, with LoRA adapters on q, k, v and o.
 #[test]
 fn host_decoding_equals_burn_decoding() {
     let m = &MODEL.model;
@@ -423,11 +423,23 @@ fn host_decoding_equals_burn_decoding() {
         attend: None,
     };
     let mut cache = KvCache::new();
-    m.forward_inference(&prefill, Some(&mut cache), Some(&adapters));
+    let h = m.forward_inference(&prefill, Some(&mut cache), Some(&adapters));
+    let last_burn: Vec<f32> = m
+        .logits_inference(h.narrow(1, width - 1, 1).reshape([2, m.config.hidden_size]))
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap();
     let steps = 6;
     let mut host = m
-        .host_decoder(&cache, 2, Some(&valid), steps, Some(&adapters))
+        .host_decoder(2, width + steps, Some(&adapters))
         .expect("a quantised GGUF model on the CPU decodes on the host");
+    let last_host = host.feed(&prefill.ids, &prefill.positions, Some(&valid));
+    let prefill_diff = common::tiny::max_diff(&last_burn, &last_host);
+    eprintln!(
+        "host vs burn prefill (padded batch of 2, LoRA): max |logit diff| = {prefill_diff:.2e}"
+    );
+    assert!(prefill_diff < 1e-3, "{prefill_diff}");
     let vocab = m.config.vocab_size;
     let mut next = vec![tok.pad, tok.pad];
     let mut worst = 0.0f32;

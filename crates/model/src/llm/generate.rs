@@ -5,7 +5,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::LlmError;
-use super::decoder::{HostDecoder, Input, KvCache, Llama};
+use super::decoder::{Input, KvCache, Llama};
 use super::lora::{Adapters, DropoutMasks};
 
 /// How new tokens are chosen.
@@ -167,6 +167,11 @@ impl Llama {
         if prompt.is_empty() {
             return Err(LlmError::Request("empty prompt".into()));
         }
+        // A CPU model with quantised blocks runs the pass on the host (see `HostDecoder`).
+        if let Some(mut host) = self.host_decoder(1, prompt.len(), adapters) {
+            let positions: Vec<usize> = (0..prompt.len()).collect();
+            return Ok(host.feed(prompt, &positions, None));
+        }
         let input = Input::single(prompt, 0);
         let hidden = self.forward_inference(&input, None, adapters);
         Ok(self.last_logits(&input, hidden))
@@ -224,29 +229,14 @@ impl Llama {
             })
             .collect();
         let vocab = self.config.vocab_size;
-        // After the prefill, a CPU model with quantised blocks decodes on the host.
-        let mut host = None;
+        // A CPU model with quantised blocks generates on the host, prefill included.
+        let mut host = self.host_decoder(b, width + sampling.max_new_tokens, adapters);
         for step in 0..sampling.max_new_tokens {
             let logits = match host.as_mut() {
-                Some(h) => HostDecoder::step(h, &input.ids, &input.positions),
+                Some(h) => h.feed(&input.ids, &input.positions, input.key_valid.as_deref()),
                 None => {
                     let hidden = self.forward_inference(&input, Some(&mut cache), adapters);
-                    let logits = self.last_logits(&input, hidden);
-                    // No copy of the cache to the host when no step is left.
-                    let rest = sampling.max_new_tokens - step - 1;
-                    if rest > 0 {
-                        host = self.host_decoder(
-                            &cache,
-                            b,
-                            input.key_valid.as_deref(),
-                            rest,
-                            adapters,
-                        );
-                    }
-                    if host.is_some() {
-                        cache = KvCache::new();
-                    }
-                    logits
+                    self.last_logits(&input, hidden)
                 }
             };
             let banned = if step < sampling.min_new_tokens {

@@ -165,40 +165,73 @@ impl QMatrix {
     /// (so that the tests cover them on any machine).
     fn matmul_with(&self, x: &[f32], n: usize, simd: bool) -> Vec<f32> {
         assert_eq!(x.len(), n * self.cols, "input width");
-        let bpr = self.cols / 32;
         let inputs = Inputs::new(x, n, self.cols, simd);
-        let mut out_t = vec![0.0f32; self.rows * n];
-        // Rows in tiles so that each rayon task amortises its scheduling.
-        let tile = 16;
-        let work = |(ti, acc): (usize, &mut [f32])| {
-            let rb = self.row_bytes();
-            for (k, acc) in acc.chunks_mut(n).enumerate() {
-                let r = ti * tile + k;
-                let blocks = r * bpr..(r + 1) * bpr;
-                let row = Row {
-                    q: &self.q[r * rb..(r + 1) * rb],
-                    bits: self.bits,
-                    d: &self.d[blocks.clone()],
-                    m: self.m.as_ref().map(|m| &m[blocks]),
-                };
-                row_dots(&row, &inputs, acc);
-            }
-        };
-        if rayon::current_num_threads() > 1 {
-            out_t.par_chunks_mut(n * tile).enumerate().for_each(work);
-        } else {
-            out_t.chunks_mut(n * tile).enumerate().for_each(work);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(groups) = inputs.groups.as_deref().filter(|_| n >= PANEL_MIN_INPUTS) {
+            return self.transposed(n, PANEL_ROWS, |r0, acc, buf| {
+                let rows: Vec<Row<'_>> = (r0..r0 + acc.len() / n).map(|r| self.row(r)).collect();
+                x86::panel(&rows, groups, n, buf, acc);
+            });
         }
-        // [rows, n] -> [n, rows].
+        self.transposed(n, 16, |r0, acc, _: &mut ()| {
+            for (k, acc) in acc.chunks_mut(n).enumerate() {
+                row_dots(&self.row(r0 + k), &inputs, acc);
+            }
+        })
+    }
+
+    /// Weight row `r`.
+    fn row(&self, r: usize) -> Row<'_> {
+        let (rb, bpr) = (self.row_bytes(), self.cols / 32);
+        let blocks = r * bpr..(r + 1) * bpr;
+        Row {
+            q: &self.q[r * rb..(r + 1) * rb],
+            bits: self.bits,
+            d: &self.d[blocks.clone()],
+            m: self.m.as_ref().map(|m| &m[blocks]),
+        }
+    }
+
+    /// The `[n, rows]` product from `work(first_row, out, scratch)`, which fills the products of
+    /// a tile of `tile` weight rows (the last one shorter) as `[rows of the tile, n]`. Tiles run
+    /// on rayon's threads (each amortises its scheduling; `scratch` is one per thread).
+    fn transposed<B: Default + Send>(
+        &self,
+        n: usize,
+        tile: usize,
+        work: impl Fn(usize, &mut [f32], &mut B) + Sync,
+    ) -> Vec<f32> {
+        let mut out_t = vec![0.0f32; self.rows * n];
+        let task = |buf: &mut B, (ti, acc): (usize, &mut [f32])| work(ti * tile, acc, buf);
+        if rayon::current_num_threads() > 1 {
+            out_t
+                .par_chunks_mut(n * tile)
+                .enumerate()
+                .for_each_init(B::default, task);
+        } else {
+            let mut buf = B::default();
+            out_t
+                .chunks_mut(n * tile)
+                .enumerate()
+                .for_each(|t| task(&mut buf, t));
+        }
+        // [rows, n] -> [n, rows], written in order.
         let mut out = vec![0.0f32; n * self.rows];
-        for r in 0..self.rows {
-            for i in 0..n {
-                out[i * self.rows + r] = out_t[r * n + i];
+        for (i, o) in out.chunks_exact_mut(self.rows).enumerate() {
+            for (v, t) in o.iter_mut().zip(out_t.chunks_exact(n)) {
+                *v = t[i];
             }
         }
         out
     }
 }
+
+/// From this many inputs on (prefill, scoring), a product dequantises each tile of
+/// [`PANEL_ROWS`] weight rows once and multiplies it into every input ([`x86::panel`]).
+#[cfg(target_arch = "x86_64")]
+const PANEL_MIN_INPUTS: usize = 32;
+#[cfg(target_arch = "x86_64")]
+const PANEL_ROWS: usize = 24;
 
 /// One weight row: its packed blocks, their scales `d` and offsets `m` (weight = `d * q + m`).
 struct Row<'a> {
@@ -358,6 +391,106 @@ mod x86 {
             _ => {
                 let _ = (w, groups, acc);
                 unreachable!("input groups exist only on AVX-512")
+            }
+        }
+    }
+
+    /// `acc` (`[rows, n]`) = the products of `rows` with every input: the rows' blocks are
+    /// dequantised once into `buf` (block-major per [`TILE_ROWS`] rows), then multiplied into
+    /// each group of inputs by a register tile of up to `TILE_ROWS` rows x 8 inputs, which loads
+    /// a weight vector once per 8 inputs and an input vector once per `TILE_ROWS` rows.
+    #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma"))]
+    pub(super) fn panel(
+        rows: &[Row<'_>],
+        groups: &[Group],
+        n: usize,
+        buf: &mut Vec<[__m512; 2]>,
+        acc: &mut [f32],
+    ) {
+        multiversion::target::match_target! {
+            "x86_64+avx512f+avx512bw" => {
+                let Some(first) = rows.first() else { return };
+                let bpr = first.d.len();
+                buf.clear();
+                for tile in rows.chunks(TILE_ROWS) {
+                    if first.bits == 4 {
+                        dequantise::<4>(tile, bpr, buf);
+                    } else {
+                        dequantise::<8>(tile, bpr, buf);
+                    }
+                }
+                // Each group of inputs stays in L1 while every tile of rows passes it.
+                for g in groups {
+                    for (ti, tile) in rows.chunks(TILE_ROWS).enumerate() {
+                        let w = &buf[ti * TILE_ROWS * bpr..(ti * TILE_ROWS + tile.len()) * bpr];
+                        let out = &mut acc[ti * TILE_ROWS * n..(ti * TILE_ROWS + tile.len()) * n];
+                        let at = (g.start, n);
+                        match (tile.len(), g.take) {
+                            (3, 8) => tile_dots::<3, 8>(w, &g.v, out, at),
+                            (3, 4) => tile_dots::<3, 4>(w, &g.v, out, at),
+                            (3, 2) => tile_dots::<3, 2>(w, &g.v, out, at),
+                            (3, _) => tile_dots::<3, 1>(w, &g.v, out, at),
+                            (2, 8) => tile_dots::<2, 8>(w, &g.v, out, at),
+                            (2, 4) => tile_dots::<2, 4>(w, &g.v, out, at),
+                            (2, 2) => tile_dots::<2, 2>(w, &g.v, out, at),
+                            (2, _) => tile_dots::<2, 1>(w, &g.v, out, at),
+                            (_, 8) => tile_dots::<1, 8>(w, &g.v, out, at),
+                            (_, 4) => tile_dots::<1, 4>(w, &g.v, out, at),
+                            (_, 2) => tile_dots::<1, 2>(w, &g.v, out, at),
+                            _ => tile_dots::<1, 1>(w, &g.v, out, at),
+                        }
+                    }
+                }
+            },
+            _ => {
+                let _ = (rows, groups, n, buf, acc);
+                unreachable!("input groups exist only on AVX-512")
+            }
+        }
+    }
+
+    /// Rows per register tile of [`panel`] (3 x 8 inputs = 24 of the 32 vector registers).
+    const TILE_ROWS: usize = 3;
+
+    /// Appends `tile`'s rows dequantised, block-major: for each block, each row's two vectors.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn dequantise<const BITS: u8>(tile: &[Row<'_>], bpr: usize, buf: &mut Vec<[__m512; 2]>) {
+        let qb = usize::from(BITS) * 4;
+        for b in 0..bpr {
+            for row in tile {
+                let m = row.m.map_or(0.0, |m| m[b]);
+                let (lo, hi) = block::<BITS>(&row.q[b * qb..], row.d[b], m);
+                buf.push([lo, hi]);
+            }
+        }
+    }
+
+    /// `R` dequantised rows (`w`, block-major) against `N` inputs (`x`, block-major):
+    /// `out[r * n + start + i] = Σ w_r · x_i`, one sum per (row, input) in a register.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn tile_dots<const R: usize, const N: usize>(
+        w: &[[__m512; 2]],
+        x: &[[__m512; 2]],
+        out: &mut [f32],
+        (start, n): (usize, usize),
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); N]; R];
+        for (wb, xb) in w.chunks_exact(R).zip(x.chunks_exact(N)) {
+            let wb: &[[__m512; 2]; R] = wb.try_into().expect("R rows");
+            let xb: &[[__m512; 2]; N] = xb.try_into().expect("N inputs");
+            for h in 0..2 {
+                for i in 0..N {
+                    for r in 0..R {
+                        acc[r][i] = _mm512_fmadd_ps(wb[r][h], xb[i][h], acc[r][i]);
+                    }
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            for (i, &v) in a.iter().enumerate() {
+                out[r * n + start + i] = _mm512_reduce_add_ps(v);
             }
         }
     }
@@ -522,13 +655,17 @@ mod tests {
     #[test]
     fn products_match_the_dequantised_weights_for_every_block_type_and_batch() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let (rows, cols) = (37, 96);
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        // 37 rows: panels of 24 + 13, register tiles of 3 rows and one of 1; 26: a tile of 2.
+        for ((rows, cols), ty) in [(37, 96), (26, 64)]
+            .into_iter()
+            .flat_map(|s| [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0].map(|ty| (s, ty)))
+        {
             let raw = blocks(ty, rows, cols, &mut rng);
             let w = dequantize(ty, &raw).unwrap();
             let qm = QMatrix::from_blocks(ty, &raw, rows, cols).unwrap();
-            // 1, 2, 4 and 8 inputs are the AVX-512 kernel's widths; 3 = 2 + 1, 11 = 8 + 2 + 1.
-            for (n, simd) in [1, 3, 5, 8, 11]
+            // 1, 2, 4 and 8 inputs are the AVX-512 kernels' widths; 3 = 2 + 1, 11 = 8 + 2 + 1;
+            // 35 (= 4 x 8 + 2 + 1) takes the panel kernel.
+            for (n, simd) in [1, 3, 5, 8, 11, 35]
                 .into_iter()
                 .flat_map(|n| [(n, true), (n, false)])
             {
@@ -542,7 +679,7 @@ mod tests {
                         let g = f64::from(got[i * rows + r]);
                         assert!(
                             (g - want).abs() < 1e-5 * (1.0 + want.abs()),
-                            "{ty:?} n={n} simd={simd} input {i} row {r}: {g} vs {want}"
+                            "{ty:?} {rows}x{cols} n={n} simd={simd} input {i} row {r}: {g} vs {want}"
                         );
                     }
                 }

@@ -1,11 +1,13 @@
-//! Batched decoding on the host: after a prefill through burn, each step (one new token per
-//! sequence) runs straight from the quantised blocks on plain slices, with a key/value cache
+//! Generation on the host: the prefill (every prompt token of the batch in one pass) and each
+//! decoding step run straight from the quantised blocks on plain slices, with a key/value cache
 //! allocated once for the whole generation.
 //!
 //! Why: a decoding step through burn is ~30 small tensor ops per layer (~900 per token); on a
 //! CPU their dispatch, and the cache's `cat` (a copy of every layer's cache per step), cost as
-//! much as the matrix products themselves and run on one thread. Here a step is the quantised
-//! products (split across threads, see [`crate::llm::quant`]) plus a few loops. The formulas
+//! much as the matrix products themselves and run on one thread; a prefill through burn
+//! multiplies f32 weights (five times the bytes of the blocks) and runs its other ops on one
+//! thread. Here a pass is the quantised products (split across threads, see
+//! [`crate::llm::quant`]) plus a few loops, shared across threads when they are large. The formulas
 //! are the burn path's (RMSNorm `x / sqrt(mean(x²) + eps) * w`, rotate-half RoPE from the same
 //! `f32` angles, softmax over the visible keys, SiLU); only summation orders differ, and the
 //! `host_decoding_equals_burn_decoding` test holds the two together. Every sum runs in a fixed
@@ -14,7 +16,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{KvCache, Llama, Quantized};
+use super::{Llama, Quantized};
 use crate::llm::lora::{Adapters, LoraPair};
 
 /// One adapter on the host: `A` `[in, r]`, `B` `[r, out]`, row-major.
@@ -89,51 +91,18 @@ impl std::fmt::Debug for HostDecoder<'_> {
 }
 
 impl Llama {
-    /// A host decoder that continues `cache` (filled by a prefill of `batch` rows; `key_valid`
-    /// as in [`super::Input`], `None`: every position is real) for up to `steps` more tokens,
+    /// A host decoder for `batch` rows of up to `cap` positions (prompt and generated tokens),
     /// or `None` where decoding does not run on the host (no quantised blocks: a GPU backend or
     /// a safetensors checkpoint).
     pub fn host_decoder(
         &self,
-        cache: &KvCache,
         batch: usize,
-        key_valid: Option<&[bool]>,
-        steps: usize,
+        cap: usize,
         adapters: Option<&Adapters>,
     ) -> Option<HostDecoder<'_>> {
         let quant = self.quantized.as_deref()?;
         let c = &self.config;
-        let (nkv, hd, len) = (c.num_kv_heads, c.head_dim, cache.len);
-        let cap = len + steps;
-        let mut keys = Vec::with_capacity(c.num_layers);
-        let mut values = Vec::with_capacity(c.num_layers);
-        for li in 0..c.num_layers {
-            let (k, v) = match cache.layers.get(li).and_then(Option::as_ref) {
-                Some((k, v)) => (
-                    crate::llm::host_f32(k.clone()),
-                    crate::llm::host_f32(v.clone()),
-                ),
-                None => (Vec::new(), Vec::new()),
-            };
-            let grow = |src: Vec<f32>| {
-                let mut out = vec![0.0f32; batch * nkv * cap * hd];
-                for (row, dst) in src
-                    .chunks_exact(len * hd)
-                    .zip(out.chunks_exact_mut(cap * hd))
-                {
-                    dst[..len * hd].copy_from_slice(row);
-                }
-                out
-            };
-            keys.push(grow(k));
-            values.push(grow(v));
-        }
-        let mut valid = vec![false; batch * cap];
-        for r in 0..batch {
-            for p in 0..len {
-                valid[r * cap + p] = key_valid.is_none_or(|v| v[r * len + p]);
-            }
-        }
+        let cache = || vec![vec![0.0f32; batch * c.num_kv_heads * cap * c.head_dim]; c.num_layers];
         let lora = (0..c.num_layers)
             .map(|li| {
                 let l = adapters.map(|a| &a.layers[li]);
@@ -152,25 +121,38 @@ impl Llama {
             lora,
             scale: adapters.map_or(0.0, |a| a.scale as f32),
             batch,
-            len,
+            len: 0,
             cap,
-            keys,
-            values,
-            valid,
+            keys: cache(),
+            values: cache(),
+            valid: vec![false; batch * cap],
         })
+    }
+}
+
+/// `f(row_of_out, row_index)` for each `width`-wide row of `out`, on rayon's threads when there
+/// are enough rows to share.
+fn for_rows(out: &mut [f32], width: usize, f: impl Fn(&mut [f32], usize) + Sync + Send) {
+    if rayon::current_num_threads() > 1 && out.len() >= 16 * 1024 {
+        out.par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(i, o)| f(o, i));
+    } else {
+        out.chunks_mut(width).enumerate().for_each(|(i, o)| f(o, i));
     }
 }
 
 /// `x / sqrt(mean(x²) + eps) * w` per row.
 fn rms_norm(x: &[f32], w: &[f32], eps: f64) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
-    for (xi, oi) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
+    for_rows(&mut out, w.len(), |oi, i| {
+        let xi = &x[i * w.len()..(i + 1) * w.len()];
         let ms = xi.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
         let rms = (ms + eps as f32).sqrt();
         for ((o, &v), &g) in oi.iter_mut().zip(xi).zip(w) {
             *o = (v / rms) * g;
         }
-    }
+    });
     out
 }
 
@@ -240,15 +222,14 @@ fn attend(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &mut
 
 /// `x * sigmoid(x) * up`, as burn's `silu(gate) * up`.
 fn swiglu(gate_up: &[f32], inter: usize) -> Vec<f32> {
-    gate_up
-        .chunks_exact(2 * inter)
-        .flat_map(|row| {
-            let (g, u) = row.split_at(inter);
-            g.iter()
-                .zip(u)
-                .map(|(&g, &u)| g * (1.0 / (1.0 + (-g).exp())) * u)
-        })
-        .collect()
+    let mut out = vec![0.0f32; gate_up.len() / 2];
+    for_rows(&mut out, inter, |o, i| {
+        let (g, u) = gate_up[2 * i * inter..2 * (i + 1) * inter].split_at(inter);
+        for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+            *o = g * (1.0 / (1.0 + (-g).exp())) * u;
+        }
+    });
+    out
 }
 
 impl HostDecoder<'_> {
@@ -256,25 +237,44 @@ impl HostDecoder<'_> {
     /// `[batch, vocab]`.
     ///
     /// # Panics
-    /// If the cache is full (more steps than the decoder was made for) or the sizes disagree.
+    /// As [`HostDecoder::feed`].
     pub fn step(&mut self, ids: &[u32], positions: &[usize]) -> Vec<f32> {
+        self.feed(ids, positions, None)
+    }
+
+    /// Feeds `t` tokens per row (`ids` and RoPE `positions` `[batch, t]`, row-major; `real`:
+    /// which of them are real tokens rather than padding, `None`: all), each attending to the
+    /// cached positions and to the row's earlier new tokens, and returns the logits after each
+    /// row's last token, `[batch, vocab]`. The prefill of a generation is one call.
+    ///
+    /// # Panics
+    /// If the cache has no room for `t` more positions or the sizes disagree.
+    pub fn feed(&mut self, ids: &[u32], positions: &[usize], real: Option<&[bool]>) -> Vec<f32> {
         let (b, cap, at) = (self.batch, self.cap, self.len);
-        assert!(at < cap, "host decoder: cache full ({cap} positions)");
-        assert!(ids.len() == b && positions.len() == b, "one token per row");
+        let t = ids.len() / b.max(1);
+        assert!(
+            t > 0 && ids.len() == b * t,
+            "host decoder: {b} rows of tokens"
+        );
+        assert!(positions.len() == ids.len() && real.is_none_or(|r| r.len() == ids.len()));
+        assert!(at + t <= cap, "host decoder: cache full ({cap} positions)");
+        let n = b * t;
         let c = &self.model.config;
         let (h, nh, nkv, hd) = (c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim);
         let (qw, kvw, rep) = (nh * hd, nkv * hd, nh / nkv);
         let width = qw + 2 * kvw;
         let scale_attn = (1.0 / (hd as f64).sqrt()) as f32;
         let ids_t = Tensor::<1, Int>::from_data(
-            TensorData::new(ids.iter().map(|&i| i64::from(i)).collect(), [b]),
+            TensorData::new(ids.iter().map(|&i| i64::from(i)).collect(), [n]),
             self.model.device(),
         );
         let mut x = crate::llm::host_f32(self.model.embed.clone().select(0, ids_t));
         for r in 0..b {
-            self.valid[r * cap + at] = true;
+            for j in 0..t {
+                self.valid[r * cap + at + j] = real.is_none_or(|v| v[r * t + j]);
+            }
         }
-        // Per row, the RoPE angles' cos and sin (the burn path's tables: `p as f32 * inv_freq`).
+        // Per token, the RoPE angles' cos and sin (the burn path's tables: `p as f32 * inv_freq`).
         let inv: Vec<f32> = c.inv_freq().iter().map(|&f| f as f32).collect();
         let (cos, sin): (Vec<f32>, Vec<f32>) = positions
             .iter()
@@ -285,51 +285,54 @@ impl HostDecoder<'_> {
         for (li, qb) in self.quant.blocks.iter().enumerate() {
             let lora = &self.lora[li];
             let xn = rms_norm(&x, &qb.attn_norm, c.rms_eps);
-            let mut f = qb.qkv.matmul(&xn, b);
+            let mut f = qb.qkv.matmul(&xn, n);
             for (slot, offset) in [(0, 0), (1, qw), (2, qw + kvw)] {
                 if let Some(l) = &lora[slot] {
                     l.add(&xn, h, &mut f[offset..], width, self.scale);
                 }
             }
             let (keys, values) = (&mut self.keys[li], &mut self.values[li]);
-            for (r, fr) in f.chunks_exact_mut(width).enumerate() {
-                let (cr, sr) = (
-                    &cos[r * half..(r + 1) * half],
-                    &sin[r * half..(r + 1) * half],
+            for (i, fi) in f.chunks_exact_mut(width).enumerate() {
+                let (r, slot) = (i / t, at + i % t);
+                let (ci, si) = (
+                    &cos[i * half..(i + 1) * half],
+                    &sin[i * half..(i + 1) * half],
                 );
-                for head in fr[..qw + kvw].chunks_exact_mut(hd) {
-                    rope(head, cr, sr);
+                for head in fi[..qw + kvw].chunks_exact_mut(hd) {
+                    rope(head, ci, si);
                 }
                 for g in 0..nkv {
-                    let dst = ((r * nkv + g) * cap + at) * hd;
+                    let dst = ((r * nkv + g) * cap + slot) * hd;
                     let src = qw + g * hd;
-                    keys[dst..dst + hd].copy_from_slice(&fr[src..src + hd]);
-                    values[dst..dst + hd].copy_from_slice(&fr[src + kvw..src + kvw + hd]);
+                    keys[dst..dst + hd].copy_from_slice(&fi[src..src + hd]);
+                    values[dst..dst + hd].copy_from_slice(&fi[src + kvw..src + kvw + hd]);
                 }
             }
-            // Attention, one task per (row, key/value head); keys up to and including `at`.
-            let mut att = vec![0.0f32; b * qw];
+            // Attention, one task per (token, key/value head): its `rep` query heads against
+            // the row's positions up to and including its own.
+            let mut att = vec![0.0f32; n * qw];
             let (keys, values, valid, f) = (&*keys, &*values, &self.valid, &f);
-            let task = |(i, out): (usize, &mut [f32])| {
-                let (r, g) = (i / nkv, i % nkv);
-                let q = &f[r * width + g * rep * hd..r * width + (g + 1) * rep * hd];
+            let task = |(k, out): (usize, &mut [f32])| {
+                let (i, g) = (k / nkv, k % nkv);
+                let r = i / t;
+                let q = &f[i * width + g * rep * hd..i * width + (g + 1) * rep * hd];
                 let base = (r * nkv + g) * cap * hd;
-                let n = at + 1;
+                let seen = at + i % t + 1;
                 attend(
                     q,
-                    &keys[base..base + n * hd],
-                    &values[base..base + n * hd],
-                    &valid[r * cap..r * cap + n],
+                    &keys[base..base + seen * hd],
+                    &values[base..base + seen * hd],
+                    &valid[r * cap..r * cap + seen],
                     scale_attn,
                     out,
                 );
             };
-            if rayon::current_num_threads() > 1 && b * nkv > 1 && b * nh * (at + 1) >= 4096 {
+            if rayon::current_num_threads() > 1 && n * nkv > 1 && n * nh * (at + t) >= 4096 {
                 att.par_chunks_mut(rep * hd).enumerate().for_each(task);
             } else {
                 att.chunks_mut(rep * hd).enumerate().for_each(task);
             }
-            let mut o = qb.o.matmul(&att, b);
+            let mut o = qb.o.matmul(&att, n);
             if let Some(l) = &lora[3] {
                 l.add(&att, qw, &mut o, h, self.scale);
             }
@@ -337,15 +340,20 @@ impl HostDecoder<'_> {
                 *xv += ov;
             }
             let xn = rms_norm(&x, &qb.ffn_norm, c.rms_eps);
-            let act = swiglu(&qb.gate_up.matmul(&xn, b), c.intermediate_size);
-            let down = qb.down.matmul(&act, b);
+            let act = swiglu(&qb.gate_up.matmul(&xn, n), c.intermediate_size);
+            let down = qb.down.matmul(&act, n);
             for (xv, dv) in x.iter_mut().zip(&down) {
                 *xv += dv;
             }
         }
-        self.len += 1;
+        self.len += t;
+        // Only each row's last token goes through the head.
+        let last: Vec<f32> = x
+            .chunks_exact(t * h)
+            .flat_map(|row| row[(t - 1) * h..].iter().copied())
+            .collect();
         self.quant
             .head
-            .matmul(&rms_norm(&x, &self.quant.norm, c.rms_eps), b)
+            .matmul(&rms_norm(&last, &self.quant.norm, c.rms_eps), b)
     }
 }
