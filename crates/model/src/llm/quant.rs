@@ -168,16 +168,22 @@ impl QMatrix {
         let inputs = Inputs::new(x, n, self.cols, simd);
         #[cfg(target_arch = "x86_64")]
         if let Some(groups) = inputs.groups.as_deref().filter(|_| n >= PANEL_MIN_INPUTS) {
-            return self.transposed(n, PANEL_ROWS, |r0, acc, buf| {
+            let scratch = || Vec::with_capacity(PANEL_ROWS * self.cols / 32);
+            return self.transposed(n, PANEL_ROWS, scratch, |r0, acc, buf| {
                 let rows: Vec<Row<'_>> = (r0..r0 + acc.len() / n).map(|r| self.row(r)).collect();
                 x86::panel(&rows, groups, n, buf, acc);
             });
         }
-        self.transposed(n, 16, |r0, acc, _: &mut ()| {
-            for (k, acc) in acc.chunks_mut(n).enumerate() {
-                row_dots(&self.row(r0 + k), &inputs, acc);
-            }
-        })
+        self.transposed(
+            n,
+            16,
+            || (),
+            |r0, acc, _| {
+                for (k, acc) in acc.chunks_mut(n).enumerate() {
+                    row_dots(&self.row(r0 + k), &inputs, acc);
+                }
+            },
+        )
     }
 
     /// Weight row `r`.
@@ -194,11 +200,13 @@ impl QMatrix {
 
     /// The `[n, rows]` product from `work(first_row, out, scratch)`, which fills the products of
     /// a tile of `tile` weight rows (the last one shorter) as `[rows of the tile, n]`. Tiles run
-    /// on rayon's threads (each amortises its scheduling; `scratch` is one per thread).
-    fn transposed<B: Default + Send>(
+    /// on rayon's threads (each amortises its scheduling; `scratch` makes the scratch space of
+    /// one run of tiles).
+    fn transposed<B>(
         &self,
         n: usize,
         tile: usize,
+        scratch: impl Fn() -> B + Sync + Send,
         work: impl Fn(usize, &mut [f32], &mut B) + Sync,
     ) -> Vec<f32> {
         let mut out_t = vec![0.0f32; self.rows * n];
@@ -207,19 +215,21 @@ impl QMatrix {
             out_t
                 .par_chunks_mut(n * tile)
                 .enumerate()
-                .for_each_init(B::default, task);
+                .for_each_init(scratch, task);
         } else {
-            let mut buf = B::default();
+            let mut buf = scratch();
             out_t
                 .chunks_mut(n * tile)
                 .enumerate()
                 .for_each(|t| task(&mut buf, t));
         }
-        // [rows, n] -> [n, rows], written in order.
+        // [rows, n] -> [n, rows], 32 rows at a time so that the rows read stay in L1.
         let mut out = vec![0.0f32; n * self.rows];
-        for (i, o) in out.chunks_exact_mut(self.rows).enumerate() {
-            for (v, t) in o.iter_mut().zip(out_t.chunks_exact(n)) {
-                *v = t[i];
+        for (b, block) in out_t.chunks(32 * n).enumerate() {
+            for (i, o) in out.chunks_exact_mut(self.rows).enumerate() {
+                for (v, t) in o[32 * b..].iter_mut().zip(block.chunks_exact(n)) {
+                    *v = t[i];
+                }
             }
         }
         out

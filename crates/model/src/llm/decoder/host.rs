@@ -185,8 +185,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// Attention of the `rep` query heads sharing one key/value head, for one sequence:
-/// `out[h] = softmax(q[h] · k / sqrt(d)) v` over the positions where `valid` holds.
+/// Attention of the query heads in `q` (each `head_dim` wide) against one key/value head of one
+/// sequence: `out[h] = softmax(q[h] · k / sqrt(d)) v` over the positions where `valid` holds.
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
     "x86_64+avx2+fma",
@@ -250,6 +250,12 @@ impl HostDecoder<'_> {
     /// # Panics
     /// If the cache has no room for `t` more positions or the sizes disagree.
     pub fn feed(&mut self, ids: &[u32], positions: &[usize], real: Option<&[bool]>) -> Vec<f32> {
+        if rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none() {
+            // Outside the pool, each parallel product would hand its work to the pool and block
+            // on it (two thread switches per product, ~120 per token); the pass runs on a worker
+            // instead, which takes part in every split below.
+            return rayon::scope(|_| self.feed(ids, positions, real));
+        }
         let (b, cap, at) = (self.batch, self.cap, self.len);
         let t = ids.len() / b.max(1);
         assert!(
@@ -308,15 +314,15 @@ impl HostDecoder<'_> {
                     values[dst..dst + hd].copy_from_slice(&fi[src + kvw..src + kvw + hd]);
                 }
             }
-            // Attention, one task per (token, key/value head): its `rep` query heads against
-            // the row's positions up to and including its own.
+            // Attention, one task per (token, query head): the head against its key/value
+            // head's positions of the row, up to and including the token's own.
             let mut att = vec![0.0f32; n * qw];
             let (keys, values, valid, f) = (&*keys, &*values, &self.valid, &f);
             let task = |(k, out): (usize, &mut [f32])| {
-                let (i, g) = (k / nkv, k % nkv);
+                let (i, head) = (k / nh, k % nh);
                 let r = i / t;
-                let q = &f[i * width + g * rep * hd..i * width + (g + 1) * rep * hd];
-                let base = (r * nkv + g) * cap * hd;
+                let q = &f[i * width + head * hd..i * width + (head + 1) * hd];
+                let base = (r * nkv + head / rep) * cap * hd;
                 let seen = at + i % t + 1;
                 attend(
                     q,
@@ -327,10 +333,10 @@ impl HostDecoder<'_> {
                     out,
                 );
             };
-            if rayon::current_num_threads() > 1 && n * nkv > 1 && n * nh * (at + t) >= 4096 {
-                att.par_chunks_mut(rep * hd).enumerate().for_each(task);
+            if rayon::current_num_threads() > 1 && n * nh * (at + t) >= 1024 {
+                att.par_chunks_mut(hd).enumerate().for_each(task);
             } else {
-                att.chunks_mut(rep * hd).enumerate().for_each(task);
+                att.chunks_mut(hd).enumerate().for_each(task);
             }
             let mut o = qb.o.matmul(&att, n);
             if let Some(l) = &lora[3] {
