@@ -6,8 +6,8 @@ use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::{Adapters, KvCache, LlmError, LoadedModel, Message, Sampling};
 use rand::SeedableRng;
 
-/// Rows per generation batch (batched decoding multiplies by the f32 weights, see
-/// `fpo_model::llm::decoder`).
+/// Rows per generation batch: each decoding step reads the weights once for up to 8 rows (the
+/// quantised kernel's widest register tile, see `fpo_model::llm::quant`).
 const ANSWER_BATCH: usize = 8;
 
 /// A model (base, or base + adapters) as the evaluation suites see it.

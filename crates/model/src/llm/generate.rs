@@ -230,7 +230,9 @@ impl Llama {
             .collect();
         let vocab = self.config.vocab_size;
         // A CPU model with quantised blocks generates on the host, prefill included.
-        let mut host = self.host_decoder(b, width + sampling.max_new_tokens, adapters);
+        let mut host = (sampling.max_new_tokens > 0)
+            .then(|| self.host_decoder(b, width + sampling.max_new_tokens, adapters))
+            .flatten();
         for step in 0..sampling.max_new_tokens {
             let logits = match host.as_mut() {
                 Some(h) => h.feed(&input.ids, &input.positions, input.key_valid.as_deref()),
