@@ -422,11 +422,12 @@ mod x86 {
                 let Some(first) = rows.first() else { return };
                 let bpr = first.d.len();
                 buf.clear();
-                for tile in rows.chunks(TILE_ROWS) {
+                buf.resize(rows.len() * bpr, [_mm512_setzero_ps(); 2]);
+                for (tile, out) in rows.chunks(TILE_ROWS).zip(buf.chunks_mut(TILE_ROWS * bpr)) {
                     if first.bits == 4 {
-                        dequantise::<4>(tile, bpr, buf);
+                        dequantise::<4>(tile, out);
                     } else {
-                        dequantise::<8>(tile, bpr, buf);
+                        dequantise::<8>(tile, out);
                     }
                 }
                 // Each group of inputs stays in L1 while every tile of rows passes it.
@@ -462,16 +463,16 @@ mod x86 {
     /// Rows per register tile of [`panel`] (3 x 8 inputs = 24 of the 32 vector registers).
     const TILE_ROWS: usize = 3;
 
-    /// Appends `tile`'s rows dequantised, block-major: for each block, each row's two vectors.
+    /// `tile`'s rows dequantised into `out`, block-major: for each block, each row's two vectors.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn dequantise<const BITS: u8>(tile: &[Row<'_>], bpr: usize, buf: &mut Vec<[__m512; 2]>) {
+    fn dequantise<const BITS: u8>(tile: &[Row<'_>], out: &mut [[__m512; 2]]) {
         let qb = usize::from(BITS) * 4;
-        for b in 0..bpr {
-            for row in tile {
+        for (b, slots) in out.chunks_exact_mut(tile.len()).enumerate() {
+            for (row, slot) in tile.iter().zip(slots) {
                 let m = row.m.map_or(0.0, |m| m[b]);
                 let (lo, hi) = block::<BITS>(&row.q[b * qb..], row.d[b], m);
-                buf.push([lo, hi]);
+                *slot = [lo, hi];
             }
         }
     }
