@@ -21,11 +21,11 @@ pub use host::HostDecoder;
 
 /// Longest context the RoPE tables are built for (Llama 3.2 declares 131072).
 const MAX_ROPE_POSITIONS: usize = 16_384;
-/// Up to this many token rows, inference multiplies from the quantised blocks (bandwidth-bound
-/// decoding of up to 8 sequences: each block is dequantised once for all rows); above it, burn's
-/// f32 matmul (AVX-512 gemm micro-kernels) is faster, for prefill by far (measured with
-/// `cargo bench --bench qmatmul` and `just bench-model`: batch-8 decoding 52-71 -> 76-140 tok/s
-/// on one thread when this went from 1 to 8).
+/// Up to this many token rows, inference through burn multiplies from the quantised blocks
+/// (bandwidth-bound: each block is dequantised once for all rows); above it, burn's f32 matmul
+/// (AVX-512 gemm micro-kernels) on one cache-resident matrix is as fast or faster (`cargo bench
+/// --bench qmatmul`). Generation and `next_logits` do not come here on such a model: they run
+/// on the host ([`HostDecoder`]); this serves scoring (short continuations).
 const QUANT_MAX_ROWS: usize = 8;
 /// Additive mask value of a hidden key (finite, so a fully masked row stays finite).
 const MASKED: f32 = -1e30;
