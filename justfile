@@ -172,6 +172,19 @@ bench-model: models
     RAYON_NUM_THREADS=2 cargo bench -q --workspace --bench llm
     RAYON_NUM_THREADS=1 cargo bench -q --workspace --bench qmatmul
 
+# fpo and Hugging Face transformers measured side by side, alternating within one run (issue #8
+# asks for the ratio, not figures from another day): ROUNDS rounds at 1 and 2 threads, each
+# round's ratio against the targets, and how many rounds meet them. Needs `just bench-venv`.
+bench-model-compare rounds="3": models
+    cargo bench --workspace --bench llm --no-run
+    "$HOME/.cache/fpo-bench-venv/bin/python" scripts/bench-compare.py {{rounds}} "$FPO_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# The Python environment of `bench-model-compare` (transformers and torch as the golden fixtures
+# were made; ~6 GB with torch's CUDA libraries, which PyPI's Linux wheel depends on).
+bench-venv:
+    python3 -m venv "$HOME/.cache/fpo-bench-venv"
+    "$HOME/.cache/fpo-bench-venv/bin/pip" install --quiet torch==2.15.0 transformers==5.24.0 gguf==0.19.0 accelerate==1.15.0
+
 # Wall time of the toy-nn suite (3 variants x 5 seeds) against the authors' PyTorch code (about 15
 # minutes on this 2-core machine), and of the linear toy against their NumPy notebook.
 bench-suite: build

@@ -113,8 +113,22 @@ fn main() {
     } else {
         format!("fpo (burn {}, f32 weights; host RSS)", backend.name())
     };
-    println!(
-        "| {engine} | {threads} | {prefill:.0} | {:.1} | {:.1} | {rss_inference:.2} GB | {step:.2} s |",
-        decode[0], decode[1]
-    );
+    // `FPO_BENCH_JSON=1`: one JSON line, for `just bench-model-compare`.
+    if std::env::var_os("FPO_BENCH_JSON").is_some() {
+        let row = serde_json::json!({
+            "engine": engine,
+            "threads": threads,
+            "prefill": prefill,
+            "decode_b1": decode[0],
+            "decode_b8": decode[1],
+            "rss_gb": rss_inference,
+            "lora_step_s": step,
+        });
+        println!("{row}");
+    } else {
+        println!(
+            "| {engine} | {threads} | {prefill:.0} | {:.1} | {:.1} | {rss_inference:.2} GB | {step:.2} s |",
+            decode[0], decode[1]
+        );
+    }
 }
