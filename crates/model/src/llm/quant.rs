@@ -500,10 +500,48 @@ mod x86 {
             }
         }
         for (r, a) in acc.iter().enumerate() {
-            for (i, &v) in a.iter().enumerate() {
-                out[r * n + start + i] = _mm512_reduce_add_ps(v);
-            }
+            let out = &mut out[r * n + start..r * n + start + N];
+            sums(a, out);
         }
+    }
+
+    /// `out[i] = Σ lanes of v[i]`: eight vectors at once by halving and interleaving them (~24
+    /// shuffles and adds instead of ~9 per vector), fewer one by one.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn sums(v: &[__m512], out: &mut [f32]) {
+        let Ok(v) = <&[__m512; 8]>::try_from(v) else {
+            for (o, &x) in out.iter_mut().zip(v) {
+                *o = _mm512_reduce_add_ps(x);
+            }
+            return;
+        };
+        // Pairs: 128-bit quarters [a0 a1 b0 b1] + [a2 a3 b2 b3]: a's 8 partial sums, then b's.
+        let pair = |a, b| {
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+                _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+            )
+        };
+        // Quads: quarter k holds input k's 4 partial sums.
+        let quad = |a, b| {
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+            )
+        };
+        let lo = quad(pair(v[0], v[1]), pair(v[2], v[3]));
+        let hi = quad(pair(v[4], v[5]), pair(v[6], v[7]));
+        // In each quarter k: [k, k, 4 + k, 4 + k] as two partial sums each, then one each.
+        let w = _mm512_add_ps(
+            _mm512_shuffle_ps::<0b10_00_10_00>(lo, hi),
+            _mm512_shuffle_ps::<0b11_01_11_01>(lo, hi),
+        );
+        let z = _mm512_add_ps(w, _mm512_permute_ps::<0b10_11_00_01>(w));
+        let order = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+        let total: [f32; 8] =
+            bytemuck::cast(_mm512_castps512_ps256(_mm512_permutexvar_ps(order, z)));
+        out.copy_from_slice(&total);
     }
 
     /// One block (`q`: its 16 or 32 bytes) dequantised: weights `0..16` and `16..32`.
@@ -582,13 +620,14 @@ mod x86 {
         for (((q, &d), &m), x) in qr.chunks_exact(qb).zip(dr).zip(mr).zip(xr.chunks_exact(N)) {
             step(&mut acc, 0, q, d, m, x);
         }
-        for (o, a) in out.iter_mut().zip(acc) {
+        let totals = acc.map(|a| {
             let mut total = _mm512_add_ps(a[0][0], a[0][1]);
             for pair in &a[1..] {
                 total = _mm512_add_ps(total, _mm512_add_ps(pair[0], pair[1]));
             }
-            *o = _mm512_reduce_add_ps(total);
-        }
+            total
+        });
+        sums(&totals, out);
     }
 }
 
