@@ -478,6 +478,45 @@ fn host_decoding_equals_burn_decoding() {
     assert!(worst < 1e-3, "{worst}");
 }
 
+/// Scoring on the host (one pass of the right-padded batch, the head on the predicting positions)
+/// gives the burn path's per-token log-probabilities: sequences of different lengths, with LoRA.
+#[test]
+fn host_scores_equal_burn_scores() {
+    let m = &MODEL.model;
+    let tok = &MODEL.tokenizer;
+    let dev = m.device().clone();
+    let fresh = Adapters::new(&LoraConfig::default(), &m.config, 5, &dev).unwrap();
+    let adapters = common::tiny::randomized(fresh, 6, &dev);
+    let seqs: Vec<(Vec<u32>, Vec<u32>)> = [
+        ("Name a colour.", "Blue."),
+        (
+            "Write one sentence about the sea.",
+            "The sea is wide and full of salt.",
+        ),
+    ]
+    .iter()
+    .map(|(p, c)| {
+        let prompt = tok.encode_chat(&[Message::new("user", p)], true).unwrap();
+        (prompt, tok.encode(c, false).unwrap())
+    })
+    .collect();
+    let burn = m.without_quantized();
+    for adapters in [None, Some(&adapters)] {
+        let host = m.score(&seqs, adapters, 4096).unwrap();
+        let want = burn.score(&seqs, adapters, 4096).unwrap();
+        let mut worst = 0.0f32;
+        for (h, w) in host.iter().zip(&want) {
+            assert_eq!(h.logprobs.len(), w.logprobs.len());
+            worst = worst.max(common::tiny::max_diff(&h.logprobs, &w.logprobs));
+        }
+        eprintln!(
+            "host vs burn scores (LoRA: {}): max |diff| = {worst:.2e}",
+            adapters.is_some()
+        );
+        assert!(worst < 1e-3, "{worst}");
+    }
+}
+
 /// The host pass splits its products, attention and row-wise loops across threads but sums in a
 /// fixed order: the prefill's logits and a batched greedy generation are bit-identical on one
 /// thread and on three.

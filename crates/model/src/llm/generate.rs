@@ -2,6 +2,7 @@
 
 use burn::tensor::{Int, Tensor, TensorData, activation};
 use rand::Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::LlmError;
@@ -92,7 +93,8 @@ impl TokenScores {
 /// `log Σ exp(x)`, in f64.
 fn log_sum_exp(x: &[f32]) -> f32 {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = x.iter().map(|&v| f64::from(v - max).exp()).sum();
+    // `f32` exponentials (all <= 1) summed in `f64`.
+    let sum: f64 = x.iter().map(|&v| f64::from((v - max).exp())).sum();
     (f64::from(max) + sum.ln()) as f32
 }
 
@@ -306,18 +308,91 @@ impl Llama {
                 .iter()
                 .map(|(p, c)| p.iter().chain(c).copied().collect())
                 .collect();
-            let lp = self.logprobs_impl(&full, adapters, None, true)?;
-            let rows = super::host_f32(lp.tensor);
-            for (i, (p, _)) in seqs[start..end].iter().enumerate() {
-                let n = full[i].len() - 1;
+            let scores = match self.host_logprobs(&full, adapters)? {
+                Some(scores) => scores,
+                None => {
+                    let lp = self.logprobs_impl(&full, adapters, None, true)?;
+                    let rows = super::host_f32(lp.tensor);
+                    full.iter()
+                        .enumerate()
+                        .map(|(i, f)| rows[i * lp.width..i * lp.width + f.len() - 1].to_vec())
+                        .collect()
+                }
+            };
+            for ((p, _), logprobs) in seqs[start..end].iter().zip(scores) {
                 out.push(TokenScores {
                     prompt_len: p.len(),
-                    logprobs: rows[i * lp.width..i * lp.width + n].to_vec(),
+                    logprobs,
                 });
             }
             start = end;
         }
         Ok(out)
+    }
+
+    /// `log p(token_t | tokens_<t)` of each sequence (`len - 1` values) through one host pass of
+    /// the right-padded batch (see [`super::decoder::HostDecoder`]), or `None` where the model
+    /// does not run on the host. The head runs on the predicting positions only, a few hundred
+    /// at a time (a row of logits is 49152 floats).
+    fn host_logprobs(
+        &self,
+        seqs: &[Vec<u32>],
+        adapters: Option<&Adapters>,
+    ) -> Result<Option<Vec<Vec<f32>>>, LlmError> {
+        if seqs.iter().any(|s| s.len() < 2) {
+            return Err(LlmError::Request(
+                "scoring needs at least two tokens per sequence".into(),
+            ));
+        }
+        let (b, width) = (seqs.len(), seqs.iter().map(Vec::len).max().unwrap_or(0));
+        if width > self.config.max_position.min(16_384) {
+            return Err(LlmError::Request(format!(
+                "sequence of {width} tokens exceeds the context"
+            )));
+        }
+        let Some(mut host) = self.host_decoder(b, width, adapters) else {
+            return Ok(None);
+        };
+        // Padding after a sequence's end is never seen by its tokens (causal attention).
+        let ids: Vec<u32> = seqs
+            .iter()
+            .flat_map(|s| {
+                s.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(0, width - s.len()))
+            })
+            .collect();
+        let positions: Vec<usize> = (0..b).flat_map(|_| 0..width).collect();
+        let x = host.pass(&ids, &positions, None);
+        let h = self.config.hidden_size;
+        let predicting: Vec<f32> = seqs
+            .iter()
+            .enumerate()
+            .flat_map(|(r, s)| &x[r * width * h..(r * width + s.len() - 1) * h])
+            .copied()
+            .collect();
+        let targets: Vec<u32> = seqs.iter().flat_map(|s| s[1..].iter().copied()).collect();
+        let vocab = self.config.vocab_size;
+        let mut picked = Vec::with_capacity(targets.len());
+        for (rows, targets) in predicting.chunks(256 * h).zip(targets.chunks(256)) {
+            let logits = host.logits(rows);
+            picked.par_extend(
+                logits
+                    .par_chunks(vocab)
+                    .zip(targets)
+                    .map(|(row, &t)| row[t as usize] - log_sum_exp(row)),
+            );
+        }
+        let mut rest = picked.as_slice();
+        Ok(Some(
+            seqs.iter()
+                .map(|s| {
+                    let (mine, tail) = rest.split_at(s.len() - 1);
+                    rest = tail;
+                    mine.to_vec()
+                })
+                .collect(),
+        ))
     }
 
     /// The keys and values of `ids` (one row), to share a context between many continuations.

@@ -142,6 +142,17 @@ fn for_rows(out: &mut [f32], width: usize, f: impl Fn(&mut [f32], usize) + Sync 
     }
 }
 
+/// `f()` on a rayon worker. Called from outside the pool, each parallel product of a pass would
+/// hand its work to the pool and block on it (two thread switches per product, ~120 per token);
+/// on a worker, the caller takes part in every split instead.
+fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none() {
+        rayon::scope(|_| f())
+    } else {
+        f()
+    }
+}
+
 /// `x / sqrt(mean(x²) + eps) * w` per row.
 fn rms_norm(x: &[f32], w: &[f32], eps: f64) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
@@ -250,12 +261,41 @@ impl HostDecoder<'_> {
     /// # Panics
     /// If the cache has no room for `t` more positions or the sizes disagree.
     pub fn feed(&mut self, ids: &[u32], positions: &[usize], real: Option<&[bool]>) -> Vec<f32> {
-        if rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none() {
-            // Outside the pool, each parallel product would hand its work to the pool and block
-            // on it (two thread switches per product, ~120 per token); the pass runs on a worker
-            // instead, which takes part in every split below.
-            return rayon::scope(|_| self.feed(ids, positions, real));
-        }
+        on_worker(|| {
+            let t = ids.len() / self.batch.max(1);
+            let x = self.pass(ids, positions, real);
+            // Only each row's last token goes through the head.
+            let h = self.model.config.hidden_size;
+            let last: Vec<f32> = x
+                .chunks_exact(t * h)
+                .flat_map(|row| row[(t - 1) * h..].iter().copied())
+                .collect();
+            self.logits(&last)
+        })
+    }
+
+    /// Next-token logits `[n, vocab]` of `n` final hidden states (`[n, hidden]`, as
+    /// [`HostDecoder::pass`] returns them): final RMSNorm and output head.
+    pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
+        let c = &self.model.config;
+        let n = hidden.len() / c.hidden_size;
+        on_worker(|| {
+            let xn = rms_norm(hidden, &self.quant.norm, c.rms_eps);
+            self.quant.head.matmul(&xn, n)
+        })
+    }
+
+    /// [`HostDecoder::feed`] without the head: the final hidden states (before the last RMSNorm)
+    /// of every token fed, `[batch * t, hidden]`.
+    ///
+    /// # Panics
+    /// As [`HostDecoder::feed`].
+    pub fn pass(&mut self, ids: &[u32], positions: &[usize], real: Option<&[bool]>) -> Vec<f32> {
+        on_worker(|| self.pass_here(ids, positions, real))
+    }
+
+    /// [`HostDecoder::pass`] on the calling thread.
+    fn pass_here(&mut self, ids: &[u32], positions: &[usize], real: Option<&[bool]>) -> Vec<f32> {
         let (b, cap, at) = (self.batch, self.cap, self.len);
         let t = ids.len() / b.max(1);
         assert!(
@@ -353,13 +393,6 @@ impl HostDecoder<'_> {
             }
         }
         self.len += t;
-        // Only each row's last token goes through the head.
-        let last: Vec<f32> = x
-            .chunks_exact(t * h)
-            .flat_map(|row| row[(t - 1) * h..].iter().copied())
-            .collect();
-        self.quant
-            .head
-            .matmul(&rms_norm(&last, &self.quant.norm, c.rms_eps), b)
+        x
     }
 }
