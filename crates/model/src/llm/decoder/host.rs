@@ -1,6 +1,6 @@
-//! Generation on the host: the prefill (every prompt token of the batch in one pass) and each
-//! decoding step run straight from the quantised blocks on plain slices, with a key/value cache
-//! allocated once for the whole generation.
+//! Inference on the host: a generation's prefill (every prompt token of the batch in one pass),
+//! each decoding step, and the passes of scoring run straight from the quantised blocks on plain
+//! slices, with a key/value cache allocated once for the whole generation.
 //!
 //! Why: a decoding step through burn is ~30 small tensor ops per layer (~900 per token); on a
 //! CPU their dispatch, and the cache's `cat` (a copy of every layer's cache per step), cost as
