@@ -393,19 +393,33 @@ fn quantised_decoding_step_matches_the_f32_weights() {
     assert!(vs_ref < 1e-3, "{vs_ref}");
 }
 
+/// LoRA adapters on q, k, v and o (from `init_seed`), with every value random (`values_seed`).
+fn random_adapters(init_seed: u64, values_seed: u64) -> Adapters {
+    let m = &MODEL.model;
+    let dev = m.device().clone();
+    let fresh = Adapters::new(&LoraConfig::default(), &m.config, init_seed, &dev).unwrap();
+    common::tiny::randomized(fresh, values_seed, &dev)
+}
+
+/// Two chat prompts of different lengths (a padded batch).
+fn two_chat_prompts() -> Vec<Vec<u32>> {
+    ["Name a colour.", "Write one sentence about the sea."]
+        .iter()
+        .map(|p| {
+            let chat = [Message::new("user", p)];
+            MODEL.tokenizer.encode_chat(&chat, true).unwrap()
+        })
+        .collect()
+}
+
 /// Generation on the host (plain slices, preallocated cache) gives the burn path's logits after
 /// the prefill and at every step: a left-padded batch of two, with LoRA adapters on q, k, v and o.
 #[test]
 fn host_decoding_equals_burn_decoding() {
     let m = &MODEL.model;
     let tok = &MODEL.tokenizer;
-    let dev = m.device().clone();
-    let fresh = Adapters::new(&LoraConfig::default(), &m.config, 3, &dev).unwrap();
-    let adapters = common::tiny::randomized(fresh, 4, &dev);
-    let prompts: Vec<Vec<u32>> = ["Name a colour.", "Write one sentence about the sea."]
-        .iter()
-        .map(|p| tok.encode_chat(&[Message::new("user", p)], true).unwrap())
-        .collect();
+    let adapters = random_adapters(3, 4);
+    let prompts = two_chat_prompts();
     let width = prompts.iter().map(Vec::len).max().unwrap();
     let (mut ids, mut positions, mut valid) = (Vec::new(), Vec::new(), Vec::new());
     for p in &prompts {
@@ -484,9 +498,7 @@ fn host_decoding_equals_burn_decoding() {
 fn host_scores_equal_burn_scores() {
     let m = &MODEL.model;
     let tok = &MODEL.tokenizer;
-    let dev = m.device().clone();
-    let fresh = Adapters::new(&LoraConfig::default(), &m.config, 5, &dev).unwrap();
-    let adapters = common::tiny::randomized(fresh, 6, &dev);
+    let adapters = random_adapters(5, 6);
     let seqs: Vec<(Vec<u32>, Vec<u32>)> = [
         ("Name a colour.", "Blue."),
         (
@@ -524,10 +536,7 @@ fn host_scores_equal_burn_scores() {
 fn host_generation_does_not_depend_on_the_thread_count() {
     let m = &MODEL.model;
     let tok = &MODEL.tokenizer;
-    let prompts: Vec<Vec<u32>> = ["Name a colour.", "Write one sentence about the sea."]
-        .iter()
-        .map(|p| tok.encode_chat(&[Message::new("user", p)], true).unwrap())
-        .collect();
+    let prompts = two_chat_prompts();
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
