@@ -330,6 +330,22 @@ impl Llama {
         Ok(out)
     }
 
+    /// The padded width of `seqs` to score, or why they cannot be.
+    fn scoring_width(&self, seqs: &[Vec<u32>]) -> Result<usize, LlmError> {
+        if seqs.iter().any(|s| s.len() < 2) {
+            return Err(LlmError::Request(
+                "scoring needs at least two tokens per sequence".into(),
+            ));
+        }
+        let width = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        if width > self.config.max_position.min(16_384) {
+            return Err(LlmError::Request(format!(
+                "sequence of {width} tokens exceeds the context"
+            )));
+        }
+        Ok(width)
+    }
+
     /// `log p(token_t | tokens_<t)` of each sequence (`len - 1` values) through one host pass of
     /// the right-padded batch (see [`super::decoder::HostDecoder`]), or `None` where the model
     /// does not run on the host. The head runs on the predicting positions only, a few hundred
@@ -339,17 +355,7 @@ impl Llama {
         seqs: &[Vec<u32>],
         adapters: Option<&Adapters>,
     ) -> Result<Option<Vec<Vec<f32>>>, LlmError> {
-        if seqs.iter().any(|s| s.len() < 2) {
-            return Err(LlmError::Request(
-                "scoring needs at least two tokens per sequence".into(),
-            ));
-        }
-        let (b, width) = (seqs.len(), seqs.iter().map(Vec::len).max().unwrap_or(0));
-        if width > self.config.max_position.min(16_384) {
-            return Err(LlmError::Request(format!(
-                "sequence of {width} tokens exceeds the context"
-            )));
-        }
+        let (b, width) = (seqs.len(), self.scoring_width(seqs)?);
         let Some(mut host) = self.host_decoder(b, width, adapters) else {
             return Ok(None);
         };
@@ -505,18 +511,7 @@ impl Llama {
         dropout: Option<&mut DropoutMasks>,
         inference: bool,
     ) -> Result<LogProbs, LlmError> {
-        if seqs.iter().any(|s| s.len() < 2) {
-            return Err(LlmError::Request(
-                "scoring needs at least two tokens per sequence".into(),
-            ));
-        }
-        let b = seqs.len();
-        let width = seqs.iter().map(Vec::len).max().unwrap_or(0);
-        if width > self.config.max_position.min(16_384) {
-            return Err(LlmError::Request(format!(
-                "sequence of {width} tokens exceeds the context"
-            )));
-        }
+        let (b, width) = (seqs.len(), self.scoring_width(seqs)?);
         let mut ids = Vec::with_capacity(b * width);
         for s in seqs {
             ids.extend(
