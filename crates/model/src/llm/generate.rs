@@ -90,12 +90,25 @@ impl TokenScores {
     }
 }
 
-/// `log Σ exp(x)`, in f64.
+/// `log Σ exp(x)`: `f32` exponentials summed in `f64`.
 fn log_sum_exp(x: &[f32]) -> f32 {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    // `f32` exponentials (all <= 1) summed in `f64`.
     let sum: f64 = x.iter().map(|&v| f64::from((v - max).exp())).sum();
     (f64::from(max) + sum.ln()) as f32
+}
+
+/// `seqs` right-padded with token 0 to `width`, and their positions, row-major `[len, width]`.
+fn right_padded(seqs: &[Vec<u32>], width: usize) -> (Vec<u32>, Vec<usize>) {
+    let ids = seqs
+        .iter()
+        .flat_map(|s| {
+            s.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0, width - s.len()))
+        })
+        .collect();
+    let positions = seqs.iter().flat_map(|_| 0..width).collect();
+    (ids, positions)
 }
 
 fn mean_neg(v: &[f32]) -> f64 {
@@ -360,15 +373,7 @@ impl Llama {
             return Ok(None);
         };
         // Padding after a sequence's end is never seen by its tokens (causal attention).
-        let ids: Vec<u32> = seqs
-            .iter()
-            .flat_map(|s| {
-                s.iter()
-                    .copied()
-                    .chain(std::iter::repeat_n(0, width - s.len()))
-            })
-            .collect();
-        let positions: Vec<usize> = (0..b).flat_map(|_| 0..width).collect();
+        let (ids, positions) = right_padded(seqs, width);
         let x = host.pass(&ids, &positions, None);
         let h = self.config.hidden_size;
         let predicting: Vec<f32> = seqs
@@ -512,16 +517,9 @@ impl Llama {
         inference: bool,
     ) -> Result<LogProbs, LlmError> {
         let (b, width) = (seqs.len(), self.scoring_width(seqs)?);
-        let mut ids = Vec::with_capacity(b * width);
-        for s in seqs {
-            ids.extend(
-                s.iter()
-                    .copied()
-                    .chain(std::iter::repeat_n(0, width - s.len())),
-            );
-        }
+        let (ids, positions) = right_padded(seqs, width);
         let input = Input {
-            positions: (0..b).flat_map(|_| 0..width).collect(),
+            positions,
             ids: ids.clone(),
             batch: b,
             seq: width,
