@@ -105,13 +105,18 @@ build-gpu features="wgpu":
     cargo build --release --workspace --tests --features "{{ prepend('fpo-runner/', features) }}"
 
 # The backend parity test on wgpu (any adapter: a GPU, or Mesa's lavapipe on a CPU-only machine),
-# `fpo doctor`, and SmolLM2 generating on wgpu through the CLI. CI runs it via `.ci/wgpu-check`.
+# `fpo doctor`, SmolLM2 generating on wgpu through the CLI, and both toy suites on wgpu. CI runs
+# it via `.ci/wgpu-check`.
 test-wgpu: models
     # Builds the parity test and the `fpo` binary (through the CLI test target, not run here).
     cargo test --release --workspace --features fpo-runner/wgpu --test backend_parity --test cli --no-run
     cargo test --release --workspace --features fpo-runner/wgpu --test backend_parity -- --nocapture
     {{fpo}} doctor
     {{fpo}} generate --backend wgpu --chat --prompt "What happens if you eat watermelon seeds?" --max-new-tokens 16
+    # Both toy suites as tensor programs on wgpu (the NN toy cut to 40 outer iterations).
+    out=$(mktemp -d) && {{fpo}} run experiments/toy-linear.toml --profile smoke --backend wgpu --no-report --out "$out/linear" \
+      && {{fpo}} run experiments/toy-nn.toml --profile smoke --backend wgpu --set policy.outer_iterations=40 --no-report --out "$out/nn" \
+      && grep -h '"backend"' "$out"/*/run.json; rm -rf "$out"
 
 # On a machine with an NVIDIA GPU: builds the GPU backends, then (timed) `fpo doctor`, the parity
 # test, the smoke profile of every suite and the model benchmark on each backend, and a table.

@@ -5,7 +5,7 @@
 use burn::tensor::{DType, Tensor, TensorData};
 use criterion::{Criterion, criterion_group, criterion_main};
 use fpo::toy::mlp::{Activations, Mlp, MlpShape};
-use fpo_model::{BackendKind, device, toy_mlp::ToyMlp};
+use fpo_model::{BackendKind, device, toy_mlp::ToyMlps};
 use rand::SeedableRng;
 
 fn step(c: &mut Criterion) {
@@ -18,17 +18,16 @@ fn step(c: &mut Criterion) {
     let mut group = c.benchmark_group("rm_step");
     for kind in [BackendKind::Flex, BackendKind::Ndarray] {
         let dev = device(kind, true).unwrap();
-        let base = ToyMlp::from_flat(mlp.params(), 10, 32, &dev, DType::F64);
+        let base = ToyMlps::from_flat(&[mlp.params()], 10, 32, &dev, DType::F64);
         group.bench_function(format!("burn-{}", kind.name()), |b| {
             b.iter(|| {
-                let mut m = base.clone();
-                m.w1 = m.w1.require_grad();
-                m.w2 = m.w2.require_grad();
-                m.w3 = m.w3.require_grad();
-                let yt =
-                    Tensor::<1>::from_data(TensorData::new(y.clone(), [10]), (&dev, DType::F64));
+                let m = ToyMlps::from_params(base.params().map(|p| p.require_grad()));
+                let yt = Tensor::<3>::from_data(
+                    TensorData::new(y.clone(), [1, 1, 10]),
+                    (&dev, DType::F64),
+                );
                 let grads = m.forward(yt).reward.backward();
-                m.w1.grad(&grads).unwrap().into_data()
+                m.w1t.grad(&grads).unwrap().into_data()
             })
         });
     }

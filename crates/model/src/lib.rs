@@ -2,7 +2,8 @@
 //!
 //! - [`backend`]: `BackendKind` -> burn `Device` (flex and ndarray on CPU; wgpu and cuda behind
 //!   cargo features).
-//! - [`toy_mlp`]: the neural-network toy's reward model as burn tensor ops, the reference the
+//! - [`toy_mlp`]: the neural-network toy's reward model as burn tensor ops, a batch of MLPs (one
+//!   per seed): what the toys' tensor programs (`fpo::toy::tensor`) train, and the reference the
 //!   hand-written `f64` version in `fpo::toy::mlp` is checked against.
 //! - [`encoder`]: the BERT sentence encoder of the reward model (all-MiniLM-L6-v2).
 //! - [`gguf`]: the GGUF reader (metadata, tensors, dequantisation).

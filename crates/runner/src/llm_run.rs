@@ -158,7 +158,12 @@ pub fn run(resolved: &Resolved, dir: &Path, reuse: Option<&Path>) -> anyhow::Res
                 cfg.train.model.display(),
                 cfg.train.rm.encoder.display()
             );
-            Pipeline::load_trained(&cfg.train, resolved.fpo.gamma, fit, resolved.run.backend)?
+            Pipeline::load_trained(
+                &cfg.train,
+                resolved.fpo.gamma,
+                fit,
+                resolved.run.llm_backend(),
+            )?
         }
         _ => {
             eprintln!(
@@ -166,7 +171,7 @@ pub fn run(resolved: &Resolved, dir: &Path, reuse: Option<&Path>) -> anyhow::Res
                 cfg.train.model.display(),
                 cfg.train.rm.encoder.display()
             );
-            Pipeline::load(&cfg.train, resolved.fpo.gamma, resolved.run.backend)?
+            Pipeline::load(&cfg.train, resolved.fpo.gamma, resolved.run.llm_backend())?
         }
     };
     let fit = pipeline.head_fit().clone();

@@ -72,8 +72,9 @@ enum Command {
         /// Set a key of the experiment file: `--set fpo.gamma=10` (repeatable).
         #[arg(long = "set", value_parser = sweep::parse_set)]
         set: Vec<sweep::SetArg>,
-        /// Tensor backend of an LLM suite (`[run] backend`): flex (default), ndarray, wgpu or
-        /// cuda, among those compiled in (`fpo doctor` lists them).
+        /// Tensor backend (`[run] backend`): flex, ndarray, wgpu or cuda, among those compiled in
+        /// (`fpo doctor` lists them). LLM suites default to flex; toy suites without it run on
+        /// their hand-written f64 host kernels, with it as tensor programs on that backend.
         #[arg(long, value_parser = llm_cli::parse_backend)]
         backend: Option<BackendKind>,
         /// Run only the cells K, K+N, ... of the grid (variant x seed x `--set` values) into
@@ -391,7 +392,7 @@ fn run_experiment(exp: &Experiment, dir: &Path, reuse: Option<&Path>) -> anyhow:
                 suite: r.suite.name(),
                 fpo_version: env!("CARGO_PKG_VERSION"),
                 burn_version: fpo_model::BURN_VERSION,
-                backend: llm_backend_label(r.run.backend),
+                backend: llm_backend_label(r.run.llm_backend()),
                 machine: machine(),
                 started_unix_s,
                 wall_time_s: started.elapsed().as_secs_f64(),
@@ -539,7 +540,7 @@ fn run_suite(
         suite: resolved.suite.name(),
         fpo_version: env!("CARGO_PKG_VERSION"),
         burn_version: fpo_model::BURN_VERSION,
-        backend: "cpu (f64, no tensor backend: see ARCHITECTURE.md)".into(),
+        backend: toys::backend_label(resolved),
         machine: machine(),
         started_unix_s,
         wall_time_s: started.elapsed().as_secs_f64(),

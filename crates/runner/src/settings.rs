@@ -128,10 +128,18 @@ pub struct RunSection {
     /// Confidence level of every interval in the summary.
     #[serde(default = "default_confidence")]
     pub confidence: f64,
-    /// Tensor backend of the LLM suites (`flex`, `ndarray`, `wgpu`, `cuda`: those compiled in).
-    /// The toy suites run on their hand-written `f64` CPU kernels and take only `flex`.
-    #[serde(default)]
-    pub backend: BackendKind,
+    /// Tensor backend (`flex`, `ndarray`, `wgpu`, `cuda`: those compiled in). An LLM suite
+    /// without one runs on `flex`; a toy suite without one runs on its hand-written `f64` host
+    /// kernels, and with one as a tensor program on that backend (`fpo::toy::tensor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendKind>,
+}
+
+impl RunSection {
+    /// The backend of an LLM suite: the one set, else flex.
+    pub fn llm_backend(&self) -> BackendKind {
+        self.backend.unwrap_or_default()
+    }
 }
 
 fn one() -> usize {
@@ -417,10 +425,24 @@ pub fn load_experiment(
             message: "lists no rung".into(),
         }));
     }
+    // The influence rungs solve with the RM's Hessian at every step: host kernels only.
+    let host_only = |path: &Path| SettingsError::Invalid {
+        path: path.to_owned(),
+        key: "run.backend".into(),
+        message: "the approximation ladder runs on the host f64 kernels only (its influence \
+                  rungs are not written as tensor programs): leave the backend out"
+            .into(),
+    };
+    if overrides.set.iter().any(|(k, _)| k == "run.backend") {
+        return Err(host_only(path));
+    }
     let base = path.parent().unwrap_or(Path::new("."));
     let mut parts = Vec::new();
     for toy in &f.toys {
         let mut r = load(&base.join(toy), profile, &Overrides::default())?;
+        if r.run.backend.is_some() {
+            return Err(host_only(&base.join(toy)));
+        }
         r.run.seeds = overrides
             .seeds
             .clone()
@@ -757,22 +779,14 @@ fn resolve(
     if let Some(backend) = overrides.llm_backend
         && resolved.suite.is_llm()
     {
-        resolved.run.backend = backend;
+        resolved.run.backend = Some(backend);
     }
-    if !resolved.run.backend.compiled_in() {
+    if let Some(backend) = resolved.run.backend
+        && !backend.compiled_in()
+    {
         return Err(invalid(
             "run.backend".into(),
-            fpo_model::backend::BackendError::NotCompiled(resolved.run.backend).to_string(),
-        ));
-    }
-    if !resolved.suite.is_llm() && resolved.run.backend != BackendKind::Flex {
-        return Err(invalid(
-            "run.backend".into(),
-            format!(
-                "the toy suites run on hand-written f64 CPU kernels, not on a tensor backend: \
-                 `{}` applies to the LLM suites only (use `flex` or leave it out)",
-                resolved.run.backend.name()
-            ),
+            fpo_model::backend::BackendError::NotCompiled(backend).to_string(),
         ));
     }
     validate(&resolved).map_err(|source| SettingsError::Value {

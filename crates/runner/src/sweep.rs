@@ -728,7 +728,7 @@ pub fn merge(dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
             "suite": resolved.suite.name(),
             "fpo_version": env!("CARGO_PKG_VERSION"),
             "burn_version": fpo_model::BURN_VERSION,
-            "backend": "cpu (f64, no tensor backend: see ARCHITECTURE.md)",
+            "backend": crate::toys::backend_label(resolved),
             "machine": crate::machine(),
             "merged_from": dir.display().to_string(),
             "cells": runs.len(),

@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 
 use fpo::Penalty;
-use fpo::toy::{ToyRun, linear::LinearToy, nn::NnToy, run_grid};
+use fpo::toy::{ToyRun, linear::LinearToy, nn::NnToy, run_grid, tensor};
 use fpo_eval::claims::{self, Claim, Final, FinalsByVariant};
 use fpo_eval::stats::Summary;
+use fpo_model::BackendKind;
 use serde::Serialize;
 
 use crate::settings::{Resolved, SuiteConfig};
@@ -45,8 +46,12 @@ pub struct ToySummary {
     pub claims: Vec<Claim>,
 }
 
-/// Runs every (penalty, seed) of the resolved experiment.
+/// Runs every (penalty, seed) of the resolved experiment: on the host kernels, or as tensor
+/// programs on `[run] backend` when one is set.
 pub fn run(resolved: &Resolved, on_done: &(dyn Fn() + Sync)) -> fpo::Result<Vec<ToyRun>> {
+    if let Some(kind) = resolved.run.backend {
+        return run_on_tensors(resolved, kind, on_done);
+    }
     let jobs = jobs(resolved);
     let reference = resolved.reference;
     match &resolved.config {
@@ -63,6 +68,53 @@ pub fn run(resolved: &Resolved, on_done: &(dyn Fn() + Sync)) -> fpo::Result<Vec<
             let log_every = resolved.run.log_every;
             run_grid(&jobs, |p, s| toy.run(p, s, log_every, reference), on_done)
         }
+    }
+}
+
+/// Runs each penalty as one tensor program over every seed, on `kind`'s device, in the same
+/// (penalty-major) order as [`jobs`].
+fn run_on_tensors(
+    resolved: &Resolved,
+    kind: BackendKind,
+    on_done: &(dyn Fn() + Sync),
+) -> fpo::Result<Vec<ToyRun>> {
+    let device = fpo_model::device(kind, false).map_err(|e| fpo::Error::InvalidConfig {
+        key: "run.backend".into(),
+        message: e.to_string(),
+    })?;
+    let seeds = &resolved.run.seeds.0;
+    let mut runs = Vec::new();
+    for penalty in resolved.penalties() {
+        let batch = match &resolved.config {
+            SuiteConfig::ToyLinear(cfg) => {
+                tensor::run_linear(&LinearToy::new(cfg)?, penalty, seeds, &device)?
+            }
+            SuiteConfig::ToyNn(cfg) => {
+                let toy = NnToy::new(cfg)?;
+                tensor::run_nn(&toy, penalty, seeds, resolved.run.log_every, &device)?
+            }
+            SuiteConfig::Llm(_) => {
+                return Err(fpo::Error::InvalidConfig {
+                    key: "suite".into(),
+                    message: "the LLM suite is not a toy".into(),
+                });
+            }
+        };
+        seeds.iter().for_each(|_| on_done());
+        runs.extend(batch);
+    }
+    Ok(runs)
+}
+
+/// What `run.json` says about where a toy suite ran.
+pub fn backend_label(resolved: &Resolved) -> String {
+    match resolved.run.backend {
+        None => "cpu (hand-written f64 kernels)".into(),
+        Some(kind) => format!(
+            "{} (tensor programs in {}, one batch of seeds per penalty)",
+            kind.name(),
+            if kind.is_cpu() { "f64" } else { "f32" }
+        ),
     }
 }
 

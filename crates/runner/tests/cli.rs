@@ -246,15 +246,72 @@ fn bad_input_out_of_range_value() {
     assert_rejected(Some(&text), &[], "env.signal_dims");
 }
 
+/// `--backend` runs a toy suite as tensor programs (`fpo::toy::tensor`); on a host backend they
+/// compute in `f64` and follow the hand-written kernels' trajectories. Every logged number of
+/// both toys' smoke runs (NN toy cut to 60 outer iterations) agrees to 1e-8 relative.
 #[test]
-fn bad_input_toy_suite_on_a_tensor_backend() {
-    let text = shipped("toy-nn.toml");
-    assert_rejected(Some(&text), &["--backend", "ndarray"], "run.backend");
-    assert_rejected(
-        Some(&text),
-        &["--backend", "ndarray"],
-        "hand-written f64 CPU kernels",
-    );
+fn toy_suites_run_as_tensor_programs_on_a_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shorter: [&[&str]; 2] = [&[], &["--set", "policy.outer_iterations=60"]];
+    for (file, shorter) in ["toy-linear", "toy-nn"].into_iter().zip(shorter) {
+        let run = |name: &str, extra: &[&str]| {
+            let dir = tmp.path().join(format!("{file}-{name}"));
+            let path = format!("experiments/{file}.toml");
+            let mut args = vec!["run", &path, "--profile", "smoke", "--no-report", "--out"];
+            args.push(dir.to_str().unwrap());
+            args.extend_from_slice(shorter);
+            args.extend_from_slice(extra);
+            ok(&args);
+            dir
+        };
+        let host = run("host", &[]);
+        let tensors = run("ndarray", &["--backend", "ndarray"]);
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(tensors.join("run.json")).unwrap())
+                .unwrap();
+        assert!(
+            info["backend"]
+                .as_str()
+                .unwrap()
+                .starts_with("ndarray (tensor programs in f64"),
+            "{info}"
+        );
+        let config = std::fs::read_to_string(tensors.join("config.json")).unwrap();
+        assert!(config.contains("\"backend\": \"ndarray\""), "{config}");
+        let (a, b) = (
+            rows(&host.join("metrics.csv")),
+            rows(&tensors.join("metrics.csv")),
+        );
+        assert_eq!(a.len(), b.len(), "{file}: rows");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                (&x.variant, x.seed, x.iteration),
+                (&y.variant, y.seed, y.iteration)
+            );
+            for (p, q) in [
+                (x.signal, y.signal),
+                (x.noise, y.noise),
+                (x.true_utility, y.true_utility),
+            ] {
+                assert!(
+                    (p - q).abs() <= 1e-8 * (1.0 + p.abs()),
+                    "{file} {} seed {} iteration {}: {p} vs {q}",
+                    x.variant,
+                    x.seed,
+                    x.iteration
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_input_ladder_on_a_tensor_backend() {
+    let out = fpo(&["run", "experiments/toy-ladder.toml", "--backend", "flex"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("run.backend"), "{stderr}");
+    assert!(stderr.contains("host f64 kernels only"), "{stderr}");
 }
 
 #[test]

@@ -169,6 +169,16 @@ impl<'a> LinearToy<'a> {
         Ok(Self { cfg, target })
     }
 
+    /// The config this environment was built from.
+    pub fn config(&self) -> &LinearToyConfig {
+        self.cfg
+    }
+
+    /// The target `t` of the utility.
+    pub fn target(&self) -> &[f64] {
+        &self.target
+    }
+
     /// `u(y) = A exp(-tau ||y - t||²)`.
     pub fn utility(&self, y: &[f64]) -> f64 {
         let d = dist_sq(y, &self.target).sqrt();

@@ -5,11 +5,13 @@
 //! MLP step through a tensor library costs 100-370 µs on CPU, far over the speed target. The MLP's
 //! equivalence with burn's autodiff (forward, input gradient, parameter gradient and the mixed
 //! second derivative the penalty needs) is checked in `crates/model/tests/burn_equivalence.rs`.
+//! [`tensor`] runs the same two toys as burn tensor programs, on any backend (GPUs included).
 
 pub mod influence;
 pub mod linear;
 pub mod mlp;
 pub mod nn;
+pub mod tensor;
 
 use serde::{Deserialize, Serialize};
 

@@ -13,8 +13,8 @@ use crate::penalty::{ActionGradients, Feedback, Penalty};
 
 /// RNG streams of one seed: every variant of a seed draws the same numbers from each.
 const STREAM_RM_INIT: u64 = 1;
-const STREAM_POLICY: u64 = 2;
-const STREAM_BUFFER: u64 = 3;
+pub(super) const STREAM_POLICY: u64 = 2;
+pub(super) const STREAM_BUFFER: u64 = 3;
 
 /// The environment: action space, true utility and action cost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -238,6 +238,16 @@ impl<'a> NnToy<'a> {
             hidden: cfg.rm.hidden,
         };
         Ok(Self { cfg, ideal, shape })
+    }
+
+    /// The config this environment was built from.
+    pub fn config(&self) -> &NnToyConfig {
+        self.cfg
+    }
+
+    /// The ideal action `y*` of the utility.
+    pub fn ideal(&self) -> &[f64] {
+        &self.ideal
     }
 
     /// `u(y) = A exp(-tau ||y - y*||²)`.
