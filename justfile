@@ -114,9 +114,10 @@ test-wgpu: models
     {{fpo}} doctor
     {{fpo}} generate --backend wgpu --chat --prompt "What happens if you eat watermelon seeds?" --max-new-tokens 16
     # Both toy suites as tensor programs on wgpu (the NN toy cut to 40 outer iterations).
-    out=$(mktemp -d) && {{fpo}} run experiments/toy-linear.toml --profile smoke --backend wgpu --no-report --out "$out/linear" \
+    out=$(mktemp -d); \
+      {{fpo}} run experiments/toy-linear.toml --profile smoke --backend wgpu --no-report --out "$out/linear" \
       && {{fpo}} run experiments/toy-nn.toml --profile smoke --backend wgpu --set policy.outer_iterations=40 --no-report --out "$out/nn" \
-      && grep -h '"backend"' "$out"/*/run.json; rm -rf "$out"
+      && grep -h '"backend"' "$out"/*/run.json; status=$?; rm -rf "$out"; exit $status
 
 # On a machine with an NVIDIA GPU: builds the GPU backends, then (timed) `fpo doctor`, the parity
 # test, the smoke profile of every suite and the model benchmark on each backend, and a table.
