@@ -46,6 +46,14 @@ fn transposed(m: &[f64], rows: usize, cols: usize) -> impl Iterator<Item = f64> 
     (0..cols).flat_map(move |c| (0..rows).map(move |r| m[r * cols + c]))
 }
 
+/// A tensor's values as `f64` on the host, row-major.
+pub fn host_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.into_data()
+        .convert::<f64>()
+        .try_into_vec()
+        .expect("f64 data after convert")
+}
+
 /// Squared norm over the last axis, kept: `[.., m] -> [.., 1]`.
 pub fn sq_norm<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     (x.clone() * x).sum_dim(D - 1)
@@ -95,14 +103,7 @@ impl ToyMlps {
     /// gradients back: `ToyMlps::from_params(grads).to_flat()`.
     pub fn to_flat(&self) -> Vec<Vec<f64>> {
         let [n, d, h] = self.w1t.dims();
-        let host = |t: &Tensor<3>| -> Vec<f64> {
-            t.clone()
-                .into_data()
-                .convert::<f64>()
-                .try_into_vec()
-                .expect("f64 data after convert")
-        };
-        let [w1t, b1, w2t, b2, w3, b3] = self.params().each_ref().map(host);
+        let [w1t, b1, w2t, b2, w3, b3] = self.params().map(host_f64);
         (0..n)
             .map(|i| {
                 let mut p = Vec::with_capacity(h * d + h * h + 3 * h + 1);

@@ -15,7 +15,7 @@
 //! runs on the host kernels only.
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use fpo_model::toy_mlp::{ToyMlps, sq_norm};
+use fpo_model::toy_mlp::{ToyMlps, host_f64, sq_norm};
 use rand_distr::{Distribution, StandardNormal};
 
 use super::linear::{GradientMode, LinearToy};
@@ -49,13 +49,6 @@ impl Ctx {
     fn zeros<const D: usize>(&self, shape: [usize; D]) -> Tensor<D> {
         Tensor::zeros(shape, (&self.device, self.dtype))
     }
-}
-
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-    t.into_data()
-        .convert::<f64>()
-        .try_into_vec()
-        .expect("f64 data after convert")
 }
 
 /// Refuses what only the host kernels compute.
@@ -101,7 +94,7 @@ fn runs_of(
     policy_steps: usize,
     seconds: f64,
 ) -> Result<Vec<ToyRun>> {
-    let values = host(Tensor::stack::<3>(rows, 0));
+    let values = host_f64(Tensor::stack::<3>(rows, 0));
     let n = seeds.len();
     seeds
         .iter()
@@ -149,7 +142,7 @@ fn runs_of(
 /// Fills each run's final action from the `[seeds, dim]` tensor.
 fn set_final_actions(runs: &mut [ToyRun], actions: Tensor<2>) {
     let dim = actions.dims()[1];
-    let values = host(actions);
+    let values = host_f64(actions);
     for (run, row) in runs.iter_mut().zip(values.chunks(dim)) {
         run.final_action = row.to_vec();
     }
