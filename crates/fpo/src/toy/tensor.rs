@@ -84,22 +84,37 @@ fn penalty_value<const D: usize>(
     }
 }
 
-/// Splits the logged `[points, seeds, 5]` rows (signal, noise, utility, reward, penalty) into one
-/// run per seed, refusing non-finite trajectories as the host kernels do.
-fn runs_of(
-    penalty: Penalty,
-    seeds: &[u64],
-    iterations: &[usize],
+/// What a batched run logged: the `[seeds, 5]` rows (signal, noise, utility, reward, penalty) of
+/// its logged iterations, its final actions (`[seeds, dim]`), its policy steps per seed and when
+/// it started.
+struct Logged {
+    iterations: Vec<usize>,
     rows: Vec<Tensor<2>>,
+    final_actions: Tensor<2>,
     policy_steps: usize,
-    seconds: f64,
-) -> Result<Vec<ToyRun>> {
+    started: std::time::Instant,
+}
+
+/// Splits a batched run into one run per seed (one read-back each for the rows and the final
+/// actions), refusing non-finite trajectories as the host kernels do.
+fn runs_of(penalty: Penalty, seeds: &[u64], logged: Logged) -> Result<Vec<ToyRun>> {
+    let Logged {
+        iterations,
+        rows,
+        final_actions,
+        policy_steps,
+        started,
+    } = logged;
     let values = host_f64(Tensor::stack::<3>(rows, 0));
+    let dim = final_actions.dims()[1];
+    let actions = host_f64(final_actions);
     let n = seeds.len();
+    let seconds = started.elapsed().as_secs_f64();
     seeds
         .iter()
+        .zip(actions.chunks(dim))
         .enumerate()
-        .map(|(k, &seed)| {
+        .map(|(k, (&seed, final_action))| {
             let records: Vec<ToyRecord> = iterations
                 .iter()
                 .enumerate()
@@ -131,21 +146,12 @@ fn runs_of(
                 penalty,
                 seed,
                 records,
-                final_action: Vec::new(),
+                final_action: final_action.to_vec(),
                 policy_steps,
                 seconds: seconds / n as f64,
             })
         })
         .collect()
-}
-
-/// Fills each run's final action from the `[seeds, dim]` tensor.
-fn set_final_actions(runs: &mut [ToyRun], actions: Tensor<2>) {
-    let dim = actions.dims()[1];
-    let values = host_f64(actions);
-    for (run, row) in runs.iter_mut().zip(values.chunks(dim)) {
-        run.final_action = row.to_vec();
-    }
 }
 
 /// The `[seeds, 5]` logged row of actions `y` (`[seeds, dim]`).
@@ -217,11 +223,14 @@ pub fn run_linear(
         let err = linear.utility(y3).squeeze_dim::<2>(1) - (w.clone() * y.clone()).sum_dim(1);
         w = w * (1.0 - cfg.rm.weight_decay) + y.clone() * err * (2.0 * cfg.rm.lr);
     }
-    let policy_steps = cfg.policy.iterations * cfg.policy.steps_per_iteration;
-    let seconds = started.elapsed().as_secs_f64();
-    let mut runs = runs_of(penalty, seeds, &iterations, rows, policy_steps, seconds)?;
-    set_final_actions(&mut runs, y);
-    Ok(runs)
+    let logged = Logged {
+        iterations,
+        rows,
+        final_actions: y,
+        policy_steps: cfg.policy.iterations * cfg.policy.steps_per_iteration,
+        started,
+    };
+    runs_of(penalty, seeds, logged)
 }
 
 struct Linear<'t, 'c> {
@@ -438,11 +447,14 @@ pub fn run_nn(
             .map(|p| p.grad(&grads).expect("every parameter is tracked"));
         rm = ToyMlps::from_params(adam.step(rm.params(), grads));
     }
-    let policy_steps = n_outer * cfg.policy.inner_steps;
-    let seconds = started.elapsed().as_secs_f64();
-    let mut runs = runs_of(penalty, seeds, &iterations, rows, policy_steps, seconds)?;
-    set_final_actions(&mut runs, theta.squeeze_dim::<2>(1));
-    Ok(runs)
+    let logged = Logged {
+        iterations,
+        rows,
+        final_actions: theta.squeeze_dim(1),
+        policy_steps: n_outer * cfg.policy.inner_steps,
+        started,
+    };
+    runs_of(penalty, seeds, logged)
 }
 
 #[cfg(test)]
