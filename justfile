@@ -124,6 +124,12 @@ test-wgpu: models
 gpu-check features="wgpu": models
     scripts/gpu-check "{{features}}"
 
+# The same check for a GPU machine with no network and no Rust: builds here, then packs the
+# binaries, models, data sets, fixtures and a Vulkan loader into `out` as xz parts of at most
+# 60 MiB (GPU_KIT_PART_SIZE). There, in a checkout with the parts: `scripts/gpu-check --kit out`.
+gpu-kit features="wgpu" out=".gpu-kit": models
+    scripts/gpu-kit "{{features}}" "{{out}}"
+
 # A one-node Slurm cluster on localhost (installs slurm-wlm and munge if missing): the toy-linear
 # sweep as a job array, merged, compared byte for byte with a local run; stops its daemons.
 slurm-test: build
