@@ -22,6 +22,8 @@ pub enum Section {
         toys: Vec<ToySection>,
         /// Microseconds per policy step, per toy and rung.
         us_per_step: BTreeMap<String, BTreeMap<String, f64>>,
+        /// `run.json`, when present (machine, wall time of the whole ladder).
+        run_info: Option<serde_json::Value>,
     },
     /// An LLM training run.
     Llm(LlmSection),
@@ -253,6 +255,7 @@ pub fn sections(dir: &Path) -> Result<Vec<Section>> {
             dir: dir.display().to_string(),
             toys,
             us_per_step,
+            run_info: run_info(dir)?,
         }]);
     }
     if dir.join("rm_head_fit.json").is_file() {
@@ -264,14 +267,16 @@ pub fn sections(dir: &Path) -> Result<Vec<Section>> {
     Err(Error::NotARun(dir.to_owned()))
 }
 
+/// A run directory's `run.json` (what ran where, and for how long), when it has one.
+fn run_info(dir: &Path) -> Result<Option<serde_json::Value>> {
+    let path = dir.join("run.json");
+    path.is_file().then(|| json(&path)).transpose()
+}
+
 fn toy(dir: &Path) -> Result<ToySection> {
     let config = json(&dir.join("config.json"))?;
     let summary = json(&dir.join("summary.json"))?;
-    let run_info = dir
-        .join("run.json")
-        .is_file()
-        .then(|| json(&dir.join("run.json")))
-        .transpose()?;
+    let run_info = run_info(dir)?;
     let level = summary["confidence"].as_f64().unwrap_or(0.95);
     let path = dir.join("metrics.csv");
     let mut reader = csv::Reader::from_path(&path).map_err(|source| Error::Csv {
@@ -353,11 +358,7 @@ fn moving_average(xs: &[f64], w: usize) -> Vec<f64> {
 fn llm(dir: &Path) -> Result<LlmSection> {
     let config = json(&dir.join("config.json"))?;
     let summary = json(&dir.join("summary.json"))?;
-    let run_info = dir
-        .join("run.json")
-        .is_file()
-        .then(|| json(&dir.join("run.json")))
-        .transpose()?;
+    let run_info = run_info(dir)?;
     // variant -> seed -> log lines
     let mut logs: BTreeMap<String, BTreeMap<u64, Vec<serde_json::Value>>> = BTreeMap::new();
     for o in summary["outcomes"].as_array().into_iter().flatten() {

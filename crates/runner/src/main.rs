@@ -327,8 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Path::new("runs").join(format!("reproduce-{}-{}", profile.name(), timestamp()))
             });
             let dir = RunDir::create(&target)?;
-            let started = Instant::now();
-            let started_unix_s = unix_now();
+            let started = Started::now();
             // An LLM suite whose training settings match an earlier one's reuses its variants.
             let mut trained: Vec<((serde_json::Value, serde_json::Value), PathBuf)> = Vec::new();
             for exp in &exps {
@@ -350,11 +349,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let index = ReproduceIndex {
                 profile: profile.name(),
                 suites: exps.iter().map(experiment_name).collect(),
-                wall_time_s: started.elapsed().as_secs_f64(),
+                wall_time_s: started.at.elapsed().as_secs_f64(),
                 machine: machine(),
                 versions: VERSIONS,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
-                started_unix_s,
+                started_unix_s: started.unix_s,
             };
             write_atomic(dir.path(), "reproduce.json", &json(&index)?)?;
             let path = dir.commit()?;
@@ -385,25 +384,20 @@ fn experiment_name(exp: &Experiment) -> &'static str {
 fn run_experiment(exp: &Experiment, dir: &Path, reuse: Option<&Path>) -> anyhow::Result<()> {
     match exp {
         Experiment::Single(r) if r.suite.is_llm() => {
-            let started = Instant::now();
-            let started_unix_s = unix_now();
+            let started = Started::now();
             llm_run::run(r, dir, reuse)?;
-            let info = RunInfo {
-                suite: r.suite.name(),
-                fpo_version: env!("CARGO_PKG_VERSION"),
-                burn_version: fpo_model::BURN_VERSION,
-                backend: llm_backend_label(r.run.llm_backend()),
-                machine: machine(),
-                started_unix_s,
-                wall_time_s: started.elapsed().as_secs_f64(),
-                us_per_step: BTreeMap::new(),
-            };
+            let info = started.run_info(
+                r.suite.name(),
+                llm_backend_label(r.run.llm_backend()),
+                BTreeMap::new(),
+            );
             write_atomic(dir, "run.json", &json(&info)?)?;
         }
         Experiment::Single(r) => {
             run_suite(r, dir)?;
         }
         Experiment::Ladder { parts, .. } => {
+            let started = Started::now();
             let mut toys = BTreeMap::new();
             for r in parts {
                 let (summary, timing) = run_suite(r, &dir.join(r.suite.name()))?;
@@ -417,6 +411,10 @@ fn run_experiment(exp: &Experiment, dir: &Path, reuse: Option<&Path>) -> anyhow:
             }
             write_atomic(dir, "config.json", &json(exp)?)?;
             write_atomic(dir, "ladder.json", &json(&toys)?)?;
+            // The ladder refuses a backend: every rung runs on the host kernels.
+            let backend = parts.first().map(toys::backend_label).unwrap_or_default();
+            let info = started.run_info(experiment_name(exp), backend, BTreeMap::new());
+            write_atomic(dir, "run.json", &json(&info)?)?;
         }
     }
     Ok(())
@@ -480,6 +478,40 @@ struct RunInfo {
     us_per_step: BTreeMap<String, f64>,
 }
 
+/// When a run started, for its `run.json`.
+struct Started {
+    at: Instant,
+    unix_s: u64,
+}
+
+impl Started {
+    fn now() -> Self {
+        Self {
+            at: Instant::now(),
+            unix_s: unix_now(),
+        }
+    }
+
+    /// `run.json` of a run that ends now.
+    fn run_info(
+        &self,
+        suite: &'static str,
+        backend: String,
+        us_per_step: BTreeMap<String, f64>,
+    ) -> RunInfo {
+        RunInfo {
+            suite,
+            fpo_version: env!("CARGO_PKG_VERSION"),
+            burn_version: fpo_model::BURN_VERSION,
+            backend,
+            machine: machine(),
+            started_unix_s: self.unix_s,
+            wall_time_s: self.at.elapsed().as_secs_f64(),
+            us_per_step,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Machine {
     os: &'static str,
@@ -522,8 +554,7 @@ fn run_suite(
 ) -> anyhow::Result<(toys::ToySummary, BTreeMap<String, f64>)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic(dir, "config.json", &json(resolved)?)?;
-    let started = Instant::now();
-    let started_unix_s = unix_now();
+    let started = Started::now();
     let jobs = toys::jobs(resolved).len() as u64;
     let bar = progress(jobs, "runs", resolved.suite.name());
     let runs = toys::run(resolved, &|| bar.inc(1))
@@ -535,16 +566,11 @@ fn run_suite(
     let summary = toys::summarize(resolved, &runs);
     write_atomic(dir, "summary.json", &json(&summary)?)?;
     let timing = toys::timing(&runs);
-    let info = RunInfo {
-        us_per_step: timing.clone(),
-        suite: resolved.suite.name(),
-        fpo_version: env!("CARGO_PKG_VERSION"),
-        burn_version: fpo_model::BURN_VERSION,
-        backend: toys::backend_label(resolved),
-        machine: machine(),
-        started_unix_s,
-        wall_time_s: started.elapsed().as_secs_f64(),
-    };
+    let info = started.run_info(
+        resolved.suite.name(),
+        toys::backend_label(resolved),
+        timing.clone(),
+    );
     write_atomic(dir, "run.json", &json(&info)?)?;
     Ok((summary, timing))
 }

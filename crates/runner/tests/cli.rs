@@ -428,9 +428,18 @@ fn ladder_smoke_records_every_rung() {
         "smoke",
         "--out",
         out.to_str().unwrap(),
+        "--reports",
+        tmp.path().join("reports").to_str().unwrap(),
     ]);
+    let html = std::fs::read_to_string(tmp.path().join("reports/ladder/index.html")).unwrap();
+    assert!(html.contains("threads · cpu (hand-written f64 kernels)</p>"));
     let ladder: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("ladder.json")).unwrap()).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["suite"], "toy-ladder");
+    assert_eq!(info["backend"], "cpu (hand-written f64 kernels)");
+    assert!(info["wall_time_s"].as_f64().unwrap() > 0.0);
     for toy in ["toy-linear", "toy-nn"] {
         let variants = ladder[toy]["summary"]["variants"].as_object().unwrap();
         assert_eq!(variants.len(), 6, "{toy}: {:?}", variants.keys());
