@@ -501,8 +501,8 @@ impl Started {
     ) -> RunInfo {
         RunInfo {
             suite,
-            fpo_version: env!("CARGO_PKG_VERSION"),
-            burn_version: fpo_model::BURN_VERSION,
+            fpo_version: VERSIONS.fpo,
+            burn_version: VERSIONS.burn,
             backend,
             machine: machine(),
             started_unix_s: self.unix_s,
