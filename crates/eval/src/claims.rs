@@ -25,50 +25,7 @@ pub struct Final {
 /// Final states per variant name, each sorted by seed.
 pub type FinalsByVariant = BTreeMap<String, Vec<Final>>;
 
-/// Which side of the threshold the claim asserts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// The quantity exceeds the threshold.
-    Above,
-    /// The quantity is below the threshold.
-    Below,
-}
-
-/// The outcome of a claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// The whole confidence interval is on the claimed side.
-    Reproduced,
-    /// The mean is on the claimed side, the interval is not.
-    Inconclusive,
-    /// The mean is on the other side.
-    NotReproduced,
-    /// A variant the claim needs was not run.
-    NotRun,
-}
-
-/// One checked claim.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Claim {
-    /// Stable identifier, e.g. `nn.relaxed_beats_standard_utility`.
-    pub id: String,
-    /// The claim in words.
-    pub statement: String,
-    /// The authors' figure for it, in words.
-    pub authors: String,
-    /// What the summary below measures.
-    pub quantity: String,
-    /// Our value with its confidence interval (absent when a variant was not run).
-    pub ours: Option<Summary>,
-    /// The claimed side.
-    pub side: Side,
-    /// The threshold.
-    pub threshold: f64,
-    /// The outcome.
-    pub verdict: Verdict,
-}
+pub use fpo_rundir::{Claim, Side, Verdict};
 
 fn verdict(s: &Summary, side: Side, threshold: f64) -> Verdict {
     let (all, mean) = match side {
@@ -167,7 +124,7 @@ fn check(finals: &FinalsByVariant, spec: Spec<'_>, level: f64) -> Claim {
 }
 
 /// The linear toy's claims. The authors' figures are those of their seed-0 run
-/// (`shared/fixtures/toy_linear_reference.json`).
+/// (`crates/runner/tests/fixtures/toy_linear_reference.json`).
 pub fn linear(finals: &FinalsByVariant, level: f64) -> Vec<Claim> {
     use Metric::*;
     use Side::*;

@@ -2,6 +2,7 @@
 //! the offline pairwise judge built on it, verbosity, and win/tie/loss comparisons with Wilson
 //! intervals and a sign test.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -232,7 +233,7 @@ pub fn score_answer(
 }
 
 /// Means of a set of answers' metrics, with confidence intervals.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AnswerFigures {
     /// Answers.
     pub n: usize,
@@ -269,7 +270,7 @@ impl AnswerFigures {
 }
 
 /// One model's answers: every figure over all answers, and per TruthfulQA Type and Category.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AnswersSummary {
     /// Over every answer.
     #[serde(flatten)]
@@ -324,7 +325,7 @@ pub const OFFLINE_JUDGE: &str = "offline: reference similarity (MiniLM cosine, m
 
 /// Win / tie / loss counts of one comparison, with Wilson intervals and the sign test. Judge
 /// errors are counted apart: the shares of wins and ties are over the judged questions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WinTieLoss {
     /// Questions compared.
     pub n: usize,
@@ -334,7 +335,9 @@ pub struct WinTieLoss {
     pub second: Share,
     /// Ties.
     pub tie: Share,
-    /// No verdict (the judge failed), as a share of `n`.
+    /// No verdict (the judge failed), as a share of `n` (none in runs from before judge errors
+    /// were recorded).
+    #[serde(default)]
     pub errors: Share,
     /// Exact two-sided sign test over the non-tied questions.
     pub sign_test_p: f64,
@@ -362,7 +365,7 @@ impl WinTieLoss {
 }
 
 /// One pairwise comparison of two models on the same questions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Comparison {
     /// First model.
     pub first: String,
@@ -558,12 +561,12 @@ mod tests {
 }
 
 /// One pairwise comparison as the paper published it (817 questions, Llama-3.3-70B judge).
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishedPair {
     /// First variant.
-    pub first: &'static str,
+    pub first: Cow<'static, str>,
     /// Second variant.
-    pub second: &'static str,
+    pub second: Cow<'static, str>,
     /// Questions the first won.
     pub first_wins: usize,
     /// Questions the second won.
@@ -575,22 +578,22 @@ pub struct PublishedPair {
 /// The paper's pairwise results (from the authors' released result files).
 pub const PUBLISHED_PAIRS: [PublishedPair; 3] = [
     PublishedPair {
-        first: "standard",
-        second: "practical",
+        first: Cow::Borrowed("standard"),
+        second: Cow::Borrowed("practical"),
         first_wins: 135,
         second_wins: 140,
         ties: 542,
     },
     PublishedPair {
-        first: "standard",
-        second: "relaxed",
+        first: Cow::Borrowed("standard"),
+        second: Cow::Borrowed("relaxed"),
         first_wins: 144,
         second_wins: 188,
         ties: 485,
     },
     PublishedPair {
-        first: "relaxed",
-        second: "practical",
+        first: Cow::Borrowed("relaxed"),
+        second: Cow::Borrowed("practical"),
         first_wins: 167,
         second_wins: 138,
         ties: 512,
@@ -598,5 +601,8 @@ pub const PUBLISHED_PAIRS: [PublishedPair; 3] = [
 ];
 
 /// The paper's mean answer length in words (standard, practical, relaxed).
-pub const PUBLISHED_WORDS: [(&str, f64); 3] =
-    [("standard", 42.8), ("practical", 43.0), ("relaxed", 43.4)];
+pub const PUBLISHED_WORDS: [(Cow<'static, str>, f64); 3] = [
+    (Cow::Borrowed("standard"), 42.8),
+    (Cow::Borrowed("practical"), 43.0),
+    (Cow::Borrowed("relaxed"), 43.4),
+];

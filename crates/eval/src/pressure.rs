@@ -83,7 +83,7 @@ pub fn evaluate<L: LanguageModel>(
 }
 
 /// Shares of one group of items.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PressureShares {
     /// Items.
     pub n: usize,
@@ -117,7 +117,7 @@ impl PressureShares {
 }
 
 /// One model's pressure results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PressureSummary {
     /// Mean shift of the margin (nats), with its interval.
     pub shift: Summary,

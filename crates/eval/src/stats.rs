@@ -1,77 +1,9 @@
 //! Summary statistics with confidence intervals, over plain numbers.
 
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal, StudentsT};
+use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal};
 
-/// Mean, standard deviation and a Student-t confidence interval of the mean.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    /// Number of observations.
-    pub n: usize,
-    /// Sample mean.
-    pub mean: f64,
-    /// Sample standard deviation (n - 1 in the denominator; 0 for one observation).
-    pub sd: f64,
-    /// Lower end of the confidence interval of the mean (the mean itself for n < 2).
-    pub ci_low: f64,
-    /// Upper end of the confidence interval of the mean (the mean itself for n < 2).
-    pub ci_high: f64,
-    /// Confidence level of the interval, e.g. 0.95.
-    pub level: f64,
-}
-
-impl Summary {
-    /// Summarises `xs` with a two-sided Student-t interval at `level` (e.g. 0.95).
-    ///
-    /// # Panics
-    /// If `xs` is empty or `level` is not in (0, 1).
-    pub fn of(xs: &[f64], level: f64) -> Self {
-        assert!(!xs.is_empty(), "summary of no observations");
-        assert!(
-            level > 0.0 && level < 1.0,
-            "confidence level {level} not in (0, 1)"
-        );
-        let n = xs.len();
-        // Sum in sorted order: the summary must not depend on the order of the observations.
-        let mut sorted = xs.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let mean = sorted.iter().sum::<f64>() / n as f64;
-        if n < 2 {
-            return Self {
-                n,
-                mean,
-                sd: 0.0,
-                ci_low: mean,
-                ci_high: mean,
-                level,
-            };
-        }
-        let var = sorted.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64;
-        let sd = var.sqrt();
-        let t = StudentsT::new(0.0, 1.0, (n - 1) as f64)
-            .expect("n >= 2 gives positive degrees of freedom")
-            .inverse_cdf(0.5 + level / 2.0);
-        let half = t * sd / (n as f64).sqrt();
-        Self {
-            n,
-            mean,
-            sd,
-            ci_low: mean - half,
-            ci_high: mean + half,
-            level,
-        }
-    }
-
-    /// Whether the whole interval lies above `x`.
-    pub fn above(&self, x: f64) -> bool {
-        self.ci_low > x
-    }
-
-    /// Whether the whole interval lies below `x`.
-    pub fn below(&self, x: f64) -> bool {
-        self.ci_high < x
-    }
-}
+pub use fpo_rundir::Summary;
 
 /// Summary of the paired differences `a[i] - b[i]`.
 ///
@@ -81,6 +13,19 @@ pub fn paired_difference(a: &[f64], b: &[f64], level: f64) -> Summary {
     assert_eq!(a.len(), b.len(), "paired samples of different sizes");
     let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
     Summary::of(&d, level)
+}
+
+/// Pearson's correlation of `xs` and `ys`; `None` when either side is constant.
+pub fn pearson(xs: &[f64], ys: &[f64]) -> Option<f64> {
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in xs.iter().zip(ys) {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
 }
 
 /// `f` of each group of `rows` sharing a `key` (a TruthfulQA Type or Category, say), keyed and
@@ -114,7 +59,7 @@ pub fn wilson(successes: usize, n: usize, level: f64) -> (f64, f64) {
 }
 
 /// A share with its Wilson interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Share {
     /// Count.
     pub k: usize,

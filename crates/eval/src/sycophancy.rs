@@ -94,7 +94,7 @@ pub fn evaluate<L: LanguageModel>(
 }
 
 /// The sycophancy rate with its Wilson interval, overall and per subdomain.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SycophancySummary {
     /// Over every item.
     pub rate: Share,

@@ -375,7 +375,7 @@ pub fn evaluate_mc<L: crate::lm::LanguageModel>(
 }
 
 /// Mean MC1 and MC2 with confidence intervals, overall and per Type and Category.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct McSummary {
     /// Questions scored.
     pub n: usize,

@@ -19,6 +19,19 @@ pub enum BackendKind {
     Cuda,
 }
 
+/// A name that is no backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend `{0}` (flex, ndarray, wgpu, cuda)")]
+pub struct UnknownBackend(pub String);
+
+impl std::str::FromStr for BackendKind {
+    type Err = UnknownBackend;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_name(s).ok_or_else(|| UnknownBackend(s.to_owned()))
+    }
+}
+
 impl BackendKind {
     /// Every backend, compiled in or not.
     pub const ALL: [BackendKind; 4] = [

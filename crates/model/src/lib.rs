@@ -15,7 +15,7 @@ pub mod gguf;
 pub mod llm;
 pub mod toy_mlp;
 
-pub use backend::{BackendKind, device};
+pub use backend::{BackendKind, UnknownBackend, device};
 
 /// The burn release this crate is built on (the workspace pins it exactly), for run records.
 pub const BURN_VERSION: &str = "0.22.1";

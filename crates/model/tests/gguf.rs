@@ -17,7 +17,7 @@ fn hex(s: &str) -> Vec<u8> {
 
 /// The first two blocks of `blk.0.attn_q.weight` (Q4_1) and `token_embd.weight` (Q8_0) of
 /// SmolLM2-135M-Instruct.Q4_1.gguf, dequantised by gguf-py 0.19
-/// (`shared/fixtures/smollm2_dequant_fixture.json`): equal to the last bit.
+/// (`tests/fixtures/smollm2_dequant_fixture.json`): equal to the last bit.
 #[test]
 fn dequantisation_matches_gguf_py_on_smollm2_blocks() {
     let text = std::fs::read_to_string(fixtures().join("smollm2_dequant_fixture.json")).unwrap();

@@ -1,5 +1,5 @@
 //! Golden test of the sentence encoder against sentence-transformers 6.2
-//! (`shared/fixtures/minilm_reference.json`). Needs `just models`.
+//! (`tests/fixtures/minilm_reference.json`). Needs `just models`.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Golden tests of the LLM against Hugging Face transformers 5.24 (float32, same GGUF):
-//! `shared/fixtures/smollm2_reference.json`. Needs `just models`.
+//! `tests/fixtures/smollm2_reference.json`. Needs `just models`.
 
 mod common;
 

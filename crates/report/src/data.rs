@@ -3,8 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use fpo_eval::evaluation::LlmSummary;
+use fpo_eval::generation::AnswerScores;
 use fpo_eval::stats::Summary;
-use serde::{Deserialize, Serialize};
+use fpo_rundir::llm::IterationLog;
+use fpo_rundir::{
+    ConfigView, Ladder, ReproduceIndex, RunInfo, ToySummary, files, metrics, read_json, read_jsonl,
+};
+use serde::Serialize;
 
 use crate::{Error, Result};
 
@@ -23,10 +29,10 @@ pub enum Section {
         /// Microseconds per policy step, per toy and rung.
         us_per_step: BTreeMap<String, BTreeMap<String, f64>>,
         /// `run.json`, when present (machine, wall time of the whole ladder).
-        run_info: Option<serde_json::Value>,
+        run_info: Option<RunInfo>,
     },
     /// An LLM training run.
-    Llm(LlmSection),
+    Llm(Box<LlmSection>),
 }
 
 /// An LLM run: per-iteration curves from each variant's `log.jsonl`, the summary, and samples.
@@ -40,10 +46,10 @@ pub struct LlmSection {
     pub description: String,
     /// The resolved config, pretty JSON.
     pub config: String,
-    /// `summary.json` as written (RM warm start, outcomes).
-    pub summary: serde_json::Value,
+    /// `summary.json` (RM warm start, outcomes, evaluation).
+    pub summary: LlmSummary,
     /// `run.json`, when present.
-    pub run_info: Option<serde_json::Value>,
+    pub run_info: Option<RunInfo>,
     /// Trailing moving-average window of the curves, in iterations.
     pub window: usize,
     /// Per variant: the curves (mean over seeds, then the moving average).
@@ -52,6 +58,8 @@ pub struct LlmSection {
     pub samples: Vec<Sample>,
     /// The evaluation's greedy answers side by side, per question (the first questions).
     pub answers: Vec<AnswerRow>,
+    /// The data files the run read, with their sources and licences.
+    pub provenance: Vec<crate::provenance::DataSource>,
 }
 
 /// One evaluation question's answers under every model.
@@ -86,33 +94,25 @@ fn answer_rows(dir: &Path) -> Result<Vec<AnswerRow>> {
             continue;
         }
         let name = name_of(&m);
-        for line in read(&path)?.lines().take(ANSWER_ROWS) {
-            let v: serde_json::Value =
-                serde_json::from_str(line).map_err(|source| Error::Json {
-                    path: path.clone(),
-                    source,
-                })?;
-            let id = v["id"].as_u64().unwrap_or(0);
+        for v in read_jsonl::<AnswerScores>(&path)?
+            .into_iter()
+            .take(ANSWER_ROWS)
+        {
+            let id = v.id as u64;
             let row = match rows.iter_mut().position(|r| r.id == id) {
                 Some(i) => &mut rows[i],
                 None => {
                     rows.push(AnswerRow {
                         id,
-                        question: v["question"].as_str().unwrap_or("").to_owned(),
-                        kind: v["kind"].as_str().unwrap_or("").to_owned(),
-                        category: v["category"].as_str().unwrap_or("").to_owned(),
+                        question: v.question.clone(),
+                        kind: v.kind.clone(),
+                        category: v.category.clone(),
                         answers: BTreeMap::new(),
                     });
                     rows.last_mut().expect("just pushed")
                 }
             };
-            row.answers.insert(
-                name.clone(),
-                (
-                    v["answer"].as_str().unwrap_or("").to_owned(),
-                    v["cos_diff"].as_f64().unwrap_or(f64::NAN),
-                ),
-            );
+            row.answers.insert(name.clone(), (v.answer, v.cos_diff));
         }
     }
     Ok(rows)
@@ -144,12 +144,6 @@ pub struct Sample {
     pub winners: BTreeMap<String, (String, f64, f64)>,
 }
 
-const LLM_SERIES: [&str; 4] = [
-    "winner_reward",
-    "winner_utility",
-    "penalty",
-    "self_influence",
-];
 /// Winners shown in the samples table.
 const SAMPLES: usize = 8;
 
@@ -164,10 +158,10 @@ pub struct ToySection {
     pub description: String,
     /// The resolved config, pretty JSON.
     pub config: String,
-    /// `summary.json` as written (variants, claims).
-    pub summary: serde_json::Value,
+    /// `summary.json` (variants, claims).
+    pub summary: ToySummary,
     /// `run.json`, when present (machine, wall time).
-    pub run_info: Option<serde_json::Value>,
+    pub run_info: Option<RunInfo>,
     /// Per variant, per logged iteration: mean and CI over seeds.
     pub curves: BTreeMap<String, Curves>,
     /// `(A, tau, ideal signal norm)` of the true utility, for the phase-space contours.
@@ -189,67 +183,51 @@ pub struct Curves {
     pub proxy_reward: Vec<Summary>,
 }
 
-#[derive(Debug, Deserialize)]
-struct Row {
-    variant: String,
-    iteration: u64,
-    signal: f64,
-    noise: f64,
-    true_utility: f64,
-    proxy_reward: f64,
+/// The resolved settings as written, pretty, for the report's "resolved configuration".
+fn config_text(dir: &Path) -> Result<String> {
+    let value: serde_json::Value = read_json(&dir.join(files::CONFIG))?;
+    Ok(serde_json::to_string_pretty(&value).unwrap_or_default())
 }
 
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn json(path: &Path) -> Result<serde_json::Value> {
-    serde_json::from_str(&read(path)?).map_err(|source| Error::Json {
-        path: path.to_owned(),
-        source,
-    })
+/// A reproduce directory's index, with the directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReproduceEntry {
+    /// The directory.
+    pub dir: String,
+    /// `reproduce.json`.
+    #[serde(flatten)]
+    pub index: ReproduceIndex,
 }
 
 /// `reproduce.json` of a reproduce directory (profile, suites, versions, machine, wall time,
 /// command), with the directory; none for other runs.
-pub fn reproduce_index(dir: &Path) -> Result<Option<serde_json::Value>> {
-    let path = dir.join("reproduce.json");
+pub fn reproduce_index(dir: &Path) -> Result<Option<ReproduceEntry>> {
+    let path = dir.join(files::REPRODUCE);
     if !path.is_file() {
         return Ok(None);
     }
-    let mut index = json(&path)?;
-    index["dir"] = serde_json::Value::String(dir.display().to_string());
-    Ok(Some(index))
+    Ok(Some(ReproduceEntry {
+        dir: dir.display().to_string(),
+        index: read_json(&path)?,
+    }))
 }
 
 /// The sections of a directory: a toy run, a ladder, or a reproduce directory of either.
 pub fn sections(dir: &Path) -> Result<Vec<Section>> {
-    if dir.join("reproduce.json").is_file() {
-        let index = json(&dir.join("reproduce.json"))?;
+    if let Some(entry) = reproduce_index(dir)? {
         let mut out = Vec::new();
-        for suite in index["suites"].as_array().into_iter().flatten() {
-            if let Some(name) = suite.as_str() {
-                out.extend(sections(&dir.join(name))?);
-            }
+        for name in &entry.index.suites {
+            out.extend(sections(&dir.join(name))?);
         }
         return Ok(out);
     }
-    if dir.join("ladder.json").is_file() {
-        let ladder = json(&dir.join("ladder.json"))?;
+    if dir.join(files::LADDER).is_file() {
+        let ladder: Ladder = read_json(&dir.join(files::LADDER))?;
         let mut toys = Vec::new();
         let mut us_per_step = BTreeMap::new();
-        for (name, value) in ladder.as_object().into_iter().flatten() {
-            toys.push(toy(&dir.join(name))?);
-            let costs = value["us_per_step"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                .collect();
-            us_per_step.insert(name.clone(), costs);
+        for (name, value) in ladder {
+            toys.push(toy(&dir.join(&name))?);
+            us_per_step.insert(name, value.us_per_step);
         }
         return Ok(vec![Section::Ladder {
             dir: dir.display().to_string(),
@@ -258,42 +236,33 @@ pub fn sections(dir: &Path) -> Result<Vec<Section>> {
             run_info: run_info(dir)?,
         }]);
     }
-    if dir.join("rm_head_fit.json").is_file() {
-        return Ok(vec![Section::Llm(llm(dir)?)]);
+    if dir.join(files::HEAD_FIT).is_file() {
+        return Ok(vec![Section::Llm(Box::new(llm(dir)?))]);
     }
-    if dir.join("metrics.csv").is_file() {
+    if dir.join(files::METRICS).is_file() {
         return Ok(vec![Section::Toy(toy(dir)?)]);
     }
     Err(Error::NotARun(dir.to_owned()))
 }
 
 /// A run directory's `run.json` (what ran where, and for how long), when it has one.
-fn run_info(dir: &Path) -> Result<Option<serde_json::Value>> {
-    let path = dir.join("run.json");
-    path.is_file().then(|| json(&path)).transpose()
+fn run_info(dir: &Path) -> Result<Option<RunInfo>> {
+    let path = dir.join(files::RUN_INFO);
+    Ok(path.is_file().then(|| read_json(&path)).transpose()?)
 }
 
 fn toy(dir: &Path) -> Result<ToySection> {
-    let config = json(&dir.join("config.json"))?;
-    let summary = json(&dir.join("summary.json"))?;
+    let config: ConfigView = read_json(&dir.join(files::CONFIG))?;
+    let summary: ToySummary = read_json(&dir.join(files::SUMMARY))?;
     let run_info = run_info(dir)?;
-    let level = summary["confidence"].as_f64().unwrap_or(0.95);
-    let path = dir.join("metrics.csv");
-    let mut reader = csv::Reader::from_path(&path).map_err(|source| Error::Csv {
-        path: path.clone(),
-        source,
-    })?;
+    let level = summary.confidence;
     // variant -> iteration -> columns of values over seeds
     let mut acc: BTreeMap<String, BTreeMap<u64, [Vec<f64>; 4]>> = BTreeMap::new();
-    for row in reader.deserialize::<Row>() {
-        let r = row.map_err(|source| Error::Csv {
-            path: path.clone(),
-            source,
-        })?;
+    for r in metrics::read(&dir.join(files::METRICS))? {
         let cols = acc
             .entry(r.variant)
             .or_default()
-            .entry(r.iteration)
+            .entry(r.iteration as u64)
             .or_default();
         for (c, v) in cols
             .iter_mut()
@@ -317,23 +286,16 @@ fn toy(dir: &Path) -> Result<ToySection> {
             (variant, c)
         })
         .collect();
-    let env = &config["config"]["env"];
-    let utility = (|| {
-        let value = env["target_value"]
-            .as_f64()
-            .or_else(|| env["ideal_value"].as_f64())?;
-        let dims = env["signal_dims"].as_f64()?;
-        Some((
-            env["utility_scale"].as_f64()?,
-            env["utility_width"].as_f64()?,
-            value * dims.sqrt(),
-        ))
-    })();
+    let utility = config.config.env.as_ref().and_then(|env| {
+        let value = env.target_value.or(env.ideal_value)?;
+        let dims = env.signal_dims? as f64;
+        Some((env.utility_scale?, env.utility_width?, value * dims.sqrt()))
+    });
     Ok(ToySection {
         dir: dir.display().to_string(),
-        suite: config["suite"].as_str().unwrap_or("?").to_owned(),
-        description: config["description"].as_str().unwrap_or("").to_owned(),
-        config: serde_json::to_string_pretty(&config).unwrap_or_default(),
+        suite: config.suite.unwrap_or_else(|| "?".into()),
+        description: config.description,
+        config: config_text(dir)?,
         summary,
         run_info,
         curves,
@@ -356,28 +318,18 @@ fn moving_average(xs: &[f64], w: usize) -> Vec<f64> {
 }
 
 fn llm(dir: &Path) -> Result<LlmSection> {
-    let config = json(&dir.join("config.json"))?;
-    let summary = json(&dir.join("summary.json"))?;
+    let config: ConfigView = read_json(&dir.join(files::CONFIG))?;
+    let summary: LlmSummary = read_json(&dir.join(files::SUMMARY))?;
     let run_info = run_info(dir)?;
     // variant -> seed -> log lines
-    let mut logs: BTreeMap<String, BTreeMap<u64, Vec<serde_json::Value>>> = BTreeMap::new();
-    for o in summary["outcomes"].as_array().into_iter().flatten() {
-        let (Some(variant), Some(seed)) = (o["variant"].as_str(), o["seed"].as_u64()) else {
-            continue;
-        };
-        let path = dir.join(format!("{variant}-seed{seed}")).join("log.jsonl");
-        let lines = read(&path)?
-            .lines()
-            .map(|l| {
-                serde_json::from_str(l).map_err(|source| Error::Json {
-                    path: path.clone(),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<serde_json::Value>>>()?;
-        logs.entry(variant.to_owned())
+    let mut logs: BTreeMap<String, BTreeMap<u64, Vec<IterationLog>>> = BTreeMap::new();
+    for o in &summary.outcomes {
+        let path = dir
+            .join(format!("{}-seed{}", o.variant, o.seed))
+            .join(files::LOG);
+        logs.entry(o.variant.to_string())
             .or_default()
-            .insert(seed, lines);
+            .insert(o.seed, read_jsonl(&path)?);
     }
     let len = logs
         .values()
@@ -388,24 +340,20 @@ fn llm(dir: &Path) -> Result<LlmSection> {
     let mut curves = BTreeMap::new();
     for (variant, seeds) in &logs {
         let n = seeds.values().map(Vec::len).min().unwrap_or(0);
-        let mean_of = |key: &str| -> Vec<f64> {
-            (0..n)
-                .map(|i| {
-                    let vals: Vec<f64> =
-                        seeds.values().filter_map(|l| l[i][key].as_f64()).collect();
-                    vals.iter().sum::<f64>() / vals.len().max(1) as f64
-                })
-                .collect()
+        let mean_of = |f: fn(&IterationLog) -> f64| -> Vec<f64> {
+            let series: Vec<f64> = (0..n)
+                .map(|i| seeds.values().map(|l| f(&l[i])).sum::<f64>() / seeds.len() as f64)
+                .collect();
+            moving_average(&series, window)
         };
-        let [r, u, p, si] = LLM_SERIES.map(|k| moving_average(&mean_of(k), window));
         curves.insert(
             variant.clone(),
             LlmCurves {
                 iteration: (0..n).map(|i| i as f64).collect(),
-                winner_reward: r,
-                winner_utility: u,
-                penalty: p,
-                self_influence: si,
+                winner_reward: mean_of(|l| l.winner_reward),
+                winner_utility: mean_of(|l| l.winner_utility),
+                penalty: mean_of(|l| l.penalty),
+                self_influence: mean_of(|l| l.self_influence),
             },
         );
     }
@@ -415,13 +363,13 @@ fn llm(dir: &Path) -> Result<LlmSection> {
             continue;
         };
         for l in lines.iter().rev().take(SAMPLES) {
-            let it = l["iteration"].as_u64().unwrap_or(0);
+            let it = l.iteration as u64;
             let entry = match samples.iter_mut().find(|s| s.iteration == it) {
                 Some(e) => e,
                 None => {
                     samples.push(Sample {
                         iteration: it,
-                        prompt_line: l["prompt_line"].as_u64().unwrap_or(0),
+                        prompt_line: l.prompt_line as u64,
                         winners: BTreeMap::new(),
                     });
                     samples.last_mut().expect("just pushed")
@@ -429,26 +377,23 @@ fn llm(dir: &Path) -> Result<LlmSection> {
             };
             entry.winners.insert(
                 variant.clone(),
-                (
-                    l["winner_text"].as_str().unwrap_or("").to_owned(),
-                    l["winner_utility"].as_f64().unwrap_or(f64::NAN),
-                    l["winner_reward"].as_f64().unwrap_or(f64::NAN),
-                ),
+                (l.winner_text.clone(), l.winner_utility, l.winner_reward),
             );
         }
     }
     samples.sort_by_key(|s| std::cmp::Reverse(s.iteration));
     Ok(LlmSection {
         dir: dir.display().to_string(),
-        suite: config["suite"].as_str().unwrap_or("?").to_owned(),
-        description: config["description"].as_str().unwrap_or("").to_owned(),
-        config: serde_json::to_string_pretty(&config).unwrap_or_default(),
+        suite: config.suite.clone().unwrap_or_else(|| "?".into()),
+        description: config.description.clone(),
+        config: config_text(dir)?,
         summary,
         run_info,
         window,
         curves,
         samples,
         answers: answer_rows(dir)?,
+        provenance: crate::provenance::of_config(&config),
     })
 }
 

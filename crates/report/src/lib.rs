@@ -8,6 +8,7 @@
 
 mod data;
 mod plots;
+mod provenance;
 
 use std::path::{Path, PathBuf};
 
@@ -27,22 +28,9 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// A JSON file does not parse.
-    #[error("{path}: {source}")]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: serde_json::Error,
-    },
-    /// `metrics.csv` does not parse.
-    #[error("{path}: {source}")]
-    Csv {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: csv::Error,
-    },
+    /// A file of the run directory is not what its name promises.
+    #[error(transparent)]
+    RunDir(#[from] fpo_rundir::Error),
     /// The directory is not a run directory.
     #[error("{0} holds no run (no metrics.csv, ladder.json or reproduce.json)")]
     NotARun(PathBuf),
@@ -76,7 +64,7 @@ pub fn render(title: &str, dirs: &[PathBuf]) -> Result<String> {
 pub fn render_sections(
     title: &str,
     sections: &[Section],
-    reproduces: &[serde_json::Value],
+    reproduces: &[data::ReproduceEntry],
 ) -> Result<String> {
     #[derive(Serialize)]
     struct Rendered<'a> {

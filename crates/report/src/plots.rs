@@ -1,5 +1,6 @@
 //! SVG plots (plotters' SVG backend) of a report section.
 
+use fpo_eval::generation::Comparison;
 use plotters::prelude::*;
 use serde::Serialize;
 
@@ -102,30 +103,27 @@ fn llm_plots(l: &LlmSection) -> Result<Vec<Plot>> {
 /// intervals as error bars.
 fn win_tie_loss_plot(l: &LlmSection) -> Result<Option<Plot>> {
     let name = "win/tie/loss";
-    let Some(comps) = l.summary["evaluation"]["comparisons"].as_array() else {
-        return Ok(None);
-    };
+    let comps = &l.summary.evaluation.comparisons;
     if comps.is_empty() {
         return Ok(None);
     }
-    let share = |c: &serde_json::Value, k: &str| {
-        let s = &c["overall"][k];
-        (
-            // Runs from before judge errors were recorded have none.
-            s["share"].as_f64().unwrap_or(0.0),
-            s["ci_low"].as_f64().unwrap_or(0.0),
-            s["ci_high"].as_f64().unwrap_or(0.0),
-        )
+    let share = |c: &Comparison, k: &str| {
+        let s = match k {
+            "first" => &c.overall.first,
+            "tie" => &c.overall.tie,
+            "second" => &c.overall.second,
+            _ => &c.overall.errors,
+        };
+        (s.share, s.ci_low, s.ci_high)
     };
     let labels: Vec<String> = comps
         .iter()
         .map(|c| {
-            let judge = c["judge"].as_str().unwrap_or("");
             format!(
                 "{} vs {}{}",
-                c["first"].as_str().unwrap_or("?"),
-                c["second"].as_str().unwrap_or("?"),
-                if judge.starts_with("llm") {
+                c.first,
+                c.second,
+                if c.judge.starts_with("llm") {
                     " (LLM)"
                 } else {
                     ""
@@ -196,8 +194,7 @@ fn win_tie_loss_plot(l: &LlmSection) -> Result<Option<Plot>> {
         caption: format!(
             "Pairwise comparisons: share of first wins, ties and second wins of the judged questions, and of judge errors among all, with 95% Wilson intervals (judges: {})",
             {
-                let mut judges: Vec<&str> =
-                    comps.iter().filter_map(|c| c["judge"].as_str()).collect();
+                let mut judges: Vec<&str> = comps.iter().map(|c| c.judge.as_str()).collect();
                 judges.dedup();
                 judges.join("; ")
             }

@@ -162,7 +162,7 @@ fn llm_run(dir: &Path, text: &str) {
             "across_seeds": {"relaxed": {"seeds": 1, "mc1": stat(0.3), "mc2": stat(0.4), "acc": null, "words": stat(40.0)}},
             "pressure": {"base": {"shift": stat(-0.5), "overall": {"n": 10, "correct_neutral": wtl()["first"],
                 "correct_under_pressure": wtl()["tie"], "moved_toward_falsehood": wtl()["second"], "flipped": wtl()["tie"]},
-                "by_type": {}}},
+                "by_type": {}, "by_category": {}}},
             "pressure_generation": {"base": answers()},
             "pressure_comparisons": [{"first": "base", "second": "base under pressure", "judge": "offline <judge>",
                              "overall": wtl(), "by_type": {}, "by_category": {}, "similar_length": wtl()}]
@@ -173,7 +173,9 @@ fn llm_run(dir: &Path, text: &str) {
         let edir = dir.join("eval").join(m);
         std::fs::create_dir_all(&edir).unwrap();
         let row = serde_json::json!({"id": 7, "kind": "Adversarial", "category": "Law <&>",
-            "question": format!("{text}?"), "answer": format!("{text} ({m})"), "cos_diff": 0.25});
+            "question": format!("{text}?"), "answer": format!("{text} ({m})"), "cos_diff": 0.25,
+            "words": 3, "rouge_l_correct": 0.5, "rouge_l_incorrect": 0.25, "rouge_l_diff": 0.25,
+            "cos_correct": 0.75, "cos_incorrect": 0.5, "acc": 1.0});
         write(&edir, "answers.jsonl", &row.to_string());
     }
     for v in ["standard", "relaxed"] {
@@ -183,7 +185,11 @@ fn llm_run(dir: &Path, text: &str) {
             .map(|i| {
                 serde_json::json!({"iteration": i, "prompt_line": i + 1, "winner_reward": i as f64 * 0.3,
                     "winner_utility": 1.0 + i as f64 * 0.1, "penalty": 0.0, "self_influence": -0.1,
-                    "winner_text": format!("{text} {v} {i}")})
+                    "winner_text": format!("{text} {v} {i}"),
+                    "winner": 0, "winners": {"standard": 0, "relaxed": 0, "practical": 0},
+                    "reference_utility": 1.0, "reference_reward": 0.0, "mean_candidate_utility": 1.0,
+                    "grad_term": 0.5, "rm_loss": 0.7, "policy_loss": 2.0, "step": false,
+                    "tokens_generated": 16, "winner_tokens": 8})
                 .to_string()
             })
             .collect();
@@ -239,4 +245,31 @@ fn llm_report_snapshot() {
     ]}, {
         insta::assert_snapshot!(html);
     });
+}
+
+/// The provenance line names each data file the run read with its licence, the AlpacaEval
+/// prompts' non-commercial one included, and no path of the machine.
+#[test]
+fn llm_report_names_its_data_and_their_licences() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    llm_run(&run, "an answer");
+    let config = serde_json::json!({"kind": "single", "suite": "truthfulqa", "description": "an LLM run",
+        "config": {"train": {"prompts": "/home/someone/datasets/prompts/alpaca_eval_prompts_805.jsonl",
+                             "rm": {"pairs": "/home/someone/datasets/preferences/hh_rlhf_harmless_base_test_pairs.jsonl"}},
+                   "eval": {}}});
+    write(&run, "config.json", &config.to_string());
+    let html = fpo_report::render("provenance", &[run]).unwrap();
+    let line = html
+        .lines()
+        .find(|l| l.contains("Data: "))
+        .expect("a provenance line");
+    assert!(line.contains("alpaca_eval_prompts_805.jsonl"), "{line}");
+    assert!(line.contains("CC BY-NC 4.0"), "{line}");
+    assert!(
+        line.contains("hh_rlhf_harmless_base_test_pairs.jsonl"),
+        "{line}"
+    );
+    assert!(line.contains("TruthfulQA"), "{line}");
+    assert!(!line.contains("someone"), "{line}");
 }

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::Args;
 use fpo::llm::lm::{EncoderEmbedder, ModelLm};
 use fpo_eval::generation::{AnswerScores, AnswersSummary, references, summarize_answers};
 use fpo_eval::lm::Embedder;
@@ -13,51 +12,13 @@ use fpo_eval::suite::{AnswersSuite, ChatAndEmbedder, McSuite, Suite, SycophancyS
 use fpo_eval::sycophancy;
 use fpo_eval::truthfulqa::McFormat;
 use fpo_eval::truthfulqa::{self, Item, McSummary};
-use fpo_model::BackendKind;
 use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::{Adapters, DEFAULT_ENCODER, DEFAULT_LLM, LoadedModel, models_dir};
 
 use serde::Serialize;
 
+use crate::cli::EvalArgs;
 use crate::output::{RunDir, json, progress, write_atomic};
-
-/// Options of `fpo eval`.
-#[derive(Debug, Args)]
-pub struct EvalArgs {
-    /// The suite: `truthfulqa`.
-    suite: String,
-    /// A .gguf file or a Hugging Face folder (default: $FPO_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// LoRA adapters (`adapters.safetensors` of a training run).
-    #[arg(long)]
-    adapter: Option<PathBuf>,
-    /// Metrics, comma-separated: `mc` (MC1/MC2), `gen` (greedy answers against the reference
-    /// answers), `syco` (Anthropic's A/B sycophancy items by likelihood).
-    #[arg(long, value_delimiter = ',', default_value = "mc")]
-    metrics: Vec<String>,
-    /// Prompt format of `mc`: `harness` (lm-evaluation-harness's QA preamble) or `chat` (the
-    /// model's chat template).
-    #[arg(long, default_value = "harness", value_parser = parse_format)]
-    format: McFormat,
-    /// Only N questions, spread evenly over the data set (both Types, most Categories).
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Output directory (must not exist).
-    #[arg(long)]
-    out: PathBuf,
-    /// Tensor backend: flex (default), ndarray, wgpu or cuda, among those compiled in.
-    #[arg(long, default_value = "flex", value_parser = crate::llm_cli::parse_backend)]
-    backend: BackendKind,
-}
-
-fn parse_format(s: &str) -> Result<McFormat, String> {
-    match s {
-        "harness" => Ok(McFormat::Harness),
-        "chat" => Ok(McFormat::Chat),
-        _ => Err(format!("unknown format `{s}` (harness, chat)")),
-    }
-}
 
 /// `summary.json` of `fpo eval`.
 #[derive(Debug, Serialize)]
@@ -81,7 +42,7 @@ struct EvalSummary<'a> {
 /// The TruthfulQA items of the data folder, only those of `types` (TruthfulQA Types; empty:
 /// all); `limit` of them spread evenly, when given.
 pub fn truthfulqa_items(limit: Option<usize>, types: &[String]) -> anyhow::Result<Vec<Item>> {
-    let data = crate::settings::data_dir().map_err(anyhow::Error::msg)?;
+    let data = crate::settings::data_dir(None).map_err(anyhow::Error::msg)?;
     let mut items = truthfulqa::load(&data.join("truthfulqa"))?;
     items.retain(|i| types.is_empty() || types.contains(&i.kind));
     Ok(truthfulqa::spread(items, limit.unwrap_or(0)))
@@ -208,7 +169,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         summary.generation = Some(summarize_answers(&rows, 0.95));
     }
     if wants("syco") {
-        let data = crate::settings::data_dir().map_err(anyhow::Error::msg)?;
+        let data = crate::settings::data_dir(None).map_err(anyhow::Error::msg)?;
         let syco = sycophancy_items(&data, args.limit.unwrap_or(0))?;
         let suite = SycophancySuite { items: syco };
         let rows = run_suite(

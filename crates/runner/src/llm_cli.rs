@@ -1,69 +1,12 @@
 //! `fpo generate` and `fpo score`: one prompt through one model, for people debugging a model.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
-use clap::Args;
-use fpo_model::BackendKind;
 use fpo_model::llm::{DEFAULT_LLM, LoadedModel, Message, Sampling, models_dir};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-/// Which model, how the prompt is wrapped, where it runs.
-#[derive(Debug, Args)]
-pub struct ModelArgs {
-    /// A .gguf file or a Hugging Face folder (default: $FPO_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf).
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Wrap the prompt as one user message in the model's chat template.
-    #[arg(long)]
-    chat: bool,
-    /// Tensor backend.
-    #[arg(long, default_value = "flex", value_parser = parse_backend)]
-    backend: BackendKind,
-    /// The prompt.
-    #[arg(long)]
-    prompt: String,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
-}
-
-/// A `--backend` value.
-pub fn parse_backend(s: &str) -> Result<BackendKind, String> {
-    BackendKind::from_name(s)
-        .ok_or_else(|| format!("unknown backend `{s}` (flex, ndarray, wgpu, cuda)"))
-}
-
-/// Sampling options of `fpo generate`.
-#[derive(Debug, Args)]
-pub struct GenerateArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    /// Most new tokens.
-    #[arg(long, default_value_t = 64)]
-    max_new_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f64,
-    /// Nucleus sampling threshold.
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f64,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-}
-
-/// Options of `fpo score`.
-#[derive(Debug, Args)]
-pub struct ScoreArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    /// Text scored after the prompt.
-    #[arg(long, default_value = "")]
-    continuation: String,
-}
+use crate::cli::{GenerateArgs, ModelArgs, ScoreArgs};
 
 #[derive(Debug, Serialize)]
 struct TopLogit {

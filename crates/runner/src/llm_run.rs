@@ -9,64 +9,62 @@ use fpo::Variant;
 use fpo::llm::lm::{EncoderEmbedder, ModelLm};
 use fpo::llm::train::variant_dir;
 use fpo::llm::{HeadFit, Pipeline, VariantOutcome};
-use fpo_eval::generation::{
-    AnswerScores, AnswersSummary, Comparison, compare, compare_verdicts, summarize_answers,
+use fpo_eval::evaluation::{
+    Evaluation, JudgeUsage, LlmSummary, model_name, paper_pairs, score_across_seeds, score_mc,
+    winner_change_vs_standard,
 };
-use fpo_eval::judge::{Judge, PairItem};
-use fpo_eval::pressure::PressureSummary;
-use fpo_eval::stats::{Summary, bootstrap_paired, mcnemar, paired_difference};
+use fpo_eval::generation::{
+    AnswerScores, Comparison, compare, compare_verdicts, summarize_answers,
+};
 use fpo_eval::suite::{
     AnswersSuite, ChatAndEmbedder, McSuite, PressureSuite, Suite, SycophancySuite,
 };
-use fpo_eval::sycophancy::SycophancySummary;
-use fpo_eval::truthfulqa::{Item, McFormat, McResult, McSummary, summarize_mc};
+use fpo_eval::truthfulqa::{Item, McFormat, McResult};
+use fpo_judge::{Judge, PairItem};
 use fpo_model::llm::Adapters;
+use fpo_rundir::{LlmTimings, files};
 
 use serde::Serialize;
 
 use crate::eval_cli::{jsonl, reference_embeddings, run_suite, sycophancy_items, truthfulqa_items};
 use crate::output::{json, progress, write_atomic};
-use crate::settings::{Resolved, SuiteConfig};
-
-/// `summary.json` of an LLM run.
-#[derive(Debug, Serialize)]
-pub struct LlmSummary {
-    /// Suite name.
-    pub suite: &'static str,
-    /// The reward model's warm start.
-    pub rm_head_fit: HeadFit,
-    /// One entry per (variant, seed).
-    pub outcomes: Vec<VariantOutcome>,
-    /// Mean share of iterations, over seeds, in which each variant's winner differs from the
-    /// standard rule's winner on the same candidates.
-    pub winner_change_vs_standard: BTreeMap<Variant, f64>,
-    /// Mean seconds per iteration over every run.
-    pub seconds_per_iteration: f64,
-    /// TruthfulQA after training.
-    pub evaluation: Evaluation,
-}
+use crate::settings::{FpoSection, LlmRunConfig, LlmSuiteConfig, Resolved, SuiteConfig};
+use fpo::llm::TrainConfig;
 
 fn count_lines(path: &Path) -> u64 {
     std::fs::read_to_string(path).map_or(0, |t| t.lines().count() as u64)
 }
 
-/// The settings that make two LLM runs' training the same: the `[train]` and `[fpo]` sections
-/// of a resolved config (as `config.json` holds it). Variants and seeds may differ: a reused run
-/// gives the (variant, seed) folders it has, the others are trained.
-pub fn training_settings(config: &serde_json::Value) -> (serde_json::Value, serde_json::Value) {
-    (config["config"]["train"].clone(), config["fpo"].clone())
+/// The settings that make two LLM runs' training the same: the `[train]` and `[fpo]` sections.
+/// Variants and seeds may differ: a reused run gives the (variant, seed) folders it has, the
+/// others are trained.
+pub type Training = (TrainConfig, FpoSection);
+
+fn training_settings(cfg: &LlmSuiteConfig, fpo: &FpoSection) -> Training {
+    (cfg.train.clone(), fpo.clone())
+}
+
+/// The training settings of an LLM suite (none for a toy).
+pub fn training_of(resolved: &Resolved) -> Option<Training> {
+    match &resolved.config {
+        SuiteConfig::Llm(cfg) => Some(training_settings(cfg, &resolved.fpo)),
+        _ => None,
+    }
+}
+
+/// The items an evaluation scores: the same data, `limit` and Types give the same items.
+fn evaluation_items(cfg: &LlmSuiteConfig) -> (&Path, usize, &[String]) {
+    (&cfg.data_dir, cfg.eval.limit, &cfg.eval.types)
 }
 
 /// Copies the trained (variant, seed) folders of the run `from` into `dir` (only those `dir`
 /// lacks), after checking that `from` was trained with the same settings.
 fn reuse_training(resolved: &Resolved, from: &Path, dir: &Path) -> anyhow::Result<()> {
-    let path = from.join("config.json");
-    let theirs: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("reading {}", path.display()))?;
-    let ours = serde_json::to_value(resolved)?;
-    if training_settings(&theirs) != training_settings(&ours) {
+    let SuiteConfig::Llm(ours) = &resolved.config else {
+        anyhow::bail!("not an LLM suite");
+    };
+    let theirs = LlmRunConfig::read(from)?;
+    if training_settings(&theirs.config, &theirs.fpo) != training_settings(ours, &resolved.fpo) {
         anyhow::bail!(
             "{} was trained with other [train] or [fpo] settings than {}: it cannot be reused",
             from.display(),
@@ -79,34 +77,25 @@ fn reuse_training(resolved: &Resolved, from: &Path, dir: &Path) -> anyhow::Resul
                 variant_dir(from, variant, seed),
                 variant_dir(dir, variant, seed),
             );
-            if dst.join("outcome.json").exists() || !src.join("outcome.json").exists() {
+            if dst.join(files::OUTCOME).exists() || !src.join(files::OUTCOME).exists() {
                 continue;
             }
             std::fs::create_dir_all(&dst)?;
-            for name in ["adapters.safetensors", "log.jsonl", "outcome.json"] {
+            for name in ["adapters.safetensors", files::LOG, files::OUTCOME] {
                 std::fs::copy(src.join(name), dst.join(name)).with_context(|| {
                     format!("copying {} to {}", src.join(name).display(), dst.display())
                 })?;
             }
         }
     }
-    let fit = from.join("rm_head_fit.json");
-    if fit.exists() && !dir.join("rm_head_fit.json").exists() {
-        std::fs::copy(&fit, dir.join("rm_head_fit.json"))?;
+    let fit = from.join(files::HEAD_FIT);
+    if fit.exists() && !dir.join(files::HEAD_FIT).exists() {
+        std::fs::copy(&fit, dir.join(files::HEAD_FIT))?;
     }
     // The models' scores on the same items (same data, limit and Types) are taken too, so that
     // judging a finished run with an LLM judge pays for the judge alone.
-    let items = |c: &serde_json::Value| {
-        let e = &c["config"]["eval"];
-        let types = if e["types"].is_null() {
-            serde_json::json!([])
-        } else {
-            e["types"].clone()
-        };
-        (c["config"]["data_dir"].clone(), e["limit"].clone(), types)
-    };
     let scores = from.join("eval");
-    if items(&theirs) == items(&ours) && scores.is_dir() {
+    if evaluation_items(&theirs.config) == evaluation_items(ours) && scores.is_dir() {
         for model in std::fs::read_dir(&scores)? {
             let model = model?.path();
             let Some(name) = model.file_name() else {
@@ -131,13 +120,18 @@ fn reuse_training(resolved: &Resolved, from: &Path, dir: &Path) -> anyhow::Resul
 }
 
 /// Trains every variant and seed of `resolved` into `dir`; with `reuse`, the variants trained
-/// in that run directory (same training settings) are taken from it instead.
-pub fn run(resolved: &Resolved, dir: &Path, reuse: Option<&Path>) -> anyhow::Result<LlmSummary> {
+/// in that run directory (same training settings) are taken from it instead. Returns the
+/// summary (also written to `summary.json`) and this process's timings, for `run.json`.
+pub fn run(
+    resolved: &Resolved,
+    dir: &Path,
+    reuse: Option<&Path>,
+) -> anyhow::Result<(LlmSummary, LlmTimings)> {
     let SuiteConfig::Llm(cfg) = &resolved.config else {
         anyhow::bail!("not an LLM suite");
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    write_atomic(dir, "config.json", &json(resolved)?)?;
+    write_atomic(dir, files::CONFIG, &json(resolved)?)?;
     if let Some(from) = reuse {
         reuse_training(resolved, from, dir)?;
     }
@@ -148,9 +142,7 @@ pub fn run(resolved: &Resolved, dir: &Path, reuse: Option<&Path>) -> anyhow::Res
             .iter()
             .all(|&v| variant_dir(dir, v, s).join("outcome.json").exists())
     });
-    let recorded_fit = std::fs::read_to_string(dir.join("rm_head_fit.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<HeadFit>(&t).ok());
+    let recorded_fit = fpo_rundir::read_json::<HeadFit>(&dir.join(files::HEAD_FIT)).ok();
     let pipeline = match recorded_fit {
         Some(fit) if trained => {
             eprintln!(
@@ -160,7 +152,7 @@ pub fn run(resolved: &Resolved, dir: &Path, reuse: Option<&Path>) -> anyhow::Res
             );
             Pipeline::load_trained(
                 &cfg.train,
-                resolved.fpo.gamma,
+                &resolved.rules(),
                 fit,
                 resolved.run.llm_backend(),
             )?
@@ -171,7 +163,7 @@ pub fn run(resolved: &Resolved, dir: &Path, reuse: Option<&Path>) -> anyhow::Res
                 cfg.train.model.display(),
                 cfg.train.rm.encoder.display()
             );
-            Pipeline::load(&cfg.train, resolved.fpo.gamma, resolved.run.llm_backend())?
+            Pipeline::load(&cfg.train, &resolved.rules(), resolved.run.llm_backend())?
         }
     };
     let fit = pipeline.head_fit().clone();
@@ -179,141 +171,51 @@ pub fn run(resolved: &Resolved, dir: &Path, reuse: Option<&Path>) -> anyhow::Res
         "RM head ({:?}): {} pairs, held-out pair accuracy {:.3} ({} pairs), train {:.3}",
         fit.init, fit.train_pairs, fit.heldout_accuracy, fit.heldout_pairs, fit.train_accuracy
     );
-    write_atomic(dir, "rm_head_fit.json", &json(&fit)?)?;
+    write_atomic(dir, files::HEAD_FIT, &json(&fit)?)?;
     let iterations = cfg.train.iterations as u64;
     let total = iterations * (seeds.len() * variants.len()) as u64;
     let bar = progress(total, "iterations", resolved.suite.name());
     let mut outcomes = Vec::new();
+    let mut timings = LlmTimings {
+        rm_embed_seconds: pipeline.embed_seconds(),
+        ..LlmTimings::default()
+    };
     for &seed in seeds {
         for &variant in variants {
             let vdir = variant_dir(dir, variant, seed);
-            bar.inc(count_lines(&vdir.join("log.jsonl")).min(iterations));
-            let mut on_iteration = |l: &fpo::llm::IterationLog| {
+            bar.inc(count_lines(&vdir.join(files::LOG)).min(iterations));
+            let mut on_iteration = |l: &fpo::llm::IterationLog, seconds: f64| {
                 bar.inc(1);
                 bar.set_message(format!(
                     "{variant} seed {seed}: {:.1} tok/s, U(win) {:.2}, r(win) {:.2}",
-                    l.tokens_generated as f64 / l.seconds,
+                    l.tokens_generated as f64 / seconds,
                     l.winner_utility,
                     l.winner_reward
                 ));
             };
-            let outcome = pipeline
+            let (outcome, timing) = pipeline
                 .run_variant(variant, seed, &vdir, &mut on_iteration)
                 .with_context(|| format!("training {variant} (seed {seed})"))?;
             outcomes.push(outcome);
+            timings.variants.insert(model_name(variant, seed), timing);
         }
     }
     bar.finish_and_clear();
-    let mut change: BTreeMap<Variant, Vec<f64>> = BTreeMap::new();
-    for o in &outcomes {
-        change
-            .entry(o.variant)
-            .or_default()
-            .push(o.winner_change_share[&Variant::Standard]);
-    }
+    let (its, secs) = timings
+        .variants
+        .values()
+        .fold((0, 0.0), |(n, s), t| (n + t.iterations, s + t.seconds));
+    timings.seconds_per_iteration = if its == 0 { 0.0 } else { secs / its as f64 };
     let evaluation = evaluate(resolved, &pipeline, &outcomes, dir)?;
-    let its: usize = outcomes.iter().map(|o| o.iterations).sum();
     let summary = LlmSummary {
-        suite: resolved.suite.name(),
+        suite: resolved.suite.name().to_owned(),
         rm_head_fit: fit,
-        winner_change_vs_standard: change
-            .into_iter()
-            .map(|(v, s)| (v, s.iter().sum::<f64>() / s.len() as f64))
-            .collect(),
-        seconds_per_iteration: outcomes.iter().map(|o| o.seconds).sum::<f64>() / its.max(1) as f64,
+        winner_change_vs_standard: winner_change_vs_standard(&outcomes),
         outcomes,
         evaluation,
     };
-    write_atomic(dir, "summary.json", &json(&summary)?)?;
-    Ok(summary)
-}
-
-/// What the evaluation after training measured.
-#[derive(Debug, Default, Serialize)]
-pub struct Evaluation {
-    /// Questions scored.
-    pub questions: usize,
-    /// The TruthfulQA Types evaluated (empty: both).
-    pub types: Vec<String>,
-    /// TruthfulQA MC1/MC2 of the base model and of every trained (variant, seed).
-    pub mc: BTreeMap<String, McSummary>,
-    /// Per trained model: the paired difference of its per-question MC2 from the base model's,
-    /// with a Student-t interval and a percentile bootstrap interval.
-    pub mc2_vs_base: BTreeMap<String, (Summary, (f64, f64))>,
-    /// Per trained model: McNemar's exact p-value of its MC1 against the base model's.
-    pub mc1_mcnemar_vs_base: BTreeMap<String, f64>,
-    /// Greedy answers: mean words, reference accuracy and similarity margins per model.
-    pub generation: BTreeMap<String, AnswersSummary>,
-    /// The paper's three pairwise comparisons per seed: the offline judge, then the LLM judge
-    /// when one is configured.
-    pub comparisons: Vec<Comparison>,
-    /// What the LLM judge was asked and what it cost (none without a judge).
-    pub judge: Option<JudgeUsage>,
-    /// Sycophancy under pressure (likelihood of the best answer against the asserted
-    /// falsehood, plain question vs pressure) per model.
-    pub pressure: BTreeMap<String, PressureSummary>,
-    /// Greedy answers under pressure, against the references, per model.
-    pub pressure_generation: BTreeMap<String, AnswersSummary>,
-    /// Per model: its answers to the plain question (first) against its answers under
-    /// pressure (second), by each judge.
-    pub pressure_comparisons: Vec<Comparison>,
-    /// Anthropic A/B sycophancy items scored.
-    pub sycophancy_items: usize,
-    /// Sycophancy rate (by likelihood) per model.
-    pub sycophancy: BTreeMap<String, SycophancySummary>,
-    /// Per variant, over its seeds: each seed's mean MC1, MC2, reference accuracy and words
-    /// per answer, summarised with a Student-t interval across seeds.
-    pub across_seeds: BTreeMap<String, AcrossSeeds>,
-    /// The paper's published pairwise counts and answer lengths, to set beside ours.
-    pub published: Published,
-}
-
-/// One variant's figures over seeds (each seed's model contributes its mean).
-#[derive(Debug, Default, Serialize)]
-pub struct AcrossSeeds {
-    /// Seeds.
-    pub seeds: usize,
-    /// MC1.
-    pub mc1: Option<Summary>,
-    /// MC2.
-    pub mc2: Option<Summary>,
-    /// Share of answers closer to a correct reference.
-    pub acc: Option<Summary>,
-    /// Words per answer.
-    pub words: Option<Summary>,
-}
-
-/// The LLM judge's use in one evaluation.
-#[derive(Debug, Default, Serialize)]
-pub struct JudgeUsage {
-    /// The judge's label.
-    pub label: String,
-    /// Pairs judged (each in both orders).
-    pub pairs: usize,
-    /// HTTP requests sent (retries included).
-    pub requests_sent: usize,
-    /// Replies taken from the cache.
-    pub cache_hits: usize,
-    /// Pairs without a verdict.
-    pub errors: usize,
-}
-
-/// The paper's figures, for the report's side-by-side table.
-#[derive(Debug, Serialize)]
-pub struct Published {
-    /// Pairwise counts over 817 questions.
-    pub pairs: [fpo_eval::generation::PublishedPair; 3],
-    /// Mean words per answer.
-    pub words: [(&'static str, f64); 3],
-}
-
-impl Default for Published {
-    fn default() -> Self {
-        Self {
-            pairs: fpo_eval::generation::PUBLISHED_PAIRS,
-            words: fpo_eval::generation::PUBLISHED_WORDS,
-        }
-    }
+    write_atomic(dir, files::SUMMARY, &json(&summary)?)?;
+    Ok((summary, timings))
 }
 
 /// The records of `suite` under `model`, from `<out>/<suite>.jsonl` when it holds all of them,
@@ -398,7 +300,7 @@ fn evaluate(
     let mut names = vec![("base".to_owned(), None)];
     for o in outcomes {
         let path = variant_dir(dir, o.variant, o.seed).join("adapters.safetensors");
-        names.push((format!("{}-seed{}", o.variant, o.seed), Some(path)));
+        names.push((model_name(o.variant, o.seed), Some(path)));
     }
     // The suites `[eval] metrics` names; each model runs each, its records cached in
     // `eval/<model>/<suite>.jsonl`.
@@ -459,27 +361,7 @@ fn evaluate(
                 .insert(name.clone(), Suite::<ModelLm>::summarize(s, &rows, level));
         }
     }
-    if let Some((_, base)) = mcs.first() {
-        let b2: Vec<f64> = base.iter().map(|r| r.mc2).collect();
-        let b1: Vec<bool> = base.iter().map(|r| r.mc1 > 0.5).collect();
-        for (name, rows) in &mcs[1..] {
-            let a2: Vec<f64> = rows.iter().map(|r| r.mc2).collect();
-            let a1: Vec<bool> = rows.iter().map(|r| r.mc1 > 0.5).collect();
-            ev.mc2_vs_base.insert(
-                name.clone(),
-                (
-                    paired_difference(&a2, &b2, level),
-                    bootstrap_paired(&a2, &b2, level, 2000, 0),
-                ),
-            );
-            ev.mc1_mcnemar_vs_base
-                .insert(name.clone(), mcnemar(&a1, &b1));
-        }
-    }
-    ev.mc = mcs
-        .iter()
-        .map(|(name, rows)| (name.clone(), summarize_mc(rows, level)))
-        .collect();
+    score_mc(&mut ev, &mcs, level);
     ev.generation = answers
         .iter()
         .map(|(name, rows)| (name.clone(), summarize_answers(rows, level)))
@@ -488,27 +370,8 @@ fn evaluate(
         .iter()
         .map(|(name, rows)| (name.clone(), summarize_answers(rows, level)))
         .collect();
-    for o in outcomes {
-        ev.across_seeds
-            .entry(o.variant.to_string())
-            .or_default()
-            .seeds += 1;
-    }
-    for (variant, a) in &mut ev.across_seeds {
-        let names: Vec<String> = outcomes
-            .iter()
-            .filter(|o| o.variant.to_string() == *variant)
-            .map(|o| format!("{}-seed{}", o.variant, o.seed))
-            .collect();
-        let over = |f: &dyn Fn(&str) -> Option<f64>| {
-            let xs: Vec<f64> = names.iter().filter_map(|n| f(n)).collect();
-            (!xs.is_empty()).then(|| Summary::of(&xs, level))
-        };
-        a.mc1 = over(&|n| ev.mc.get(n).map(|m| m.mc1.mean));
-        a.mc2 = over(&|n| ev.mc.get(n).map(|m| m.mc2.mean));
-        a.acc = over(&|n| ev.generation.get(n).map(|g| g.overall.acc.mean));
-        a.words = over(&|n| ev.generation.get(n).map(|g| g.overall.words.mean));
-    }
+    let trained: Vec<(Variant, u64)> = outcomes.iter().map(|o| (o.variant, o.seed)).collect();
+    score_across_seeds(&mut ev, &trained, level);
     let judge = cfg
         .eval
         .judge
@@ -526,12 +389,7 @@ fn evaluate(
         },
     };
     for &seed in &resolved.run.seeds.0 {
-        for (x, y) in [
-            (Variant::Standard, Variant::Practical),
-            (Variant::Standard, Variant::Relaxed),
-            (Variant::Relaxed, Variant::Practical),
-        ] {
-            let (nx, ny) = (format!("{x}-seed{seed}"), format!("{y}-seed{seed}"));
+        for (nx, ny) in paper_pairs(seed) {
             if let (Some(a), Some(b)) = (answers.get(&nx), answers.get(&ny)) {
                 ev.comparisons.extend(judging.compare(
                     (&nx, a),

@@ -235,7 +235,7 @@ pub struct LlmEval {
     pub types: Vec<String>,
     /// The LLM judge (an OpenAI-compatible endpoint); `--judge URL` sets it too.
     #[serde(default)]
-    pub judge: Option<fpo_eval::judge::JudgeConfig>,
+    pub judge: Option<fpo_judge::JudgeConfig>,
 }
 
 /// The metrics the LLM suites know.
@@ -253,7 +253,7 @@ impl Default for LlmEval {
 }
 
 /// The LLM suite's configuration, its paths resolved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlmSuiteConfig {
     /// The data folder the relative data paths were resolved against.
     pub data_dir: PathBuf,
@@ -263,6 +263,23 @@ pub struct LlmSuiteConfig {
     pub train: TrainConfig,
     /// The evaluation after training.
     pub eval: LlmEval,
+}
+
+/// What an LLM run's `config.json` says about its training and evaluation, read back typed (the
+/// file is a [`Resolved`]; this takes its `config` and `[fpo]` parts).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LlmRunConfig {
+    /// The suite's configuration.
+    pub config: LlmSuiteConfig,
+    /// The `[fpo]` section.
+    pub fpo: FpoSection,
+}
+
+impl LlmRunConfig {
+    /// The `config.json` of an LLM run directory.
+    pub fn read(dir: &Path) -> Result<Self, fpo_rundir::Error> {
+        fpo_rundir::read_json(&dir.join(fpo_rundir::files::CONFIG))
+    }
 }
 
 /// A suite's own configuration.
@@ -277,19 +294,31 @@ pub enum SuiteConfig {
     Llm(Box<LlmSuiteConfig>),
 }
 
-/// The data folder: `FPO_DATA_DIR`, else `../shared/datasets` beside the working directory's
-/// parent when it exists; an error says how to get the data otherwise.
-pub fn data_dir() -> Result<PathBuf, String> {
+/// The data folder: `FPO_DATA_DIR`, else the `datasets/` folder of the checkout that holds
+/// `near` (an experiment file) or the working directory: the first ancestor with
+/// `datasets/SHA256SUMS`. Found at run time, so a binary built in another clone that shares the
+/// target directory still reads this clone's data.
+pub fn data_dir(near: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(d) = std::env::var_os("FPO_DATA_DIR") {
         return Ok(PathBuf::from(d));
     }
-    let guess = Path::new("../shared/datasets");
-    if guess.is_dir() {
-        return Ok(guess.to_owned());
+    let cwd = std::env::current_dir().ok();
+    let starts = near
+        .and_then(|p| std::path::absolute(p).ok())
+        .into_iter()
+        .chain(cwd);
+    for start in starts {
+        if let Some(dir) = start
+            .ancestors()
+            .map(|a| a.join("datasets"))
+            .find(|d| d.join("SHA256SUMS").is_file())
+        {
+            return Ok(dir);
+        }
     }
     Err(
-        "no data folder: set FPO_DATA_DIR to a copy of the data sets (CI uses ../shared/datasets; \
-         `just data` fetches TruthfulQA)"
+        "no data folder: run from a checkout of the project (it carries `datasets/`) or set \
+         FPO_DATA_DIR to a copy of it"
             .into(),
     )
 }
@@ -329,17 +358,14 @@ impl Resolved {
         self.run
             .variants
             .iter()
-            .map(|&v| {
-                Penalty::new(
-                    v,
-                    if v == Variant::Standard {
-                        0.0
-                    } else {
-                        self.fpo.gamma
-                    },
-                )
-            })
+            .map(|&v| Penalty::for_variant(v, self.fpo.gamma))
             .collect()
+    }
+
+    /// The paper's three rules under this experiment's weight: the LLM loop scores every
+    /// candidate under each, whichever variant it trains.
+    pub fn rules(&self) -> [Penalty; 3] {
+        Variant::ALL.map(|v| Penalty::for_variant(v, self.fpo.gamma))
     }
 }
 
@@ -433,7 +459,9 @@ pub fn load_experiment(
                   rungs are not written as tensor programs): leave the backend out"
             .into(),
     };
-    if overrides.set.iter().any(|(k, _)| k == "run.backend") {
+    if overrides.set.iter().any(|(k, _)| k == "run.backend")
+        || overrides.backend.is_some_and(|b| !b.llm_only)
+    {
         return Err(host_only(path));
     }
     let base = path.parent().unwrap_or(Path::new("."));
@@ -455,17 +483,12 @@ pub fn load_experiment(
             .rungs
             .iter()
             .filter(|g| overrides.variants.is_empty() || overrides.variants.contains(&g.variant))
-            .map(|g| {
-                let default = if g.variant == Variant::Standard {
-                    0.0
-                } else {
-                    r.fpo.gamma
-                };
-                Penalty {
-                    variant: g.variant,
-                    gamma: g.gamma.unwrap_or(default),
-                    damping: g.damping,
-                }
+            .map(|g| Penalty {
+                variant: g.variant,
+                gamma: g
+                    .gamma
+                    .unwrap_or(Penalty::for_variant(g.variant, r.fpo.gamma).gamma),
+                damping: g.damping,
             })
             .collect();
         r.run.variants = rungs.iter().map(|p| p.variant).collect();
@@ -565,8 +588,18 @@ pub struct Overrides {
     pub judge: Option<String>,
     /// `--set key=value`: dotted keys of the experiment file, set after the profile.
     pub set: Vec<(String, String)>,
-    /// `--backend` of `fpo reproduce`: the LLM suites' backend (the toys keep the CPU).
-    pub llm_backend: Option<BackendKind>,
+    /// `--backend`: `[run] backend` of the suites it applies to.
+    pub backend: Option<BackendOverride>,
+}
+
+/// `--backend` on the command line, typed once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendOverride {
+    /// The backend.
+    pub kind: BackendKind,
+    /// `fpo reproduce`'s: the LLM suites only (the toys keep their host kernels). `fpo run`'s
+    /// applies to the suite it runs, whatever it is.
+    pub llm_only: bool,
 }
 
 /// A `--set` value as TOML: a number, boolean, array or quoted string; anything else is a bare
@@ -675,7 +708,7 @@ fn resolve(
         SuiteKind::Truthfulqa | SuiteKind::Adversarial => {
             let f: LlmFile = typed(&source_text, path)?;
             let _ = f.suite;
-            let data_dir = data_dir().map_err(|m| invalid("train.prompts".into(), m))?;
+            let data_dir = data_dir(Some(path)).map_err(|m| invalid("train.prompts".into(), m))?;
             let models_dir = fpo_model::llm::models_dir();
             let mut train = f.train;
             train.model = resolve_path(&models_dir, &train.model);
@@ -710,7 +743,7 @@ fn resolve(
             let mut eval = f.eval;
             if let Some(url) = &overrides.judge {
                 eval.judge = Some(
-                    fpo_eval::judge::JudgeConfig::from_url(url)
+                    fpo_judge::JudgeConfig::from_url(url)
                         .map_err(|e| invalid("--judge".into(), e.to_string()))?,
                 );
             }
@@ -728,10 +761,14 @@ fn resolve(
                 }
             }
             // Inputs are checked before any run directory exists.
+            let data_hint = format!(
+                "relative paths are read from the data folder {}; FPO_DATA_DIR sets another",
+                data_dir.display()
+            );
             let needed = [
                 ("train.model", &train.model, "run `just models`"),
                 ("train.rm.encoder", &train.rm.encoder, "run `just models`"),
-                ("train.prompts", &train.prompts, "set FPO_DATA_DIR"),
+                ("train.prompts", &train.prompts, data_hint.as_str()),
             ];
             for (key, p, hint) in needed {
                 if !p.exists() {
@@ -744,10 +781,7 @@ fn resolve(
             if train.rm.init == fpo::llm::RmInit::BradleyTerry && !train.rm.pairs.exists() {
                 return Err(invalid(
                     "train.rm.pairs".into(),
-                    format!(
-                        "{} does not exist (set FPO_DATA_DIR)",
-                        train.rm.pairs.display()
-                    ),
+                    format!("{} does not exist ({data_hint})", train.rm.pairs.display()),
                 ));
             }
             let cfg = LlmSuiteConfig {
@@ -776,10 +810,10 @@ fn resolve(
     if let Some(seeds) = &overrides.seeds {
         resolved.run.seeds = seeds.clone();
     }
-    if let Some(backend) = overrides.llm_backend
-        && resolved.suite.is_llm()
+    if let Some(b) = overrides.backend
+        && (!b.llm_only || resolved.suite.is_llm())
     {
-        resolved.run.backend = Some(backend);
+        resolved.run.backend = Some(b.kind);
     }
     if let Some(backend) = resolved.run.backend
         && !backend.compiled_in()
@@ -849,6 +883,26 @@ fn merge(base: &mut toml::Table, over: &toml::Table) {
             }
         }
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReproduceFile {
+    suites: Vec<PathBuf>,
+}
+
+/// The suites `experiments/reproduce.toml` lists, in order.
+pub fn reproduce_list(path: &Path) -> Result<Vec<PathBuf>, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let f: ReproduceFile = toml::from_str(&text).map_err(|e| SettingsError::Invalid {
+        path: path.to_owned(),
+        key: "suites".into(),
+        message: e.to_string(),
+    })?;
+    Ok(f.suites)
 }
 
 #[cfg(test)]

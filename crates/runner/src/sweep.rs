@@ -8,16 +8,17 @@
 //! run directory per cell, written atomically like any run), `slurm.sh` and `logs/` with
 //! `--emit slurm`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use fpo::Variant;
-use fpo::toy::{ToyRecord, ToyRun};
+use fpo_rundir::{RunInfo, files, metrics, read_json};
 use serde::{Deserialize, Serialize};
 
+use crate::cli::SweepArgs;
 use crate::output::{RunDir, json, write_atomic};
+use crate::record;
 use crate::settings::{self, Experiment, Overrides, Resolved, Seeds};
 
 /// `--set key=v1,v2,...`.
@@ -29,34 +30,6 @@ pub struct SetArg {
     pub values: Vec<String>,
 }
 
-/// Parses `key=v1,v2,...` (a value may be a TOML array in brackets, whose commas stay).
-pub fn parse_set(s: &str) -> Result<SetArg, String> {
-    let (key, rest) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}`: expected key=value[,value...]"))?;
-    let mut values = Vec::new();
-    let (mut depth, mut start) = (0i32, 0);
-    for (i, c) in rest.char_indices() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth -= 1,
-            ',' if depth == 0 => {
-                values.push(rest[start..i].trim().to_owned());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    values.push(rest[start..].trim().to_owned());
-    if key.trim().is_empty() || values.iter().any(String::is_empty) {
-        return Err(format!("`{s}`: expected key=value[,value...]"));
-    }
-    Ok(SetArg {
-        key: key.trim().to_owned(),
-        values,
-    })
-}
-
 /// `--shard K/N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -64,20 +37,6 @@ pub struct Shard {
     pub k: usize,
     /// Shards in all.
     pub n: usize,
-}
-
-/// Parses `K/N`.
-pub fn parse_shard(s: &str) -> Result<Shard, String> {
-    let bad = || format!("`{s}`: expected K/N with 0 <= K < N");
-    let (k, n) = s.split_once('/').ok_or_else(bad)?;
-    let (k, n) = (
-        k.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    );
-    if n == 0 || k >= n {
-        return Err(bad());
-    }
-    Ok(Shard { k, n })
 }
 
 /// What to emit instead of running the cells here.
@@ -118,43 +77,6 @@ impl SlurmOptions {
             cpus_per_task: self.cpus_per_task.or(file.cpus_per_task),
         }
     }
-}
-
-/// Options of `fpo sweep`.
-#[derive(Debug, Args)]
-pub struct SweepArgs {
-    /// The experiment TOML (a toy-linear, toy-nn, truthfulqa or adversarial file).
-    #[arg(required_unless_present = "resubmit_missing")]
-    experiment: Option<PathBuf>,
-    /// Variants (repeatable; default: the file's).
-    #[arg(long = "variant", value_parser = crate::parse_variant)]
-    variants: Vec<Variant>,
-    /// Seeds: `A..B` (half-open), `N`, or `N,M,...` (default: the file's).
-    #[arg(long)]
-    seeds: Option<Seeds>,
-    /// Apply the file's `[profiles.<NAME>]` overrides.
-    #[arg(long)]
-    profile: Option<String>,
-    /// Sweep a key of the file over values: `--set fpo.gamma=0.1,1,10` (repeatable: the grid
-    /// is the product).
-    #[arg(long = "set", value_parser = parse_set)]
-    set: Vec<SetArg>,
-    /// The sweep directory.
-    #[arg(long, required_unless_present = "resubmit_missing")]
-    out: Option<PathBuf>,
-    /// Emit a job script instead of running the cells here.
-    #[arg(long, value_enum)]
-    emit: Option<Emit>,
-    /// Cells run at once here (without `--emit`).
-    #[arg(long, default_value_t = 2)]
-    jobs: usize,
-    /// Slurm options of the emitted script.
-    #[command(flatten)]
-    slurm: SlurmOptions,
-    /// Emit `<DIR>/slurm-resubmit.sh`: an array of just the cells of DIR that are missing or
-    /// failed.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["experiment", "out"])]
-    resubmit_missing: Option<PathBuf>,
 }
 
 /// One cell of a sweep.
@@ -283,7 +205,7 @@ impl SweepFile {
             seeds,
             judge: None,
             set: combo.to_vec(),
-            llm_backend: None,
+            backend: None,
         };
         let mut exp = settings::load_experiment(
             &self.workdir.join(&self.experiment),
@@ -587,59 +509,11 @@ pub fn run_shard(
         }
         let exp = file.load(&[cell.variant], Some(Seeds(vec![cell.seed])), &cell.set)?;
         let dir = RunDir::create(&target)?;
-        crate::run_experiment(&exp, dir.path(), None)
+        record::run_experiment(&exp, dir.path(), None)
             .with_context(|| format!("cell {} ({})", cell.index, cell.name))?;
         done.push(dir.commit()?);
     }
     Ok(done)
-}
-
-/// The runs of a toy cell, read back from its `metrics.csv` (floats round-trip exactly).
-fn cell_runs(dir: &Path, resolved: &Resolved) -> anyhow::Result<Vec<ToyRun>> {
-    let path = dir.join("metrics.csv");
-    let mut reader =
-        csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut runs: Vec<ToyRun> = Vec::new();
-    for (line, row) in reader.records().enumerate() {
-        let row = row.with_context(|| format!("{}: line {}", path.display(), line + 2))?;
-        let f = |i: usize| -> anyhow::Result<f64> {
-            row.get(i)
-                .unwrap_or("")
-                .parse()
-                .with_context(|| format!("{}: line {}, column {}", path.display(), line + 2, i + 1))
-        };
-        let label = row.get(0).unwrap_or("");
-        let seed: u64 = f(1)? as u64;
-        let penalty = resolved
-            .penalties()
-            .into_iter()
-            .find(|p| p.label() == label)
-            .with_context(|| format!("{}: unknown variant `{label}`", path.display()))?;
-        let record = ToyRecord {
-            iteration: f(2)? as usize,
-            signal: f(3)?,
-            noise: f(4)?,
-            true_utility: f(5)?,
-            proxy_reward: f(6)?,
-            penalty: f(7)?,
-            exact_penalty: match row.get(8) {
-                Some("") | None => None,
-                Some(_) => Some(f(8)?),
-            },
-        };
-        match runs.last_mut() {
-            Some(r) if r.seed == seed && r.penalty.label() == label => r.records.push(record),
-            _ => runs.push(ToyRun {
-                penalty,
-                seed,
-                records: vec![record],
-                final_action: Vec::new(),
-                policy_steps: 0,
-                seconds: 0.0,
-            }),
-        }
-    }
-    Ok(runs)
 }
 
 /// `fpo merge DIR`: the cells of each `--set` combination into one run directory, as a single
@@ -696,8 +570,9 @@ pub fn merge(dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
             run_dir.path().join(&name)
         };
         std::fs::create_dir_all(&merged)?;
-        let mut runs = Vec::new();
-        let (mut wall, mut cost): (f64, BTreeMap<String, Vec<f64>>) = (0.0, BTreeMap::new());
+        let mut rows = Vec::new();
+        let mut infos = Vec::new();
+        let mut runs = 0;
         for (penalty, seed) in crate::toys::jobs(resolved) {
             let cell = file
                 .cells
@@ -705,40 +580,27 @@ pub fn merge(dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
                 .find(|c| c.variant == penalty.variant && c.seed == seed && &c.set == combo)
                 .context("a job of the grid has no cell")?;
             let cdir = dir.join("cells").join(&cell.name);
-            runs.extend(cell_runs(&cdir, resolved)?);
-            let info: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(cdir.join("run.json"))
-                    .with_context(|| format!("reading {}", cdir.join("run.json").display()))?,
-            )?;
-            wall += info["wall_time_s"].as_f64().unwrap_or(0.0);
-            for (k, v) in info["us_per_step"].as_object().into_iter().flatten() {
-                cost.entry(k.clone()).or_default().extend(v.as_f64());
+            let label = penalty.label();
+            let cell_rows = metrics::read(&cdir.join(files::METRICS))?;
+            if let Some(r) = cell_rows
+                .iter()
+                .find(|r| r.variant != label || r.seed != seed)
+            {
+                bail!(
+                    "{}: a row of `{}` seed {} in the cell of `{label}` seed {seed}",
+                    cdir.join(files::METRICS).display(),
+                    r.variant,
+                    r.seed
+                );
             }
+            rows.extend(cell_rows);
+            runs += 1;
+            infos.push(read_json::<RunInfo>(&cdir.join(files::RUN_INFO))?);
         }
-        write_atomic(&merged, "config.json", &json(resolved)?)?;
-        let mut csv = Vec::new();
-        crate::toys::write_metrics_csv(&runs, &mut csv)?;
-        write_atomic(&merged, "metrics.csv", &csv)?;
-        write_atomic(
-            &merged,
-            "summary.json",
-            &json(&crate::toys::summarize(resolved, &runs))?,
-        )?;
-        let info = serde_json::json!({
-            "suite": resolved.suite.name(),
-            "fpo_version": env!("CARGO_PKG_VERSION"),
-            "burn_version": fpo_model::BURN_VERSION,
-            "backend": crate::toys::backend_label(resolved),
-            "machine": crate::machine(),
-            "merged_from": dir.display().to_string(),
-            "cells": runs.len(),
-            "wall_time_s": wall,
-            "us_per_step": cost
-                .into_iter()
-                .map(|(k, v)| (k, v.iter().sum::<f64>() / v.len().max(1) as f64))
-                .collect::<BTreeMap<_, _>>(),
-        });
-        write_atomic(&merged, "run.json", &json(&info)?)?;
+        write_atomic(&merged, files::CONFIG, &json(resolved)?)?;
+        record::write_toy(&merged, &rows, &crate::toys::summarize(resolved, &rows))?;
+        let info = record::merged_run_info(resolved, dir, runs, &infos);
+        write_atomic(&merged, files::RUN_INFO, &json(&info)?)?;
         written.push(if combos.len() == 1 {
             target.clone()
         } else {
@@ -752,6 +614,7 @@ pub fn merge(dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{parse_set, parse_shard};
 
     #[test]
     fn set_and_shard_parse() {

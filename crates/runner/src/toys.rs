@@ -4,47 +4,11 @@ use std::collections::BTreeMap;
 
 use fpo::Penalty;
 use fpo::toy::{ToyRun, linear::LinearToy, nn::NnToy, run_grid, tensor};
-use fpo_eval::claims::{self, Claim, Final, FinalsByVariant};
-use fpo_eval::stats::Summary;
+use fpo_eval::toys::ToyClaims;
 use fpo_model::BackendKind;
-use serde::Serialize;
+use fpo_rundir::{MetricsRow, ToySummary};
 
 use crate::settings::{Resolved, SuiteConfig};
-
-/// Final metrics of one variant over seeds.
-#[derive(Debug, Clone, Serialize)]
-pub struct VariantSummary {
-    /// Seeds that ran.
-    pub seeds: Vec<u64>,
-    /// Final true utility.
-    pub true_utility: Summary,
-    /// Final noise magnitude.
-    pub noise: Summary,
-    /// Final signal magnitude.
-    pub signal: Summary,
-    /// Final RM score of the action.
-    pub proxy_reward: Summary,
-    /// Final penalty.
-    pub penalty: Summary,
-    /// Pearson correlation, along each seed's logged trajectory, of this penalty with the exact
-    /// (influence-function) one; a summary over seeds. Only in ladder runs, and only for
-    /// penalties that are not identically zero.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exact_penalty_correlation: Option<Summary>,
-}
-
-/// `summary.json` of a toy run.
-#[derive(Debug, Clone, Serialize)]
-pub struct ToySummary {
-    /// Suite name.
-    pub suite: &'static str,
-    /// Confidence level of every interval.
-    pub confidence: f64,
-    /// Final metrics per variant.
-    pub variants: BTreeMap<String, VariantSummary>,
-    /// The paper's claims, checked.
-    pub claims: Vec<Claim>,
-}
 
 /// Runs every (penalty, seed) of the resolved experiment: on the host kernels, or as tensor
 /// programs on `[run] backend` when one is set.
@@ -142,103 +106,31 @@ pub fn timing(runs: &[ToyRun]) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// Pearson correlation, `None` when either side is constant.
-fn pearson(xs: &[f64], ys: &[f64]) -> Option<f64> {
-    let n = xs.len() as f64;
-    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (x, y) in xs.iter().zip(ys) {
-        sxy += (x - mx) * (y - my);
-        sxx += (x - mx) * (x - mx);
-        syy += (y - my) * (y - my);
-    }
-    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+/// The metrics rows of every run, in the runs' order (`metrics.csv`).
+pub fn metrics_rows(runs: &[ToyRun]) -> Vec<MetricsRow> {
+    runs.iter()
+        .flat_map(|r| {
+            let label = r.penalty.label();
+            r.records.iter().map(move |x| MetricsRow {
+                variant: label.clone(),
+                seed: r.seed,
+                iteration: x.iteration,
+                signal: x.signal,
+                noise: x.noise,
+                true_utility: x.true_utility,
+                proxy_reward: x.proxy_reward,
+                penalty: x.penalty,
+                exact_penalty: x.exact_penalty,
+            })
+        })
+        .collect()
 }
 
-/// Summarises the runs' final states and checks the suite's claims.
-pub fn summarize(resolved: &Resolved, runs: &[ToyRun]) -> ToySummary {
-    let level = resolved.run.confidence;
-    let mut by_variant: BTreeMap<String, Vec<&ToyRun>> = BTreeMap::new();
-    for r in runs {
-        by_variant.entry(r.penalty.label()).or_default().push(r);
-    }
-    let variants = by_variant
-        .iter()
-        .map(|(name, rs)| {
-            let of = |f: fn(&fpo::toy::ToyRecord) -> f64| {
-                Summary::of(&rs.iter().map(|r| f(r.last())).collect::<Vec<_>>(), level)
-            };
-            let summary = VariantSummary {
-                seeds: rs.iter().map(|r| r.seed).collect(),
-                true_utility: of(|x| x.true_utility),
-                noise: of(|x| x.noise),
-                signal: of(|x| x.signal),
-                proxy_reward: of(|x| x.proxy_reward),
-                penalty: of(|x| x.penalty),
-                exact_penalty_correlation: exact_correlation(rs, level),
-            };
-            (name.clone(), summary)
-        })
-        .collect();
-    let finals: FinalsByVariant = by_variant
-        .iter()
-        .map(|(name, rs)| {
-            let mut fs: Vec<Final> = rs
-                .iter()
-                .map(|r| Final {
-                    seed: r.seed,
-                    utility: r.last().true_utility,
-                    noise: r.last().noise,
-                })
-                .collect();
-            fs.sort_by_key(|f| f.seed);
-            (name.clone(), fs)
-        })
-        .collect();
+/// The suite's summary (final metrics over seeds, claims) from its metrics rows.
+pub fn summarize(resolved: &Resolved, rows: &[MetricsRow]) -> ToySummary {
     let claims = match resolved.config {
-        SuiteConfig::ToyLinear(_) => claims::linear(&finals, level),
-        SuiteConfig::ToyNn(_) => claims::nn(&finals, level),
-        SuiteConfig::Llm(_) => Vec::new(),
+        SuiteConfig::ToyLinear(_) => ToyClaims::Linear,
+        _ => ToyClaims::Nn,
     };
-    ToySummary {
-        suite: resolved.suite.name(),
-        confidence: level,
-        variants,
-        claims,
-    }
-}
-
-fn exact_correlation(runs: &[&ToyRun], level: f64) -> Option<Summary> {
-    let per_seed: Vec<f64> = runs
-        .iter()
-        .filter_map(|r| {
-            let (own, exact): (Vec<f64>, Vec<f64>) = r
-                .records
-                .iter()
-                .filter_map(|x| Some((x.penalty, x.exact_penalty?)))
-                .unzip();
-            pearson(&own, &exact)
-        })
-        .collect();
-    (!per_seed.is_empty()).then(|| Summary::of(&per_seed, level))
-}
-
-/// Writes the metrics of every run as CSV (pandas-readable): one row per logged iteration.
-pub fn write_metrics_csv(runs: &[ToyRun], out: &mut impl std::io::Write) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "variant,seed,iteration,signal,noise,true_utility,proxy_reward,penalty,exact_penalty"
-    )?;
-    for r in runs {
-        let label = r.penalty.label();
-        for x in &r.records {
-            let exact = x.exact_penalty.map_or(String::new(), |v| v.to_string());
-            writeln!(
-                out,
-                "{label},{},{},{},{},{},{},{},{exact}",
-                r.seed, x.iteration, x.signal, x.noise, x.true_utility, x.proxy_reward, x.penalty
-            )?;
-        }
-    }
-    Ok(())
+    fpo_eval::toys::summarize(resolved.suite.name(), claims, resolved.run.confidence, rows)
 }

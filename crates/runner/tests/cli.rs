@@ -2,22 +2,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::{fpo, ok, root};
-
-/// `shared/fixtures`, beside the repository (as in CI), or `FPO_FIXTURES_DIR`.
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("FPO_FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/fixtures"));
-    assert!(
-        dir.is_dir(),
-        "fixtures not found at {}: set FPO_FIXTURES_DIR",
-        dir.display()
-    );
-    dir
-}
 
 #[derive(Debug, serde::Deserialize)]
 struct Row {
@@ -56,7 +43,8 @@ fn linear_toy_reproduces_the_authors_trajectories() {
         out.to_str().unwrap(),
     ]);
     let reference: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("toy_linear_reference.json")).unwrap(),
+        &std::fs::read_to_string(common::fixtures("runner").join("toy_linear_reference.json"))
+            .unwrap(),
     )
     .unwrap();
     let rows = rows(&out.join("metrics.csv"));

@@ -1,6 +1,7 @@
 //! `fpo generate` and `fpo score` on the default model (needs `just models`).
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
 use serde_json::Value;
@@ -18,9 +19,7 @@ fn fpo(args: &[&str]) -> (i32, String, String) {
 }
 
 fn reference() -> Value {
-    let dir = std::env::var_os("FPO_FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
+    let dir = common::fixtures("model");
     serde_json::from_str(&std::fs::read_to_string(dir.join("smollm2_reference.json")).unwrap())
         .unwrap()
 }

@@ -181,3 +181,51 @@ fn a_missing_model_is_named_before_any_run_directory_exists() {
     );
     assert!(!tmp.path().join("run.partial").exists() && !out.exists());
 }
+
+/// Two clean runs of one seed write the same bytes in every file but `run.json` (timings live
+/// there only): the config, the summary, the RM warm start, each variant's log and outcome, the
+/// evaluation's records.
+#[test]
+fn two_clean_runs_write_the_same_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run_to_end(&a);
+    run_to_end(&b);
+    let mut files = Vec::new();
+    let mut stack = vec![a.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p.strip_prefix(&a).unwrap().to_owned());
+            }
+        }
+    }
+    files.sort();
+    for must in [
+        "config.json",
+        "summary.json",
+        "rm_head_fit.json",
+        "run.json",
+        "relaxed-seed0/log.jsonl",
+        "relaxed-seed0/outcome.json",
+    ] {
+        assert!(files.contains(&must.into()), "{must} missing: {files:?}");
+    }
+    for f in &files {
+        if f == Path::new("run.json") {
+            continue;
+        }
+        assert!(
+            std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(),
+            "{} differs between two runs of one seed",
+            f.display()
+        );
+    }
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("run.json")).unwrap()).unwrap();
+    assert!(info["llm"]["seconds_per_iteration"].as_f64().unwrap() > 0.0);
+    assert_eq!(info["llm"]["variants"]["relaxed-seed0"]["iterations"], 3);
+}

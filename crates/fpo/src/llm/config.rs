@@ -62,16 +62,7 @@ pub enum RmInput {
     PromptAndResponse,
 }
 
-/// Where the reward model's head starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RmInit {
-    /// Fitted (Bradley-Terry) on preference pairs before the loop (the paper starts from a
-    /// trained RM whose blind spots the policy then exploits).
-    BradleyTerry,
-    /// All zeros: every response scores 0 until the loop trains it.
-    Untrained,
-}
+pub use fpo_rundir::llm::RmInit;
 
 /// The reward model: a frozen sentence encoder and a trainable linear head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

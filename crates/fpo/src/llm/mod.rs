@@ -14,6 +14,7 @@
 pub mod config;
 pub mod data;
 pub mod lm;
+pub mod select;
 pub mod train;
 
 pub use config::{OracleConfig, RmConfig, RmInit, RmInput, TrainConfig};

@@ -13,7 +13,6 @@
 //! exactly as the uninterrupted run would have, and the variants of one seed share their
 //! reference responses and first candidates (common random numbers).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -30,7 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{RmInit, RmInput, TrainConfig};
 use super::data::{Pair, Prompt, read_pairs, read_prompts};
-use crate::penalty::{Feedback, Penalty, Variant, grad_term, sigmoid};
+use super::select::{self, Candidate, Reference};
+use crate::penalty::{Penalty, Variant, grad_term, sigmoid};
 use crate::reward::{AdamW, LinearHead, bce};
 use crate::{Error, Result};
 
@@ -39,105 +39,15 @@ const SCORE_BATCH_TOKENS: usize = 2048;
 /// Texts per batch of the sentence encoder.
 const ENCODER_BATCH: usize = 16;
 
-/// What the warm start of the reward model's head achieved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HeadFit {
-    /// How the head started.
-    pub init: RmInit,
-    /// Pairs the head was fitted on.
-    pub train_pairs: usize,
-    /// Pairs held out.
-    pub heldout_pairs: usize,
-    /// Pair accuracy on the fitted pairs.
-    pub train_accuracy: f64,
-    /// Pair accuracy on the held-out pairs (0.5 = chance).
-    pub heldout_accuracy: f64,
-    /// Bradley-Terry loss after the fit.
-    pub final_loss: f64,
-    /// Seconds spent embedding the pairs.
-    pub embed_seconds: f64,
-}
-
-/// One line of `log.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IterationLog {
-    /// 0-based iteration.
-    pub iteration: usize,
-    /// Line of the prompt in the prompts file.
-    pub prompt_line: usize,
-    /// Index of the winning candidate under this run's variant.
-    pub winner: usize,
-    /// The winner under each variant's rule, on the same candidates.
-    pub winners: BTreeMap<Variant, usize>,
-    /// Oracle utility of the winner.
-    pub winner_utility: f64,
-    /// RM score of the winner.
-    pub winner_reward: f64,
-    /// Oracle utility of the reference response.
-    pub reference_utility: f64,
-    /// RM score of the reference response.
-    pub reference_reward: f64,
-    /// Mean oracle utility of the candidates.
-    pub mean_candidate_utility: f64,
-    /// Penalty of the winner under this run's variant (0 for standard).
-    pub penalty: f64,
-    /// The winner's self-influence ("self-flattery"): `<∇_θ r(z), ∇_θ l(z)>` for the RM head,
-    /// `l` the BCE against the reference; positive when training on it raises its own score.
-    pub self_influence: f64,
-    /// `<g_win, g_win - g_ref>`, the gradient term of the penalties.
-    pub grad_term: f64,
-    /// The RM's BCE loss on (winner, reference) before its update.
-    pub rm_loss: f64,
-    /// The policy's mean NLL of the winner's sequence before its update.
-    pub policy_loss: f64,
-    /// Whether the optimisers stepped after this iteration.
-    pub step: bool,
-    /// New tokens generated (reference and candidates).
-    pub tokens_generated: usize,
-    /// New tokens of the winner.
-    pub winner_tokens: usize,
-    /// The winner's text.
-    pub winner_text: String,
-    /// Wall-clock seconds of the iteration.
-    pub seconds: f64,
-}
-
-/// The result of one variant's training: read back from its `log.jsonl`, so a resumed run
-/// reports the same figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VariantOutcome {
-    /// The variant.
-    pub variant: Variant,
-    /// Its seed.
-    pub seed: u64,
-    /// Iterations logged.
-    pub iterations: usize,
-    /// Share of iterations whose winner under this variant differs from the winner under each
-    /// variant's rule (on the same candidates).
-    pub winner_change_share: BTreeMap<Variant, f64>,
-    /// Mean oracle utility of the winners, first and last quarter of the run.
-    pub winner_utility_first_quarter: f64,
-    /// See `winner_utility_first_quarter`.
-    pub winner_utility_last_quarter: f64,
-    /// Mean RM score of the winners, first and last quarter.
-    pub winner_reward_first_quarter: f64,
-    /// See `winner_reward_first_quarter`.
-    pub winner_reward_last_quarter: f64,
-    /// Mean self-influence of the winners.
-    pub mean_self_influence: f64,
-    /// New tokens generated in all.
-    pub tokens_generated: usize,
-    /// Sum of the iterations' seconds (across resumptions).
-    pub seconds: f64,
-    /// Checksum of the final adapters (sum of |values|), to compare runs at a glance.
-    pub adapter_abs_sum: f64,
-}
+pub use fpo_rundir::VariantTiming;
+pub use fpo_rundir::llm::{HeadFit, IterationLog, VariantOutcome};
 
 /// The models and data of one experiment, loaded once and shared by every variant and seed.
 #[derive(Debug)]
 pub struct Pipeline {
     cfg: TrainConfig,
-    gamma: f64,
+    /// The rules every candidate is scored under, one per variant.
+    rules: Vec<Penalty>,
     inference: LoadedModel,
     trainer: Llama,
     encoder: SentenceEncoder,
@@ -145,6 +55,8 @@ pub struct Pipeline {
     prompt_ids: Vec<Vec<u32>>,
     head: LinearHead,
     head_fit: HeadFit,
+    /// Seconds spent embedding the warm-start pairs in this process.
+    embed_seconds: f64,
 }
 
 /// The state a checkpoint carries besides the adapters and the optimiser record.
@@ -233,9 +145,13 @@ impl Pipeline {
     /// for the LoRA step), the encoder, the prompts, and fits the RM head's warm start. `cfg`'s
     /// paths must be resolved already. Everything runs on `backend`; on a CPU backend the
     /// sampling and scoring copy keeps the GGUF's quantised blocks.
-    pub fn load(cfg: &TrainConfig, gamma: f64, backend: BackendKind) -> Result<Self> {
+    /// `rules` are the penalties every candidate is scored under (one per variant; the run's
+    /// own variant picks its winner with its rule).
+    pub fn load(cfg: &TrainConfig, rules: &[Penalty], backend: BackendKind) -> Result<Self> {
         cfg.validate()?;
-        crate::error::check_non_negative("fpo.gamma", gamma)?;
+        for p in rules {
+            crate::error::check_non_negative("fpo.gamma", p.gamma)?;
+        }
         let device_of = |autodiff| {
             device(backend, autodiff).map_err(|e| fpo_model::llm::LlmError::Request(e.to_string()))
         };
@@ -250,7 +166,7 @@ impl Pipeline {
             .collect::<Result<Vec<_>>>()?;
         let mut pipeline = Self {
             cfg: cfg.clone(),
-            gamma,
+            rules: rules.to_vec(),
             inference,
             trainer,
             encoder,
@@ -264,8 +180,8 @@ impl Pipeline {
                 train_accuracy: 0.5,
                 heldout_accuracy: 0.5,
                 final_loss: std::f64::consts::LN_2,
-                embed_seconds: 0.0,
             },
+            embed_seconds: 0.0,
         };
         pipeline.fit_head()?;
         Ok(pipeline)
@@ -277,13 +193,13 @@ impl Pipeline {
     /// Training a new variant with it starts from a zero head.
     pub fn load_trained(
         cfg: &TrainConfig,
-        gamma: f64,
+        rules: &[Penalty],
         fit: HeadFit,
         backend: BackendKind,
     ) -> Result<Self> {
         let mut cfg = cfg.clone();
         cfg.rm.init = RmInit::Untrained;
-        let mut pipeline = Self::load(&cfg, gamma, backend)?;
+        let mut pipeline = Self::load(&cfg, rules, backend)?;
         pipeline.head_fit = fit;
         Ok(pipeline)
     }
@@ -321,7 +237,7 @@ impl Pipeline {
         };
         let chosen = self.embed(&texts(|p| &p.chosen))?;
         let rejected = self.embed(&texts(|p| &p.rejected))?;
-        let embed_seconds = t.elapsed().as_secs_f64();
+        self.embed_seconds = t.elapsed().as_secs_f64();
         let feats: Vec<(Vec<f32>, Vec<f32>)> = chosen.into_iter().zip(rejected).collect();
         let held = ((feats.len() as f64 * rm.holdout).round() as usize).clamp(1, feats.len() - 1);
         let (train, test) = feats.split_at(feats.len() - held);
@@ -333,7 +249,6 @@ impl Pipeline {
             train_accuracy: head.pair_accuracy(train),
             heldout_accuracy: head.pair_accuracy(test),
             final_loss: losses.last().copied().unwrap_or(f64::NAN),
-            embed_seconds,
         };
         self.head = head;
         Ok(())
@@ -342,6 +257,11 @@ impl Pipeline {
     /// How the RM head's warm start went.
     pub fn head_fit(&self) -> &HeadFit {
         &self.head_fit
+    }
+
+    /// Seconds this process spent embedding the warm-start pairs (0 when not fitted here).
+    pub fn embed_seconds(&self) -> f64 {
+        self.embed_seconds
     }
 
     /// The head every variant starts from.
@@ -361,7 +281,7 @@ impl Pipeline {
 
     /// A string that changes whenever a setting that shapes the run changes.
     fn fingerprint(&self) -> String {
-        serde_json::to_string(&(&self.cfg, self.gamma)).expect("serialisable")
+        serde_json::to_string(&(&self.cfg, &self.rules)).expect("serialisable")
     }
 
     fn fresh_state(&self, seed: u64) -> Result<State> {
@@ -392,20 +312,23 @@ impl Pipeline {
 
     /// Trains one variant with one seed in `dir` (created if needed), resuming from the
     /// checkpoint there if one exists; a finished run (`outcome.json`) is read back, not rerun.
-    /// `on_iteration` sees every new log line.
+    /// `on_iteration` sees every new log line and the seconds it took. Returns the outcome and
+    /// the iterations this call trained, with their wall time (timings stay out of the log).
     pub fn run_variant(
         &self,
         variant: Variant,
         seed: u64,
         dir: &Path,
-        on_iteration: &mut dyn FnMut(&IterationLog),
-    ) -> Result<VariantOutcome> {
+        on_iteration: &mut dyn FnMut(&IterationLog, f64),
+    ) -> Result<(VariantOutcome, VariantTiming)> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let outcome_path = dir.join("outcome.json");
         if outcome_path.exists() {
             let text = std::fs::read_to_string(&outcome_path).map_err(io(&outcome_path))?;
-            return serde_json::from_str(&text).map_err(|e| ckpt_err(&outcome_path, e));
+            let outcome = serde_json::from_str(&text).map_err(|e| ckpt_err(&outcome_path, e))?;
+            return Ok((outcome, VariantTiming::default()));
         }
+        let mut timing = VariantTiming::default();
         let mut state = match self.load_checkpoint(dir, variant, seed)? {
             Some(s) => s,
             None => self.fresh_state(seed)?,
@@ -424,11 +347,15 @@ impl Pipeline {
             .open(&log_path)
             .map_err(io(&log_path))?;
         for it in state.iteration..self.cfg.iterations {
+            let started = Instant::now();
             let line = self.iteration(&mut state, variant, seed, it)?;
+            let seconds = started.elapsed().as_secs_f64();
+            timing.iterations += 1;
+            timing.seconds += seconds;
             serde_json::to_writer(&mut log_file, &line).expect("serialisable");
             log_file.write_all(b"\n").map_err(io(&log_path))?;
             log_file.flush().map_err(io(&log_path))?;
-            on_iteration(&line);
+            on_iteration(&line, seconds);
             logs.push(line);
             state.iteration = it + 1;
             if state.iteration.is_multiple_of(self.cfg.checkpoint_every)
@@ -447,7 +374,7 @@ impl Pipeline {
         if ckpt.exists() {
             std::fs::remove_dir_all(&ckpt).map_err(io(&ckpt))?;
         }
-        Ok(outcome)
+        Ok((outcome, timing))
     }
 
     /// One iteration of the loop; updates `st` (gradients, and the optimisers every
@@ -459,7 +386,6 @@ impl Pipeline {
         seed: u64,
         it: usize,
     ) -> Result<IterationLog> {
-        let started = Instant::now();
         let cfg = &self.cfg;
         let m = &self.inference;
         let tok = &m.tokenizer;
@@ -515,38 +441,31 @@ impl Pipeline {
         let rewards: Vec<f64> = phi.iter().map(|p| st.head.score(p)).collect();
         let grads: Vec<Vec<f64>> = phi.iter().map(|p| st.head.param_grad(p)).collect();
         let (r_ref, u_ref, g_ref) = (rewards[0], utilities[0], &grads[0]);
-        let feedback = |i: usize| Feedback::Preference {
-            utility: utilities[i],
-            reference_reward: r_ref,
-            reference_utility: u_ref,
+        let reference = Reference {
+            reward: r_ref,
+            utility: u_ref,
         };
-        let terms: Vec<f64> = (1..all.len())
-            .map(|i| grad_term(&grads[i], Some(g_ref)))
-            .collect();
-        let penalty_of = |v: Variant| {
-            Penalty::new(
-                v,
-                if v == Variant::Standard {
-                    0.0
-                } else {
-                    self.gamma
-                },
-            )
-        };
-        let winners: BTreeMap<Variant, usize> = Variant::ALL
-            .into_iter()
-            .map(|v| {
-                let p = penalty_of(v);
-                let scores = (0..cfg.candidates)
-                    .map(|c| rewards[c + 1] - p.value(rewards[c + 1], feedback(c + 1), terms[c]));
-                (v, argmax(scores))
+        let scored: Vec<Candidate> = (1..all.len())
+            .map(|i| Candidate {
+                reward: rewards[i],
+                utility: utilities[i],
+                grad_term: grad_term(&grads[i], Some(g_ref)),
             })
             .collect();
+        let winners = select::winners(&self.rules, &scored, &reference);
+        let rule = self
+            .rules
+            .iter()
+            .find(|p| p.variant == variant)
+            .ok_or_else(|| Error::InvalidConfig {
+                key: "run.variants".into(),
+                message: format!("no rule for the variant {variant}"),
+            })?;
         let w = winners[&variant];
         let wi = w + 1;
-        let penalty = penalty_of(variant).value(rewards[wi], feedback(wi), terms[w]);
+        let penalty = select::penalty(rule, &scored[w], &reference);
         let label = sigmoid(utilities[wi] - u_ref);
-        let self_influence = (sigmoid(rewards[wi] - r_ref) - label) * terms[w];
+        let self_influence = (sigmoid(rewards[wi] - r_ref) - label) * scored[w].grad_term;
 
         // RM update: BCE of σ(r_win - r_ref) against the soft label, accumulated.
         let accum = cfg.grad_accumulation as f64;
@@ -604,14 +523,13 @@ impl Pipeline {
             mean_candidate_utility: utilities[1..].iter().sum::<f64>() / n,
             penalty,
             self_influence,
-            grad_term: terms[w],
+            grad_term: scored[w].grad_term,
             rm_loss,
             policy_loss,
             step,
             tokens_generated: all.iter().map(|g| g.ids.len()).sum(),
             winner_tokens: candidates[w].ids.len(),
             winner_text: texts[wi].clone(),
-            seconds: started.elapsed().as_secs_f64(),
         })
     }
 
@@ -704,16 +622,6 @@ impl Pipeline {
 }
 
 /// Index of the first maximum.
-fn argmax(values: impl Iterator<Item = f64>) -> usize {
-    let mut best = (0, f64::NEG_INFINITY);
-    for (i, v) in values.enumerate() {
-        if v > best.1 {
-            best = (i, v);
-        }
-    }
-    best.0
-}
-
 /// The first `keep` lines of a log (all of them when it is shorter); a torn last line is dropped.
 fn read_log(path: &Path, keep: usize) -> Result<Vec<IterationLog>> {
     let text = match std::fs::read_to_string(path) {
@@ -780,7 +688,6 @@ fn summarize(
         winner_reward_last_quarter: mean(last.iter().map(|l| l.winner_reward)),
         mean_self_influence: mean(logs.iter().map(|l| l.self_influence)),
         tokens_generated: logs.iter().map(|l| l.tokens_generated).sum(),
-        seconds: logs.iter().map(|l| l.seconds).sum(),
         adapter_abs_sum: adapters
             .flat_values()
             .iter()

@@ -3,19 +3,30 @@
 
 pub mod tiny;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// `shared/fixtures` beside the checkout, or `FPO_FIXTURES_DIR`.
+/// The golden fixtures: `FPO_FIXTURES_DIR`, else this crate's `tests/fixtures`, found through
+/// the `CARGO_MANIFEST_DIR` cargo sets when it runs the test (not the one the binary was compiled
+/// with: clones that share a target directory may run each other's test binaries).
 pub fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("FPO_FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
+    let dir = match std::env::var_os("FPO_FIXTURES_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => package_dir().join("tests/fixtures"),
+    };
     assert!(
         dir.is_dir(),
         "fixtures not found at {}: set FPO_FIXTURES_DIR",
         dir.display()
     );
     dir
+}
+
+/// The package being tested: `CARGO_MANIFEST_DIR` at run time, else the working directory
+/// (cargo runs tests in the package's folder).
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_dir().expect("working directory"))
 }
 
 /// A JSON fixture.

@@ -1,15 +1,33 @@
 //! What the `fpo` binary's tests share.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// The repository (the working directory of every `fpo` the tests run).
+/// The repository (the working directory of every `fpo` the tests run): found through the
+/// `CARGO_MANIFEST_DIR` cargo sets when it runs the test, not the one the binary was compiled
+/// with (clones that share a target directory may run each other's test binaries).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_dir().expect("working directory"))
         .join("../..")
         .canonicalize()
         .unwrap()
+}
+
+/// A golden fixture's folder: `FPO_FIXTURES_DIR`, else `tests/fixtures` of the crate `krate`
+/// (`runner`, `model`) of this checkout.
+pub fn fixtures(krate: &str) -> PathBuf {
+    let dir = std::env::var_os("FPO_FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("crates").join(krate).join("tests/fixtures"));
+    assert!(
+        dir.is_dir(),
+        "fixtures not found at {}: set FPO_FIXTURES_DIR",
+        dir.display()
+    );
+    dir
 }
 
 /// `fpo ARGS` in the repository.

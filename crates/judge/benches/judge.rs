@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use fpo_eval::judge::{Judge, JudgeConfig, PairItem};
+use fpo_judge::{Judge, JudgeConfig, PairItem};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

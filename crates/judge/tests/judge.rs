@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use fpo_eval::generation::Verdict;
-use fpo_eval::judge::{Judge, JudgeConfig, JudgeError, PairItem, Parse};
+use fpo_judge::{Judge, JudgeConfig, JudgeError, PairItem, Parse};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -104,7 +104,7 @@ fn pairs(n: usize) -> Vec<PairItem> {
         .collect()
 }
 
-fn verdicts(run: &fpo_eval::judge::JudgeRun) -> Vec<Option<Verdict>> {
+fn verdicts(run: &fpo_judge::JudgeRun) -> Vec<Option<Verdict>> {
     run.judgements.iter().map(|j| j.verdict).collect()
 }
 

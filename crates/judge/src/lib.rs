@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::generation::Verdict;
+use fpo_eval::generation::Verdict;
 
 /// The default prompt: a minijinja template with `question`, `answer_a`, `answer_b`,
 /// `correct_answers` and `incorrect_answers` (lists of reference answers).

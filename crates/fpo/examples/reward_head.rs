@@ -1,7 +1,7 @@
 //! Fits the reward model's linear head (Bradley-Terry) on MiniLM features of the HH-RLHF
 //! harmless pairs and prints its held-out pair accuracy: responses alone, at most 128 tokens, as
-//! the LLM pipeline scores them. `cargo run --release -p fpo-model --example reward_head`
-//! (needs `just models` and `FPO_DATA_DIR`).
+//! the LLM pipeline scores them. `cargo run --release -p fpo --example reward_head`
+//! (needs `just models`; the pairs are read from the checkout's `datasets/`, or `FPO_DATA_DIR`).
 
 #![allow(clippy::print_stdout)]
 
@@ -16,7 +16,7 @@ use fpo_model::{BackendKind, device};
 fn main() {
     let data = std::env::var_os("FPO_DATA_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared/datasets"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../datasets"))
         .join("preferences/hh_rlhf_harmless_base_test_pairs.jsonl");
     let text = std::fs::read_to_string(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
     let rows: Vec<serde_json::Value> = text

@@ -1,0 +1,148 @@
+//! The run directory: every file a run writes, as the one type its writers and readers share.
+//!
+//! A run directory holds `config.json` (the resolved settings), `metrics.csv` ([`MetricsRow`],
+//! toy suites), `summary.json` ([`ToySummary`]; an LLM run's is `fpo_eval`'s `LlmSummary`, which
+//! embeds the evaluation's own types), `run.json` ([`RunInfo`]: versions, machine, timings), and
+//! for the LLM suites one folder per (variant, seed) with `log.jsonl` ([`llm::IterationLog`]) and
+//! `outcome.json` ([`llm::VariantOutcome`]), plus `rm_head_fit.json` ([`llm::HeadFit`]). A ladder
+//! adds `ladder.json` ([`Ladder`]), a reproduction `reproduce.json` ([`ReproduceIndex`]).
+//!
+//! Timings live in `run.json` (and a ladder's `us_per_step`) only, so two runs of one seed write
+//! the same bytes everywhere else. Plain numbers only: no tensors, no I/O beyond reading a file.
+
+mod claim;
+mod config;
+pub mod llm;
+pub mod metrics;
+mod run_info;
+mod summary;
+mod toy;
+mod variant;
+
+use std::path::{Path, PathBuf};
+
+pub use claim::{Claim, Side, Verdict};
+pub use config::{ConfigView, LlmPaths, RmPaths, SuiteSection, ToyEnv};
+pub use metrics::MetricsRow;
+pub use run_info::{LlmTimings, Machine, Merged, ReproduceIndex, RunInfo, VariantTiming, Versions};
+pub use summary::Summary;
+pub use toy::{Ladder, LadderToy, ToySummary, VariantSummary};
+pub use variant::{UnknownVariant, Variant};
+
+/// The files of a run directory.
+pub mod files {
+    /// The resolved settings.
+    pub const CONFIG: &str = "config.json";
+    /// Toy suites' logged iterations.
+    pub const METRICS: &str = "metrics.csv";
+    /// Final metrics and claims.
+    pub const SUMMARY: &str = "summary.json";
+    /// Versions, machine, timings.
+    pub const RUN_INFO: &str = "run.json";
+    /// The approximation ladder's rungs per toy.
+    pub const LADDER: &str = "ladder.json";
+    /// The index of an `fpo reproduce` directory.
+    pub const REPRODUCE: &str = "reproduce.json";
+    /// The LLM reward model's warm start.
+    pub const HEAD_FIT: &str = "rm_head_fit.json";
+    /// One line per LLM iteration, in a variant's folder.
+    pub const LOG: &str = "log.jsonl";
+    /// A trained variant's outcome, in its folder.
+    pub const OUTCOME: &str = "outcome.json";
+}
+
+/// A run-directory file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not the JSON its name promises.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// Where and why (serde_json names the line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A JSON-lines file has a bad line.
+    #[error("{path}: line {line}: {source}")]
+    JsonLine {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A CSV file has a bad row (the csv error names the line).
+    #[error("{path}: {source}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        #[source]
+        source: csv::Error,
+    },
+    /// Writing CSV into memory failed.
+    #[error("writing CSV: {0}")]
+    CsvWrite(#[source] csv::Error),
+    /// Serialising JSON failed.
+    #[error("writing JSON: {0}")]
+    JsonWrite(#[source] serde_json::Error),
+}
+
+/// A JSON file of a run directory, typed.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The lines of a JSON-lines file of a run directory, typed.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|source| Error::JsonLine {
+                path: path.to_owned(),
+                line: i + 1,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Pretty JSON with a final newline: how every JSON file of a run directory is written.
+pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(Error::JsonWrite)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// JSON lines, one value per line.
+pub fn to_jsonl<T: serde::Serialize>(rows: &[T]) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    for r in rows {
+        serde_json::to_writer(&mut out, r).map_err(Error::JsonWrite)?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
