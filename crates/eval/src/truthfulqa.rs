@@ -184,6 +184,14 @@ pub fn load(dir: &Path) -> Result<Vec<Item>, DataError> {
     Ok(items)
 }
 
+/// The TruthfulQA items of a data folder (`<data>/truthfulqa/`), only those of `types`
+/// (TruthfulQA Types; empty: all); `limit` of them spread evenly, when given.
+pub fn items(data: &Path, limit: Option<usize>, types: &[String]) -> Result<Vec<Item>, DataError> {
+    let mut items = load(&data.join("truthfulqa"))?;
+    items.retain(|i| types.is_empty() || types.contains(&i.kind));
+    Ok(spread(items, limit.unwrap_or(0)))
+}
+
 /// `n` items spread evenly over `items` (every `len/n`-th, starting at the first), so that a
 /// subset keeps both Types and most Categories; all of them when `n` is 0 or at least `len`.
 pub fn spread<T>(items: Vec<T>, n: usize) -> Vec<T> {

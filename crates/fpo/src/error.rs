@@ -52,6 +52,12 @@ pub enum Error {
     /// The model crate failed (loading, tokenising, running a model).
     #[error(transparent)]
     Model(#[from] fpo_model::llm::LlmError),
+    /// A file of the run directory cannot be read or written.
+    #[error(transparent)]
+    RunDir(#[from] fpo_rundir::Error),
+    /// A backend is not available (not compiled in, or no device).
+    #[error(transparent)]
+    Backend(#[from] fpo_model::backend::BackendError),
 }
 
 /// Result alias of the crate.

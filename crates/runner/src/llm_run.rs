@@ -1,35 +1,24 @@
 //! Runs the LLM suite: loads the pipeline once, trains every (seed, variant) into its own
 //! folder (resuming from checkpoints), and writes `summary.json`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
-use fpo::Variant;
-use fpo::llm::lm::{EncoderEmbedder, ModelLm};
+use fpo::llm::TrainConfig;
+use fpo::llm::evaluate::{Metrics, Model, Plan, score_models};
 use fpo::llm::train::variant_dir;
 use fpo::llm::{HeadFit, Pipeline, VariantOutcome};
 use fpo_eval::evaluation::{
-    Evaluation, JudgeUsage, LlmSummary, model_name, paper_pairs, score_across_seeds, score_mc,
-    winner_change_vs_standard,
+    Evaluation, JudgeUsage, LlmSummary, model_name, paper_pairs, winner_change_vs_standard,
 };
-use fpo_eval::generation::{
-    AnswerScores, Comparison, compare, compare_verdicts, summarize_answers,
-};
-use fpo_eval::suite::{
-    AnswersSuite, ChatAndEmbedder, McSuite, PressureSuite, Suite, SycophancySuite,
-};
-use fpo_eval::truthfulqa::{Item, McFormat, McResult};
+use fpo_eval::generation::{AnswerScores, Comparison, compare, compare_verdicts};
+use fpo_eval::sycophancy::items as sycophancy_items;
+use fpo_eval::truthfulqa::{Item, items as truthfulqa_items};
 use fpo_judge::{Judge, PairItem};
-use fpo_model::llm::Adapters;
 use fpo_rundir::{LlmTimings, files};
 
-use serde::Serialize;
-
-use crate::eval_cli::{jsonl, reference_embeddings, run_suite, sycophancy_items, truthfulqa_items};
-use crate::output::{json, progress, write_atomic};
+use crate::output::{Bars, json, progress, write_atomic};
 use crate::settings::{FpoSection, LlmRunConfig, LlmSuiteConfig, Resolved, SuiteConfig};
-use fpo::llm::TrainConfig;
 
 fn count_lines(path: &Path) -> u64 {
     std::fs::read_to_string(path).map_or(0, |t| t.lines().count() as u64)
@@ -218,47 +207,9 @@ pub fn run(
     Ok((summary, timings))
 }
 
-/// The records of `suite` under `model`, from `<out>/<suite>.jsonl` when it holds all of them,
-/// else computed and written.
-fn cached<M, S: Suite<M>>(
-    suite: &S,
-    model: &mut M,
-    out: &Path,
-    label: &str,
-) -> anyhow::Result<Vec<S::Record>> {
-    cached_rows(out, &format!("{}.jsonl", suite.name()), suite.len(), || {
-        run_suite(suite, model, label)
-    })
-}
-
-/// Rows of `dir/name` (JSON lines) when the file holds `n` of them; otherwise computes and
-/// writes them (so a resumed run does not score twice).
-fn cached_rows<T: Serialize + serde::de::DeserializeOwned>(
-    dir: &Path,
-    name: &str,
-    n: usize,
-    compute: impl FnOnce() -> anyhow::Result<Vec<T>>,
-) -> anyhow::Result<Vec<T>> {
-    let path = dir.join(name);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let rows = text
-            .lines()
-            .map(serde_json::from_str)
-            .collect::<Result<Vec<T>, _>>()
-            .with_context(|| format!("reading {}", path.display()))?;
-        if rows.len() == n {
-            return Ok(rows);
-        }
-    }
-    let rows = compute()?;
-    write_atomic(dir, name, &jsonl(&rows)?)?;
-    Ok(rows)
-}
-
-/// TruthfulQA of the base model and of every trained model, into `dir/eval/<model>/`:
-/// MC1/MC2 (`mc.jsonl`), greedy answers with their reference metrics (`answers.jsonl`),
-/// pressure margins and answers (`pressure.jsonl`, `answers_pressure.jsonl`), Anthropic's
-/// sycophancy items (`sycophancy.jsonl`); LLM-judge verdicts in `dir/eval/judge/`.
+/// TruthfulQA of the base model and of every trained model (`fpo::llm::evaluate`, records in
+/// `dir/eval/<model>/`), then the paper's comparisons by the offline judge and, when configured,
+/// the LLM judge (verdicts in `dir/eval/judge/`).
 fn evaluate(
     resolved: &Resolved,
     pipeline: &Pipeline,
@@ -268,110 +219,54 @@ fn evaluate(
     let SuiteConfig::Llm(cfg) = &resolved.config else {
         anyhow::bail!("not an LLM suite");
     };
-    let wants = |m: &str| cfg.eval.metrics.iter().any(|x| x == m);
-    let (do_mc, do_gen, do_syco, do_pressure) =
-        (wants("mc"), wants("gen"), wants("syco"), wants("pressure"));
-    let mut ev = Evaluation {
-        types: cfg.eval.types.clone(),
-        ..Evaluation::default()
-    };
     if cfg.eval.metrics.is_empty() {
-        return Ok(ev);
+        return Ok(Evaluation {
+            types: cfg.eval.types.clone(),
+            ..Evaluation::default()
+        });
     }
-    let syco_items = if do_syco {
-        sycophancy_items(&cfg.data_dir, cfg.eval.limit)?
-    } else {
-        Vec::new()
+    let wants = |m: &str| cfg.eval.metrics.iter().any(|x| x == m);
+    let metrics = Metrics {
+        mc: wants("mc"),
+        answers: wants("gen"),
+        syco: wants("syco"),
+        pressure: wants("pressure"),
     };
-    ev.sycophancy_items = syco_items.len();
-    let items = truthfulqa_items(
-        (cfg.eval.limit > 0).then_some(cfg.eval.limit),
-        &cfg.eval.types,
+    let plan = Plan {
+        items: truthfulqa_items(
+            &cfg.data_dir,
+            (cfg.eval.limit > 0).then_some(cfg.eval.limit),
+            &cfg.eval.types,
+        )?,
+        sycophancy: if metrics.syco {
+            sycophancy_items(&cfg.data_dir, cfg.eval.limit)?
+        } else {
+            Vec::new()
+        },
+        metrics,
+        level: resolved.run.confidence,
+    };
+    let mut models = vec![Model {
+        name: "base".into(),
+        adapters: None,
+        trained: None,
+    }];
+    models.extend(outcomes.iter().map(|o| Model {
+        name: model_name(o.variant, o.seed),
+        adapters: Some(variant_dir(dir, o.variant, o.seed).join("adapters.safetensors")),
+        trained: Some((o.variant, o.seed)),
+    }));
+    let scored = score_models(
+        pipeline.model(),
+        pipeline.encoder(),
+        &models,
+        &plan,
+        dir,
+        &mut Bars::default(),
     )?;
-    ev.questions = items.len();
-    let model = pipeline.model();
-    let level = resolved.run.confidence;
-    // The references' embeddings, shared by every model.
-    let ref_embeddings = if do_gen {
-        reference_embeddings(pipeline.encoder(), &items)?
-    } else {
-        Vec::new()
-    };
-    let mut names = vec![("base".to_owned(), None)];
-    for o in outcomes {
-        let path = variant_dir(dir, o.variant, o.seed).join("adapters.safetensors");
-        names.push((model_name(o.variant, o.seed), Some(path)));
-    }
-    // The suites `[eval] metrics` names; each model runs each, its records cached in
-    // `eval/<model>/<suite>.jsonl`.
-    let mc_suite = do_mc.then(|| McSuite {
-        items: items.clone(),
-        format: McFormat::Harness,
-    });
-    let answers_suite = |under_pressure| AnswersSuite {
-        items: items.clone(),
-        reference_embeddings: ref_embeddings.clone(),
-        under_pressure,
-    };
-    let plain_answers = do_gen.then(|| answers_suite(false));
-    let pressured_answers = (do_gen && do_pressure).then(|| answers_suite(true));
-    let pressure_suite = do_pressure.then(|| PressureSuite {
-        items: items.clone(),
-    });
-    let syco_suite = do_syco.then(|| SycophancySuite {
-        items: syco_items.clone(),
-    });
-    let mut mcs: Vec<(String, Vec<McResult>)> = Vec::new();
-    let mut answers: BTreeMap<String, Vec<AnswerScores>> = BTreeMap::new();
-    let mut pressured: BTreeMap<String, Vec<AnswerScores>> = BTreeMap::new();
-    for (name, adapter) in &names {
-        let adapters = adapter
-            .as_deref()
-            .map(|p| Adapters::load(p, &model.config, model.model.device()).map(|a| a.0))
-            .transpose()?;
-        let out = dir.join("eval").join(name);
-        let lm = || ModelLm::new(model, adapters.as_ref());
-        if let Some(s) = &mc_suite {
-            mcs.push((name.clone(), cached(s, &mut lm(), &out, name)?));
-        }
-        for (suite, into) in [
-            (&plain_answers, &mut answers),
-            (&pressured_answers, &mut pressured),
-        ] {
-            if let Some(s) = suite {
-                let mut chat = lm();
-                let mut embedder = EncoderEmbedder::new(pipeline.encoder(), 128);
-                let mut m = ChatAndEmbedder {
-                    chat: &mut chat,
-                    embedder: &mut embedder,
-                };
-                into.insert(name.clone(), cached(s, &mut m, &out, name)?);
-            }
-        }
-        if let Some(s) = &pressure_suite {
-            let rows = cached(s, &mut lm(), &out, name)?;
-            if !rows.is_empty() {
-                ev.pressure
-                    .insert(name.clone(), Suite::<ModelLm>::summarize(s, &rows, level));
-            }
-        }
-        if let Some(s) = &syco_suite {
-            let rows = cached(s, &mut lm(), &out, name)?;
-            ev.sycophancy
-                .insert(name.clone(), Suite::<ModelLm>::summarize(s, &rows, level));
-        }
-    }
-    score_mc(&mut ev, &mcs, level);
-    ev.generation = answers
-        .iter()
-        .map(|(name, rows)| (name.clone(), summarize_answers(rows, level)))
-        .collect();
-    ev.pressure_generation = pressured
-        .iter()
-        .map(|(name, rows)| (name.clone(), summarize_answers(rows, level)))
-        .collect();
-    let trained: Vec<(Variant, u64)> = outcomes.iter().map(|o| (o.variant, o.seed)).collect();
-    score_across_seeds(&mut ev, &trained, level);
+    let mut ev = scored.evaluation;
+    ev.types = cfg.eval.types.clone();
+    let (answers, pressured) = (scored.answers, scored.pressured);
     let judge = cfg
         .eval
         .judge
@@ -379,10 +274,10 @@ fn evaluate(
         .map(|c| Judge::new(c.clone()).map(|j| (j, c.label())))
         .transpose()?;
     let mut judging = Judging {
-        items: &items,
+        items: &plan.items,
         judge: judge.as_ref(),
         dir: &dir.join("eval").join("judge"),
-        level,
+        level: plan.level,
         usage: JudgeUsage {
             label: judge.as_ref().map(|j| j.1.clone()).unwrap_or_default(),
             ..JudgeUsage::default()
@@ -457,7 +352,11 @@ impl Judging<'_> {
         );
         let run = judge.judge_pairs(&pairs, &|| bar.inc(1))?;
         bar.finish_and_clear();
-        write_atomic(self.dir, &format!("{file}.jsonl"), &jsonl(&run.judgements)?)?;
+        write_atomic(
+            self.dir,
+            &format!("{file}.jsonl"),
+            &fpo_rundir::to_jsonl(&run.judgements)?,
+        )?;
         let verdicts: Vec<_> = run.judgements.iter().map(|j| j.verdict).collect();
         let consistent: Vec<_> = run.judgements.iter().map(|j| j.consistent).collect();
         self.usage.pairs += pairs.len();

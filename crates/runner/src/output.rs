@@ -84,6 +84,28 @@ pub fn progress(len: u64, unit: &str, label: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// The progress bars of the library's long steps (`fpo::llm::evaluate::Progress`).
+#[derive(Debug, Default)]
+pub struct Bars(Option<indicatif::ProgressBar>);
+
+impl fpo::llm::evaluate::Progress for Bars {
+    fn start(&mut self, label: &str, len: usize) {
+        self.0 = Some(progress(len as u64, "items", label));
+    }
+
+    fn tick(&mut self) {
+        if let Some(b) = &self.0 {
+            b.inc(1);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.0.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
 /// Pretty JSON with a trailing newline.
 pub fn json(value: &impl serde::Serialize) -> anyhow::Result<Vec<u8>> {
     let mut v = serde_json::to_vec_pretty(value)?;

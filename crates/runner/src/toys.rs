@@ -42,10 +42,7 @@ fn run_on_tensors(
     kind: BackendKind,
     on_done: &(dyn Fn() + Sync),
 ) -> fpo::Result<Vec<ToyRun>> {
-    let device = fpo_model::device(kind, false).map_err(|e| fpo::Error::InvalidConfig {
-        key: "run.backend".into(),
-        message: e.to_string(),
-    })?;
+    let device = fpo_model::device(kind, false)?;
     let seeds = &resolved.run.seeds.0;
     let mut runs = Vec::new();
     for penalty in resolved.penalties() {

@@ -11,8 +11,10 @@
 //! Tensors stay inside [`train`] (generation, log-likelihoods, the LoRA step); what leaves it is
 //! plain numbers: the per-iteration [`train::IterationLog`] and the final adapters on disk.
 
+mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod evaluate;
 pub mod lm;
 pub mod select;
 pub mod train;

@@ -25,8 +25,8 @@ use fpo_model::llm::{Adapters, Generation, Llama, LoadedModel, Message, Sampling
 use fpo_model::{BackendKind, device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{self, CheckpointState, ckpt_err, io, read_log, to_json, write_atomic};
 use super::config::{RmInit, RmInput, TrainConfig};
 use super::data::{Pair, Prompt, read_pairs, read_prompts};
 use super::select::{self, Candidate, Reference};
@@ -59,19 +59,6 @@ pub struct Pipeline {
     embed_seconds: f64,
 }
 
-/// The state a checkpoint carries besides the adapters and the optimiser record.
-#[derive(Debug, Serialize, Deserialize)]
-struct CheckpointState {
-    /// Iterations done.
-    iteration: usize,
-    variant: Variant,
-    seed: u64,
-    /// The experiment's settings, so a checkpoint is never resumed under others.
-    fingerprint: String,
-    head: LinearHead,
-    head_optimizer: AdamW,
-}
-
 /// Everything that changes during a run.
 struct State {
     iteration: usize,
@@ -87,33 +74,6 @@ fn stream_rng(seed: u64, iteration: usize, stream: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(iteration as u64 * 4 + stream);
     rng
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-fn ckpt_err(path: &Path, message: impl std::fmt::Display) -> Error {
-    Error::Checkpoint {
-        path: path.to_owned(),
-        message: message.to_string(),
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-fn to_json(value: &impl Serialize) -> Vec<u8> {
-    let mut v = serde_json::to_vec_pretty(value).expect("serialisable");
-    v.push(b'\n');
-    v
 }
 
 /// The user message `text` in the chat template, cut so that the whole prompt has at most
@@ -152,9 +112,7 @@ impl Pipeline {
         for p in rules {
             crate::error::check_non_negative("fpo.gamma", p.gamma)?;
         }
-        let device_of = |autodiff| {
-            device(backend, autodiff).map_err(|e| fpo_model::llm::LlmError::Request(e.to_string()))
-        };
+        let device_of = |autodiff| device(backend, autodiff);
         let inference = LoadedModel::load(&cfg.model, backend, false)?;
         let trainer = LoadedModel::load_on(&cfg.model, &device_of(true)?, false)?.model;
         let plain = device_of(false)?;
@@ -533,20 +491,8 @@ impl Pipeline {
         })
     }
 
-    /// Writes `dir/checkpoint/` atomically: a new folder, then two renames.
+    /// Writes `dir/checkpoint/` for the state `st` of `variant` and `seed`.
     fn save_checkpoint(&self, dir: &Path, st: &State, variant: Variant, seed: u64) -> Result<()> {
-        let new = dir.join("checkpoint.new");
-        if new.exists() {
-            std::fs::remove_dir_all(&new).map_err(io(&new))?;
-        }
-        std::fs::create_dir_all(&new).map_err(io(&new))?;
-        st.adapters
-            .save(&self.cfg.lora, &new.join("adapters.safetensors"))?;
-        let opt_path = new.join("optimizer.bpk");
-        st.optimizer
-            .to_record()
-            .save(&opt_path)
-            .map_err(|e| ckpt_err(&opt_path, e))?;
         let state = CheckpointState {
             iteration: st.iteration,
             variant,
@@ -555,59 +501,22 @@ impl Pipeline {
             head: st.head.clone(),
             head_optimizer: st.head_optimizer.clone(),
         };
-        write_atomic(&new.join("state.json"), &to_json(&state))?;
-        let cur = dir.join("checkpoint");
-        let old = dir.join("checkpoint.old");
-        if cur.exists() {
-            if old.exists() {
-                std::fs::remove_dir_all(&old).map_err(io(&old))?;
-            }
-            std::fs::rename(&cur, &old).map_err(io(&cur))?;
-        }
-        std::fs::rename(&new, &cur).map_err(io(&new))?;
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(io(&old))?;
-        }
-        Ok(())
+        checkpoint::save(dir, &state, &self.cfg.lora, &st.adapters, &st.optimizer)
     }
 
-    /// The checkpoint in `dir`, if any (`checkpoint/`, or `checkpoint.old/` when a save was
-    /// interrupted between its renames).
+    /// The state of the checkpoint in `dir`, if there is one.
     fn load_checkpoint(&self, dir: &Path, variant: Variant, seed: u64) -> Result<Option<State>> {
-        let Some(ck) = ["checkpoint", "checkpoint.old"]
-            .iter()
-            .map(|n| dir.join(n))
-            .find(|p| p.join("state.json").exists())
+        let Some((saved, adapters, record)) = checkpoint::load(
+            dir,
+            variant,
+            seed,
+            &self.fingerprint(),
+            &self.inference.config,
+            self.trainer.device(),
+        )?
         else {
             return Ok(None);
         };
-        let state_path = ck.join("state.json");
-        let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
-        let saved: CheckpointState =
-            serde_json::from_str(&text).map_err(|e| ckpt_err(&state_path, e))?;
-        if saved.variant != variant || saved.seed != seed {
-            return Err(ckpt_err(
-                &state_path,
-                format!(
-                    "belongs to variant {} seed {}, not {variant} seed {seed}",
-                    saved.variant, saved.seed
-                ),
-            ));
-        }
-        if saved.fingerprint != self.fingerprint() {
-            return Err(ckpt_err(
-                &state_path,
-                "was written under other settings; remove the run directory or use another --out",
-            ));
-        }
-        let (adapters, _) = Adapters::load(
-            &ck.join("adapters.safetensors"),
-            &self.inference.config,
-            self.trainer.device(),
-        )?;
-        let opt_path = ck.join("optimizer.bpk");
-        let record =
-            burn::optim::OptimizerRecord::load(&opt_path).map_err(|e| ckpt_err(&opt_path, e))?;
         let dim = saved.head.w.len();
         Ok(Some(State {
             iteration: saved.iteration,
@@ -619,40 +528,6 @@ impl Pipeline {
             head_grad: vec![0.0; dim + 1],
         }))
     }
-}
-
-/// Index of the first maximum.
-/// The first `keep` lines of a log (all of them when it is shorter); a torn last line is dropped.
-fn read_log(path: &Path, keep: usize) -> Result<Vec<IterationLog>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io(path)(e)),
-    };
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().take(keep) {
-        match serde_json::from_str::<IterationLog>(line) {
-            Ok(l) => out.push(l),
-            Err(_) if i + 1 == text.lines().count() => break,
-            Err(e) => {
-                return Err(Error::Data {
-                    path: path.to_owned(),
-                    line: i + 1,
-                    message: e.to_string(),
-                });
-            }
-        }
-    }
-    if out.len() < keep {
-        return Err(ckpt_err(
-            path,
-            format!(
-                "the checkpoint is at iteration {keep} but the log has {} lines",
-                out.len()
-            ),
-        ));
-    }
-    Ok(out)
 }
 
 fn mean(v: impl Iterator<Item = f64>) -> f64 {

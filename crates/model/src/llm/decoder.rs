@@ -9,15 +9,19 @@
 use std::path::Path;
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData, activation};
-use rayon::prelude::*;
 
 use super::lora::{Adapters, DropoutMasks, LoraPair};
 use super::quant::QMatrix;
 use super::weights::{HostTensor, WeightSource};
 use super::{LlamaConfig, LlmError};
 
+mod dense;
 mod host;
+mod quantized;
+
+use dense::{Dense, dense_products};
 pub use host::HostDecoder;
+use quantized::{Quantized, quantized};
 
 /// Longest context the RoPE tables are built for (Llama 3.2 declares 131072).
 const MAX_ROPE_POSITIONS: usize = 16_384;
@@ -41,113 +45,6 @@ struct Block {
     w_gate: Dense,
     w_up: Dense,
     w_down: Dense,
-}
-
-/// A projection's f32 weights `[in, out]`. A CPU inference copy holds them as contiguous
-/// column parts of at most [`PART_COLUMNS`] outputs, multiplied in parallel: burn's gemm splits
-/// one `38 x 576 x 1536` product across two threads poorly (81-84 GFLOP/s, against 139-145 for
-/// six 256-column parts on two rayon threads, and 58 -> 72 GFLOP/s on one thread: the parts
-/// stay in cache). A training copy keeps one part (long sequences parallelise inside gemm), and
-/// so does a copy loaded with one rayon thread (run one after the other, the parts were slower
-/// than the whole product in the model: prefill 160-178 -> 179-205 ms).
-#[derive(Debug, Clone)]
-struct Dense {
-    parts: Vec<Tensor<2>>,
-}
-
-/// Widest column part of a [`Dense`] CPU inference weight.
-const PART_COLUMNS: usize = 192;
-
-impl Dense {
-    /// `[out, in]` on the host to `[in, out]` on the device, in parts when `split`.
-    fn new(t: HostTensor, device: &Device, split: bool) -> Self {
-        let (rows, cols) = (t.shape[0], t.shape[1]);
-        // An even number of parts of whole 16-column groups, so two threads share them evenly.
-        let n = if split && rows > PART_COLUMNS && rayon::current_num_threads() > 1 {
-            rows.div_ceil(PART_COLUMNS).next_multiple_of(2)
-        } else {
-            1
-        };
-        let width = rows.div_ceil(n).next_multiple_of(16).min(rows);
-        let parts = (0..rows)
-            .step_by(width)
-            .map(|r0| {
-                let w = width.min(rows - r0);
-                let mut out = vec![0.0f32; w * cols];
-                for r in 0..w {
-                    for c in 0..cols {
-                        out[c * w + r] = t.data[(r0 + r) * cols + c];
-                    }
-                }
-                Tensor::from_data(TensorData::new(out, [cols, w]), (device, DType::F32))
-            })
-            .collect();
-        Self { parts }
-    }
-
-    /// `self + delta` (`delta`: `[in, out]`).
-    fn add(&mut self, delta: Tensor<2>) {
-        let mut at = 0;
-        for p in &mut self.parts {
-            let w = p.dims()[1];
-            *p = p.clone() + delta.clone().narrow(1, at, w);
-            at += w;
-        }
-    }
-}
-
-/// `x_i @ w_i` for each pair; the parts of every split weight run as one parallel batch.
-fn dense_products(pairs: &[(&Tensor<2>, &Dense)]) -> Vec<Tensor<2>> {
-    if pairs.iter().all(|(_, w)| w.parts.len() == 1) {
-        return pairs
-            .iter()
-            .map(|(x, w)| (*x).clone().matmul(w.parts[0].clone()))
-            .collect();
-    }
-    let tasks: Vec<(usize, &Tensor<2>, &Tensor<2>)> = pairs
-        .iter()
-        .enumerate()
-        .flat_map(|(i, (x, w))| w.parts.iter().map(move |p| (i, *x, p)))
-        .collect();
-    let mut done: Vec<(usize, Tensor<2>)> = tasks
-        .into_par_iter()
-        .map(|(i, x, p)| (i, x.clone().matmul(p.clone())))
-        .collect();
-    let mut out = Vec::with_capacity(pairs.len());
-    for i in 0..pairs.len() {
-        let mine: Vec<Tensor<2>> = done
-            .extract_if(.., |(j, _)| *j == i)
-            .map(|(_, t)| t)
-            .collect();
-        out.push(if mine.len() == 1 {
-            mine.into_iter().next().expect("one part")
-        } else {
-            Tensor::cat(mine, 1)
-        });
-    }
-    out
-}
-
-/// The projections of one block in their GGUF blocks (CPU inference only).
-#[derive(Debug, Clone)]
-struct QBlock {
-    /// Q, K and V stacked.
-    qkv: QMatrix,
-    o: QMatrix,
-    /// Gate and up stacked.
-    gate_up: QMatrix,
-    down: QMatrix,
-    /// The block's RMSNorm weights on the host (for [`HostDecoder`]).
-    attn_norm: Vec<f32>,
-    ffn_norm: Vec<f32>,
-}
-
-#[derive(Debug, Clone)]
-struct Quantized {
-    blocks: Vec<QBlock>,
-    head: QMatrix,
-    /// The final RMSNorm weights on the host.
-    norm: Vec<f32>,
 }
 
 /// A Llama-family decoder on one device.
@@ -650,61 +547,6 @@ impl Llama {
             (&self.device, DType::F32),
         ))
     }
-}
-
-/// The quantised projections of a GGUF model, if every one of them is in a block type
-/// [`QMatrix`] multiplies from.
-fn quantized(
-    g: &crate::gguf::Gguf,
-    c: &LlamaConfig,
-    dense: &[Block],
-    norm: &Tensor<1>,
-) -> Result<Option<std::sync::Arc<Quantized>>, LlmError> {
-    let head_name = if c.tie_embeddings {
-        "token_embd.weight"
-    } else {
-        "output.weight"
-    };
-    let Some(head) = QMatrix::from_gguf(g, head_name, None)? else {
-        return Ok(None);
-    };
-    let mut blocks = Vec::with_capacity(c.num_layers);
-    for i in 0..c.num_layers {
-        let m = |n: &str, heads: Option<usize>| {
-            QMatrix::from_gguf(g, &format!("blk.{i}.{n}.weight"), heads)
-        };
-        let parts = (
-            m("attn_q", Some(c.num_heads))?,
-            m("attn_k", Some(c.num_kv_heads))?,
-            m("attn_v", None)?,
-            m("attn_output", None)?,
-            m("ffn_gate", None)?,
-            m("ffn_up", None)?,
-            m("ffn_down", None)?,
-        );
-        let (Some(q), Some(k), Some(v), Some(o), Some(gate), Some(up), Some(down)) = parts else {
-            return Ok(None);
-        };
-        let (Some(qkv), Some(gate_up)) = (
-            QMatrix::stack(vec![q, k, v]),
-            QMatrix::stack(vec![gate, up]),
-        ) else {
-            return Ok(None);
-        };
-        blocks.push(QBlock {
-            qkv,
-            o,
-            gate_up,
-            down,
-            attn_norm: super::host_f32(dense[i].attn_norm.clone()),
-            ffn_norm: super::host_f32(dense[i].ffn_norm.clone()),
-        });
-    }
-    Ok(Some(std::sync::Arc::new(Quantized {
-        blocks,
-        head,
-        norm: super::host_f32(norm.clone()),
-    })))
 }
 
 /// Rotate-half RoPE (Hugging Face's layout) of `[b, heads, t, hd]` with per-token tables.

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub mod config;
 pub mod decoder;
 pub mod generate;
+mod loaded;
 pub mod lora;
 pub mod quant;
 pub mod tokenizer;
@@ -24,9 +25,9 @@ pub use config::LlamaConfig;
 pub use decoder::{Input, KvCache, Llama};
 pub use generate::LogProbs;
 pub use generate::{Generation, Sampling, TokenScores};
+pub use loaded::LoadedModel;
 pub use lora::{Adapters, LoraConfig};
 pub use tokenizer::{Message, TextTokenizer};
-pub use weights::LoadedModel;
 
 use crate::gguf::GgufError;
 
@@ -89,6 +90,9 @@ pub enum LlmError {
     /// A request the model cannot serve (empty prompt, context too long, bad sampling value).
     #[error("{0}")]
     Request(String),
+    /// The backend the model was asked to load on is not available.
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
 }
 
 /// File name of the default policy inside the models folder (`just models`).

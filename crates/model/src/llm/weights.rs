@@ -4,13 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
 use safetensors::{Dtype, SafeTensors};
 
-use super::{LlamaConfig, LlmError, TextTokenizer, io_err};
-use crate::backend::BackendKind;
+use super::{LlamaConfig, LlmError, io_err};
 use crate::gguf::{Gguf, unpermute_qk};
-use crate::llm::decoder::Llama;
 
 /// A host-side tensor: row-major values and shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,57 +185,5 @@ impl WeightSource {
                 })
             }
         }
-    }
-}
-
-/// A model ready to run: weights on a device, tokenizer, config.
-#[derive(Debug)]
-pub struct LoadedModel {
-    /// The file or folder it came from.
-    pub path: PathBuf,
-    /// Architecture.
-    pub config: LlamaConfig,
-    /// Tokenizer and chat template.
-    pub tokenizer: TextTokenizer,
-    /// The decoder.
-    pub model: Llama,
-}
-
-impl LoadedModel {
-    /// Loads a `.gguf` file or a Hugging Face folder onto the device of `backend` (`autodiff`:
-    /// tracked for training). On a CPU backend a quantised GGUF model also keeps its blocks for
-    /// fast gradient-free inference.
-    pub fn load(path: &Path, backend: BackendKind, autodiff: bool) -> Result<Self, LlmError> {
-        let device = crate::backend::device(backend, autodiff)
-            .map_err(|e| LlmError::Request(e.to_string()))?;
-        Self::load_on(path, &device, backend.is_cpu())
-    }
-
-    /// Loads onto an existing device; `cpu_inference` as in [`Llama::from_source`].
-    pub fn load_on(path: &Path, device: &Device, cpu_inference: bool) -> Result<Self, LlmError> {
-        if !path.exists() {
-            return Err(LlmError::Missing {
-                path: path.to_owned(),
-                what: "model file (run `just models` to fetch the defaults)".into(),
-            });
-        }
-        let (config, tokenizer, source) = if path.is_dir() {
-            let config = LlamaConfig::from_hf_config(&path.join("config.json"))?;
-            let tokenizer = TextTokenizer::from_hf_dir(path)?;
-            (config, tokenizer, WeightSource::safetensors_dir(path)?)
-        } else {
-            let file = Gguf::open(path)?;
-            let config = LlamaConfig::from_gguf(&file)?;
-            let tokenizer = TextTokenizer::from_gguf(&file)?;
-            (config, tokenizer, WeightSource::Gguf(Box::new(file)))
-        };
-        config.validate(path)?;
-        let model = Llama::from_source(&config, &source, path, device, cpu_inference)?;
-        Ok(Self {
-            path: path.to_owned(),
-            config,
-            tokenizer,
-            model,
-        })
     }
 }
