@@ -15,15 +15,7 @@ use rand_chacha::ChaCha8Rng;
 /// The backends compared with flex: every one compiled in. A GPU backend compiled in must find
 /// a device: a parity test that skips itself proves nothing.
 fn others() -> Vec<BackendKind> {
-    BackendKind::ALL
-        .into_iter()
-        .filter(|&k| k != BackendKind::Flex && k.compiled_in())
-        .inspect(|&k| {
-            if let Err(e) = device(k, false) {
-                panic!("{e}");
-            }
-        })
-        .collect()
+    fpo_model::backend::others_than_flex().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The toy's reward model in `f32` on each backend (flex included) against the hand-written

@@ -100,6 +100,25 @@ fn build_note(kind: BackendKind) -> &'static str {
     }
 }
 
+/// A tensor's values as `f32` on the host, row-major.
+pub(crate) fn host_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .expect("f32 data after convert")
+}
+
+/// Every backend compiled in besides flex, the one the others are checked against (parity
+/// tests). Each must find a device: an error names the first that does not, so that a parity
+/// check cannot skip a GPU it was built for.
+pub fn others_than_flex() -> Result<Vec<BackendKind>, BackendError> {
+    BackendKind::ALL
+        .into_iter()
+        .filter(|&k| k != BackendKind::Flex && k.compiled_in())
+        .map(|k| device(k, false).map(|_| k))
+        .collect()
+}
+
 /// The device of a backend, with autodiff enabled when `autodiff` is set. A GPU backend is
 /// refused when the machine has no adapter for it (rather than failing at the first tensor).
 pub fn device(kind: BackendKind, autodiff: bool) -> Result<Device, BackendError> {
@@ -234,7 +253,7 @@ fn check(device: &Device) -> f64 {
     let t = |v: &[f32]| {
         Tensor::<2>::from_data(TensorData::new(v.to_vec(), [N, N]), (device, DType::F32))
     };
-    let got = crate::llm::host_f32(softmax(t(&a).matmul(t(&b)), 1));
+    let got = host_f32(softmax(t(&a).matmul(t(&b)), 1));
     let mut worst = 0.0f64;
     for r in 0..N {
         let row: Vec<f64> = (0..N)

@@ -236,7 +236,7 @@ impl SentenceEncoder {
                 .map(|t| self.encode(t, max_len))
                 .collect::<Result<Vec<_>, _>>()?;
             let pooled = self.pool(&ids);
-            let vals = crate::llm::host_f32(pooled);
+            let vals = crate::backend::host_f32(pooled);
             out.extend(vals.chunks(self.hidden).map(<[f32]>::to_vec));
         }
         Ok(out)

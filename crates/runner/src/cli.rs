@@ -7,9 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use fpo::Variant;
 use fpo_eval::truthfulqa::McFormat;
 use fpo_model::BackendKind;
+use serde::{Deserialize, Serialize};
 
 use crate::settings::Seeds;
-use crate::sweep::{Emit, SetArg, Shard, SlurmOptions};
 
 /// Experiments on alignment collapse in iterative RLHF (Gauthier, Bach, Jordan, 2026).
 #[derive(Debug, Parser)]
@@ -325,5 +325,63 @@ fn parse_format(s: &str) -> Result<McFormat, String> {
         "harness" => Ok(McFormat::Harness),
         "chat" => Ok(McFormat::Chat),
         _ => Err(format!("unknown format `{s}` (harness, chat)")),
+    }
+}
+
+/// `--set key=v1,v2,...`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetArg {
+    /// Dotted key of the experiment file.
+    pub key: String,
+    /// Values, as written.
+    pub values: Vec<String>,
+}
+
+/// `--shard K/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, `0 <= k < n`.
+    pub k: usize,
+    /// Shards in all.
+    pub n: usize,
+}
+
+/// What to emit instead of running the cells here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    /// An `sbatch` job-array script, `<out>/slurm.sh`.
+    Slurm,
+}
+
+/// Slurm options: flags, else the experiment file's `[slurm]` table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmOptions {
+    /// `--partition`.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// `--time` (e.g. 01:00:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// `--mem` (e.g. 8G).
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// GPUs per task: `--gres=gpu:N`.
+    #[arg(long)]
+    pub gpus: Option<u32>,
+    /// `--cpus-per-task`.
+    #[arg(long)]
+    pub cpus_per_task: Option<u32>,
+}
+
+impl SlurmOptions {
+    pub fn or(self, file: SlurmOptions) -> Self {
+        Self {
+            partition: self.partition.or(file.partition),
+            time: self.time.or(file.time),
+            mem: self.mem.or(file.mem),
+            gpus: self.gpus.or(file.gpus),
+            cpus_per_task: self.cpus_per_task.or(file.cpus_per_task),
+        }
     }
 }

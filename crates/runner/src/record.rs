@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use fpo::toy::grid::{metrics_rows, us_per_step};
 use fpo_model::BackendKind;
 use fpo_rundir::{
     Ladder, LadderToy, LlmTimings, Machine, ReproduceIndex, RunInfo, ToySummary, Versions, files,
@@ -116,7 +117,10 @@ pub fn run_experiment(exp: &Experiment, dir: &Path, reuse: Option<&Path>) -> any
             write_atomic(dir, files::CONFIG, &json(exp)?)?;
             write_atomic(dir, files::LADDER, &json(&ladder)?)?;
             // The ladder refuses a backend: every rung runs on the host kernels.
-            let backend = parts.first().map(toys::backend_label).unwrap_or_default();
+            let backend = match parts.first() {
+                Some(r) => toys::grid(r)?.backend_label(),
+                None => String::new(),
+            };
             let info = started.run_info(experiment_name(exp), backend);
             write_atomic(dir, files::RUN_INFO, &json(&info)?)?;
         }
@@ -130,16 +134,17 @@ fn run_toy(resolved: &Resolved, dir: &Path) -> anyhow::Result<(ToySummary, BTree
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic(dir, files::CONFIG, &json(resolved)?)?;
     let started = Started::now();
-    let jobs = toys::jobs(resolved).len() as u64;
-    let bar = progress(jobs, "runs", resolved.suite.name());
-    let runs = toys::run(resolved, &|| bar.inc(1))
+    let grid = toys::grid(resolved)?;
+    let bar = progress(grid.jobs().len() as u64, "runs", resolved.suite.name());
+    let runs = grid
+        .run(&|| bar.inc(1))
         .with_context(|| format!("running {}", resolved.source.display()))?;
     bar.finish_and_clear();
-    let rows = toys::metrics_rows(&runs);
+    let rows = metrics_rows(&runs);
     let summary = toys::summarize(resolved, &rows);
     write_toy(dir, &rows, &summary)?;
-    let timing = toys::timing(&runs);
-    let mut info = started.run_info(resolved.suite.name(), toys::backend_label(resolved));
+    let timing = us_per_step(&runs);
+    let mut info = started.run_info(resolved.suite.name(), grid.backend_label());
     info.us_per_step = timing.clone();
     write_atomic(dir, files::RUN_INFO, &json(&info)?)?;
     Ok((summary, timing))
@@ -164,7 +169,8 @@ pub fn merged_run_info(
     cells: &[RunInfo],
 ) -> RunInfo {
     let started = Started::now();
-    let mut info = started.run_info(resolved.suite.name(), toys::backend_label(resolved));
+    let backend = toys::grid(resolved).map_or_else(|_| String::new(), |g| g.backend_label());
+    let mut info = started.run_info(resolved.suite.name(), backend);
     info.wall_time_s = cells.iter().map(|c| c.wall_time_s).sum();
     info.started_unix_s = cells.iter().map(|c| c.started_unix_s).min().unwrap_or(0);
     info.merged = Some(fpo_rundir::Merged {

@@ -11,73 +11,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
 use fpo::Variant;
 use fpo_rundir::{RunInfo, files, metrics, read_json};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::SweepArgs;
+use crate::cli::{Emit, SetArg, Shard, SlurmOptions, SweepArgs};
 use crate::output::{RunDir, json, write_atomic};
 use crate::record;
 use crate::settings::{self, Experiment, Overrides, Resolved, Seeds};
-
-/// `--set key=v1,v2,...`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SetArg {
-    /// Dotted key of the experiment file.
-    pub key: String,
-    /// Values, as written.
-    pub values: Vec<String>,
-}
-
-/// `--shard K/N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// This shard, `0 <= k < n`.
-    pub k: usize,
-    /// Shards in all.
-    pub n: usize,
-}
-
-/// What to emit instead of running the cells here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Emit {
-    /// An `sbatch` job-array script, `<out>/slurm.sh`.
-    Slurm,
-}
-
-/// Slurm options: flags, else the experiment file's `[slurm]` table.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Args)]
-#[serde(deny_unknown_fields, default)]
-pub struct SlurmOptions {
-    /// `--partition`.
-    #[arg(long)]
-    pub partition: Option<String>,
-    /// `--time` (e.g. 01:00:00).
-    #[arg(long)]
-    pub time: Option<String>,
-    /// `--mem` (e.g. 8G).
-    #[arg(long)]
-    pub mem: Option<String>,
-    /// GPUs per task: `--gres=gpu:N`.
-    #[arg(long)]
-    pub gpus: Option<u32>,
-    /// `--cpus-per-task`.
-    #[arg(long)]
-    pub cpus_per_task: Option<u32>,
-}
-
-impl SlurmOptions {
-    fn or(self, file: SlurmOptions) -> Self {
-        Self {
-            partition: self.partition.or(file.partition),
-            time: self.time.or(file.time),
-            mem: self.mem.or(file.mem),
-            gpus: self.gpus.or(file.gpus),
-            cpus_per_task: self.cpus_per_task.or(file.cpus_per_task),
-        }
-    }
-}
 
 /// One cell of a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -573,7 +514,7 @@ pub fn merge(dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
         let mut rows = Vec::new();
         let mut infos = Vec::new();
         let mut runs = 0;
-        for (penalty, seed) in crate::toys::jobs(resolved) {
+        for (penalty, seed) in crate::toys::grid(resolved)?.jobs() {
             let cell = file
                 .cells
                 .iter()

@@ -4,9 +4,10 @@
 //! compares it with the authors' NumPy run to 1e-9, the neural-network toy because a per-sample
 //! MLP step through a tensor library costs 100-370 µs on CPU, far over the speed target. The MLP's
 //! equivalence with burn's autodiff (forward, input gradient, parameter gradient and the mixed
-//! second derivative the penalty needs) is checked in `crates/model/tests/burn_equivalence.rs`.
+//! second derivative the penalty needs) is checked in `crates/fpo/tests/burn_equivalence.rs`.
 //! [`tensor`] runs the same two toys as burn tensor programs, on any backend (GPUs included).
 
+pub mod grid;
 pub mod influence;
 pub mod linear;
 pub mod mlp;

@@ -498,7 +498,7 @@ impl Llama {
 
     fn qmatmul(&self, x: &Tensor<2>, q: &QMatrix) -> Tensor<2> {
         let [n, _] = x.dims();
-        let host = super::host_f32(x.clone());
+        let host = crate::backend::host_f32(x.clone());
         let y = q.matmul(&host, n);
         Tensor::from_data(
             TensorData::new(y, [n, q.rows()]),
@@ -627,7 +627,7 @@ mod tests {
                 )
             });
             assert_eq!(a.dims(), [n, out]);
-            let (a, b) = (crate::llm::host_f32(a), crate::llm::host_f32(b));
+            let (a, b) = (crate::backend::host_f32(a), crate::backend::host_f32(b));
             let worst = a
                 .iter()
                 .zip(&b)

@@ -170,7 +170,7 @@ impl Llama {
     fn last_logits(&self, input: &Input, hidden: Tensor<3>) -> Vec<f32> {
         let h = self.config.hidden_size;
         let last = hidden.narrow(1, input.seq - 1, 1).reshape([input.batch, h]);
-        super::host_f32(self.logits_inference(last))
+        crate::backend::host_f32(self.logits_inference(last))
     }
 
     /// Next-token logits after `prompt` (`vocab` values).
@@ -325,7 +325,7 @@ impl Llama {
                 Some(scores) => scores,
                 None => {
                     let lp = self.logprobs_impl(&full, adapters, None, true)?;
-                    let rows = super::host_f32(lp.tensor);
+                    let rows = crate::backend::host_f32(lp.tensor);
                     full.iter()
                         .enumerate()
                         .map(|(i, f)| rows[i * lp.width..i * lp.width + f.len() - 1].to_vec())
@@ -489,7 +489,7 @@ impl Llama {
         let h = self.config.hidden_size;
         let logp = activation::log_softmax(self.logits_inference(hidden.reshape([t, h])), 1);
         let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [t, 1]), self.device());
-        let picked = super::host_f32(logp.gather(1, targets));
+        let picked = crate::backend::host_f32(logp.gather(1, targets));
         let mut next = 0;
         for (r, c) in continuations.iter().enumerate() {
             out[r].extend_from_slice(&picked[next..next + c.len() - 1]);

@@ -195,7 +195,7 @@ impl Adapters {
         for (name, p) in self.named() {
             for (suffix, t) in [("lora_a", p.a.val()), ("lora_b", p.b.val())] {
                 let shape = t.dims().to_vec();
-                let vals = super::host_f32(t);
+                let vals = crate::backend::host_f32(t);
                 let bytes = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
                 bufs.push((format!("{name}.{suffix}"), shape, bytes));
             }
@@ -279,7 +279,7 @@ impl Adapters {
         let mut out = Vec::new();
         for (_, p) in self.named() {
             for t in [p.a.val(), p.b.val()] {
-                out.extend(super::host_f32(t));
+                out.extend(crate::backend::host_f32(t));
             }
         }
         out

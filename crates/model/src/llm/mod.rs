@@ -108,14 +108,6 @@ pub fn models_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("models"))
 }
 
-/// A tensor's values as `f32` on the host, row-major.
-pub(crate) fn host_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec()
-        .expect("f32 data after convert")
-}
-
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LlmError + '_ {
     move |source| LlmError::Io {
         path: path.to_owned(),

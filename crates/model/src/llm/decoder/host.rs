@@ -31,8 +31,8 @@ impl HostLora {
         let a = pair.a.val().detach();
         let rank = a.dims()[1];
         Self {
-            a: crate::llm::host_f32(a),
-            b: crate::llm::host_f32(pair.b.val().detach()),
+            a: crate::backend::host_f32(a),
+            b: crate::backend::host_f32(pair.b.val().detach()),
             rank,
         }
     }
@@ -314,7 +314,7 @@ impl HostDecoder<'_> {
             TensorData::new(ids.iter().map(|&i| i64::from(i)).collect(), [n]),
             self.model.device(),
         );
-        let mut x = crate::llm::host_f32(self.model.embed.clone().select(0, ids_t));
+        let mut x = crate::backend::host_f32(self.model.embed.clone().select(0, ids_t));
         for r in 0..b {
             for j in 0..t {
                 self.valid[r * cap + at + j] = real.is_none_or(|v| v[r * t + j]);

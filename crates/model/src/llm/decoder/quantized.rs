@@ -73,13 +73,13 @@ pub(super) fn quantized(
             o,
             gate_up,
             down,
-            attn_norm: crate::llm::host_f32(dense[i].attn_norm.clone()),
-            ffn_norm: crate::llm::host_f32(dense[i].ffn_norm.clone()),
+            attn_norm: crate::backend::host_f32(dense[i].attn_norm.clone()),
+            ffn_norm: crate::backend::host_f32(dense[i].ffn_norm.clone()),
         });
     }
     Ok(Some(std::sync::Arc::new(Quantized {
         blocks,
         head,
-        norm: crate::llm::host_f32(norm.clone()),
+        norm: crate::backend::host_f32(norm.clone()),
     })))
 }
