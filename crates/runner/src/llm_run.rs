@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::Context;
 use fpo::llm::TrainConfig;
 use fpo::llm::evaluate::{Metrics, Model, Plan, score_models};
-use fpo::llm::train::variant_dir;
 use fpo::llm::{HeadFit, Pipeline, VariantOutcome};
 use fpo_eval::evaluation::{
     Evaluation, JudgeUsage, LlmSummary, model_name, paper_pairs, winner_change_vs_standard,
@@ -15,7 +14,7 @@ use fpo_eval::generation::{AnswerScores, Comparison, compare, compare_verdicts};
 use fpo_eval::sycophancy::items as sycophancy_items;
 use fpo_eval::truthfulqa::{Item, items as truthfulqa_items};
 use fpo_judge::{Judge, PairItem};
-use fpo_rundir::{LlmTimings, files};
+use fpo_rundir::{LlmTimings, files, variant_dir};
 
 use crate::output::{Bars, json, progress, write_atomic};
 use crate::settings::{FpoSection, LlmRunConfig, LlmSuiteConfig, Resolved, SuiteConfig};
@@ -62,19 +61,7 @@ fn reuse_training(resolved: &Resolved, from: &Path, dir: &Path) -> anyhow::Resul
     }
     for &seed in &resolved.run.seeds.0 {
         for &variant in &resolved.run.variants {
-            let (src, dst) = (
-                variant_dir(from, variant, seed),
-                variant_dir(dir, variant, seed),
-            );
-            if dst.join(files::OUTCOME).exists() || !src.join(files::OUTCOME).exists() {
-                continue;
-            }
-            std::fs::create_dir_all(&dst)?;
-            for name in ["adapters.safetensors", files::LOG, files::OUTCOME] {
-                std::fs::copy(src.join(name), dst.join(name)).with_context(|| {
-                    format!("copying {} to {}", src.join(name).display(), dst.display())
-                })?;
-            }
+            fpo_rundir::copy_trained(from, dir, variant, seed)?;
         }
     }
     let fit = from.join(files::HEAD_FIT);
@@ -83,27 +70,8 @@ fn reuse_training(resolved: &Resolved, from: &Path, dir: &Path) -> anyhow::Resul
     }
     // The models' scores on the same items (same data, limit and Types) are taken too, so that
     // judging a finished run with an LLM judge pays for the judge alone.
-    let scores = from.join("eval");
-    if evaluation_items(&theirs.config) == evaluation_items(ours) && scores.is_dir() {
-        for model in std::fs::read_dir(&scores)? {
-            let model = model?.path();
-            let Some(name) = model.file_name() else {
-                continue;
-            };
-            if name == "judge" || !model.is_dir() {
-                continue;
-            }
-            let dst = dir.join("eval").join(name);
-            std::fs::create_dir_all(&dst)?;
-            for f in std::fs::read_dir(&model)? {
-                let f = f?.path();
-                let target = dst.join(f.file_name().unwrap_or_default());
-                if f.extension().is_some_and(|e| e == "jsonl") && !target.exists() {
-                    std::fs::copy(&f, &target)
-                        .with_context(|| format!("copying {}", f.display()))?;
-                }
-            }
-        }
+    if evaluation_items(&theirs.config) == evaluation_items(ours) {
+        fpo_rundir::copy_records(from, dir)?;
     }
     Ok(())
 }
@@ -129,7 +97,7 @@ pub fn run(
     let trained = seeds.iter().all(|&s| {
         variants
             .iter()
-            .all(|&v| variant_dir(dir, v, s).join("outcome.json").exists())
+            .all(|&v| variant_dir(dir, v, s).join(files::OUTCOME).exists())
     });
     let recorded_fit = fpo_rundir::read_json::<HeadFit>(&dir.join(files::HEAD_FIT)).ok();
     let pipeline = match recorded_fit {
@@ -253,7 +221,7 @@ fn evaluate(
     }];
     models.extend(outcomes.iter().map(|o| Model {
         name: model_name(o.variant, o.seed),
-        adapters: Some(variant_dir(dir, o.variant, o.seed).join("adapters.safetensors")),
+        adapters: Some(variant_dir(dir, o.variant, o.seed).join(files::ADAPTERS)),
         trained: Some((o.variant, o.seed)),
     }));
     let scored = score_models(

@@ -14,7 +14,7 @@
 //! reference responses and first candidates (common random numbers).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -571,7 +571,4 @@ fn summarize(
     }
 }
 
-/// Paths of one variant's results inside a run directory.
-pub fn variant_dir(run: &Path, variant: Variant, seed: u64) -> PathBuf {
-    run.join(format!("{}-seed{seed}", variant.name()))
-}
+pub use fpo_rundir::variant_dir;
