@@ -3,7 +3,6 @@
 //! `fpo::llm::evaluate`'s, as in the LLM suites' evaluation).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::Context;
 use fpo::llm::evaluate::{answers, reference_embeddings, run_suite};
@@ -14,11 +13,12 @@ use fpo_eval::sycophancy;
 use fpo_eval::truthfulqa::{self, McFormat, McSummary};
 use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::{Adapters, DEFAULT_ENCODER, DEFAULT_LLM, LoadedModel, models_dir};
-use fpo_rundir::to_jsonl;
+use fpo_rundir::{files, to_jsonl};
 use serde::Serialize;
 
 use crate::cli::EvalArgs;
 use crate::output::{Bars, RunDir, json, write_atomic};
+use crate::record::Started;
 
 /// `summary.json` of `fpo eval`.
 #[derive(Debug, Serialize)]
@@ -36,7 +36,6 @@ struct EvalSummary<'a> {
     /// Sycophancy rate.
     #[serde(skip_serializing_if = "Option::is_none")]
     sycophancy: Option<sycophancy::SycophancySummary>,
-    seconds: f64,
 }
 
 /// Runs `fpo eval`.
@@ -66,7 +65,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         .transpose()
         .with_context(|| "loading the adapters")?;
     let dir = RunDir::create(&args.out)?;
-    let started = Instant::now();
+    let started = Started::now();
     let mut summary = EvalSummary {
         suite: "truthfulqa",
         model: &path,
@@ -75,7 +74,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         mc: None,
         generation: None,
         sycophancy: None,
-        seconds: 0.0,
     };
     if wants("mc") {
         let suite = McSuite {
@@ -127,7 +125,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         write_atomic(dir.path(), "sycophancy.jsonl", &to_jsonl(&rows)?)?;
         summary.sycophancy = Some(sycophancy::summarize(&rows, 0.95));
     }
-    summary.seconds = started.elapsed().as_secs_f64();
-    write_atomic(dir.path(), "summary.json", &json(&summary)?)?;
+    write_atomic(dir.path(), files::SUMMARY, &json(&summary)?)?;
+    let backend = format!("{} (`fpo eval`)", args.backend.name());
+    let info = started.run_info("truthfulqa", backend);
+    write_atomic(dir.path(), files::RUN_INFO, &json(&info)?)?;
     dir.commit()
 }

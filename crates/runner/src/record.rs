@@ -50,7 +50,7 @@ impl Started {
     }
 
     /// `run.json` of a run that ends now.
-    fn run_info(&self, suite: &str, backend: String) -> RunInfo {
+    pub fn run_info(&self, suite: &str, backend: String) -> RunInfo {
         let v = versions();
         RunInfo {
             suite: suite.into(),
