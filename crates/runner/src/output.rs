@@ -108,7 +108,5 @@ impl fpo::llm::evaluate::Progress for Bars {
 
 /// Pretty JSON with a trailing newline.
 pub fn json(value: &impl serde::Serialize) -> anyhow::Result<Vec<u8>> {
-    let mut v = serde_json::to_vec_pretty(value)?;
-    v.push(b'\n');
-    Ok(v)
+    Ok(fpo_rundir::to_json(value)?)
 }

@@ -46,7 +46,7 @@ pub(super) fn save(
         .to_record()
         .save(&opt_path)
         .map_err(|e| ckpt_err(&opt_path, e))?;
-    write_atomic(&new.join("state.json"), &to_json(state))?;
+    write_atomic(&new.join("state.json"), &fpo_rundir::to_json(state)?)?;
     let cur = dir.join("checkpoint");
     let old = dir.join("checkpoint.old");
     if cur.exists() {
@@ -158,10 +158,4 @@ pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-pub(super) fn to_json(value: &impl Serialize) -> Vec<u8> {
-    let mut v = serde_json::to_vec_pretty(value).expect("serialisable");
-    v.push(b'\n');
-    v
 }

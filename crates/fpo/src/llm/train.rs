@@ -26,7 +26,7 @@ use fpo_model::{BackendKind, device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::checkpoint::{self, CheckpointState, ckpt_err, io, read_log, to_json, write_atomic};
+use super::checkpoint::{self, CheckpointState, ckpt_err, io, read_log, write_atomic};
 use super::config::{RmInit, RmInput, TrainConfig};
 use super::data::{Pair, Prompt, read_pairs, read_prompts};
 use super::select::{self, Candidate, Reference};
@@ -325,9 +325,9 @@ impl Pipeline {
         state
             .adapters
             .save(&self.cfg.lora, &dir.join("adapters.safetensors"))?;
-        write_atomic(&dir.join("head.json"), &to_json(&state.head))?;
+        write_atomic(&dir.join("head.json"), &fpo_rundir::to_json(&state.head)?)?;
         let outcome = summarize(variant, seed, &logs, &state.adapters);
-        write_atomic(&outcome_path, &to_json(&outcome))?;
+        write_atomic(&outcome_path, &fpo_rundir::to_json(&outcome)?)?;
         let ckpt = dir.join("checkpoint");
         if ckpt.exists() {
             std::fs::remove_dir_all(&ckpt).map_err(io(&ckpt))?;
