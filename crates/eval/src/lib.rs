@@ -6,6 +6,7 @@
 //!
 //! - [`evaluation`]: the LLM suites' evaluation after training (`summary.json`) and its statistics.
 //! - [`toys`]: a toy suite's summary from its metrics rows: finals over seeds, claims, correlations.
+//! - [`judge_config`]: how to reach the LLM judge (the settings; the client is `fpo-judge`).
 //! - [`generation`]: free-form answers against the references, the offline judge, comparisons.
 //! - [`pressure`]: sycophancy under pressure, built from TruthfulQA (the user asserts a falsehood).
 //! - [`sycophancy`]: Anthropic's A/B sycophancy items, scored by likelihood.
@@ -15,6 +16,7 @@
 pub mod claims;
 pub mod evaluation;
 pub mod generation;
+pub mod judge_config;
 pub mod lm;
 pub mod pressure;
 pub mod stats;

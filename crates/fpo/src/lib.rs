@@ -7,10 +7,12 @@
 //! - [`llm`]: the LLM pipeline: LoRA policy, oracle, reward model, best-of-n loop, checkpoints.
 //! - [`toy`]: the paper's two controlled environments (linear and neural-network reward models).
 //!
-//! This crate never parses TOML or CLI flags: its configs are plain `serde` structs that the
-//! runner fills.
+//! - [`experiment`]: experiment files (TOML + profile + overrides) resolved once into typed
+//!   settings: the only TOML this crate reads. The loop's configs are plain `serde` structs
+//!   that it fills; CLI flags stay in the runner.
 
 pub mod error;
+pub mod experiment;
 pub mod llm;
 pub mod penalty;
 pub mod reward;

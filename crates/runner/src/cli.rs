@@ -9,7 +9,7 @@ use fpo_eval::truthfulqa::McFormat;
 use fpo_model::BackendKind;
 use serde::{Deserialize, Serialize};
 
-use crate::settings::Seeds;
+use fpo::experiment::Seeds;
 
 /// Experiments on alignment collapse in iterative RLHF (Gauthier, Bach, Jordan, 2026).
 #[derive(Debug, Parser)]

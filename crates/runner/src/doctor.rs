@@ -59,7 +59,7 @@ pub fn run(as_json: bool) -> anyhow::Result<ExitCode> {
             })
             .collect(),
         models_dir: dir,
-        data_dir: crate::settings::data_dir(None),
+        data_dir: fpo::experiment::data_dir(None),
     };
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -55,7 +55,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         .model
         .clone()
         .unwrap_or_else(|| models_dir().join(DEFAULT_LLM));
-    let data = crate::settings::data_dir(None).map_err(anyhow::Error::msg)?;
+    let data = fpo::experiment::data_dir(None).map_err(anyhow::Error::msg)?;
     let items = truthfulqa::items(&data, args.limit, &[])?;
     let model = LoadedModel::load(&path, args.backend, false)?;
     let adapters = args

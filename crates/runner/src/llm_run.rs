@@ -17,7 +17,7 @@ use fpo_judge::{Judge, PairItem};
 use fpo_rundir::{LlmTimings, files, variant_dir};
 
 use crate::output::{Bars, json, progress, write_atomic};
-use crate::settings::{FpoSection, LlmRunConfig, LlmSuiteConfig, Resolved, SuiteConfig};
+use fpo::experiment::{FpoSection, LlmRunConfig, LlmSuiteConfig, Resolved, SuiteConfig};
 
 fn count_lines(path: &Path) -> u64 {
     std::fs::read_to_string(path).map_or(0, |t| t.lines().count() as u64)

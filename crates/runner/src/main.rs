@@ -10,7 +10,6 @@ mod llm_cli;
 mod llm_run;
 mod output;
 mod record;
-mod settings;
 mod sweep;
 mod toys;
 
@@ -23,7 +22,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 use crate::output::RunDir;
 use crate::record::timestamp;
-use crate::settings::{BackendOverride, Overrides, SettingsError};
+use fpo::experiment::{self, BackendOverride, Overrides, SettingsError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -124,7 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     llm_only: false,
                 }),
             };
-            let exp = settings::load_experiment(&experiment, profile.as_deref(), &overrides)?;
+            let exp = experiment::load_experiment(&experiment, profile.as_deref(), &overrides)?;
             if print_config {
                 println!("{}", serde_json::to_string_pretty(&exp)?);
                 return Ok(ExitCode::SUCCESS);
@@ -152,11 +151,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             backend,
         } => {
             let list = experiments.join("reproduce.toml");
-            let suites = settings::reproduce_list(&list)?;
+            let suites = experiment::reproduce_list(&list)?;
             let exps = suites
                 .iter()
                 .map(|f| {
-                    settings::load_experiment(
+                    experiment::load_experiment(
                         &experiments.join(f),
                         Some(profile.name()),
                         &Overrides {

@@ -15,8 +15,8 @@ use fpo_rundir::{
 };
 
 use crate::output::{RunDir, json, progress, write_atomic};
-use crate::settings::{Experiment, Resolved};
 use crate::{llm_run, toys};
+use fpo::experiment::{Experiment, Resolved};
 
 /// Versions of what computes a run.
 pub fn versions() -> Versions {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::{Emit, SetArg, Shard, SlurmOptions, SweepArgs};
 use crate::output::{RunDir, json, write_atomic};
 use crate::record;
-use crate::settings::{self, Experiment, Overrides, Resolved, Seeds};
+use fpo::experiment::{self, Experiment, Overrides, Resolved, Seeds};
 
 /// One cell of a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,7 +148,7 @@ impl SweepFile {
             set: combo.to_vec(),
             backend: None,
         };
-        let mut exp = settings::load_experiment(
+        let mut exp = experiment::load_experiment(
             &self.workdir.join(&self.experiment),
             self.profile.as_deref(),
             &overrides,

@@ -5,7 +5,7 @@ use fpo::toy::grid::{Grid, Toy};
 use fpo_eval::toys::ToyClaims;
 use fpo_rundir::{MetricsRow, ToySummary};
 
-use crate::settings::{Resolved, SuiteConfig};
+use fpo::experiment::{Resolved, SuiteConfig};
 
 /// The grid of a resolved toy suite.
 pub fn grid(resolved: &Resolved) -> fpo::Result<Grid<'_>> {

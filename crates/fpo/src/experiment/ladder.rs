@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fpo::{Penalty, Variant};
+use crate::{Penalty, Variant};
 use serde::{Deserialize, Serialize};
 
 use super::schema::{Experiment, Seeds, default_confidence};
@@ -69,7 +69,7 @@ pub(super) fn load_ladder(
         source,
     };
     if f.rungs.is_empty() {
-        return Err(value_error(fpo::Error::InvalidConfig {
+        return Err(value_error(crate::Error::InvalidConfig {
             key: "rungs".into(),
             message: "lists no rung".into(),
         }));

@@ -8,10 +8,10 @@ mod toml_doc;
 
 use std::path::{Path, PathBuf};
 
-use fpo::Variant;
-use fpo::llm::data::resolve as resolve_path;
-use fpo::toy::linear::LinearToyConfig;
-use fpo::toy::nn::NnToyConfig;
+use crate::Variant;
+use crate::llm::data::resolve as resolve_path;
+use crate::toy::linear::LinearToyConfig;
+use crate::toy::nn::NnToyConfig;
 use fpo_model::BackendKind;
 
 pub use paths::data_dir;
@@ -60,7 +60,7 @@ pub enum SettingsError {
         /// The file.
         path: PathBuf,
         /// The suite's own error, naming the key.
-        source: fpo::Error,
+        source: crate::Error,
     },
 }
 
@@ -194,7 +194,7 @@ fn resolve(
             let mut eval = f.eval;
             if let Some(url) = &overrides.judge {
                 eval.judge = Some(
-                    fpo_judge::JudgeConfig::from_url(url)
+                    fpo_eval::judge_config::JudgeConfig::from_url(url)
                         .map_err(|e| invalid("--judge".into(), e.to_string()))?,
                 );
             }
@@ -229,7 +229,7 @@ fn resolve(
                     ));
                 }
             }
-            if train.rm.init == fpo::llm::RmInit::BradleyTerry && !train.rm.pairs.exists() {
+            if train.rm.init == crate::llm::RmInit::BradleyTerry && !train.rm.pairs.exists() {
                 return Err(invalid(
                     "train.rm.pairs".into(),
                     format!("{} does not exist ({data_hint})", train.rm.pairs.display()),
@@ -281,8 +281,8 @@ fn resolve(
     Ok(resolved)
 }
 
-fn validate(r: &Resolved) -> fpo::Result<()> {
-    let invalid = |key: &str, message: String| fpo::Error::InvalidConfig {
+fn validate(r: &Resolved) -> crate::Result<()> {
+    let invalid = |key: &str, message: String| crate::Error::InvalidConfig {
         key: key.into(),
         message,
     };

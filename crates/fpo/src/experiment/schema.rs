@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use fpo::llm::TrainConfig;
-use fpo::toy::linear::LinearToyConfig;
-use fpo::toy::nn::NnToyConfig;
-use fpo::{Penalty, Variant};
+use crate::llm::TrainConfig;
+use crate::toy::linear::LinearToyConfig;
+use crate::toy::nn::NnToyConfig;
+use crate::{Penalty, Variant};
 use fpo_model::BackendKind;
 use serde::{Deserialize, Serialize};
 
@@ -134,9 +134,9 @@ pub(super) struct LinearFile {
     pub(super) description: String,
     pub(super) run: RunSection,
     pub(super) fpo: FpoSection,
-    pub(super) env: fpo::toy::linear::LinearEnv,
-    pub(super) policy: fpo::toy::linear::LinearPolicy,
-    pub(super) rm: fpo::toy::linear::LinearRm,
+    pub(super) env: crate::toy::linear::LinearEnv,
+    pub(super) policy: crate::toy::linear::LinearPolicy,
+    pub(super) rm: crate::toy::linear::LinearRm,
     /// Profile overrides (applied before this struct is read).
     #[serde(default, rename = "profiles")]
     pub(super) _profiles: Option<toml::Value>,
@@ -153,9 +153,9 @@ pub(super) struct NnFile {
     pub(super) description: String,
     pub(super) run: RunSection,
     pub(super) fpo: FpoSection,
-    pub(super) env: fpo::toy::nn::NnEnv,
-    pub(super) rm: fpo::toy::nn::NnRm,
-    pub(super) policy: fpo::toy::nn::NnPolicy,
+    pub(super) env: crate::toy::nn::NnEnv,
+    pub(super) rm: crate::toy::nn::NnRm,
+    pub(super) policy: crate::toy::nn::NnPolicy,
     /// Profile overrides (applied before this struct is read).
     #[serde(default, rename = "profiles")]
     pub(super) _profiles: Option<toml::Value>,
@@ -204,7 +204,7 @@ pub struct LlmEval {
     pub types: Vec<String>,
     /// The LLM judge (an OpenAI-compatible endpoint); `--judge URL` sets it too.
     #[serde(default)]
-    pub judge: Option<fpo_judge::JudgeConfig>,
+    pub judge: Option<fpo_eval::judge_config::JudgeConfig>,
 }
 
 /// The metrics the LLM suites know.
