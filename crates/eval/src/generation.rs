@@ -34,6 +34,24 @@ pub fn references(item: &Item) -> (Vec<String>, Vec<String>) {
     (correct, prep(&item.incorrect))
 }
 
+/// Distinct-n of a set of token sequences: distinct n-grams over all n-grams, pooled over the
+/// sequences (an n-gram never spans two of them); NaN when none is `n` long.
+pub fn distinct_n(seqs: &[Vec<u32>], n: usize) -> f64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0usize;
+    for s in seqs {
+        for w in s.windows(n.max(1)) {
+            seen.insert(w);
+            total += 1;
+        }
+    }
+    if total == 0 {
+        f64::NAN
+    } else {
+        seen.len() as f64 / total as f64
+    }
+}
+
 /// Tokens as `rouge_score` makes them (no stemming): lowercase, every run of characters other
 /// than `a-z0-9` is a separator.
 pub fn rouge_tokens(text: &str) -> Vec<String> {
@@ -557,6 +575,17 @@ mod tests {
             swapped.overall.first.k, c.overall.second.k,
             "order symmetry"
         );
+    }
+
+    /// Catches n-grams counted across sequence boundaries, counted per sequence instead of
+    /// pooled, or a ratio turned upside down.
+    #[test]
+    fn distinct_n_pools_ngrams_within_sequences() {
+        let seqs = vec![vec![1, 2, 1, 2], vec![1, 2]];
+        assert!((distinct_n(&seqs, 1) - 2.0 / 6.0).abs() < 1e-12);
+        // Bigrams: (1,2) (2,1) (1,2) | (1,2): 2 distinct of 4; no (2,1) across the boundary.
+        assert!((distinct_n(&seqs, 2) - 2.0 / 4.0).abs() < 1e-12);
+        assert!(distinct_n(&[vec![7]], 2).is_nan());
     }
 }
 

@@ -212,6 +212,35 @@ impl AdamW {
     }
 }
 
+/// How the head answered one optimiser step (`before` -> `after`) on the `(winner, reference)`
+/// features of the iterations whose gradient `grad` (layout `(w, b)`) that step applied with
+/// learning rate `lr`: the exact change of the winners' scores and margins (the head is
+/// linear, so nothing is approximated) and the first-order prediction of a plain gradient
+/// step, `-lr <∇r(win), grad>`.
+pub fn follower_response(
+    before: &LinearHead,
+    after: &LinearHead,
+    pairs: &[(Vec<f32>, Vec<f32>)],
+    grad: &[f64],
+    lr: f64,
+) -> fpo_rundir::llm::FollowerResponse {
+    let n = pairs.len().max(1) as f64;
+    let (mut dr, mut dm, mut pred) = (0.0, 0.0, 0.0);
+    for (win, reference) in pairs {
+        let d_win = after.score(win) - before.score(win);
+        dr += d_win;
+        dm += d_win - (after.score(reference) - before.score(reference));
+        let g = before.param_grad(win);
+        pred -= lr * g.iter().zip(grad).map(|(a, b)| a * b).sum::<f64>();
+    }
+    fpo_rundir::llm::FollowerResponse {
+        winners: pairs.len(),
+        delta_reward: dr / n,
+        delta_margin: dm / n,
+        predicted_delta_reward: pred / n,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +311,35 @@ mod tests {
         assert!(head.score(&a) > head.score(&b));
         let after = head.bce_step(&a, &b, 0.9, 0.0);
         assert!(after < before);
+    }
+
+    /// Catches a follower response read from the wrong head (before twice, or after twice), a
+    /// margin that forgets the reference, or a prediction with the wrong sign or scale: the
+    /// first AdamW step is worked out by hand (bias-corrected `m / sqrt(v)` is `sign(g)`).
+    #[test]
+    fn the_follower_response_is_the_score_change_of_a_hand_computed_step() {
+        let before = LinearHead {
+            w: vec![0.5, -1.0],
+            b: 0.25,
+        };
+        let pairs = vec![(vec![1.0f32, 2.0], vec![0.0f32, 1.0])];
+        let grad = vec![0.3, 0.2, 0.1];
+        let (lr, wd) = (0.01, 0.1);
+        let mut after = before.clone();
+        AdamW::new(3, wd).step(&mut after, &grad, lr);
+        // By hand: p -= lr * wd * p + lr * sign(g) (up to eps).
+        let hand = |p: f64, g: f64| p - lr * wd * p - lr * g.signum();
+        let (w0, w1, b) = (hand(0.5, 0.3), hand(-1.0, 0.2), hand(0.25, 0.1));
+        let r = |w0: f64, w1: f64, b: f64, x: [f64; 2]| w0 * x[0] + w1 * x[1] + b;
+        let d_win = r(w0, w1, b, [1.0, 2.0]) - r(0.5, -1.0, 0.25, [1.0, 2.0]);
+        let d_ref = r(w0, w1, b, [0.0, 1.0]) - r(0.5, -1.0, 0.25, [0.0, 1.0]);
+        let f = follower_response(&before, &after, &pairs, &grad, lr);
+        assert_eq!(f.winners, 1);
+        assert!((f.delta_reward - d_win).abs() < 1e-9, "{f:?} vs {d_win}");
+        assert!((f.delta_margin - (d_win - d_ref)).abs() < 1e-9, "{f:?}");
+        // -lr <(1, 2, 1), (0.3, 0.2, 0.1)>.
+        let predicted = -lr * (1.0 * 0.3 + 2.0 * 0.2 + 1.0 * 0.1);
+        assert!((f.predicted_delta_reward - predicted).abs() < 1e-12);
+        assert!(f.delta_reward.abs() > 1e-3, "the step moved the winner");
     }
 }

@@ -364,3 +364,52 @@ fn adamw_on_the_adapters_lowers_the_nll_and_only_the_adapters_move() {
         "base weights are constants"
     );
 }
+
+/// `KL(p || q)` of two logit rows written out here: softmax in `f64`, then `Σ p (log p - log q)`.
+fn naive_kl(p: &[f32], q: &[f32]) -> f64 {
+    let softmax = |x: &[f32]| {
+        let e: Vec<f64> = x.iter().map(|&v| f64::from(v).exp()).collect();
+        let z: f64 = e.iter().sum();
+        e.into_iter().map(|v| v / z).collect::<Vec<_>>()
+    };
+    let (p, q) = (softmax(p), softmax(q));
+    p.iter().zip(&q).map(|(a, b)| a * (a / b).ln()).sum()
+}
+
+/// Catches a KL taken at the wrong positions (shifted by one, or over the prompt), in the wrong
+/// direction (`KL(base || policy)`), from tempered or top-p distributions, or between two
+/// passes of the same model.
+#[test]
+fn token_kl_is_the_exact_kl_of_the_adapted_model_from_the_base_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write_hf(dir.path(), &random_weights(11));
+    let dev = device(BackendKind::Flex, false).unwrap();
+    let m = from_hf(dir.path(), &dev);
+    let cfg = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: vec!["q".into(), "k".into(), "v".into(), "o".into()],
+    };
+    let fresh = Adapters::new(&cfg, &m.config, 3, &dev).unwrap();
+    let (prompt, cont) = (IDS[..3].to_vec(), IDS[3..].to_vec());
+    let zero = m.token_kl(&prompt, &cont, &fresh).unwrap();
+    assert_eq!(zero.len(), cont.len());
+    assert!(zero.iter().all(|&k| k == 0.0), "fresh adapters: {zero:?}");
+
+    let ad = randomized(fresh, 5, &dev);
+    let kl = m.token_kl(&prompt, &cont, &ad).unwrap();
+    let (policy, base) = (all_logits(&m, &IDS, Some(&ad)), all_logits(&m, &IDS, None));
+    let row = |l: &[f32], t: usize| l[t * V..(t + 1) * V].to_vec();
+    for (j, &k) in kl.iter().enumerate() {
+        let t = prompt.len() - 1 + j;
+        let want = naive_kl(&row(&policy, t), &row(&base, t));
+        assert!(k > 1e-6, "token {j}: the adapters move the distribution ({k})");
+        assert!(
+            (k - want).abs() < 1e-4 * want.max(1e-3),
+            "token {j}: {k} vs {want}"
+        );
+        let reverse = naive_kl(&row(&base, t), &row(&policy, t));
+        assert!((k - reverse).abs() > 1e-7, "the direction is told apart");
+    }
+}

@@ -218,7 +218,7 @@ fn loop_plots(l: &LlmSection) -> Result<Vec<Plot>> {
         }),
         ("Penalty of the winners", "penalty", |c| &c.penalty),
         (
-            "Self-influence (self-flattery) of the winners",
+            "Winners' <∇r, ∇l> (positive: the RM step lowers their score)",
             "<grad r, grad l>",
             |c| &c.self_influence,
         ),

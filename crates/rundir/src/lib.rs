@@ -51,6 +51,8 @@ pub mod files {
     pub const OUTCOME: &str = "outcome.json";
     /// A trained variant's LoRA adapters, in its folder.
     pub const ADAPTERS: &str = "adapters.safetensors";
+    /// The held-out probe of an LLM variant, one line per probe, in its folder.
+    pub const PROBE: &str = "probe.jsonl";
 }
 
 /// The folder of one trained (variant, seed) in an LLM run directory, and the model's name in
@@ -65,7 +67,7 @@ pub fn variant_dir(run: &Path, variant: Variant, seed: u64) -> PathBuf {
 }
 
 /// Copies the trained (variant, seed) of the LLM run `from` into the run `to` (its adapters,
-/// log and outcome), unless `to` has it already or `from` does not. Returns whether it copied.
+/// log, probe and outcome), unless `to` has it already or `from` does not. Returns whether it copied.
 pub fn copy_trained(from: &Path, to: &Path, variant: Variant, seed: u64) -> Result<bool, Error> {
     let (src, dst) = (
         variant_dir(from, variant, seed),
@@ -79,7 +81,10 @@ pub fn copy_trained(from: &Path, to: &Path, variant: Variant, seed: u64) -> Resu
         move |source| Error::Write { path, source }
     };
     std::fs::create_dir_all(&dst).map_err(io(&dst))?;
-    for name in [files::ADAPTERS, files::LOG, files::OUTCOME] {
+    for name in [files::ADAPTERS, files::LOG, files::PROBE, files::OUTCOME] {
+        if name == files::PROBE && !src.join(name).exists() {
+            continue; // trained without a probe
+        }
         std::fs::copy(src.join(name), dst.join(name)).map_err(io(&dst.join(name)))?;
     }
     Ok(true)

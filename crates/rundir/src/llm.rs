@@ -58,9 +58,14 @@ pub struct IterationLog {
     pub mean_candidate_utility: f64,
     /// Penalty of the winner under this run's variant (0 for standard).
     pub penalty: f64,
-    /// The winner's self-influence ("self-flattery"): `<∇_θ r(z), ∇_θ l(z)>` for the RM head,
-    /// `l` the BCE against the reference; positive when training on it raises its own score.
+    /// The winner's self-influence: `<∇_θ r(z), ∇_θ l(z)>` for the RM head, `l` the BCE
+    /// against the reference. A gradient step of size `η` on `l` changes the winner's score by
+    /// `Δr ≈ -η <∇r, ∇l>`: positive lowers the winner's own score (the RM learns that it was
+    /// over-rated), negative raises it ("self-flattery").
     pub self_influence: f64,
+    /// `|r_win - r_ref|`, the reward gap the penalty is weighed against.
+    #[serde(default)]
+    pub reward_gap: f64,
     /// `<g_win, g_win - g_ref>`, the gradient term of the penalties.
     pub grad_term: f64,
     /// The RM's BCE loss on (winner, reference) before its update.
@@ -69,12 +74,73 @@ pub struct IterationLog {
     pub policy_loss: f64,
     /// Whether the optimisers stepped after this iteration.
     pub step: bool,
+    /// How the RM head answered its step (on the iterations where it stepped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follower: Option<FollowerResponse>,
     /// New tokens generated (reference and candidates).
     pub tokens_generated: usize,
     /// New tokens of the winner.
     pub winner_tokens: usize,
     /// The winner's text.
     pub winner_text: String,
+}
+
+/// The reward model's actual response to one optimiser step, on the winners (and references)
+/// of the iterations whose gradients that step applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowerResponse {
+    /// Winners in the step.
+    pub winners: usize,
+    /// Mean of `r_after(win) - r_before(win)`: exact, the head is linear.
+    pub delta_reward: f64,
+    /// Mean of the change of the margin `r(win) - r(ref)` the BCE trains.
+    pub delta_margin: f64,
+    /// Mean first-order prediction of `delta_reward` for a plain gradient step,
+    /// `-lr <∇r(win), ∇L>`, `∇L` the gradient the step applied (AdamW rescales it).
+    pub predicted_delta_reward: f64,
+}
+
+/// One probe of the policy on the held-out prompts (`probe.jsonl`): the policy's samples and
+/// the base model's samples on the same prompts, both scored by the reward model (under the
+/// head of that moment and under the initial head) and by the oracle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRow {
+    /// Iterations trained before this probe (0: the initial policy).
+    pub iteration: usize,
+    /// Probe prompts.
+    pub prompts: usize,
+    /// Mean RM score of the policy's samples under the current head.
+    pub reward: f64,
+    /// Mean RM score of the base model's samples under the current head.
+    pub base_reward: f64,
+    /// Mean RM score of the policy's samples under the initial (frozen) head.
+    pub reward_initial_head: f64,
+    /// Mean RM score of the base model's samples under the initial head.
+    pub base_reward_initial_head: f64,
+    /// Mean oracle utility of the policy's samples, the paper's form
+    /// (`clip(offset - mean NLL(prompt + response))`).
+    pub utility: f64,
+    /// The same of the base model's samples.
+    pub base_utility: f64,
+    /// Mean response-only utility of the policy's samples: minus the base model's mean NLL of
+    /// the response tokens given the prompt.
+    pub response_utility: f64,
+    /// The same of the base model's samples.
+    pub base_response_utility: f64,
+    /// The proxy-minus-true gap: `(reward - base_reward) - (utility - base_utility)`.
+    pub gap: f64,
+    /// Mean per-token `KL(policy || base)` along the policy's samples (exact, untempered).
+    pub kl: f64,
+    /// Mean new tokens of the policy's samples.
+    pub length: f64,
+    /// Mean new tokens of the base model's samples.
+    pub base_length: f64,
+    /// Share of the policy's samples that hit `max_new_tokens` without a stop token.
+    pub truncated: f64,
+    /// Distinct unigrams over all unigrams of the policy's samples (pooled token ids).
+    pub distinct_1: f64,
+    /// Distinct bigrams over all bigrams of the policy's samples.
+    pub distinct_2: f64,
 }
 
 /// The result of one variant's training: read back from its `log.jsonl`, so a resumed run
@@ -100,6 +166,22 @@ pub struct VariantOutcome {
     pub winner_reward_last_quarter: f64,
     /// Mean self-influence of the winners.
     pub mean_self_influence: f64,
+    /// Mean penalty of the winners under this variant's rule (0 for standard).
+    #[serde(default)]
+    pub mean_penalty: f64,
+    /// Mean `|r_win - r_ref|`.
+    #[serde(default)]
+    pub mean_reward_gap: f64,
+    /// Mean `γ <g_win, g_win - g_ref>` over mean `|r_win - r_ref|`, `γ` the run's FPO weight
+    /// even for standard: the scale the penalty works at against the reward gap.
+    #[serde(default)]
+    pub penalty_to_gap: f64,
+    /// Mean RM-step response of the winners' scores (see [`FollowerResponse`]).
+    #[serde(default)]
+    pub follower_delta_reward: f64,
+    /// Mean first-order prediction of it for a plain gradient step.
+    #[serde(default)]
+    pub follower_predicted_delta_reward: f64,
     /// New tokens generated in all.
     pub tokens_generated: usize,
     /// Checksum of the final adapters (sum of |values|), to compare runs at a glance.

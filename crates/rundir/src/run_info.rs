@@ -59,8 +59,14 @@ pub struct LlmTimings {
 pub struct VariantTiming {
     /// Iterations run in this process.
     pub iterations: usize,
-    /// Their wall-clock seconds.
+    /// Their wall-clock seconds (the probes' included).
     pub seconds: f64,
+    /// Probes run in this process.
+    #[serde(default)]
+    pub probes: usize,
+    /// Their wall-clock seconds.
+    #[serde(default)]
+    pub probe_seconds: f64,
 }
 
 /// The machine a run computed on.

@@ -16,8 +16,12 @@ pub struct TrainConfig {
     pub model: PathBuf,
     /// Training prompts: JSONL with a `prompt` field; relative to the data folder.
     pub prompts: PathBuf,
-    /// Prompts used, from the top of the file; one prompt per iteration.
+    /// Iterations, one training prompt each, drawn from the file without the probe's prompts.
     pub iterations: usize,
+    /// Each seed trains on its own shuffled draw of the prompts (the variants of a seed share
+    /// it; the order is in each line of `log.jsonl`); `false`: the file's order.
+    #[serde(default = "yes")]
+    pub shuffle: bool,
     /// Longest prompt in tokens after the chat template (longer user messages are cut).
     pub max_prompt_tokens: usize,
     /// Candidates sampled from the policy per prompt (best-of-n).
@@ -46,10 +50,38 @@ pub struct TrainConfig {
     /// The oracle utility.
     #[serde(default)]
     pub oracle: OracleConfig,
+    /// The held-out probe.
+    #[serde(default)]
+    pub probe: ProbeConfig,
 }
 
 fn default_weight_decay() -> f64 {
     0.01
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The held-out probe: prompts never trained on, sampled by the policy (and once by the base
+/// model) every `every` iterations, to measure collapse apart from the training prompts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Probe prompts, spread evenly over the prompts file and removed from the training draw
+    /// (0: no probe).
+    pub prompts: usize,
+    /// Probe before the first iteration, every this many iterations, and after the last.
+    pub every: usize,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            prompts: 16,
+            every: 16,
+        }
+    }
 }
 
 /// What the reward model reads.
@@ -135,6 +167,7 @@ impl TrainConfig {
             ("train.checkpoint_every", self.checkpoint_every),
             ("train.rm.max_tokens", self.rm.max_tokens),
             ("train.lora.rank", self.lora.rank),
+            ("train.probe.every", self.probe.every),
         ];
         for (key, v) in positive {
             if v == 0 {

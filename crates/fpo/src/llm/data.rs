@@ -92,6 +92,61 @@ pub fn read_prompts(path: &Path, n: usize) -> Result<Vec<Prompt>, Error> {
         .collect()
 }
 
+/// The prompts of a run: the probe's, held out, and the pool the training draws from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptSplit {
+    /// `probe` prompts spread evenly over the file (line `⌊i n / probe⌋` for the `i`-th).
+    pub probe: Vec<Prompt>,
+    /// Every other prompt, in file order.
+    pub pool: Vec<Prompt>,
+}
+
+impl PromptSplit {
+    /// Holds `probe` prompts of `all` out; errors when fewer than `iterations` remain.
+    pub fn new(
+        path: &Path,
+        all: Vec<Prompt>,
+        probe: usize,
+        iterations: usize,
+    ) -> Result<Self, Error> {
+        let n = all.len();
+        let held: std::collections::BTreeSet<usize> = (0..probe).map(|i| i * n / probe.max(1)).collect();
+        if held.len() < probe || n - held.len() < iterations {
+            return Err(data_err(
+                path,
+                n,
+                format!(
+                    "{iterations} training prompts and {probe} probe prompts asked for, the file has {n}"
+                ),
+            ));
+        }
+        let (probe, pool): (Vec<_>, Vec<_>) = all
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| held.contains(i));
+        Ok(Self {
+            probe: probe.into_iter().map(|(_, p)| p).collect(),
+            pool: pool.into_iter().map(|(_, p)| p).collect(),
+        })
+    }
+
+    /// The pool indices a seed trains on, in order: the first `iterations` of the pool, or,
+    /// with `shuffle`, of a permutation of the pool drawn from `seed` alone (so every variant
+    /// of a seed sees the same prompts, and other seeds other draws).
+    pub fn training_order(&self, iterations: usize, shuffle: bool, seed: u64) -> Vec<usize> {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let mut order: Vec<usize> = (0..self.pool.len()).collect();
+        if shuffle {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(u64::MAX); // apart from the loop's (iteration, stream) streams
+            order.shuffle(&mut rng);
+        }
+        order.truncate(iterations);
+        order
+    }
+}
+
 /// The first `limit` preference pairs (0: all) of a JSONL file `{context?, chosen, rejected}`.
 pub fn read_pairs(path: &Path, limit: usize) -> Result<Vec<Pair>, Error> {
     let recs: Vec<(usize, Pair)> = records(path, limit)?;
@@ -137,5 +192,39 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn prompts(n: usize) -> Vec<Prompt> {
+        (1..=n)
+            .map(|line| Prompt {
+                line,
+                text: format!("p{line}"),
+            })
+            .collect()
+    }
+
+    /// Catches a probe that overlaps the training draw, bunches at the top of the file, or a
+    /// shuffle that ignores the seed (or differs between calls with one seed).
+    #[test]
+    fn the_probe_is_held_out_and_spread_and_each_seed_draws_its_own_order() {
+        let split = PromptSplit::new(Path::new("p.jsonl"), prompts(20), 4, 10).unwrap();
+        let probe: Vec<usize> = split.probe.iter().map(|p| p.line).collect();
+        assert_eq!(probe, vec![1, 6, 11, 16]);
+        assert_eq!(split.pool.len(), 16);
+        assert!(split.pool.iter().all(|p| !probe.contains(&p.line)));
+        let plain = split.training_order(10, false, 0);
+        assert_eq!(plain, (0..10).collect::<Vec<_>>());
+        let a = split.training_order(10, true, 0);
+        assert_eq!(a, split.training_order(10, true, 0));
+        assert_ne!(a, split.training_order(10, true, 1));
+        assert_ne!(a, plain);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 10, "no prompt twice");
+        let err = PromptSplit::new(Path::new("p.jsonl"), prompts(12), 4, 10)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("p.jsonl") && err.contains("4 probe prompts"), "{err}");
     }
 }

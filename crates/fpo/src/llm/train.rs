@@ -9,6 +9,11 @@
 //! policy the gradient of the winner's NLL through LoRA; both optimisers step every
 //! `grad_accumulation` iterations.
 //!
+//! Each seed trains on its own shuffled draw of the prompts file; a probe set of prompts spread
+//! over the file is held out and sampled every `probe.every` iterations (see [`probe`]). At each
+//! RM step the head's actual response on the step's winners is logged beside its first-order
+//! prediction.
+//!
 //! Randomness is a function of `(seed, iteration)`, so a run resumed from a checkpoint continues
 //! exactly as the uninterrupted run would have, and the variants of one seed share their
 //! reference responses and first candidates (common random numbers).
@@ -28,10 +33,12 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{self, CheckpointState, ckpt_err, io, read_log, write_atomic};
 use super::config::{RmInit, RmInput, TrainConfig};
-use super::data::{Pair, Prompt, read_pairs, read_prompts};
+use super::data::{Pair, Prompt, PromptSplit, read_pairs, read_prompts};
 use super::select::{self, Candidate, Reference};
 use crate::penalty::{Penalty, Variant, grad_term, sigmoid};
-use crate::reward::{AdamW, LinearHead, bce};
+use crate::reward::{AdamW, LinearHead, bce, follower_response};
+
+mod probe;
 use crate::{Error, Result};
 
 /// Tokens per batch when the oracle scores responses.
@@ -40,7 +47,7 @@ const SCORE_BATCH_TOKENS: usize = 2048;
 const ENCODER_BATCH: usize = 16;
 
 pub use fpo_rundir::VariantTiming;
-pub use fpo_rundir::llm::{HeadFit, IterationLog, VariantOutcome};
+pub use fpo_rundir::llm::{FollowerResponse, HeadFit, IterationLog, ProbeRow, VariantOutcome};
 
 /// The models and data of one experiment, loaded once and shared by every variant and seed.
 #[derive(Debug)]
@@ -51,8 +58,10 @@ pub struct Pipeline {
     inference: LoadedModel,
     trainer: Llama,
     encoder: SentenceEncoder,
-    prompts: Vec<Prompt>,
-    prompt_ids: Vec<Vec<u32>>,
+    /// The probe's prompts and the training pool.
+    prompts: PromptSplit,
+    /// The probe's prompts in the chat template.
+    probe_ids: Vec<Vec<u32>>,
     head: LinearHead,
     head_fit: HeadFit,
     /// Seconds spent embedding the warm-start pairs in this process.
@@ -68,6 +77,8 @@ struct State {
     head: LinearHead,
     head_optimizer: AdamW,
     head_grad: Vec<f64>,
+    /// `(winner, reference)` features of the iterations whose gradients `head_grad` holds.
+    pending: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 fn stream_rng(seed: u64, iteration: usize, stream: u64) -> ChaCha8Rng {
@@ -117,8 +128,10 @@ impl Pipeline {
         let trainer = LoadedModel::load_on(&cfg.model, &device_of(true)?, false)?.model;
         let plain = device_of(false)?;
         let encoder = SentenceEncoder::load(&cfg.rm.encoder, &plain)?;
-        let prompts = read_prompts(&cfg.prompts, cfg.iterations)?;
-        let prompt_ids = prompts
+        let all = read_prompts(&cfg.prompts, 0)?;
+        let prompts = PromptSplit::new(&cfg.prompts, all, cfg.probe.prompts, cfg.iterations)?;
+        let probe_ids = prompts
+            .probe
             .iter()
             .map(|p| chat_prompt(&inference, &p.text, cfg.max_prompt_tokens))
             .collect::<Result<Vec<_>>>()?;
@@ -129,7 +142,7 @@ impl Pipeline {
             trainer,
             encoder,
             prompts,
-            prompt_ids,
+            probe_ids,
             head: LinearHead::zeros(0),
             head_fit: HeadFit {
                 init: cfg.rm.init,
@@ -258,7 +271,18 @@ impl Pipeline {
             head: self.head.clone(),
             head_optimizer: AdamW::new(dim + 1, self.cfg.rm.weight_decay),
             head_grad: vec![0.0; dim + 1],
+            pending: Vec::new(),
         })
+    }
+
+    /// The sampling of the policy, the reference and the probe.
+    fn sampling(&self) -> Sampling {
+        Sampling {
+            max_new_tokens: self.cfg.max_new_tokens,
+            min_new_tokens: self.cfg.min_new_tokens,
+            temperature: self.cfg.temperature,
+            top_p: self.cfg.top_p,
+        }
     }
 
     fn policy_optimizer(&self) -> ModuleOptimizer {
@@ -304,9 +328,15 @@ impl Pipeline {
             .append(true)
             .open(&log_path)
             .map_err(io(&log_path))?;
+        let mut probe = probe::Probe::open(self, dir, seed, state.iteration)?;
+        let order = self
+            .prompts
+            .training_order(self.cfg.iterations, self.cfg.shuffle, seed);
         for it in state.iteration..self.cfg.iterations {
             let started = Instant::now();
-            let line = self.iteration(&mut state, variant, seed, it)?;
+            probe.maybe(self, &state, it, &mut timing)?;
+            let prompt = &self.prompts.pool[order[it]];
+            let line = self.iteration(&mut state, variant, seed, it, prompt)?;
             let seconds = started.elapsed().as_secs_f64();
             timing.iterations += 1;
             timing.seconds += seconds;
@@ -322,11 +352,13 @@ impl Pipeline {
                 self.save_checkpoint(dir, &state, variant, seed)?;
             }
         }
+        probe.maybe(self, &state, self.cfg.iterations, &mut timing)?;
         state
             .adapters
             .save(&self.cfg.lora, &dir.join("adapters.safetensors"))?;
         write_atomic(&dir.join("head.json"), &fpo_rundir::to_json(&state.head)?)?;
-        let outcome = summarize(variant, seed, &logs, &state.adapters);
+        let gamma = self.rules.iter().map(|p| p.gamma).fold(0.0, f64::max);
+        let outcome = summarize(variant, seed, gamma, &logs, &state.adapters);
         write_atomic(&outcome_path, &fpo_rundir::to_json(&outcome)?)?;
         let ckpt = dir.join("checkpoint");
         if ckpt.exists() {
@@ -343,17 +375,13 @@ impl Pipeline {
         variant: Variant,
         seed: u64,
         it: usize,
+        source: &Prompt,
     ) -> Result<IterationLog> {
         let cfg = &self.cfg;
         let m = &self.inference;
         let tok = &m.tokenizer;
-        let prompt = &self.prompt_ids[it];
-        let sampling = Sampling {
-            max_new_tokens: cfg.max_new_tokens,
-            min_new_tokens: cfg.min_new_tokens,
-            temperature: cfg.temperature,
-            top_p: cfg.top_p,
-        };
+        let prompt = &chat_prompt(m, &source.text, cfg.max_prompt_tokens)?;
+        let sampling = self.sampling();
         let reference = m
             .model
             .generate(
@@ -389,7 +417,7 @@ impl Pipeline {
             .collect();
 
         // Reward model: features, scores and head gradients.
-        let prompt_text = &self.prompts[it].text;
+        let prompt_text = &source.text;
         let texts = all
             .iter()
             .map(|g| tok.decode(&g.ids, true))
@@ -431,6 +459,7 @@ impl Pipeline {
         for (a, g) in st.head_grad.iter_mut().zip(&rm_grad) {
             *a += g / accum;
         }
+        st.pending.push((phi[wi].clone(), phi[0].clone()));
 
         // Policy update: NLL of the winner's whole sequence through the adapters.
         let full: Vec<u32> = prompt.iter().chain(&candidates[w].ids).copied().collect();
@@ -450,11 +479,17 @@ impl Pipeline {
         let grads_p = GradientsParams::from_grads((nll / accum).backward(), &st.adapters);
         st.accumulated.accumulate(&st.adapters, grads_p);
         let step = (it + 1).is_multiple_of(cfg.grad_accumulation) || it + 1 == cfg.iterations;
+        let mut follower = None;
         if step {
             let g = st.accumulated.grads();
             st.adapters = st.optimizer.step(cfg.policy_lr, st.adapters.clone(), g);
             let hg = std::mem::replace(&mut st.head_grad, vec![0.0; rm_grad.len()]);
+            let before = st.head.clone();
             st.head_optimizer.step(&mut st.head, &hg, cfg.rm.lr);
+            let pending = std::mem::take(&mut st.pending);
+            follower = Some(follower_response(
+                &before, &st.head, &pending, &hg, cfg.rm.lr,
+            ));
         }
         for (name, v) in [
             ("policy loss", policy_loss),
@@ -471,7 +506,7 @@ impl Pipeline {
         let n = cfg.candidates as f64;
         Ok(IterationLog {
             iteration: it,
-            prompt_line: self.prompts[it].line,
+            prompt_line: source.line,
             winner: w,
             winners,
             winner_utility: utilities[wi],
@@ -481,10 +516,12 @@ impl Pipeline {
             mean_candidate_utility: utilities[1..].iter().sum::<f64>() / n,
             penalty,
             self_influence,
+            reward_gap: (rewards[wi] - r_ref).abs(),
             grad_term: scored[w].grad_term,
             rm_loss,
             policy_loss,
             step,
+            follower,
             tokens_generated: all.iter().map(|g| g.ids.len()).sum(),
             winner_tokens: candidates[w].ids.len(),
             winner_text: texts[wi].clone(),
@@ -526,6 +563,7 @@ impl Pipeline {
             head: saved.head,
             head_optimizer: saved.head_optimizer,
             head_grad: vec![0.0; dim + 1],
+            pending: Vec::new(),
         }))
     }
 }
@@ -538,11 +576,13 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
 fn summarize(
     variant: Variant,
     seed: u64,
+    gamma: f64,
     logs: &[IterationLog],
     adapters: &Adapters,
 ) -> VariantOutcome {
     let n = logs.len();
     let q = (n / 4).max(1).min(n);
+    let followers = || logs.iter().filter_map(|l| l.follower.as_ref());
     let first = &logs[..q];
     let last = &logs[n - q..];
     let winner_change_share = Variant::ALL
@@ -562,6 +602,12 @@ fn summarize(
         winner_reward_first_quarter: mean(first.iter().map(|l| l.winner_reward)),
         winner_reward_last_quarter: mean(last.iter().map(|l| l.winner_reward)),
         mean_self_influence: mean(logs.iter().map(|l| l.self_influence)),
+        mean_penalty: mean(logs.iter().map(|l| l.penalty)),
+        mean_reward_gap: mean(logs.iter().map(|l| l.reward_gap)),
+        penalty_to_gap: mean(logs.iter().map(|l| gamma * l.grad_term))
+            / mean(logs.iter().map(|l| l.reward_gap)),
+        follower_delta_reward: mean(followers().map(|f| f.delta_reward)),
+        follower_predicted_delta_reward: mean(followers().map(|f| f.predicted_delta_reward)),
         tokens_generated: logs.iter().map(|l| l.tokens_generated).sum(),
         adapter_abs_sum: adapters
             .flat_values()

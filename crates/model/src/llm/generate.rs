@@ -90,6 +90,24 @@ impl TokenScores {
     }
 }
 
+/// `KL(softmax(p) || softmax(q))` of two logit rows, in `f64`.
+pub fn kl_from_logits(p: &[f32], q: &[f32]) -> f64 {
+    let lse = |x: &[f32]| {
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let m = f64::from(max);
+        m + x.iter().map(|&v| (f64::from(v) - m).exp()).sum::<f64>().ln()
+    };
+    let (lp, lq) = (lse(p), lse(q));
+    p.iter()
+        .zip(q)
+        .map(|(&a, &b)| {
+            let log_p = f64::from(a) - lp;
+            log_p.exp() * (log_p - (f64::from(b) - lq))
+        })
+        .sum::<f64>()
+        .max(0.0)
+}
+
 /// `log Σ exp(x)`: `f32` exponentials summed in `f64`.
 fn log_sum_exp(x: &[f32]) -> f32 {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -404,6 +422,53 @@ impl Llama {
                 })
                 .collect(),
         ))
+    }
+
+    /// The untempered next-token logits at every position of `continuation` after `prompt`:
+    /// row `j` (`vocab` values) is the distribution of `continuation[j]` given `prompt` and
+    /// `continuation[..j]`. One sequence, without gradients.
+    pub fn continuation_logits(
+        &self,
+        prompt: &[u32],
+        continuation: &[u32],
+        adapters: Option<&Adapters>,
+    ) -> Result<Vec<f32>, LlmError> {
+        if prompt.is_empty() || continuation.is_empty() {
+            return Err(LlmError::Request(
+                "continuation logits need a prompt and a continuation".into(),
+            ));
+        }
+        let full: Vec<u32> = prompt.iter().chain(continuation).copied().collect();
+        let width = self.scoring_width(std::slice::from_ref(&full))?;
+        let (p, c, h) = (prompt.len(), continuation.len(), self.config.hidden_size);
+        if let Some(mut host) = self.host_decoder(1, width, adapters) {
+            let positions: Vec<usize> = (0..width).collect();
+            let x = host.pass(&full, &positions, None);
+            return Ok(host.logits(&x[(p - 1) * h..(p - 1 + c) * h]));
+        }
+        let input = Input::single(&full, 0);
+        let hidden = self.forward_inference(&input, None, adapters);
+        let rows = hidden.narrow(1, p - 1, c).reshape([c, h]);
+        Ok(crate::backend::host_f32(self.logits_inference(rows)))
+    }
+
+    /// `KL(policy || base)` of the next-token distribution at every token of `continuation`
+    /// after `prompt`, exactly (summed over the vocabulary, in `f64`): `policy` is this model
+    /// with `adapters`, `base` this model without them; both untempered.
+    pub fn token_kl(
+        &self,
+        prompt: &[u32],
+        continuation: &[u32],
+        adapters: &Adapters,
+    ) -> Result<Vec<f64>, LlmError> {
+        let p = self.continuation_logits(prompt, continuation, Some(adapters))?;
+        let q = self.continuation_logits(prompt, continuation, None)?;
+        let vocab = self.config.vocab_size;
+        Ok(p
+            .chunks_exact(vocab)
+            .zip(q.chunks_exact(vocab))
+            .map(|(p, q)| kl_from_logits(p, q))
+            .collect())
     }
 
     /// The keys and values of `ids` (one row), to share a context between many continuations.
