@@ -37,6 +37,79 @@ pub struct LlmSummary {
     pub winner_change_vs_standard: BTreeMap<Variant, f64>,
     /// TruthfulQA after training.
     pub evaluation: Evaluation,
+    /// The paper's LLM claims with verdicts ([`crate::llm_claims`]).
+    #[serde(default)]
+    pub claims: Vec<fpo_rundir::Claim>,
+    /// Per variant, the held-out probe's last row over seeds, and its change from the first.
+    #[serde(default)]
+    pub probe: BTreeMap<Variant, ProbeAcrossSeeds>,
+}
+
+/// One variant's held-out probe over its seeds: the last probe, and last minus first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProbeAcrossSeeds {
+    /// Seeds with a probe.
+    pub seeds: usize,
+    /// Iterations trained at the last probe.
+    pub iteration: usize,
+    /// Proxy-minus-true gap at the last probe.
+    pub gap: Option<Summary>,
+    /// Its change from the first probe.
+    pub gap_change: Option<Summary>,
+    /// Per-token KL from the base model at the last probe.
+    pub kl: Option<Summary>,
+    /// RM score under the current head minus the base samples', at the last probe.
+    pub reward_gain: Option<Summary>,
+    /// Utility minus the base samples', at the last probe.
+    pub utility_gain: Option<Summary>,
+    /// Response-only utility minus the base samples', at the last probe.
+    pub response_utility_gain: Option<Summary>,
+    /// Mean new tokens at the last probe.
+    pub length: Option<Summary>,
+    /// Share truncated at `max_new_tokens` at the last probe.
+    pub truncated: Option<Summary>,
+}
+
+/// Each variant's probe over its seeds from each trained model's rows (by model name).
+pub fn probe_across_seeds(
+    rows: &BTreeMap<String, Vec<fpo_rundir::llm::ProbeRow>>,
+    trained: &[(Variant, u64)],
+    level: f64,
+) -> BTreeMap<Variant, ProbeAcrossSeeds> {
+    let mut out = BTreeMap::new();
+    for v in Variant::ALL {
+        let ends: Vec<_> = trained
+            .iter()
+            .filter(|(tv, _)| *tv == v)
+            .filter_map(|&(_, s)| {
+                let r = rows.get(&model_name(v, s))?;
+                Some((r.first()?, r.last()?))
+            })
+            .collect();
+        if ends.is_empty() {
+            continue;
+        }
+        let over = |f: &dyn Fn(&fpo_rundir::llm::ProbeRow, &fpo_rundir::llm::ProbeRow) -> f64| {
+            let xs: Vec<f64> = ends.iter().map(|(a, b)| f(a, b)).collect();
+            Some(Summary::of(&xs, level))
+        };
+        out.insert(
+            v,
+            ProbeAcrossSeeds {
+                seeds: ends.len(),
+                iteration: ends[0].1.iteration,
+                gap: over(&|_, b| b.gap),
+                gap_change: over(&|a, b| b.gap - a.gap),
+                kl: over(&|_, b| b.kl),
+                reward_gain: over(&|_, b| b.reward - b.base_reward),
+                utility_gain: over(&|_, b| b.utility - b.base_utility),
+                response_utility_gain: over(&|_, b| b.response_utility - b.base_response_utility),
+                length: over(&|_, b| b.length),
+                truncated: over(&|_, b| b.truncated),
+            },
+        );
+    }
+    out
 }
 
 /// What the evaluation after training measured.

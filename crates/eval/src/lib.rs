@@ -5,6 +5,7 @@
 //! LLM judge is the `fpo-judge` crate.
 //!
 //! - [`evaluation`]: the LLM suites' evaluation after training (`summary.json`) and its statistics.
+//! - [`llm_claims`]: the paper's LLM claims over trained seeds, with verdicts and the authors' counts.
 //! - [`toys`]: a toy suite's summary from its metrics rows: finals over seeds, claims, correlations.
 //! - [`judge_config`]: how to reach the LLM judge (the settings; the client is `fpo-judge`).
 //! - [`generation`]: free-form answers against the references, the offline judge, comparisons.
@@ -17,6 +18,7 @@ pub mod claims;
 pub mod evaluation;
 pub mod generation;
 pub mod judge_config;
+pub mod llm_claims;
 pub mod lm;
 pub mod pressure;
 pub mod stats;

@@ -393,12 +393,13 @@ fn token_kl_is_the_exact_kl_of_the_adapted_model_from_the_base_one() {
     };
     let fresh = Adapters::new(&cfg, &m.config, 3, &dev).unwrap();
     let (prompt, cont) = (IDS[..3].to_vec(), IDS[3..].to_vec());
-    let zero = m.token_kl(&prompt, &cont, &fresh).unwrap();
+    let seqs = vec![(prompt.clone(), cont.clone())];
+    let zero = m.token_kl(&seqs, &fresh).unwrap().remove(0);
     assert_eq!(zero.len(), cont.len());
     assert!(zero.iter().all(|&k| k == 0.0), "fresh adapters: {zero:?}");
 
     let ad = randomized(fresh, 5, &dev);
-    let kl = m.token_kl(&prompt, &cont, &ad).unwrap();
+    let kl = m.token_kl(&seqs, &ad).unwrap().remove(0);
     let (policy, base) = (all_logits(&m, &IDS, Some(&ad)), all_logits(&m, &IDS, None));
     let row = |l: &[f32], t: usize| l[t * V..(t + 1) * V].to_vec();
     for (j, &k) in kl.iter().enumerate() {

@@ -600,3 +600,32 @@ fn continuations_from_a_cached_context_equal_whole_sequence_scores() {
         }
     }
 }
+
+/// The batched host path of `continuation_logits` (one right-padded pass for every sequence)
+/// gives the KL of one sequence at a time, and of the burn path (`without_quantized`: the f32
+/// weights dequantised from the same blocks): catches rows taken at the wrong offset in a
+/// padded batch, or a sequence's continuation read from its neighbour's.
+#[test]
+fn batched_host_kl_equals_the_per_sequence_burn_kl() {
+    let m = &MODEL.model;
+    let adapters = random_adapters(5, 6);
+    let prompts = two_chat_prompts();
+    let seqs: Vec<(Vec<u32>, Vec<u32>)> = vec![
+        (prompts[0].clone(), vec![504, 3437, 314, 260]),
+        (prompts[1].clone(), vec![504, 1345]),
+    ];
+    assert!(m.host_decoder(1, 4, None).is_some(), "the GGUF model runs on the host");
+    let host = m.token_kl(&seqs, &adapters).unwrap();
+    let one_by_one: Vec<Vec<f64>> = seqs
+        .iter()
+        .map(|s| m.token_kl(std::slice::from_ref(s), &adapters).unwrap().remove(0))
+        .collect();
+    let burn = m.without_quantized().token_kl(&seqs, &adapters).unwrap();
+    for ((a, b), c) in host.iter().zip(&one_by_one).zip(&burn) {
+        assert_eq!((a.len(), b.len()), (c.len(), c.len()));
+        for ((x, y), z) in a.iter().zip(b).zip(c) {
+            assert!(*x > 0.0 && (x - y).abs() < 1e-3 * y.max(1e-3), "{x} vs {y}");
+            assert!((x - z).abs() < 0.05 * z.max(1e-3), "host {x} vs burn {z}");
+        }
+    }
+}

@@ -21,7 +21,7 @@ mod variant;
 
 use std::path::{Path, PathBuf};
 
-pub use claim::{Claim, Side, Verdict};
+pub use claim::{Claim, CountsTest, Side, Verdict};
 pub use config::{ConfigView, LlmPaths, RmPaths, SuiteSection, ToyEnv};
 pub use metrics::MetricsRow;
 pub use run_info::{LlmTimings, Machine, Merged, ReproduceIndex, RunInfo, VariantTiming, Versions};

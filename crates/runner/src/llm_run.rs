@@ -1,6 +1,7 @@
 //! Runs the LLM suite: loads the pipeline once, trains every (seed, variant) into its own
 //! folder (resuming from checkpoints), and writes `summary.json`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
@@ -8,8 +9,10 @@ use fpo::llm::TrainConfig;
 use fpo::llm::evaluate::{Metrics, Model, Plan, score_models};
 use fpo::llm::{HeadFit, Pipeline, VariantOutcome};
 use fpo_eval::evaluation::{
-    Evaluation, JudgeUsage, LlmSummary, model_name, paper_pairs, winner_change_vs_standard,
+    Evaluation, JudgeUsage, LlmSummary, model_name, paper_pairs, probe_across_seeds,
+    winner_change_vs_standard,
 };
+use fpo_eval::llm_claims::llm_claims;
 use fpo_eval::generation::{AnswerScores, Comparison, compare, compare_verdicts};
 use fpo_eval::sycophancy::items as sycophancy_items;
 use fpo_eval::truthfulqa::{Item, items as truthfulqa_items};
@@ -18,6 +21,21 @@ use fpo_rundir::{LlmTimings, files, variant_dir};
 
 use crate::output::{Bars, json, progress, write_atomic};
 use fpo::experiment::{FpoSection, LlmRunConfig, LlmSuiteConfig, Resolved, SuiteConfig};
+
+/// Each trained model's probe rows (none where it was trained without a probe).
+fn probe_rows(
+    dir: &Path,
+    trained: &[(fpo::Variant, u64)],
+) -> anyhow::Result<BTreeMap<String, Vec<fpo::llm::ProbeRow>>> {
+    let mut out = BTreeMap::new();
+    for &(v, s) in trained {
+        let path = variant_dir(dir, v, s).join(files::PROBE);
+        if path.exists() {
+            out.insert(model_name(v, s), fpo_rundir::read_jsonl(&path)?);
+        }
+    }
+    Ok(out)
+}
 
 fn count_lines(path: &Path) -> u64 {
     std::fs::read_to_string(path).map_or(0, |t| t.lines().count() as u64)
@@ -164,11 +182,16 @@ pub fn run(
         .fold((0, 0.0), |(n, s), t| (n + t.iterations, s + t.seconds));
     timings.seconds_per_iteration = if its == 0 { 0.0 } else { secs / its as f64 };
     let evaluation = evaluate(resolved, &pipeline, &outcomes, dir)?;
+    let trained: Vec<(fpo::Variant, u64)> = outcomes.iter().map(|o| (o.variant, o.seed)).collect();
+    let probes = probe_rows(dir, &trained)?;
+    let level = resolved.run.confidence;
     let summary = LlmSummary {
         suite: resolved.suite.name().to_owned(),
         rm_head_fit: fit,
         winner_change_vs_standard: winner_change_vs_standard(&outcomes),
         outcomes,
+        claims: llm_claims(&evaluation, &probes, seeds, &cfg.eval.claims, level),
+        probe: probe_across_seeds(&probes, &trained, level),
         evaluation,
     };
     write_atomic(dir, files::SUMMARY, &json(&summary)?)?;

@@ -205,6 +205,10 @@ pub struct LlmEval {
     /// The LLM judge (an OpenAI-compatible endpoint); `--judge URL` sets it too.
     #[serde(default)]
     pub judge: Option<fpo_eval::judge_config::JudgeConfig>,
+    /// The equivalence margins of the LLM claims ("ties", "no change in verbosity"), fixed
+    /// before the run.
+    #[serde(default)]
+    pub claims: fpo_eval::llm_claims::ClaimMargins,
 }
 
 /// The metrics the LLM suites know.
@@ -217,6 +221,7 @@ impl Default for LlmEval {
             limit: 0,
             types: Vec::new(),
             judge: None,
+            claims: Default::default(),
         }
     }
 }

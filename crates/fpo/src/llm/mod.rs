@@ -19,5 +19,5 @@ pub mod lm;
 pub mod select;
 pub mod train;
 
-pub use config::{OracleConfig, RmConfig, RmInit, RmInput, TrainConfig};
-pub use train::{HeadFit, IterationLog, Pipeline, VariantOutcome};
+pub use config::{OracleConfig, ProbeConfig, RmConfig, RmInit, RmInput, TrainConfig};
+pub use train::{FollowerResponse, HeadFit, IterationLog, Pipeline, ProbeRow, VariantOutcome};

@@ -424,50 +424,83 @@ impl Llama {
         ))
     }
 
-    /// The untempered next-token logits at every position of `continuation` after `prompt`:
-    /// row `j` (`vocab` values) is the distribution of `continuation[j]` given `prompt` and
-    /// `continuation[..j]`. One sequence, without gradients.
+    /// The untempered next-token logits at every position of each continuation after its
+    /// prompt: for `(prompt, continuation)`, row `j` (`vocab` values) is the distribution of
+    /// `continuation[j]` given `prompt` and `continuation[..j]`. Without gradients; on the host
+    /// the sequences run as one right-padded batch.
     pub fn continuation_logits(
         &self,
-        prompt: &[u32],
-        continuation: &[u32],
+        seqs: &[(Vec<u32>, Vec<u32>)],
         adapters: Option<&Adapters>,
-    ) -> Result<Vec<f32>, LlmError> {
-        if prompt.is_empty() || continuation.is_empty() {
+    ) -> Result<Vec<Vec<f32>>, LlmError> {
+        if seqs.iter().any(|(p, c)| p.is_empty() || c.is_empty()) {
             return Err(LlmError::Request(
                 "continuation logits need a prompt and a continuation".into(),
             ));
         }
-        let full: Vec<u32> = prompt.iter().chain(continuation).copied().collect();
-        let width = self.scoring_width(std::slice::from_ref(&full))?;
-        let (p, c, h) = (prompt.len(), continuation.len(), self.config.hidden_size);
-        if let Some(mut host) = self.host_decoder(1, width, adapters) {
-            let positions: Vec<usize> = (0..width).collect();
-            let x = host.pass(&full, &positions, None);
-            return Ok(host.logits(&x[(p - 1) * h..(p - 1 + c) * h]));
+        let full: Vec<Vec<u32>> = seqs
+            .iter()
+            .map(|(p, c)| p.iter().chain(c).copied().collect())
+            .collect();
+        let width = self.scoring_width(&full)?;
+        let h = self.config.hidden_size;
+        let vocab = self.config.vocab_size;
+        if let Some(mut host) = self.host_decoder(full.len(), width, adapters) {
+            let (ids, positions) = right_padded(&full, width);
+            let x = host.pass(&ids, &positions, None);
+            let rows: Vec<f32> = seqs
+                .iter()
+                .enumerate()
+                .flat_map(|(r, (p, c))| {
+                    let at = r * width + p.len() - 1;
+                    &x[at * h..(at + c.len()) * h]
+                })
+                .copied()
+                .collect();
+            let mut logits = Vec::with_capacity(rows.len() / h * vocab);
+            for chunk in rows.chunks(256 * h) {
+                logits.extend(host.logits(chunk));
+            }
+            let mut rest = logits.as_slice();
+            return Ok(seqs
+                .iter()
+                .map(|(_, c)| {
+                    let (mine, tail) = rest.split_at(c.len() * vocab);
+                    rest = tail;
+                    mine.to_vec()
+                })
+                .collect());
         }
-        let input = Input::single(&full, 0);
-        let hidden = self.forward_inference(&input, None, adapters);
-        let rows = hidden.narrow(1, p - 1, c).reshape([c, h]);
-        Ok(crate::backend::host_f32(self.logits_inference(rows)))
+        seqs.iter()
+            .zip(&full)
+            .map(|((p, c), f)| {
+                let input = Input::single(f, 0);
+                let hidden = self.forward_inference(&input, None, adapters);
+                let rows = hidden.narrow(1, p.len() - 1, c.len()).reshape([c.len(), h]);
+                Ok(crate::backend::host_f32(self.logits_inference(rows)))
+            })
+            .collect()
     }
 
-    /// `KL(policy || base)` of the next-token distribution at every token of `continuation`
-    /// after `prompt`, exactly (summed over the vocabulary, in `f64`): `policy` is this model
+    /// `KL(policy || base)` of the next-token distribution at every token of each continuation
+    /// after its prompt, exactly (summed over the vocabulary, in `f64`): `policy` is this model
     /// with `adapters`, `base` this model without them; both untempered.
     pub fn token_kl(
         &self,
-        prompt: &[u32],
-        continuation: &[u32],
+        seqs: &[(Vec<u32>, Vec<u32>)],
         adapters: &Adapters,
-    ) -> Result<Vec<f64>, LlmError> {
-        let p = self.continuation_logits(prompt, continuation, Some(adapters))?;
-        let q = self.continuation_logits(prompt, continuation, None)?;
+    ) -> Result<Vec<Vec<f64>>, LlmError> {
+        let p = self.continuation_logits(seqs, Some(adapters))?;
+        let q = self.continuation_logits(seqs, None)?;
         let vocab = self.config.vocab_size;
-        Ok(p
-            .chunks_exact(vocab)
-            .zip(q.chunks_exact(vocab))
-            .map(|(p, q)| kl_from_logits(p, q))
+        Ok(p.iter()
+            .zip(&q)
+            .map(|(p, q)| {
+                p.chunks_exact(vocab)
+                    .zip(q.chunks_exact(vocab))
+                    .map(|(p, q)| kl_from_logits(p, q))
+                    .collect()
+            })
             .collect())
     }
 

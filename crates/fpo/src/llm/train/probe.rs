@@ -88,11 +88,14 @@ impl Probe {
         let adapters = st.adapters.valid();
         let policy = sample(p, Some(&adapters), &mut stream_rng(self.seed, t, 2))?;
         let m = &p.inference.model;
-        let mut kl = Vec::new();
-        for (ids, g) in p.probe_ids.iter().zip(&policy.gens) {
-            kl.extend(m.token_kl(ids, &g.ids, &adapters)?);
-        }
-        let row = row(p, t, &policy, base, &st.head, mean(kl.into_iter()));
+        let seqs: Vec<(Vec<u32>, Vec<u32>)> = p
+            .probe_ids
+            .iter()
+            .zip(&policy.gens)
+            .map(|(ids, g)| (ids.clone(), g.ids.clone()))
+            .collect();
+        let kl = m.token_kl(&seqs, &adapters)?;
+        let row = row(p, t, &policy, base, &st.head, mean(kl.into_iter().flatten()));
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
