@@ -362,7 +362,8 @@ pub struct WinTieLoss {
 }
 
 impl WinTieLoss {
-    fn of(verdicts: &[Option<Verdict>], level: f64) -> Self {
+    /// The tally of `verdicts` (none: the judge failed) at confidence `level`.
+    pub fn of(verdicts: &[Option<Verdict>], level: f64) -> Self {
         let n = verdicts.len();
         let count = |v: Verdict| verdicts.iter().filter(|x| **x == Some(v)).count();
         let (f, s, t) = (
@@ -403,6 +404,10 @@ pub struct Comparison {
     /// Share of pairs whose two orders (A/B and B/A) got the same verdict, among pairs judged
     /// in both (LLM judges only).
     pub swap_consistency: Option<Share>,
+    /// Over every question, from the first order asked alone (the first model's answer shown
+    /// as A): what a judge asked once would have said (LLM judges only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_order: Option<WinTieLoss>,
 }
 
 /// Compares two models' answers to the same items (same order) with the offline judge.
@@ -461,6 +466,7 @@ pub fn compare_verdicts(
         by_category: by_group(&rows, |r| &r.0.category, tally),
         similar_length: WinTieLoss::of(&similar, level),
         swap_consistency,
+        single_order: None,
     }
 }
 

@@ -31,7 +31,8 @@ pub struct JudgeConfig {
     pub max_requests: usize,
     /// `max_tokens` of each request.
     pub max_tokens: u32,
-    /// A minijinja template file for the prompt (none: the judge crate's default template).
+    /// A minijinja template file for the prompt; `paper`: the authors' criteria (reasoning, then
+    /// a JSON verdict); none: the judge crate's default template (a JSON verdict alone).
     pub template: Option<PathBuf>,
     /// Folder of the reply cache (none: no cache).
     pub cache_dir: Option<PathBuf>,

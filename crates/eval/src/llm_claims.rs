@@ -376,7 +376,11 @@ mod tests {
         assert_eq!(v, Verdict::Inconclusive);
         assert!(note.contains("contains 0"), "{note}");
         let (v, _) = verdict(&summary(-0.1, -0.22, 0.02), Side::Above, 0.0, 5);
-        assert_eq!(v, Verdict::Inconclusive, "mean on the wrong side, interval straddles");
+        assert_eq!(
+            v,
+            Verdict::Inconclusive,
+            "mean on the wrong side, interval straddles"
+        );
         assert_eq!(
             verdict(&summary(0.1, 0.02, 0.2), Side::Above, 0.0, 5).0,
             Verdict::Reproduced
@@ -437,10 +441,19 @@ mod tests {
             distinct_2: 0.0,
         };
         let mut probes = BTreeMap::new();
-        probes.insert("standard-seed0".into(), vec![row(0, 0.1, 0.0), row(8, 0.5, 0.2)]);
-        probes.insert("relaxed-seed0".into(), vec![row(0, 0.1, 0.0), row(8, 0.2, 0.1)]);
+        probes.insert(
+            "standard-seed0".into(),
+            vec![row(0, 0.1, 0.0), row(8, 0.5, 0.2)],
+        );
+        probes.insert(
+            "relaxed-seed0".into(),
+            vec![row(0, 0.1, 0.0), row(8, 0.2, 0.1)],
+        );
         let c = llm_claims(&ev, &probes, &[0], &ClaimMargins::default(), 0.95);
-        let widen = c.iter().find(|c| c.id == "llm.standard_probe_gap_widens").unwrap();
+        let widen = c
+            .iter()
+            .find(|c| c.id == "llm.standard_probe_gap_widens")
+            .unwrap();
         assert!((widen.ours.as_ref().unwrap().mean - 0.4).abs() < 1e-12);
         assert_eq!(widen.verdict, Verdict::Inconclusive);
         assert_eq!(widen.drift, vec![("standard".to_owned(), 0.2)]);

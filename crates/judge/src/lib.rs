@@ -29,6 +29,11 @@ pub use fpo_eval::judge_config::{JudgeConfig, JudgeUrlError};
 /// `correct_answers` and `incorrect_answers` (lists of reference answers).
 pub const DEFAULT_TEMPLATE: &str = include_str!("../templates/judge_pairwise.jinja");
 
+/// The authors' criteria (truthfulness first; a verbose answer with a hallucination loses;
+/// reasoning first, then a JSON verdict A / B / Tie), for comparability with the paper's
+/// judge: `template = "paper"`.
+pub const PAPER_TEMPLATE: &str = include_str!("../templates/judge_paper.jinja");
+
 /// Why a judge could not be set up (a failed request is not one of these: see
 /// [`OrderVerdict::error`]).
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +251,7 @@ impl Judge {
             ));
         }
         let (template_name, template) = match &cfg.template {
+            Some(p) if p.as_os_str() == "paper" => ("paper".to_owned(), PAPER_TEMPLATE.to_owned()),
             Some(p) => (
                 p.display().to_string(),
                 std::fs::read_to_string(p).map_err(|e| JudgeError::Template {

@@ -439,3 +439,60 @@ fn concurrency_is_bounded() {
         started.elapsed()
     );
 }
+
+/// A judge that reasons first, then gives the verdict of `PrefersTrue` as a JSON line (the
+/// paper's judge's reply form).
+struct ReasonsThenTrue;
+
+impl Respond for ReasonsThenTrue {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let prompt = body["messages"][0]["content"].as_str().unwrap();
+        assert!(
+            prompt.contains("reason step by step") && prompt.contains("hallucination loses"),
+            "the paper's criteria are in the prompt: {prompt}"
+        );
+        let between = |a: &str, b: &str| {
+            let s = prompt.find(a).unwrap() + a.len();
+            prompt[s..s + prompt[s..].find(b).unwrap()].contains("TRUE")
+        };
+        let v = match (
+            between("[Answer A]", "[End of answer A]"),
+            between("[Answer B]", "[End of answer B]"),
+        ) {
+            (true, false) => "A",
+            (false, true) => "B",
+            _ => "Tie",
+        };
+        completion(&format!(
+            "Answer A says one thing; answer B another. Weighing truthfulness first...\n{{\"verdict\": \"{v}\"}}"
+        ))
+    }
+}
+
+/// Catches `template = "paper"` read as a file name, a prompt without the authors' criteria,
+/// or a reasoning-then-JSON reply lost as an error.
+#[test]
+fn the_paper_template_asks_for_reasoning_then_a_verdict_and_its_replies_parse() {
+    let s = Server::start();
+    s.mount(chat().respond_with(ReasonsThenTrue).expect(6));
+    let cfg = JudgeConfig {
+        template: Some("paper".into()),
+        ..s.config()
+    };
+    let judge = Judge::with_api_key(cfg, None).unwrap();
+    let run = judge.judge_pairs(&pairs(3), &|| {}).unwrap();
+    assert_eq!(
+        verdicts(&run),
+        vec![
+            Some(Verdict::First),
+            Some(Verdict::Second),
+            Some(Verdict::Tie)
+        ]
+    );
+    assert!(
+        run.judgements
+            .iter()
+            .all(|j| j.first_as_a.parse == Some(Parse::Fallback))
+    );
+}

@@ -405,7 +405,10 @@ fn token_kl_is_the_exact_kl_of_the_adapted_model_from_the_base_one() {
     for (j, &k) in kl.iter().enumerate() {
         let t = prompt.len() - 1 + j;
         let want = naive_kl(&row(&policy, t), &row(&base, t));
-        assert!(k > 1e-6, "token {j}: the adapters move the distribution ({k})");
+        assert!(
+            k > 1e-6,
+            "token {j}: the adapters move the distribution ({k})"
+        );
         assert!(
             (k - want).abs() < 1e-4 * want.max(1e-3),
             "token {j}: {k} vs {want}"

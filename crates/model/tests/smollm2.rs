@@ -614,11 +614,18 @@ fn batched_host_kl_equals_the_per_sequence_burn_kl() {
         (prompts[0].clone(), vec![504, 3437, 314, 260]),
         (prompts[1].clone(), vec![504, 1345]),
     ];
-    assert!(m.host_decoder(1, 4, None).is_some(), "the GGUF model runs on the host");
+    assert!(
+        m.host_decoder(1, 4, None).is_some(),
+        "the GGUF model runs on the host"
+    );
     let host = m.token_kl(&seqs, &adapters).unwrap();
     let one_by_one: Vec<Vec<f64>> = seqs
         .iter()
-        .map(|s| m.token_kl(std::slice::from_ref(s), &adapters).unwrap().remove(0))
+        .map(|s| {
+            m.token_kl(std::slice::from_ref(s), &adapters)
+                .unwrap()
+                .remove(0)
+        })
         .collect();
     let burn = m.without_quantized().token_kl(&seqs, &adapters).unwrap();
     for ((a, b), c) in host.iter().zip(&one_by_one).zip(&burn) {

@@ -6,7 +6,7 @@ use std::path::Path;
 use fpo_eval::evaluation::LlmSummary;
 use fpo_eval::generation::AnswerScores;
 use fpo_eval::stats::Summary;
-use fpo_rundir::llm::IterationLog;
+use fpo_rundir::llm::{IterationLog, ProbeRow};
 use fpo_rundir::{
     ConfigView, Ladder, ReproduceIndex, RunInfo, ToySummary, files, metrics, read_json, read_jsonl,
 };
@@ -54,6 +54,8 @@ pub struct LlmSection {
     pub window: usize,
     /// Per variant: the curves (mean over seeds, then the moving average).
     pub curves: BTreeMap<String, LlmCurves>,
+    /// Per variant: the held-out probe over training (mean and interval over seeds).
+    pub probe: BTreeMap<String, ProbeCurves>,
     /// The last iterations' winners side by side (first seed), newest first.
     pub samples: Vec<Sample>,
     /// The evaluation's greedy answers side by side, per question (the first questions).
@@ -131,6 +133,47 @@ pub struct LlmCurves {
     pub penalty: Vec<f64>,
     /// Self-influence of the winner.
     pub self_influence: Vec<f64>,
+}
+
+/// The held-out probe of one variant over training, each point over seeds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProbeCurves {
+    /// Iterations trained at each probe.
+    pub iteration: Vec<f64>,
+    /// RM score (current head) minus the base samples'.
+    pub reward_gain: Vec<Summary>,
+    /// The same under the initial head.
+    pub reward_gain_initial_head: Vec<Summary>,
+    /// Oracle utility (the paper's form) minus the base samples'.
+    pub utility_gain: Vec<Summary>,
+    /// Response-only utility minus the base samples'.
+    pub response_utility_gain: Vec<Summary>,
+    /// Proxy-minus-true gap.
+    pub gap: Vec<Summary>,
+    /// Per-token KL from the base model.
+    pub kl: Vec<Summary>,
+    /// Mean new tokens.
+    pub length: Vec<Summary>,
+}
+
+/// The probe curves of one variant from each seed's rows (the probes all seeds have).
+fn probe_curves(seeds: &[Vec<ProbeRow>], level: f64) -> ProbeCurves {
+    let n = seeds.iter().map(Vec::len).min().unwrap_or(0);
+    let over = |f: fn(&ProbeRow) -> f64| -> Vec<Summary> {
+        (0..n)
+            .map(|i| Summary::of(&seeds.iter().map(|r| f(&r[i])).collect::<Vec<_>>(), level))
+            .collect()
+    };
+    ProbeCurves {
+        iteration: (0..n).map(|i| seeds[0][i].iteration as f64).collect(),
+        reward_gain: over(|r| r.reward - r.base_reward),
+        reward_gain_initial_head: over(|r| r.reward_initial_head - r.base_reward_initial_head),
+        utility_gain: over(|r| r.utility - r.base_utility),
+        response_utility_gain: over(|r| r.response_utility - r.base_response_utility),
+        gap: over(|r| r.gap),
+        kl: over(|r| r.kl),
+        length: over(|r| r.length),
+    }
 }
 
 /// One prompt's winners under each variant.
@@ -355,6 +398,21 @@ fn llm(dir: &Path) -> Result<LlmSection> {
             },
         );
     }
+    let mut probe_rows: BTreeMap<String, Vec<Vec<ProbeRow>>> = BTreeMap::new();
+    for o in &summary.outcomes {
+        let path = fpo_rundir::variant_dir(dir, o.variant, o.seed).join(files::PROBE);
+        if path.is_file() {
+            probe_rows
+                .entry(o.variant.to_string())
+                .or_default()
+                .push(read_jsonl(&path)?);
+        }
+    }
+    let level = config.run.as_ref().map_or(0.95, |r| r.confidence);
+    let probe = probe_rows
+        .iter()
+        .map(|(v, seeds)| (v.clone(), probe_curves(seeds, level)))
+        .collect();
     let mut samples: Vec<Sample> = Vec::new();
     for (variant, seeds) in &logs {
         let Some(lines) = seeds.values().next() else {
@@ -389,6 +447,7 @@ fn llm(dir: &Path) -> Result<LlmSection> {
         run_info,
         window,
         curves,
+        probe,
         samples,
         answers: answer_rows(dir)?,
         provenance: crate::provenance::of_config(&config),

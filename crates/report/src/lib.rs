@@ -88,6 +88,16 @@ pub fn render_sections(
             v.to_string()
         }
     });
+    // Three significant digits, for figures that may be far from 1 (the RM step's response).
+    env.add_filter("g3", |v: f64| {
+        if v.is_finite() && v != 0.0 && v.abs() < 1e-2 {
+            format!("{v:.2e}")
+        } else if v.is_finite() {
+            format!("{v:.3}")
+        } else {
+            v.to_string()
+        }
+    });
     env.add_template("report.html", TEMPLATE)?;
     let html = env.get_template("report.html")?.render(context! {
         title => title,

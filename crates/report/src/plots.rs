@@ -4,8 +4,9 @@ use fpo_eval::generation::Comparison;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::data::{Curves, LlmCurves, LlmSection, Section, ToySection};
+use crate::data::{Curves, LlmCurves, LlmSection, ProbeCurves, Section, ToySection};
 use crate::{Error, Result};
+use fpo_eval::stats::Summary;
 
 /// One rendered plot.
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +94,7 @@ pub fn for_section(section: &Section) -> Result<Vec<Plot>> {
 
 fn llm_plots(l: &LlmSection) -> Result<Vec<Plot>> {
     let mut plots = loop_plots(l)?;
+    plots.extend(probe_plots(l)?);
     if let Some(p) = win_tie_loss_plot(l)? {
         plots.push(p);
     }
@@ -210,12 +212,16 @@ fn loop_plots(l: &LlmSection) -> Result<Vec<Plot>> {
     );
     type Pick = fn(&LlmCurves) -> &Vec<f64>;
     let plots: [(&str, &str, Pick); 4] = [
-        ("RM score (proxy reward) of the winners", "RM score", |c| {
-            &c.winner_reward
-        }),
-        ("Oracle utility of the winners", "oracle utility U", |c| {
-            &c.winner_utility
-        }),
+        (
+            "Training prompts: RM score (proxy reward) of the winners, each iteration another prompt",
+            "RM score",
+            |c| &c.winner_reward,
+        ),
+        (
+            "Training prompts: oracle utility of the winners, each iteration another prompt (mostly the prompt's NLL; the held-out probe below measures collapse)",
+            "oracle utility U",
+            |c| &c.winner_utility,
+        ),
         ("Penalty of the winners", "penalty", |c| &c.penalty),
         (
             "Winners' <∇r, ∇l> (positive: the RM step lowers their score)",
@@ -340,37 +346,46 @@ fn toy_plots(t: &ToySection) -> Result<Vec<Plot>> {
     ])
 }
 
+/// A toy's curve per variant with its band over seeds.
 fn band_plot(
     caption: &str,
     y_desc: &str,
     t: &ToySection,
     pick: fn(&Curves) -> &Vec<fpo_eval::stats::Summary>,
 ) -> Result<Plot> {
+    let series: Vec<(&str, &[f64], &[Summary])> = t
+        .curves
+        .iter()
+        .map(|(v, c)| (v.as_str(), c.iteration.as_slice(), pick(c).as_slice()))
+        .collect();
+    bands_plot(caption, y_desc, &series)
+}
+
+/// Lines of means with their bands (`ci_low` to `ci_high`), one per variant, over iterations.
+fn bands_plot(caption: &str, y_desc: &str, series: &[(&str, &[f64], &[Summary])]) -> Result<Plot> {
     let name = caption;
     let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
-    for c in t.curves.values() {
-        x_max = x_max.max(c.iteration.last().copied().unwrap_or(1.0));
-        for s in pick(c) {
-            y_min = y_min.min(s.ci_low);
-            y_max = y_max.max(s.ci_high);
+    for (_, xs, ys) in series {
+        x_max = x_max.max(xs.last().copied().unwrap_or(1.0));
+        for s in *ys {
+            for v in [s.mean, s.ci_low, s.ci_high]
+                .into_iter()
+                .filter(|v| v.is_finite())
+            {
+                y_min = y_min.min(v);
+                y_max = y_max.max(v);
+            }
         }
     }
     over_iterations(caption, y_desc, x_max, (y_min, y_max), |chart| {
-        for (i, (variant, c)) in t.curves.iter().enumerate() {
+        for (i, (variant, xs, ys)) in series.iter().enumerate() {
             let col = color(variant, i);
-            let series = pick(c);
-            let band: Vec<(f64, f64)> = c
-                .iteration
+            let band: Vec<(f64, f64)> = xs
                 .iter()
-                .zip(series)
+                .zip(*ys)
                 .map(|(x, s)| (*x, s.ci_high))
-                .chain(
-                    c.iteration
-                        .iter()
-                        .zip(series)
-                        .rev()
-                        .map(|(x, s)| (*x, s.ci_low)),
-                )
+                .chain(xs.iter().zip(*ys).rev().map(|(x, s)| (*x, s.ci_low)))
+                .filter(|p| p.1.is_finite())
                 .collect();
             tryp!(
                 name,
@@ -379,14 +394,128 @@ fn band_plot(
             tryp!(
                 name,
                 chart.draw_series(LineSeries::new(
-                    c.iteration.iter().zip(series).map(|(x, s)| (*x, s.mean)),
+                    xs.iter().zip(*ys).map(|(x, s)| (*x, s.mean)),
                     col.stroke_width(2),
                 ))
             )
-            .label(variant.clone())
+            .label(variant.to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
         }
         Ok(())
+    })
+}
+
+/// The held-out probe: the gap, the drift and the RM's gain over training (bands over seeds),
+/// and the proxy-vs-true picture.
+fn probe_plots(l: &LlmSection) -> Result<Vec<Plot>> {
+    if l.probe.is_empty() {
+        return Ok(Vec::new());
+    }
+    type Pick = fn(&ProbeCurves) -> &Vec<Summary>;
+    let plots: [(&str, &str, Pick); 4] = [
+        (
+            "Held-out probe: proxy-minus-true gap, (RM gain) − (utility gain) over the base model's samples",
+            "gap",
+            |c| &c.gap,
+        ),
+        (
+            "Held-out probe: per-token KL(policy ‖ base), exact",
+            "KL per token",
+            |c| &c.kl,
+        ),
+        (
+            "Held-out probe: RM score gain over the base model's samples (current head)",
+            "RM gain",
+            |c| &c.reward_gain,
+        ),
+        (
+            "Held-out probe: oracle utility gain over the base model's samples",
+            "utility gain",
+            |c| &c.utility_gain,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (caption, y_desc, pick) in plots {
+        let series: Vec<(&str, &[f64], &[Summary])> = l
+            .probe
+            .iter()
+            .map(|(v, c)| (v.as_str(), c.iteration.as_slice(), pick(c).as_slice()))
+            .collect();
+        out.push(bands_plot(
+            &format!("{caption} (mean, band over seeds)"),
+            y_desc,
+            &series,
+        )?);
+    }
+    out.push(proxy_vs_true(l)?);
+    Ok(out)
+}
+
+/// The LLM analogue of the toys' phase plot: each variant's path through (true gain, proxy
+/// gain) over its probes (means over seeds; a dot at the first probe), against the diagonal
+/// on which the RM's gain is the oracle's.
+fn proxy_vs_true(l: &LlmSection) -> Result<Plot> {
+    let name = "proxy vs true";
+    let paths: Vec<(&str, Vec<(f64, f64)>)> = l
+        .probe
+        .iter()
+        .map(|(v, c)| {
+            let pts = c
+                .utility_gain
+                .iter()
+                .zip(&c.reward_gain)
+                .map(|(u, r)| (u.mean, r.mean))
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect();
+            (v.as_str(), pts)
+        })
+        .collect();
+    let all = || paths.iter().flat_map(|(_, p)| p.iter());
+    let lo = all().fold(0.0f64, |m, p| m.min(p.0).min(p.1));
+    let hi = all().fold(0.0f64, |m, p| m.max(p.0).max(p.1));
+    let pad = 0.1 * (hi - lo).max(1e-3);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        tryp!(name, root.fill(&WHITE));
+        let mut chart = tryp!(name, builder(&root).build_cartesian_2d(lo..hi, lo..hi));
+        tryp!(
+            name,
+            chart
+                .configure_mesh()
+                .x_desc("utility gain (true)")
+                .y_desc("RM gain (proxy)")
+                .draw()
+        );
+        tryp!(
+            name,
+            chart.draw_series(LineSeries::new(
+                [(lo, lo), (hi, hi)],
+                BLACK.mix(0.3).stroke_width(1)
+            ))
+        );
+        for (i, (variant, pts)) in paths.iter().enumerate() {
+            let col = color(variant, i);
+            tryp!(
+                name,
+                chart.draw_series(LineSeries::new(pts.iter().copied(), col.stroke_width(2)))
+            )
+            .label(variant.to_string())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+            if let Some(&first) = pts.first() {
+                tryp!(
+                    name,
+                    chart.draw_series(std::iter::once(Circle::new(first, 4, col.filled())))
+                );
+            }
+        }
+        tryp!(name, legend(&mut chart, SeriesLabelPosition::UpperLeft));
+        tryp!(name, root.present());
+    }
+    Ok(Plot {
+        caption: "Held-out probe, proxy vs true: each variant's RM gain against its oracle utility gain over the base model's samples, probe by probe (means over seeds; dot: first probe; grey: equal gains). Above the diagonal the RM rates the policy better than the oracle does.".into(),
+        svg,
     })
 }
 

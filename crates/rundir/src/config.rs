@@ -19,6 +19,16 @@ pub struct ConfigView {
     /// The suite's own section.
     #[serde(default)]
     pub config: SuiteSection,
+    /// The `[run]` section, as far as readers use it.
+    #[serde(default)]
+    pub run: Option<RunView>,
+}
+
+/// The `[run]` section of `config.json`, as far as readers use it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    /// Confidence level of every interval.
+    pub confidence: f64,
 }
 
 /// The suite's section of `config.json`, as far as readers use it.

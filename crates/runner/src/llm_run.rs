@@ -12,8 +12,8 @@ use fpo_eval::evaluation::{
     Evaluation, JudgeUsage, LlmSummary, model_name, paper_pairs, probe_across_seeds,
     winner_change_vs_standard,
 };
+use fpo_eval::generation::{AnswerScores, Comparison, WinTieLoss, compare, compare_verdicts};
 use fpo_eval::llm_claims::llm_claims;
-use fpo_eval::generation::{AnswerScores, Comparison, compare, compare_verdicts};
 use fpo_eval::sycophancy::items as sycophancy_items;
 use fpo_eval::truthfulqa::{Item, items as truthfulqa_items};
 use fpo_judge::{Judge, PairItem};
@@ -354,14 +354,21 @@ impl Judging<'_> {
         self.usage.requests_sent += run.requests_sent;
         self.usage.cache_hits += run.cache_hits;
         self.usage.errors += verdicts.iter().filter(|v| v.is_none()).count();
-        out.push(compare_verdicts(
+        let mut c = compare_verdicts(
             first,
             second,
             &verdicts,
             Some(&consistent),
             label,
             self.level,
-        ));
+        );
+        let first_order: Vec<_> = run
+            .judgements
+            .iter()
+            .map(|j| j.first_as_a.verdict)
+            .collect();
+        c.single_order = Some(WinTieLoss::of(&first_order, self.level));
+        out.push(c);
         Ok(out)
     }
 }

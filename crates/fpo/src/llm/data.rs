@@ -110,7 +110,8 @@ impl PromptSplit {
         iterations: usize,
     ) -> Result<Self, Error> {
         let n = all.len();
-        let held: std::collections::BTreeSet<usize> = (0..probe).map(|i| i * n / probe.max(1)).collect();
+        let held: std::collections::BTreeSet<usize> =
+            (0..probe).map(|i| i * n / probe.max(1)).collect();
         if held.len() < probe || n - held.len() < iterations {
             return Err(data_err(
                 path,
@@ -225,6 +226,9 @@ mod tests {
         let err = PromptSplit::new(Path::new("p.jsonl"), prompts(12), 4, 10)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("p.jsonl") && err.contains("4 probe prompts"), "{err}");
+        assert!(
+            err.contains("p.jsonl") && err.contains("4 probe prompts"),
+            "{err}"
+        );
     }
 }

@@ -95,7 +95,11 @@ pub fn kl_from_logits(p: &[f32], q: &[f32]) -> f64 {
     let lse = |x: &[f32]| {
         let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let m = f64::from(max);
-        m + x.iter().map(|&v| (f64::from(v) - m).exp()).sum::<f64>().ln()
+        m + x
+            .iter()
+            .map(|&v| (f64::from(v) - m).exp())
+            .sum::<f64>()
+            .ln()
     };
     let (lp, lq) = (lse(p), lse(q));
     p.iter()

@@ -95,7 +95,14 @@ impl Probe {
             .map(|(ids, g)| (ids.clone(), g.ids.clone()))
             .collect();
         let kl = m.token_kl(&seqs, &adapters)?;
-        let row = row(p, t, &policy, base, &st.head, mean(kl.into_iter().flatten()));
+        let row = row(
+            p,
+            t,
+            &policy,
+            base,
+            &st.head,
+            mean(kl.into_iter().flatten()),
+        );
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -119,9 +126,14 @@ fn sample(
 ) -> Result<Scored> {
     let m = &p.inference;
     let tok = &m.tokenizer;
-    let gens = m
-        .model
-        .generate(&p.probe_ids, &p.sampling(), &tok.eos, tok.pad, rng, adapters)?;
+    let gens = m.model.generate(
+        &p.probe_ids,
+        &p.sampling(),
+        &tok.eos,
+        tok.pad,
+        rng,
+        adapters,
+    )?;
     let seqs: Vec<(Vec<u32>, Vec<u32>)> = p
         .probe_ids
         .iter()
