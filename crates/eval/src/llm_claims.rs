@@ -46,6 +46,14 @@ impl Default for ClaimMargins {
     }
 }
 
+/// The authors' counts as the claims table words them.
+fn counts_words(c: &CountsTest, first: &str, second: &str, over: &str) -> String {
+    format!(
+        "{} / {} / {} ({first} / {second} / tie{over})",
+        c.first_wins, c.second_wins, c.ties
+    )
+}
+
 /// The authors' counts for `(first, second)` (overall, 817 questions).
 fn authors_counts(first: &str, second: &str) -> Option<CountsTest> {
     PUBLISHED_PAIRS
@@ -231,13 +239,18 @@ pub fn llm_claims(
             .find(|(n, _)| n == v)
             .map_or(f64::NAN, |(_, w)| *w)
     };
+    let authors_words = |a: &str, b: &str| {
+        authors_counts(a, b).map_or_else(String::new, |c| counts_words(&c, a, b, ""))
+    };
+    // The paper's adversarial-deceptive subset (120 questions), standard vs practical.
+    let adversarial = counts_test(27, 18, 75);
     let net = "net win rate of the second over the first (wins minus losses, over the questions), per seed";
     let mut specs = Vec::new();
     let (values, evidence) = judged(Standard, Relaxed, None);
     specs.push(Spec {
         id: "llm.relaxed_beats_standard",
         statement: "Relaxed FPO's answers beat standard RLHF's",
-        authors: "144 / 188 / 485 (standard / relaxed / tie)".into(),
+        authors: authors_words("standard", "relaxed"),
         quantity: format!("standard vs relaxed: {net}"),
         evidence,
         side: Above,
@@ -250,7 +263,7 @@ pub fn llm_claims(
     specs.push(Spec {
         id: "llm.practical_ties_standard",
         statement: "Practical FPO ties standard RLHF",
-        authors: "135 / 140 / 542 (standard / practical / tie)".into(),
+        authors: authors_words("standard", "practical"),
         quantity: format!("standard vs practical: {net}"),
         evidence,
         side: Within,
@@ -263,20 +276,25 @@ pub fn llm_claims(
     specs.push(Spec {
         id: "llm.practical_loses_adversarial",
         statement: "Practical FPO loses to standard RLHF on adversarial questions",
-        authors: "27 / 18 / 75 on their adversarial-deceptive subset (120 questions)".into(),
+        authors: counts_words(
+            &adversarial,
+            "standard",
+            "practical",
+            ", their adversarial-deceptive subset of 120",
+        ),
         quantity: format!("standard vs practical on TruthfulQA's Adversarial questions: {net}"),
         evidence,
         side: Below,
         margin: 0.0,
         variants: vec![Standard, Practical],
-        authors_test: Some(counts_test(27, 18, 75)),
+        authors_test: Some(adversarial),
         values,
     });
     let (values, evidence) = judged(Relaxed, Practical, None);
     specs.push(Spec {
         id: "llm.relaxed_beats_practical",
         statement: "Relaxed FPO's answers beat practical FPO's",
-        authors: "167 / 138 / 512 (relaxed / practical / tie)".into(),
+        authors: authors_words("relaxed", "practical"),
         quantity: format!("relaxed vs practical: {net}"),
         evidence,
         side: Below,

@@ -60,23 +60,28 @@ fn chat() -> wiremock::MockBuilder {
 /// A judge that prefers the answer containing "TRUE", and says Tie when neither or both do.
 struct PrefersTrue;
 
+/// The prompt of a request, and `PrefersTrue`'s verdict on it.
+fn prefers_true(request: &Request) -> (String, &'static str) {
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    let prompt = body["messages"][0]["content"].as_str().unwrap().to_owned();
+    let between = |a: &str, b: &str| {
+        let s = prompt.find(a).unwrap() + a.len();
+        prompt[s..s + prompt[s..].find(b).unwrap()].contains("TRUE")
+    };
+    let v = match (
+        between("[Answer A]", "[End of answer A]"),
+        between("[Answer B]", "[End of answer B]"),
+    ) {
+        (true, false) => "A",
+        (false, true) => "B",
+        _ => "Tie",
+    };
+    (prompt, v)
+}
+
 impl Respond for PrefersTrue {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
-        let prompt = body["messages"][0]["content"].as_str().unwrap();
-        let between = |a: &str, b: &str| {
-            let s = prompt.find(a).unwrap() + a.len();
-            prompt[s..s + prompt[s..].find(b).unwrap()].contains("TRUE")
-        };
-        let (a, b) = (
-            between("[Answer A]", "[End of answer A]"),
-            between("[Answer B]", "[End of answer B]"),
-        );
-        let v = match (a, b) {
-            (true, false) => "A",
-            (false, true) => "B",
-            _ => "Tie",
-        };
+        let (_, v) = prefers_true(request);
         completion(&format!(r#"{{"verdict": "{v}", "reason": "mock"}}"#))
     }
 }
@@ -446,24 +451,11 @@ struct ReasonsThenTrue;
 
 impl Respond for ReasonsThenTrue {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
-        let prompt = body["messages"][0]["content"].as_str().unwrap();
+        let (prompt, v) = prefers_true(request);
         assert!(
             prompt.contains("reason step by step") && prompt.contains("hallucination loses"),
             "the paper's criteria are in the prompt: {prompt}"
         );
-        let between = |a: &str, b: &str| {
-            let s = prompt.find(a).unwrap() + a.len();
-            prompt[s..s + prompt[s..].find(b).unwrap()].contains("TRUE")
-        };
-        let v = match (
-            between("[Answer A]", "[End of answer A]"),
-            between("[Answer B]", "[End of answer B]"),
-        ) {
-            (true, false) => "A",
-            (false, true) => "B",
-            _ => "Tie",
-        };
         completion(&format!(
             "Answer A says one thing; answer B another. Weighing truthfulness first...\n{{\"verdict\": \"{v}\"}}"
         ))

@@ -166,10 +166,10 @@ fn probe_curves(seeds: &[Vec<ProbeRow>], level: f64) -> ProbeCurves {
     };
     ProbeCurves {
         iteration: (0..n).map(|i| seeds[0][i].iteration as f64).collect(),
-        reward_gain: over(|r| r.reward - r.base_reward),
-        reward_gain_initial_head: over(|r| r.reward_initial_head - r.base_reward_initial_head),
-        utility_gain: over(|r| r.utility - r.base_utility),
-        response_utility_gain: over(|r| r.response_utility - r.base_response_utility),
+        reward_gain: over(ProbeRow::reward_gain),
+        reward_gain_initial_head: over(ProbeRow::reward_gain_initial_head),
+        utility_gain: over(ProbeRow::utility_gain),
+        response_utility_gain: over(ProbeRow::response_utility_gain),
         gap: over(|r| r.gap),
         kl: over(|r| r.kl),
         length: over(|r| r.length),

@@ -143,6 +143,28 @@ pub struct ProbeRow {
     pub distinct_2: f64,
 }
 
+impl ProbeRow {
+    /// RM score (current head) of the policy's samples minus the base model's.
+    pub fn reward_gain(&self) -> f64 {
+        self.reward - self.base_reward
+    }
+
+    /// The same under the initial head.
+    pub fn reward_gain_initial_head(&self) -> f64 {
+        self.reward_initial_head - self.base_reward_initial_head
+    }
+
+    /// Utility (the paper's form) of the policy's samples minus the base model's.
+    pub fn utility_gain(&self) -> f64 {
+        self.utility - self.base_utility
+    }
+
+    /// Response-only utility of the policy's samples minus the base model's.
+    pub fn response_utility_gain(&self) -> f64 {
+        self.response_utility - self.base_response_utility
+    }
+}
+
 /// The result of one variant's training: read back from its `log.jsonl`, so a resumed run
 /// reports the same figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

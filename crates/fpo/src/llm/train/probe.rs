@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::module::Module;
 use fpo_model::llm::Generation;
 
-use super::{Pipeline, SCORE_BATCH_TOKENS, State, VariantTiming, stream_rng};
+use super::{Pipeline, SCORE_BATCH_TOKENS, State, VariantTiming, mean, stream_rng};
 use crate::Result;
 use crate::llm::checkpoint::{io, write_atomic};
 use crate::reward::LinearHead;
@@ -23,6 +23,8 @@ use fpo_rundir::llm::ProbeRow;
 /// The samples of one model on the probe prompts, scored.
 struct Scored {
     gens: Vec<Generation>,
+    /// `(prompt, response)` token ids, as scored.
+    seqs: Vec<(Vec<u32>, Vec<u32>)>,
     /// RM features.
     phi: Vec<Vec<f32>>,
     /// The paper's utility.
@@ -37,11 +39,6 @@ pub(super) struct Probe {
     done: BTreeSet<usize>,
     seed: u64,
     base: Option<Scored>,
-}
-
-fn mean(v: impl Iterator<Item = f64>) -> f64 {
-    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    if n == 0 { f64::NAN } else { s / n as f64 }
 }
 
 impl Probe {
@@ -88,13 +85,7 @@ impl Probe {
         let adapters = st.adapters.valid();
         let policy = sample(p, Some(&adapters), &mut stream_rng(self.seed, t, 2))?;
         let m = &p.inference.model;
-        let seqs: Vec<(Vec<u32>, Vec<u32>)> = p
-            .probe_ids
-            .iter()
-            .zip(&policy.gens)
-            .map(|(ids, g)| (ids.clone(), g.ids.clone()))
-            .collect();
-        let kl = m.token_kl(&seqs, &adapters)?;
+        let kl = m.token_kl(&policy.seqs, &adapters)?;
         let row = row(
             p,
             t,
@@ -154,6 +145,7 @@ fn sample(
             .collect(),
         response_utility: scores.iter().map(|s| -s.continuation_mean_nll()).collect(),
         gens,
+        seqs,
     })
 }
 
@@ -168,22 +160,20 @@ fn row(
     let rm = |s: &Scored, h: &LinearHead| mean(s.phi.iter().map(|x| h.score(x)));
     let avg = |v: &[f64]| mean(v.iter().copied());
     let length = |s: &Scored| mean(s.gens.iter().map(|g| g.ids.len() as f64));
-    let ids: Vec<Vec<u32>> = policy.gens.iter().map(|g| g.ids.clone()).collect();
-    let (reward, base_reward) = (rm(policy, head), rm(base, head));
-    let (utility, base_utility) = (avg(&policy.utility), avg(&base.utility));
+    let ids: Vec<Vec<u32>> = policy.seqs.iter().map(|(_, r)| r.clone()).collect();
     let max = p.cfg.max_new_tokens;
-    ProbeRow {
+    let mut row = ProbeRow {
         iteration: t,
         prompts: p.probe_ids.len(),
-        reward,
-        base_reward,
+        reward: rm(policy, head),
+        base_reward: rm(base, head),
         reward_initial_head: rm(policy, &p.head),
         base_reward_initial_head: rm(base, &p.head),
-        utility,
-        base_utility,
+        utility: avg(&policy.utility),
+        base_utility: avg(&base.utility),
         response_utility: avg(&policy.response_utility),
         base_response_utility: avg(&base.response_utility),
-        gap: (reward - base_reward) - (utility - base_utility),
+        gap: 0.0,
         kl,
         length: length(policy),
         base_length: length(base),
@@ -195,5 +185,7 @@ fn row(
         ),
         distinct_1: fpo_eval::generation::distinct_n(&ids, 1),
         distinct_2: fpo_eval::generation::distinct_n(&ids, 2),
-    }
+    };
+    row.gap = row.reward_gain() - row.utility_gain();
+    row
 }
