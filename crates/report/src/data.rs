@@ -5,10 +5,12 @@ use std::path::Path;
 
 use fpo_eval::evaluation::LlmSummary;
 use fpo_eval::generation::AnswerScores;
+use fpo_eval::pca::Pca;
 use fpo_eval::stats::Summary;
 use fpo_rundir::llm::{IterationLog, ProbeRow};
 use fpo_rundir::{
-    ConfigView, Ladder, ReproduceIndex, RunInfo, ToySummary, files, metrics, read_json, read_jsonl,
+    ActionRow, ConfigView, Ladder, ReproduceIndex, RunInfo, ToySummary, files, metrics, read_json,
+    read_jsonl,
 };
 use serde::Serialize;
 
@@ -209,6 +211,25 @@ pub struct ToySection {
     pub curves: BTreeMap<String, Curves>,
     /// `(A, tau, ideal signal norm)` of the true utility, for the phase-space contours.
     pub utility: Option<(f64, f64, f64)>,
+    /// The first seed's trajectories on their top two principal axes, from `actions.jsonl`.
+    pub projection: Option<Projection>,
+}
+
+/// Every variant's trajectory of one seed projected on the top two principal axes of all their
+/// logged actions (the paper's PCA figure of the NN toy).
+#[derive(Debug, Clone, Serialize)]
+pub struct Projection {
+    /// The seed shown.
+    pub seed: u64,
+    /// Share of the actions' variance the two axes explain.
+    pub explained: f64,
+    /// Variant -> its path on the plane, in iteration order.
+    pub paths: BTreeMap<String, Vec<(f64, f64)>>,
+    /// The ideal action on the plane, and its squared distance from the plane.
+    pub ideal: Option<((f64, f64), f64)>,
+    /// `(A, tau)` of the true utility `A exp(-tau ||y - y*||²)`: on the plane it is
+    /// `A exp(-tau (||c - c*||² + d²))`, with `c*` and `d²` the ideal's projection and distance.
+    pub utility: Option<(f64, f64)>,
 }
 
 /// Mean and confidence band over seeds, per logged iteration.
@@ -334,7 +355,9 @@ fn toy(dir: &Path) -> Result<ToySection> {
         let dims = env.signal_dims? as f64;
         Some((env.utility_scale?, env.utility_width?, value * dims.sqrt()))
     });
+    let projection = projection(dir, &config)?;
     Ok(ToySection {
+        projection,
         dir: dir.display().to_string(),
         suite: config.suite.unwrap_or_else(|| "?".into()),
         description: config.description,
@@ -344,6 +367,56 @@ fn toy(dir: &Path) -> Result<ToySection> {
         curves,
         utility,
     })
+}
+
+/// The projection of a toy run's first seed, when it wrote `actions.jsonl`.
+fn projection(dir: &Path, config: &ConfigView) -> Result<Option<Projection>> {
+    let path = dir.join(files::ACTIONS);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let rows: Vec<ActionRow> = read_jsonl(&path)?;
+    let Some(seed) = rows.iter().map(|r| r.seed).min() else {
+        return Ok(None);
+    };
+    let mut actions: BTreeMap<String, Vec<(usize, Vec<f64>)>> = BTreeMap::new();
+    for r in rows.into_iter().filter(|r| r.seed == seed) {
+        actions
+            .entry(r.variant)
+            .or_default()
+            .push((r.iteration, r.action));
+    }
+    actions.values_mut().for_each(|a| a.sort_by_key(|x| x.0));
+    let points: Vec<Vec<f64>> = actions.values().flatten().map(|x| x.1.clone()).collect();
+    let Some(pca) = Pca::fit(&points, 2).filter(|p| p.axes.len() == 2) else {
+        return Ok(None);
+    };
+    let on_plane = |x: &[f64]| {
+        let c = pca.project(x);
+        (c[0], c[1])
+    };
+    let env = config.config.env.as_ref();
+    let ideal = env.and_then(|env| {
+        let value = env.target_value.or(env.ideal_value)?;
+        let dims = env.signal_dims?;
+        let dim = points[0].len();
+        let y: Vec<f64> = (0..dim)
+            .map(|i| if i < dims { value } else { 0.0 })
+            .collect();
+        let lifted = pca.point(&pca.project(&y));
+        let off: f64 = y.iter().zip(&lifted).map(|(a, b)| (a - b) * (a - b)).sum();
+        Some((on_plane(&y), off))
+    });
+    Ok(Some(Projection {
+        seed,
+        explained: pca.explained(),
+        paths: actions
+            .into_iter()
+            .map(|(v, a)| (v, a.iter().map(|x| on_plane(&x.1)).collect()))
+            .collect(),
+        ideal,
+        utility: env.and_then(|e| Some((e.utility_scale?, e.utility_width?))),
+    }))
 }
 
 /// Trailing moving average over `w` points (fewer at the start).

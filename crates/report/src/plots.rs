@@ -4,7 +4,7 @@ use fpo_eval::generation::Comparison;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::data::{Curves, LlmCurves, LlmSection, ProbeCurves, Section, ToySection};
+use crate::data::{Curves, LlmCurves, LlmSection, ProbeCurves, Projection, Section, ToySection};
 use crate::{Error, Result};
 use fpo_eval::stats::Summary;
 
@@ -329,8 +329,11 @@ fn over_iterations(
 }
 
 fn toy_plots(t: &ToySection) -> Result<Vec<Plot>> {
-    Ok(vec![
-        phase_plot(t)?,
+    let mut plots = vec![phase_plot(t)?];
+    if let Some(p) = &t.projection {
+        plots.push(pca_plot(p)?);
+    }
+    plots.extend([
         band_plot(
             "Noise magnitude over iterations (mean, 95% band over seeds)",
             "noise magnitude",
@@ -343,7 +346,8 @@ fn toy_plots(t: &ToySection) -> Result<Vec<Plot>> {
             t,
             |c| &c.true_utility,
         )?,
-    ])
+    ]);
+    Ok(plots)
 }
 
 /// A toy's curve per variant with its band over seeds.
@@ -519,40 +523,88 @@ fn proxy_vs_true(l: &LlmSection) -> Result<Plot> {
     })
 }
 
-/// Signal magnitude against noise magnitude (means over seeds), over the true utility of an
-/// action whose signal coordinates point at the target: `A exp(-tau ((s - |t|)² + n²))`.
-fn phase_plot(t: &ToySection) -> Result<Plot> {
-    let name = "phase space";
-    let (mut s_max, mut n_max) = (0.0f64, 0.0f64);
-    for c in t.curves.values() {
-        s_max = s_max.max(c.signal.iter().map(|s| s.mean).fold(0.0, f64::max));
-        n_max = n_max.max(c.noise.iter().map(|s| s.mean).fold(0.0, f64::max));
+/// One seed's trajectories on the top two principal axes of their actions, over the true utility
+/// on that plane, with the start and the ideal action (projected) marked.
+fn pca_plot(p: &Projection) -> Result<Plot> {
+    let points = p.paths.values().flatten().copied();
+    let marks = p.ideal.map(|i| i.0).into_iter();
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in points.chain(marks) {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
-    let ideal = t.utility.map(|u| u.2);
-    let s_max = 1.15 * s_max.max(ideal.unwrap_or(0.0)).max(1e-3);
-    let n_max = 1.15 * n_max.max(0.5);
+    if !(x0.is_finite() && x1.is_finite() && y0.is_finite() && y1.is_finite()) {
+        (x0, x1, y0, y1) = (-1.0, 1.0, -1.0, 1.0);
+    }
+    let (px, py) = (0.08 * (x1 - x0).max(1e-3), 0.08 * (y1 - y0).max(1e-3));
+    // u / A on the plane: exp(-tau (||c - c*||² + d²)), c* and d² the ideal's projection and
+    // squared distance from the plane.
+    let utility = match (p.utility, p.ideal) {
+        (Some((_, tau)), Some(((cx, cy), off))) => {
+            Some(move |a: f64, b: f64| (-tau * ((a - cx).powi(2) + (b - cy).powi(2) + off)).exp())
+        }
+        _ => None,
+    };
+    let svg = trajectories(Trajectories {
+        name: "PCA of the trajectory",
+        x: (x0 - px, x1 + px),
+        y: (y0 - py, y1 + py),
+        axes: ("first principal axis", "second principal axis"),
+        utility,
+        paths: p
+            .paths
+            .iter()
+            .map(|(v, path)| (v.as_str(), path.clone()))
+            .collect(),
+        ideal: p.ideal.map(|i| i.0),
+    })?;
+    let off = p.ideal.map_or(String::new(), |(_, d2)| {
+        format!("; the ideal lies {:.2} off the plane", d2.sqrt())
+    });
+    Ok(Plot {
+        caption: format!(
+            "PCA of the trajectory (seed {}): every variant's action on the top two principal \
+             axes of all their logged actions ({:.0}% of the variance), over the true utility \
+             on that plane (darker is higher){off}",
+            p.seed,
+            100.0 * p.explained
+        ),
+        svg,
+    })
+}
+
+/// A plane of trajectories over a utility landscape: what the phase and PCA plots draw.
+struct Trajectories<'a, U> {
+    name: &'a str,
+    x: (f64, f64),
+    y: (f64, f64),
+    axes: (&'a str, &'a str),
+    /// The true utility over the plane, scaled to [0, 1], shaded where known.
+    utility: Option<U>,
+    /// Variant -> its path; the first path's first point is marked as the start.
+    paths: Vec<(&'a str, Vec<(f64, f64)>)>,
+    /// The ideal action, marked.
+    ideal: Option<(f64, f64)>,
+}
+
+/// Draws [`Trajectories`] as an SVG document.
+fn trajectories<U: Fn(f64, f64) -> f64>(t: Trajectories<'_, U>) -> Result<String> {
+    let name = t.name;
+    let ((x0, x1), (y0, y1)) = (t.x, t.y);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         tryp!(name, root.fill(&WHITE));
-        let mut chart = tryp!(
-            name,
-            builder(&root).build_cartesian_2d(0.0..s_max, 0.0..n_max)
-        );
-        if let Some((_, tau, target)) = t.utility {
+        let mut chart = tryp!(name, builder(&root).build_cartesian_2d(x0..x1, y0..y1));
+        if let Some(u) = &t.utility {
             const CELLS: usize = 60;
-            let (ds, dn) = (s_max / CELLS as f64, n_max / CELLS as f64);
+            let (dx, dy) = ((x1 - x0) / CELLS as f64, (y1 - y0) / CELLS as f64);
             let cells = (0..CELLS)
                 .flat_map(|i| (0..CELLS).map(move |j| (i, j)))
                 .map(|(i, j)| {
-                    let (s, n) = ((i as f64 + 0.5) * ds, (j as f64 + 0.5) * dn);
-                    let u = (-tau * ((s - target).powi(2) + n * n)).exp(); // in [0, 1]: u / A
-                    let shade = (255.0 - 110.0 * u) as u8;
+                    let (xa, ya) = (x0 + i as f64 * dx, y0 + j as f64 * dy);
+                    let shade = (255.0 - 110.0 * u(xa + 0.5 * dx, ya + 0.5 * dy)) as u8;
                     Rectangle::new(
-                        [
-                            (i as f64 * ds, j as f64 * dn),
-                            ((i + 1) as f64 * ds, (j + 1) as f64 * dn),
-                        ],
+                        [(xa, ya), (xa + dx, ya + dy)],
                         RGBColor(shade, shade, 255).filled(),
                     )
                 });
@@ -562,45 +614,33 @@ fn phase_plot(t: &ToySection) -> Result<Plot> {
             name,
             chart
                 .configure_mesh()
-                .x_desc("signal magnitude")
-                .y_desc("noise magnitude")
+                .x_desc(t.axes.0)
+                .y_desc(t.axes.1)
                 .disable_mesh()
                 .draw()
         );
-        for (i, (variant, c)) in t.curves.iter().enumerate() {
+        for (i, (variant, path)) in t.paths.iter().enumerate() {
             let col = color(variant, i);
             tryp!(
                 name,
-                chart.draw_series(LineSeries::new(
-                    c.signal.iter().zip(&c.noise).map(|(s, n)| (s.mean, n.mean)),
-                    col.stroke_width(2),
-                ))
+                chart.draw_series(LineSeries::new(path.iter().copied(), col.stroke_width(2)))
             )
-            .label(variant.clone())
+            .label(variant.to_string())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
         }
-        if let Some(first) = t
-            .curves
-            .values()
-            .next()
-            .and_then(|c| c.signal.first().zip(c.noise.first()))
-        {
+        if let Some(&start) = t.paths.first().and_then(|p| p.1.first()) {
             tryp!(
                 name,
-                chart.draw_series(std::iter::once(Circle::new(
-                    (first.0.mean, first.1.mean),
-                    5,
-                    BLACK.filled()
-                )))
+                chart.draw_series(std::iter::once(Circle::new(start, 5, BLACK.filled())))
             )
             .label("start")
             .legend(|(x, y)| Circle::new((x + 9, y), 4, BLACK.filled()));
         }
-        if let Some(target) = ideal {
+        if let Some(ideal) = t.ideal {
             tryp!(
                 name,
                 chart.draw_series(std::iter::once(TriangleMarker::new(
-                    (target, 0.0),
+                    ideal,
                     8,
                     BLACK.filled()
                 )))
@@ -611,6 +651,39 @@ fn phase_plot(t: &ToySection) -> Result<Plot> {
         tryp!(name, legend(&mut chart, SeriesLabelPosition::UpperRight));
         tryp!(name, root.present());
     }
+    Ok(svg)
+}
+
+/// Signal magnitude against noise magnitude (means over seeds), over the true utility of an
+/// action whose signal coordinates point at the target: `A exp(-tau ((s - |t|)² + n²))`.
+fn phase_plot(t: &ToySection) -> Result<Plot> {
+    let (mut s_max, mut n_max) = (0.0f64, 0.0f64);
+    for c in t.curves.values() {
+        s_max = s_max.max(c.signal.iter().map(|s| s.mean).fold(0.0, f64::max));
+        n_max = n_max.max(c.noise.iter().map(|s| s.mean).fold(0.0, f64::max));
+    }
+    let ideal = t.utility.map(|u| u.2);
+    let s_max = 1.15 * s_max.max(ideal.unwrap_or(0.0)).max(1e-3);
+    let n_max = 1.15 * n_max.max(0.5);
+    let svg = trajectories(Trajectories {
+        name: "phase space",
+        x: (0.0, s_max),
+        y: (0.0, n_max),
+        axes: ("signal magnitude", "noise magnitude"),
+        // In [0, 1]: u / A.
+        utility: t.utility.map(|(_, tau, target)| {
+            move |s: f64, n: f64| (-tau * ((s - target).powi(2) + n * n)).exp()
+        }),
+        paths: t
+            .curves
+            .iter()
+            .map(|(v, c)| {
+                let path = c.signal.iter().zip(&c.noise).map(|(s, n)| (s.mean, n.mean));
+                (v.as_str(), path.collect())
+            })
+            .collect(),
+        ideal: ideal.map(|target| (target, 0.0)),
+    })?;
     Ok(Plot {
         caption: "Phase space: signal vs noise magnitude (means over seeds) over the true utility \
                   (darker is higher; contours assume the signal points at the target)"

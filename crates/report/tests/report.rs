@@ -80,6 +80,46 @@ fn toy_report_snapshot() {
 }
 
 #[test]
+fn the_pca_figure_projects_the_first_seed_and_the_ideal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    toy_run(&run, "a toy");
+    // Seed 0: standard drifts along a noise axis, relaxed walks to the ideal (2, 2, 2, 0, 0);
+    // both paths lie in one plane through 0, which holds the ideal. Seed 1 leaves that plane
+    // (along the last axis): a projection of every seed would explain less than all.
+    let mut lines = String::new();
+    for (seed, v) in [(1, "standard"), (0, "standard"), (0, "relaxed")] {
+        for it in 0..4 {
+            let t = it as f64 / 3.0;
+            let action = match (seed, v) {
+                (0, "standard") => [0.3 * t, 0.3 * t, 0.3 * t, 3.0 * t, 0.0],
+                (0, _) => [2.0 * t, 2.0 * t, 2.0 * t, 0.0, 0.0],
+                _ => [0.0, 0.0, 0.0, t, 5.0 * t],
+            };
+            let row =
+                serde_json::json!({"variant": v, "seed": seed, "iteration": it, "action": action});
+            lines.push_str(&format!("{row}\n"));
+        }
+    }
+    write(&run, "actions.jsonl", &lines);
+    let html = fpo_report::render("pca", &[run]).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        4,
+        "phase, PCA, noise, utility"
+    );
+    assert!(
+        html.contains("PCA of the trajectory (seed 0)"),
+        "the first seed"
+    );
+    assert!(html.contains("(100% of the variance)"), "seed 1 left out");
+    assert!(
+        html.contains("the ideal lies 0.00 off the plane"),
+        "the ideal's projection"
+    );
+}
+
+#[test]
 fn a_directory_without_a_run_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let err = fpo_report::render("t", &[tmp.path().to_owned()]).unwrap_err();

@@ -1,7 +1,7 @@
 //! The run directory: every file a run writes, as the one type its writers and readers share.
 //!
 //! A run directory holds `config.json` (the resolved settings), `metrics.csv` ([`MetricsRow`],
-//! toy suites), `summary.json` ([`ToySummary`]; an LLM run's is `fpo_eval`'s `LlmSummary`, which
+//! toy suites; `actions.jsonl` ([`ActionRow`]) the whole actions of its first seeds), `summary.json` ([`ToySummary`]; an LLM run's is `fpo_eval`'s `LlmSummary`, which
 //! embeds the evaluation's own types), `run.json` ([`RunInfo`]: versions, machine, timings), and
 //! for the LLM suites one folder per (variant, seed) with `log.jsonl` ([`llm::IterationLog`]) and
 //! `outcome.json` ([`llm::VariantOutcome`]), plus `rm_head_fit.json` ([`llm::HeadFit`]). A ladder
@@ -10,6 +10,7 @@
 //! Timings live in `run.json` (and a ladder's `us_per_step`) only, so two runs of one seed write
 //! the same bytes everywhere else. Plain numbers only: no tensors, no I/O beyond reading a file.
 
+pub mod actions;
 mod claim;
 mod config;
 pub mod llm;
@@ -21,6 +22,7 @@ mod variant;
 
 use std::path::{Path, PathBuf};
 
+pub use actions::ActionRow;
 pub use claim::{Claim, CountsTest, Side, Verdict};
 pub use config::{ConfigView, LlmPaths, RmPaths, SuiteSection, ToyEnv};
 pub use metrics::MetricsRow;
@@ -35,6 +37,8 @@ pub mod files {
     pub const CONFIG: &str = "config.json";
     /// Toy suites' logged iterations.
     pub const METRICS: &str = "metrics.csv";
+    /// Toy suites' whole actions at the logged iterations of the first seeds.
+    pub const ACTIONS: &str = "actions.jsonl";
     /// Final metrics and claims.
     pub const SUMMARY: &str = "summary.json";
     /// Versions, machine, timings.

@@ -59,7 +59,7 @@ pub struct LlmTimings {
 pub struct VariantTiming {
     /// Iterations run in this process.
     pub iterations: usize,
-    /// Their wall-clock seconds (the probes' included).
+    /// Their wall-clock seconds, the probes' not included (those are `probe_seconds`).
     pub seconds: f64,
     /// Probes run in this process.
     #[serde(default)]

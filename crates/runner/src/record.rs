@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use fpo::toy::grid::{metrics_rows, us_per_step};
+use fpo::toy::grid::{action_rows, metrics_rows, us_per_step};
 use fpo_model::BackendKind;
 use fpo_rundir::{
     Ladder, LadderToy, LlmTimings, Machine, ReproduceIndex, RunInfo, ToySummary, Versions, files,
@@ -128,7 +128,8 @@ pub fn run_experiment(exp: &Experiment, dir: &Path, reuse: Option<&Path>) -> any
     Ok(())
 }
 
-/// Runs one resolved toy suite into `dir`: config.json, metrics.csv, summary.json, run.json
+/// Runs one resolved toy suite into `dir`: config.json, metrics.csv, actions.jsonl, summary.json,
+/// run.json
 /// (with the cost per policy step of each penalty). Returns the summary and that cost.
 fn run_toy(resolved: &Resolved, dir: &Path) -> anyhow::Result<(ToySummary, BTreeMap<String, f64>)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -142,7 +143,8 @@ fn run_toy(resolved: &Resolved, dir: &Path) -> anyhow::Result<(ToySummary, BTree
     bar.finish_and_clear();
     let rows = metrics_rows(&runs);
     let summary = toys::summarize(resolved, &rows);
-    write_toy(dir, &rows, &summary)?;
+    let actions = action_rows(&runs, resolved.run.action_seeds());
+    write_toy(dir, &rows, &actions, &summary)?;
     let timing = us_per_step(&runs);
     let mut info = started.run_info(resolved.suite.name(), grid.backend_label());
     info.us_per_step = timing.clone();
@@ -150,13 +152,17 @@ fn run_toy(resolved: &Resolved, dir: &Path) -> anyhow::Result<(ToySummary, BTree
     Ok((summary, timing))
 }
 
-/// A toy run's `metrics.csv` and `summary.json`.
+/// A toy run's `metrics.csv`, `actions.jsonl` (when it keeps any) and `summary.json`.
 pub fn write_toy(
     dir: &Path,
     rows: &[fpo_rundir::MetricsRow],
+    actions: &[fpo_rundir::ActionRow],
     summary: &ToySummary,
 ) -> anyhow::Result<()> {
     write_atomic(dir, files::METRICS, &metrics::write(rows.iter().cloned())?)?;
+    if !actions.is_empty() {
+        write_atomic(dir, files::ACTIONS, &fpo_rundir::to_jsonl(actions)?)?;
+    }
     write_atomic(dir, files::SUMMARY, &json(summary)?)
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use fpo::Variant;
-use fpo_rundir::{RunInfo, files, metrics, read_json};
+use fpo_rundir::{ActionRow, RunInfo, files, metrics, read_json, read_jsonl};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{Emit, SetArg, Shard, SlurmOptions, SweepArgs};
@@ -512,6 +512,7 @@ pub fn merge(dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
         };
         std::fs::create_dir_all(&merged)?;
         let mut rows = Vec::new();
+        let mut actions = Vec::new();
         let mut infos = Vec::new();
         let mut runs = 0;
         for (penalty, seed) in crate::toys::grid(resolved)?.jobs() {
@@ -535,11 +536,16 @@ pub fn merge(dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
                 );
             }
             rows.extend(cell_rows);
+            if resolved.run.action_seeds().contains(&seed) {
+                let path = cdir.join(files::ACTIONS);
+                actions.extend(read_jsonl::<ActionRow>(&path)?);
+            }
             runs += 1;
             infos.push(read_json::<RunInfo>(&cdir.join(files::RUN_INFO))?);
         }
         write_atomic(&merged, files::CONFIG, &json(resolved)?)?;
-        record::write_toy(&merged, &rows, &crate::toys::summarize(resolved, &rows))?;
+        let summary = crate::toys::summarize(resolved, &rows);
+        record::write_toy(&merged, &rows, &actions, &summary)?;
         let info = record::merged_run_info(resolved, dir, runs, &infos);
         write_atomic(&merged, files::RUN_INFO, &json(&info)?)?;
         written.push(if combos.len() == 1 {

@@ -211,6 +211,7 @@ fn two_clean_runs_write_the_same_files() {
         "run.json",
         "relaxed-seed0/log.jsonl",
         "relaxed-seed0/outcome.json",
+        "relaxed-seed0/probe.jsonl",
     ] {
         assert!(files.contains(&must.into()), "{must} missing: {files:?}");
     }
@@ -228,4 +229,28 @@ fn two_clean_runs_write_the_same_files() {
         serde_json::from_str(&std::fs::read_to_string(a.join("run.json")).unwrap()).unwrap();
     assert!(info["llm"]["seconds_per_iteration"].as_f64().unwrap() > 0.0);
     assert_eq!(info["llm"]["variants"]["relaxed-seed0"]["iterations"], 3);
+    // The probe: at 0, every 2 and after the last; the untrained policy sampled with the base
+    // model's random numbers gives the base model's samples, so its gains and KL are exactly 0
+    // (catches separate streams for the policy and the base, and a KL of the wrong models).
+    let probe: Vec<Value> = std::fs::read_to_string(a.join("relaxed-seed0/probe.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at: Vec<u64> = probe
+        .iter()
+        .map(|r| r["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(at, [0, 2, 3]);
+    let first = &probe[0];
+    for (a, b) in [
+        ("reward", "base_reward"),
+        ("utility", "base_utility"),
+        ("response_utility", "base_response_utility"),
+        ("length", "base_length"),
+    ] {
+        assert_eq!(first[a], first[b], "{a} at iteration 0");
+    }
+    assert_eq!(first["kl"].as_f64(), Some(0.0));
+    assert!(probe[2]["kl"].as_f64().unwrap() > 0.0, "{probe:?}");
 }

@@ -93,6 +93,10 @@ pub struct RunSection {
     /// Log every this many outer iterations (the first and last are always logged).
     #[serde(default = "one")]
     pub log_every: usize,
+    /// Toys: the whole actions of the first this many seeds go to `actions.jsonl` at every
+    /// logged iteration (0: none); `metrics.csv` has every seed's norms.
+    #[serde(default = "one")]
+    pub action_seeds: usize,
     /// Confidence level of every interval in the summary.
     #[serde(default = "default_confidence")]
     pub confidence: f64,
@@ -104,6 +108,11 @@ pub struct RunSection {
 }
 
 impl RunSection {
+    /// The seeds whose whole actions a toy run writes: the first `action_seeds`.
+    pub fn action_seeds(&self) -> &[u64] {
+        &self.seeds.0[..self.action_seeds.min(self.seeds.0.len())]
+    }
+
     /// The backend of an LLM suite: the one set, else flex.
     pub fn llm_backend(&self) -> BackendKind {
         self.backend.unwrap_or_default()

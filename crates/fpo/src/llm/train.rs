@@ -333,8 +333,8 @@ impl Pipeline {
             .prompts
             .training_order(self.cfg.iterations, self.cfg.shuffle, seed);
         for it in state.iteration..self.cfg.iterations {
-            let started = Instant::now();
             probe.maybe(self, &state, it, &mut timing)?;
+            let started = Instant::now();
             let prompt = &self.prompts.pool[order[it]];
             let line = self.iteration(&mut state, variant, seed, it, prompt)?;
             let seconds = started.elapsed().as_secs_f64();

@@ -1,11 +1,11 @@
 //! A toy suite's grid: every (penalty, seed) job, on the hand-written `f64` host kernels or as
-//! burn tensor programs on a backend; the runs' rows of `metrics.csv` and their cost per policy
-//! step.
+//! burn tensor programs on a backend; the runs' rows of `metrics.csv` and `actions.jsonl` and
+//! their cost per policy step.
 
 use std::collections::BTreeMap;
 
 use fpo_model::BackendKind;
-use fpo_rundir::MetricsRow;
+use fpo_rundir::{ActionRow, MetricsRow};
 
 use super::linear::{LinearToy, LinearToyConfig};
 use super::nn::{NnToy, NnToyConfig};
@@ -122,6 +122,22 @@ pub fn metrics_rows(runs: &[ToyRun]) -> Vec<MetricsRow> {
                 proxy_reward: x.proxy_reward,
                 penalty: x.penalty,
                 exact_penalty: x.exact_penalty,
+            })
+        })
+        .collect()
+}
+
+/// The rows of `actions.jsonl`: every logged action of the runs of `seeds`, in the runs' order.
+pub fn action_rows(runs: &[ToyRun], seeds: &[u64]) -> Vec<ActionRow> {
+    runs.iter()
+        .filter(|r| seeds.contains(&r.seed))
+        .flat_map(|r| {
+            let label = r.penalty.label();
+            r.records.iter().map(move |x| ActionRow {
+                variant: label.clone(),
+                seed: r.seed,
+                iteration: x.iteration,
+                action: x.action.clone(),
             })
         })
         .collect()

@@ -343,6 +343,7 @@ impl<'a> LinearToy<'a> {
             proxy_reward: dot(w, y),
             penalty: self.penalty(penalty, w, y),
             exact_penalty: reference.map(|r| self.penalty(r, w, y)),
+            action: y.to_vec(),
         }
     }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Penalty, Variant};
 
 /// One logged point of a toy trajectory.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToyRecord {
     /// Outer iteration; 0 is the initial state where a toy logs it.
     pub iteration: usize,
@@ -36,6 +36,9 @@ pub struct ToyRecord {
     /// The exact (influence-function) penalty at the action, where the run was asked for it:
     /// the reference of the approximation ladder.
     pub exact_penalty: Option<f64>,
+    /// The whole action (the linear toy's `y`, the NN toy's policy mean), signal coordinates
+    /// first.
+    pub action: Vec<f64>,
 }
 
 /// One finished run of a toy: a variant, a seed and its trajectory.

@@ -393,6 +393,7 @@ impl<'a> NnToy<'a> {
             proxy_reward: r,
             penalty,
             exact_penalty,
+            action: theta.to_vec(),
         }
     }
 

@@ -84,9 +84,9 @@ fn penalty_value<const D: usize>(
     }
 }
 
-/// What a batched run logged: the `[seeds, 5]` rows (signal, noise, utility, reward, penalty) of
-/// its logged iterations, its final actions (`[seeds, dim]`), its policy steps per seed and when
-/// it started.
+/// What a batched run logged: the `[seeds, 5 + dim]` rows (signal, noise, utility, reward, penalty,
+/// the action) of its logged iterations, its final actions (`[seeds, dim]`), its policy steps per
+/// seed and when it started.
 struct Logged {
     iterations: Vec<usize>,
     rows: Vec<Tensor<2>>,
@@ -107,6 +107,7 @@ fn runs_of(penalty: Penalty, seeds: &[u64], logged: Logged) -> Result<Vec<ToyRun
     } = logged;
     let values = host_f64(Tensor::stack::<3>(rows, 0));
     let dim = final_actions.dims()[1];
+    let width = ROW_SCALARS + dim;
     let actions = host_f64(final_actions);
     let n = seeds.len();
     let seconds = started.elapsed().as_secs_f64();
@@ -119,7 +120,7 @@ fn runs_of(penalty: Penalty, seeds: &[u64], logged: Logged) -> Result<Vec<ToyRun
                 .iter()
                 .enumerate()
                 .map(|(i, &iteration)| {
-                    let v = &values[(i * n + k) * 5..(i * n + k + 1) * 5];
+                    let v = &values[(i * n + k) * width..(i * n + k + 1) * width];
                     ToyRecord {
                         iteration,
                         signal: v[0],
@@ -128,6 +129,7 @@ fn runs_of(penalty: Penalty, seeds: &[u64], logged: Logged) -> Result<Vec<ToyRun
                         proxy_reward: v[3],
                         penalty: v[4],
                         exact_penalty: None,
+                        action: v[ROW_SCALARS..].to_vec(),
                     }
                 })
                 .collect();
@@ -154,7 +156,10 @@ fn runs_of(penalty: Penalty, seeds: &[u64], logged: Logged) -> Result<Vec<ToyRun
         .collect()
 }
 
-/// The `[seeds, 5]` logged row of actions `y` (`[seeds, dim]`).
+/// The scalars at the head of a logged row: signal, noise, utility, reward, penalty.
+const ROW_SCALARS: usize = 5;
+
+/// The `[seeds, 5 + dim]` logged row of actions `y` (`[seeds, dim]`): the scalars, then `y`.
 fn record_row(
     y: Tensor<2>,
     signal_dims: usize,
@@ -164,8 +169,8 @@ fn record_row(
 ) -> Tensor<2> {
     let dim = y.dims()[1];
     let signal = sq_norm(y.clone().narrow(1, 0, signal_dims)).sqrt();
-    let noise = sq_norm(y.narrow(1, signal_dims, dim - signal_dims)).sqrt();
-    Tensor::cat(vec![signal, noise, utility, reward, penalty], 1)
+    let noise = sq_norm(y.clone().narrow(1, signal_dims, dim - signal_dims)).sqrt();
+    Tensor::cat(vec![signal, noise, utility, reward, penalty, y], 1)
 }
 
 /// The linear toy on a tensor backend: one penalty, every seed in one batch.
