@@ -180,6 +180,9 @@ pub struct JudgeUsage {
     pub cache_hits: usize,
     /// Pairs without a verdict.
     pub errors: usize,
+    /// `Retry-After` waits longer than the judge's `backoff_max_s`, cut to it.
+    #[serde(default)]
+    pub capped_waits: usize,
 }
 
 /// The paper's figures, for the report's side-by-side table.

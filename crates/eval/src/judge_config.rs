@@ -36,6 +36,9 @@ pub struct JudgeConfig {
     pub template: Option<PathBuf>,
     /// Folder of the reply cache (none: no cache).
     pub cache_dir: Option<PathBuf>,
+    /// Ask again for cached replies that hold no verdict (`--retry-errors`); otherwise the cache
+    /// serves them as they are, errors included.
+    pub retry_errors: bool,
 }
 
 impl Default for JudgeConfig {
@@ -53,11 +56,42 @@ impl Default for JudgeConfig {
             max_tokens: 256,
             template: None,
             cache_dir: None,
+            retry_errors: false,
         }
     }
 }
 
+/// The longest wait a judge setting may ask for, in seconds (a day): past it, a timeout or
+/// backoff is a typo, not a plan.
+pub const MAX_WAIT_S: f64 = 86_400.0;
+
 impl JudgeConfig {
+    /// Checks the limits: concurrency at least 1, `timeout_s` in (0, [`MAX_WAIT_S`]], backoffs
+    /// in [0, [`MAX_WAIT_S`]]; the message names the key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.concurrency == 0 {
+            return Err("concurrency must be at least 1".into());
+        }
+        let within = |x: f64| x.is_finite() && (0.0..=MAX_WAIT_S).contains(&x);
+        if !(within(self.timeout_s) && self.timeout_s > 0.0) {
+            return Err(format!(
+                "timeout_s must be a number of seconds in (0, {MAX_WAIT_S}], not {}",
+                self.timeout_s
+            ));
+        }
+        for (key, x) in [
+            ("backoff_initial_s", self.backoff_initial_s),
+            ("backoff_max_s", self.backoff_max_s),
+        ] {
+            if !within(x) {
+                return Err(format!(
+                    "{key} must be a number of seconds in [0, {MAX_WAIT_S}], not {x}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Parses `openai://HOST[:PORT]/PATH?model=NAME[&key_env=VAR][&concurrency=N][&max_requests=N]`
     /// (HTTPS) or the same with `openai+http://` (plain HTTP, for a server on the local
     /// network). `key_env` defaults to `OPENAI_API_KEY` for HTTPS and to none for HTTP.

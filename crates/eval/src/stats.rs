@@ -65,8 +65,8 @@ pub struct Share {
     pub k: usize,
     /// Out of.
     pub n: usize,
-    /// `k / n`.
-    pub share: f64,
+    /// `k / n`; none when `n` is 0 (no observation: a judge that failed on every pair).
+    pub share: Option<f64>,
     /// Wilson interval, lower end.
     pub ci_low: f64,
     /// Wilson interval, upper end.
@@ -80,11 +80,7 @@ impl Share {
         Self {
             k,
             n,
-            share: if n == 0 {
-                f64::NAN
-            } else {
-                k as f64 / n as f64
-            },
+            share: (n > 0).then(|| k as f64 / n as f64),
             ci_low,
             ci_high,
         }

@@ -93,3 +93,18 @@ pub(crate) fn check_non_negative(key: &str, value: f64) -> Result<()> {
         ))
     }
 }
+
+/// The largest action space of a toy: past it a run's trajectories and RM outgrow memory.
+pub const MAX_TOY_DIM: usize = 10_000;
+
+/// Checks that a size is in `1..=max`.
+pub(crate) fn check_size(key: &str, value: usize, max: usize) -> Result<()> {
+    if (1..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("must be between 1 and {max}, got {value}"),
+        ))
+    }
+}

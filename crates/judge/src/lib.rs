@@ -7,8 +7,9 @@
 //! retries, or whose reply holds no verdict, is an error: reported apart, never as a tie.
 //!
 //! The client: bounded concurrency, a timeout per request, retries with exponential backoff and
-//! full jitter on 429, 5xx, timeouts and connection errors (a `Retry-After` header, in seconds or
-//! as an HTTP date, replaces the backoff), a cap on the number of HTTP requests, and a
+//! full jitter on 429, 5xx, timeouts, connection errors and bodies cut short (a `Retry-After`
+//! header, in seconds or as an HTTP date, replaces the backoff, capped at `backoff_max_s`: the
+//! waits cut are counted), a cap on the number of HTTP requests, and a
 //! content-addressed cache on disk (the key is the SHA-256 of the endpoint and the request
 //! body), so that a rerun or a resumed run pays for nothing twice. The API key is read from the
 //! environment variable the configuration names, and is never written anywhere.
@@ -193,6 +194,8 @@ pub struct JudgeRun {
     pub requests_sent: usize,
     /// Replies taken from the cache.
     pub cache_hits: usize,
+    /// `Retry-After` waits longer than `backoff_max_s`, cut to it.
+    pub capped_waits: usize,
 }
 
 /// A string that never prints.
@@ -214,6 +217,7 @@ struct Shared {
     client: reqwest::Client,
     sent: AtomicUsize,
     hits: AtomicUsize,
+    capped: AtomicUsize,
     permits: tokio::sync::Semaphore,
 }
 
@@ -245,11 +249,7 @@ impl Judge {
         if cfg.base_url.is_empty() || cfg.model.is_empty() {
             return Err(JudgeError::Config("base_url and model must be set".into()));
         }
-        if cfg.concurrency == 0 || cfg.timeout_s.is_nan() || cfg.timeout_s <= 0.0 {
-            return Err(JudgeError::Config(
-                "concurrency and timeout_s must be positive".into(),
-            ));
-        }
+        cfg.check().map_err(JudgeError::Config)?;
         let (template_name, template) = match &cfg.template {
             Some(p) if p.as_os_str() == "paper" => ("paper".to_owned(), PAPER_TEMPLATE.to_owned()),
             Some(p) => (
@@ -286,6 +286,7 @@ impl Judge {
                 client,
                 sent: AtomicUsize::new(0),
                 hits: AtomicUsize::new(0),
+                capped: AtomicUsize::new(0),
             }),
             template_name,
             env,
@@ -341,9 +342,10 @@ impl Judge {
             .iter()
             .map(|i| self.prompt(i))
             .collect::<Result<Vec<_>, _>>()?;
-        let (sent0, hits0) = (
+        let (sent0, hits0, capped0) = (
             self.shared.sent.load(Ordering::SeqCst),
             self.shared.hits.load(Ordering::SeqCst),
+            self.shared.capped.load(Ordering::SeqCst),
         );
         let judgements = self.runtime.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
@@ -366,6 +368,7 @@ impl Judge {
             judgements,
             requests_sent: self.shared.sent.load(Ordering::SeqCst) - sent0,
             cache_hits: self.shared.hits.load(Ordering::SeqCst) - hits0,
+            capped_waits: self.shared.capped.load(Ordering::SeqCst) - capped0,
         })
     }
 }
@@ -421,6 +424,7 @@ async fn ask(shared: &Shared, prompt: String) -> OrderVerdict {
     if let Some(path) = &cache
         && let Ok(bytes) = std::fs::read(path)
         && let Ok(c) = serde_json::from_slice::<CachedReply>(&bytes)
+        && !(shared.cfg.retry_errors && parse_verdict(&c.reply).is_none())
     {
         shared.hits.fetch_add(1, Ordering::SeqCst);
         return finish(c.reply, true, 0);
@@ -457,16 +461,17 @@ fn failed(error: String, attempts: u32) -> OrderVerdict {
     }
 }
 
-/// The `Retry-After` header as a wait: seconds, or an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+/// The `Retry-After` header as a wait in seconds (finite, at least 0): seconds, or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<f64> {
     let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     if let Ok(s) = v.trim().parse::<f64>() {
-        return (s >= 0.0 && s.is_finite()).then(|| Duration::from_secs_f64(s));
+        return (s >= 0.0 && s.is_finite()).then_some(s);
     }
     let when = httpdate::parse_http_date(v.trim()).ok()?;
     Some(
         when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64(),
     )
 }
 
@@ -477,6 +482,8 @@ async fn request(shared: &Shared, body: &str, seed: u64) -> Result<(String, u32)
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut attempts = 0u32;
     let mut last = String::new();
+    // The last Retry-After wait cut to backoff_max_s, said when the retries run out.
+    let mut capped = String::new();
     for retry in 0..=cfg.max_retries {
         let budget = shared
             .sent
@@ -504,18 +511,26 @@ async fn request(shared: &Shared, body: &str, seed: u64) -> Result<(String, u32)
             req = req.bearer_auth(&key.0);
         }
         let wait = match req.send().await {
-            Ok(resp) if resp.status().is_success() => {
-                return match resp.json::<serde_json::Value>().await {
-                    Ok(v) => match v["choices"][0]["message"]["content"].as_str() {
-                        Some(s) => Ok((s.to_owned(), attempts)),
-                        None => Err((
-                            "malformed response: no choices[0].message.content".into(),
-                            attempts,
-                        )),
-                    },
-                    Err(e) => Err((format!("malformed response: {e}"), attempts)),
-                };
-            }
+            Ok(resp) if resp.status().is_success() => match resp.bytes().await {
+                Ok(body) => {
+                    return match serde_json::from_slice::<serde_json::Value>(&body) {
+                        Ok(v) => match v["choices"][0]["message"]["content"].as_str() {
+                            Some(s) => Ok((s.to_owned(), attempts)),
+                            None => Err((
+                                "malformed response: no choices[0].message.content".into(),
+                                attempts,
+                            )),
+                        },
+                        Err(e) => Err((format!("malformed response: {e}"), attempts)),
+                    };
+                }
+                // The status came, the body did not (the connection closed or timed out
+                // mid-body): a transport failure, retried.
+                Err(e) => {
+                    last = format!("the reply's body was cut short: {}", e.without_url());
+                    None
+                }
+            },
             Ok(resp) => {
                 let status = resp.status();
                 let hinted = retry_after(resp.headers());
@@ -541,11 +556,22 @@ async fn request(shared: &Shared, body: &str, seed: u64) -> Result<(String, u32)
             break;
         }
         let backoff = (cfg.backoff_initial_s * 2f64.powi(retry as i32)).min(cfg.backoff_max_s);
-        let wait = wait.unwrap_or_else(|| Duration::from_secs_f64(rng.random_range(0.0..=backoff)));
-        tokio::time::sleep(wait).await;
+        let wait = match wait {
+            Some(asked) if asked > cfg.backoff_max_s => {
+                shared.capped.fetch_add(1, Ordering::SeqCst);
+                capped = format!(
+                    "; Retry-After asked {asked} s, waited backoff_max_s = {} s",
+                    cfg.backoff_max_s
+                );
+                cfg.backoff_max_s
+            }
+            Some(asked) => asked,
+            None => rng.random_range(0.0..=backoff),
+        };
+        tokio::time::sleep(Duration::from_secs_f64(wait)).await;
     }
     Err((
-        format!("{last} (gave up after {attempts} attempts)"),
+        format!("{last}{capped} (gave up after {attempts} attempts)"),
         attempts,
     ))
 }

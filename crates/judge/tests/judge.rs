@@ -169,6 +169,7 @@ fn retry_after_in_seconds_is_honoured() {
     s.mount(chat().respond_with(PrefersTrue));
     let mut cfg = s.config();
     cfg.concurrency = 1;
+    cfg.backoff_max_s = 5.0; // the cap of a Retry-After wait: 1 s is under it
     let started = Instant::now();
     let run = Judge::new(cfg)
         .unwrap()
@@ -196,13 +197,199 @@ fn retry_after_as_an_http_date_is_honoured() {
     );
     s.mount(chat().respond_with(PrefersTrue));
     let started = Instant::now();
-    let run = Judge::new(s.config())
+    let mut cfg = s.config();
+    cfg.backoff_max_s = 5.0; // the cap of a Retry-After wait: 2 s is under it
+    let run = Judge::new(cfg)
         .unwrap()
         .judge_pairs(&pairs(1), &|| {})
         .unwrap();
     assert_eq!(run.judgements[0].verdict, Some(Verdict::First));
+    assert_eq!(run.capped_waits, 0);
     // HTTP dates have whole seconds: at least one second of the two remains.
     assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[test]
+fn a_retry_after_longer_than_backoff_max_is_cut_to_it_and_counted() {
+    // Catches: the header obeyed as it is (an hour's sleep), and a huge value converted to a
+    // Duration unchecked (a panic in a tokio worker).
+    for asked in ["3600", "100000000000000000000"] {
+        let s = Server::start();
+        s.mount(
+            chat()
+                .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", asked))
+                .up_to_n_times(1)
+                .with_priority(1),
+        );
+        s.mount(chat().respond_with(PrefersTrue));
+        let mut cfg = s.config();
+        cfg.concurrency = 1;
+        cfg.backoff_max_s = 0.2;
+        let started = Instant::now();
+        let run = Judge::new(cfg)
+            .unwrap()
+            .judge_pairs(&pairs(1), &|| {})
+            .unwrap();
+        assert_eq!(run.judgements[0].verdict, Some(Verdict::First), "{asked}");
+        assert_eq!(run.capped_waits, 1, "{asked}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(190) && waited < Duration::from_secs(30),
+            "Retry-After {asked}: waited {waited:?}, not backoff_max_s = 0.2 s"
+        );
+    }
+    // When the retries run out, the error says what was asked and what was waited.
+    let s = Server::start();
+    s.mount(chat().respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "3600")));
+    let mut cfg = s.config();
+    cfg.max_retries = 1;
+    let run = Judge::new(cfg)
+        .unwrap()
+        .judge_pairs(&pairs(1), &|| {})
+        .unwrap();
+    let e = run.judgements[0].first_as_a.error.as_deref().unwrap();
+    assert!(
+        e.contains("Retry-After asked 3600 s") && e.contains("backoff_max_s"),
+        "{e}"
+    );
+    assert_eq!(run.capped_waits, 2);
+}
+
+#[test]
+fn waits_past_a_day_and_non_finite_ones_are_refused_at_set_up() {
+    for (key, set) in [
+        (
+            "timeout_s",
+            (|c: &mut JudgeConfig| c.timeout_s = 1e30) as fn(&mut JudgeConfig),
+        ),
+        ("timeout_s", |c| c.timeout_s = f64::NAN),
+        ("backoff_max_s", |c| c.backoff_max_s = f64::INFINITY),
+        ("backoff_initial_s", |c| c.backoff_initial_s = -1.0),
+    ] {
+        let mut cfg = JudgeConfig {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            model: "m".into(),
+            ..JudgeConfig::default()
+        };
+        set(&mut cfg);
+        let e = Judge::new(cfg).unwrap_err();
+        assert!(
+            matches!(e, JudgeError::Config(ref m) if m.contains(key)),
+            "{key}: {e}"
+        );
+    }
+}
+
+/// A server on 127.0.0.1 that answers its first request with a 200 header and a body cut short
+/// (the connection closes after a few bytes of the promised length), then every other request
+/// with a verdict of A. Returns its base URL and the count of connections served.
+fn cutting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let reply = r#"{"choices": [{"message": {"content": "{\"verdict\": \"A\"}"}}]}"#;
+            let bytes = if n == 0 {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    reply.len(),
+                    &reply[..12]
+                )
+            } else {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                )
+            };
+            let _ = stream.write_all(bytes.as_bytes());
+            let _ = stream.flush();
+        }
+    });
+    (url, served)
+}
+
+#[test]
+fn a_body_cut_after_a_200_header_is_retried() {
+    // Catches: a cut body read as a malformed (final) reply instead of a transport failure.
+    let (url, served) = cutting_server();
+    let cfg = JudgeConfig {
+        base_url: url,
+        model: "m".into(),
+        concurrency: 1,
+        timeout_s: 5.0,
+        max_retries: 2,
+        backoff_initial_s: 0.001,
+        backoff_max_s: 0.01,
+        ..JudgeConfig::default()
+    };
+    let run = Judge::new(cfg)
+        .unwrap()
+        .judge_pairs(&pairs(1), &|| {})
+        .unwrap();
+    let j = &run.judgements[0];
+    assert_eq!(j.first_as_a.verdict, Some(Verdict::First), "{j:?}");
+    assert_eq!(j.second_as_a.verdict, Some(Verdict::First), "{j:?}");
+    assert_eq!(j.first_as_a.attempts + j.second_as_a.attempts, 3);
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[test]
+fn retry_errors_asks_again_for_cached_replies_without_a_verdict() {
+    let s = Server::start();
+    s.mount(
+        chat()
+            .respond_with(completion("I cannot decide."))
+            .up_to_n_times(2)
+            .with_priority(1),
+    );
+    s.mount(chat().respond_with(PrefersTrue));
+    let cache = tempfile::tempdir().unwrap();
+    let mut cfg = s.config();
+    cfg.concurrency = 1;
+    cfg.cache_dir = Some(cache.path().to_owned());
+    let run = |cfg: &JudgeConfig| {
+        Judge::new(cfg.clone())
+            .unwrap()
+            .judge_pairs(&pairs(1), &|| {})
+            .unwrap()
+    };
+    let first = run(&cfg);
+    assert_eq!(first.judgements[0].verdict, None);
+    // The replies without a verdict are cached, and served as they are.
+    let again = run(&cfg);
+    assert_eq!((again.requests_sent, again.cache_hits), (0, 2));
+    assert_eq!(again.judgements[0].verdict, None);
+    // --retry-errors asks again, and the new replies replace the cached ones.
+    cfg.retry_errors = true;
+    let retried = run(&cfg);
+    assert_eq!((retried.requests_sent, retried.cache_hits), (2, 0));
+    assert_eq!(retried.judgements[0].verdict, Some(Verdict::First));
+    cfg.retry_errors = false;
+    let last = run(&cfg);
+    assert_eq!((last.requests_sent, last.cache_hits), (0, 2));
+    assert_eq!(last.judgements[0].verdict, Some(Verdict::First));
 }
 
 #[test]

@@ -81,22 +81,16 @@ pub fn render_sections(
         })
         .collect::<Result<Vec<_>>>()?;
     let mut env = Environment::new();
-    env.add_filter("f3", |v: f64| {
-        if v.is_finite() {
-            format!("{v:.3}")
-        } else {
-            v.to_string()
-        }
+    // A figure that is not there (none: a share of no observation) or not finite prints as –.
+    env.add_filter("f3", |v: Option<f64>| match v {
+        Some(v) if v.is_finite() => format!("{v:.3}"),
+        _ => "–".to_owned(),
     });
     // Three significant digits, for figures that may be far from 1 (the RM step's response).
-    env.add_filter("g3", |v: f64| {
-        if v.is_finite() && v != 0.0 && v.abs() < 1e-2 {
-            format!("{v:.2e}")
-        } else if v.is_finite() {
-            format!("{v:.3}")
-        } else {
-            v.to_string()
-        }
+    env.add_filter("g3", |v: Option<f64>| match v {
+        Some(v) if v.is_finite() && v != 0.0 && v.abs() < 1e-2 => format!("{v:.2e}"),
+        Some(v) if v.is_finite() => format!("{v:.3}"),
+        _ => "–".to_owned(),
     });
     env.add_template("report.html", TEMPLATE)?;
     let html = env.get_template("report.html")?.render(context! {

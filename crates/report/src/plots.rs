@@ -116,7 +116,8 @@ fn win_tie_loss_plot(l: &LlmSection) -> Result<Option<Plot>> {
             "second" => &c.overall.second,
             _ => &c.overall.errors,
         };
-        (s.share, s.ci_low, s.ci_high)
+        // No judged pair: an empty bar under the whole interval [0, 1].
+        (s.share.unwrap_or(0.0), s.ci_low, s.ci_high)
     };
     let labels: Vec<String> = comps
         .iter()

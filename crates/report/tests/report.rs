@@ -313,3 +313,37 @@ fn llm_report_names_its_data_and_their_licences() {
     assert!(line.contains("TruthfulQA"), "{line}");
     assert!(!line.contains("someone"), "{line}");
 }
+
+/// A run whose LLM judge failed on every pair (endpoint down, wrong key): the comparison has no
+/// judged pair, its shares are undefined, and the report still renders, saying so.
+#[test]
+fn a_comparison_without_a_judged_pair_still_renders() {
+    use fpo_eval::generation::WinTieLoss;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    llm_run(&run, "an answer");
+    // The tally the runner writes when every verdict is an error, through summary.json's bytes.
+    let failed = serde_json::to_value(WinTieLoss::of(&[None; 11], 0.95)).unwrap();
+    let path = run.join("summary.json");
+    let mut summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let c = &mut summary["evaluation"]["comparisons"][1];
+    for key in ["overall", "similar_length"] {
+        c[key] = failed.clone();
+    }
+    c["by_type"] = serde_json::json!({"Adversarial": failed.clone()});
+    c["by_category"] = serde_json::json!({"Law <&>": failed.clone()});
+    c["swap_consistency"] = serde_json::to_value(fpo_eval::stats::Share::of(0, 0, 0.95)).unwrap();
+    c["single_order"] = failed.clone();
+    summary["evaluation"]["judge"]["errors"] = 11.into();
+    std::fs::write(&path, summary.to_string()).unwrap();
+    let html = fpo_report::render("failed judge", &[run]).unwrap();
+    assert!(
+        html.contains("llm: &lt;m&gt; at host&#x2f;v1"),
+        "the judge's row is there"
+    );
+    assert!(
+        !html.contains("NaN") && !html.contains("nan"),
+        "undefined shares print as –"
+    );
+}

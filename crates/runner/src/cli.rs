@@ -50,6 +50,9 @@ pub enum Command {
         /// $OPENAI_API_KEY or `&key_env=VAR`) or `openai+http://HOST:PORT/v1?model=NAME`.
         #[arg(long)]
         judge: Option<String>,
+        /// LLM suites: ask the judge again for cached replies that hold no verdict.
+        #[arg(long)]
+        retry_errors: bool,
         /// LLM suites: take the trained variants of this run directory (same [train] and [fpo]
         /// settings) instead of training them again.
         #[arg(long)]
@@ -127,6 +130,9 @@ pub enum Command {
         /// LLM suites: an LLM judge (see `fpo run --help`).
         #[arg(long)]
         judge: Option<String>,
+        /// LLM suites: ask the judge again for cached replies that hold no verdict.
+        #[arg(long)]
+        retry_errors: bool,
         /// Tensor backend of the LLM suites (the toy suites run on the CPU whatever this says).
         #[arg(long)]
         backend: Option<BackendKind>,

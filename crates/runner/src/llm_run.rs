@@ -353,6 +353,7 @@ impl Judging<'_> {
         self.usage.pairs += pairs.len();
         self.usage.requests_sent += run.requests_sent;
         self.usage.cache_hits += run.cache_hits;
+        self.usage.capped_waits += run.capped_waits;
         self.usage.errors += verdicts.iter().filter(|v| v.is_none()).count();
         let mut c = compare_verdicts(
             first,

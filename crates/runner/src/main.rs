@@ -81,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_report,
             reports,
             judge,
+            retry_errors,
             reuse,
             set,
             backend,
@@ -117,6 +118,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 variants,
                 seeds,
                 judge,
+                retry_errors,
+                profile_optional: false,
                 set: single_values,
                 backend: backend.map(|kind| BackendOverride {
                     kind,
@@ -148,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_config,
             reports,
             judge,
+            retry_errors,
             backend,
         } => {
             let list = experiments.join("reproduce.toml");
@@ -160,6 +164,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         Some(profile.name()),
                         &Overrides {
                             judge: judge.clone(),
+                            retry_errors,
+                            profile_optional: true,
                             backend: backend.map(|kind| BackendOverride {
                                 kind,
                                 llm_only: true,

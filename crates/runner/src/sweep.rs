@@ -145,6 +145,8 @@ impl SweepFile {
             variants: variants.to_vec(),
             seeds,
             judge: None,
+            retry_errors: false,
+            profile_optional: false,
             set: combo.to_vec(),
             backend: None,
         };

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{fpo, ok, root};
+use common::{assert_rejected, fpo, ok, root};
 
 #[derive(Debug, serde::Deserialize)]
 struct Row {
@@ -162,37 +162,6 @@ fn runs_are_deterministic() {
             assert!(x == y, "{file}: {name} differs between two runs");
         }
     }
-}
-
-/// Writes `text` as an experiment file, runs it, and checks the failure: exit code 2, an error
-/// naming the file and `needle`, and no run directory.
-fn assert_rejected(text: Option<&str>, extra: &[&str], needle: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("bad.toml");
-    if let Some(text) = text {
-        std::fs::write(&file, text).unwrap();
-    }
-    let out_dir = tmp.path().join("run");
-    let mut args = vec![
-        "run",
-        file.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = fpo(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    if !extra.contains(&"--variant") {
-        assert!(
-            stderr.contains("bad.toml"),
-            "error names the file: {stderr}"
-        );
-    }
-    assert!(stderr.contains(needle), "error names `{needle}`: {stderr}");
-    assert!(!out_dir.exists(), "a run directory was left behind");
-    let partial = tmp.path().join("run.partial");
-    assert!(!partial.exists(), "a partial run directory was left behind");
 }
 
 fn shipped(name: &str) -> String {

@@ -62,7 +62,7 @@ pub(super) fn load_ladder(
     profile: Option<&str>,
     overrides: &Overrides,
 ) -> Result<Experiment, SettingsError> {
-    let (_, text) = apply_profile(doc, text, profile);
+    let (_, text) = apply_profile(path, doc, text, profile, overrides.profile_optional)?;
     let f: LadderFile = typed(&text, path)?;
     let value_error = |source| SettingsError::Value {
         path: path.to_owned(),
@@ -90,7 +90,12 @@ pub(super) fn load_ladder(
     let base = path.parent().unwrap_or(Path::new("."));
     let mut parts = Vec::new();
     for toy in &f.toys {
-        let mut r = super::load(&base.join(toy), profile, &Overrides::default())?;
+        // The ladder's profile applies to the toys that define it.
+        let toy_overrides = Overrides {
+            profile_optional: true,
+            ..Overrides::default()
+        };
+        let mut r = super::load(&base.join(toy), profile, &toy_overrides)?;
         if r.run.backend.is_some() {
             return Err(host_only(&base.join(toy)));
         }

@@ -73,6 +73,11 @@ pub struct Overrides {
     pub seeds: Option<Seeds>,
     /// `--judge URL` (LLM suites).
     pub judge: Option<String>,
+    /// `--retry-errors`: the judge asks again for cached replies without a verdict.
+    pub retry_errors: bool,
+    /// A profile the file does not define leaves its base settings (`fpo reproduce`'s, whose
+    /// profiles apply to the suites that define them); otherwise it is an error.
+    pub profile_optional: bool,
     /// `--set key=value`: dotted keys of the experiment file, set after the profile.
     pub set: Vec<(String, String)>,
     /// `--backend`: `[run] backend` of the suites it applies to.
@@ -113,12 +118,19 @@ fn resolve(
         message,
     };
     let (doc, text) = with_base(path, doc, text)?;
-    let (mut doc, mut source_text) = apply_profile(doc, text, profile);
+    let (mut doc, mut source_text) =
+        apply_profile(path, doc, text, profile, overrides.profile_optional)?;
     if !overrides.set.is_empty() {
         for (key, raw) in &overrides.set {
             set_key(path, &mut doc, key, raw)?;
         }
         source_text = toml::to_string(&doc).unwrap_or_default();
+    }
+    if let Some((key, x)) = toml_doc::non_finite(&doc) {
+        return Err(invalid(
+            key,
+            format!("must be a finite number, not {x} (no setting takes nan or inf)"),
+        ));
     }
     let suite = match doc.get("suite").and_then(|s| s.as_str()) {
         Some("toy-linear") => SuiteKind::ToyLinear,
@@ -198,7 +210,15 @@ fn resolve(
                         .map_err(|e| invalid("--judge".into(), e.to_string()))?,
                 );
             }
+            if overrides.retry_errors && eval.judge.is_none() {
+                return Err(invalid(
+                    "--retry-errors".into(),
+                    "there is no LLM judge to ask again (--judge URL or [eval.judge])".into(),
+                ));
+            }
             if let Some(judge) = &mut eval.judge {
+                judge.retry_errors |= overrides.retry_errors;
+                judge.check().map_err(|m| invalid("eval.judge".into(), m))?;
                 if let Some(var) = &judge.api_key_env
                     && std::env::var_os(var).is_none()
                 {

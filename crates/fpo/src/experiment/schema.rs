@@ -47,6 +47,10 @@ impl SuiteKind {
 #[serde(try_from = "String", into = "String")]
 pub struct Seeds(pub Vec<u64>);
 
+/// The most seeds one run takes: past it the rows of a toy run outgrow memory (each seed keeps
+/// its trajectory), and a sweep is the tool.
+pub const MAX_SEEDS: usize = 100_000;
+
 impl TryFrom<String> for Seeds {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -69,6 +73,12 @@ impl std::str::FromStr for Seeds {
                 a.trim().parse().map_err(|_| bad())?,
                 b.trim().parse().map_err(|_| bad())?,
             );
+            if b.saturating_sub(a) > MAX_SEEDS as u64 {
+                return Err(format!(
+                    "`{s}` selects {} seeds; at most {MAX_SEEDS} run at once",
+                    b - a
+                ));
+            }
             (a..b).collect()
         } else {
             s.split(',')
@@ -77,6 +87,12 @@ impl std::str::FromStr for Seeds {
         };
         if seeds.is_empty() {
             return Err(format!("`{s}` selects no seed"));
+        }
+        if seeds.len() > MAX_SEEDS {
+            return Err(format!(
+                "`{s}` selects {} seeds; at most {MAX_SEEDS} run at once",
+                seeds.len()
+            ));
         }
         Ok(Seeds(seeds))
     }

@@ -54,21 +54,50 @@ pub(super) fn with_base(
 
 /// Merges `[profiles.<profile>]` into the document; returns the text to deserialise (the
 /// original, so that errors keep their line numbers, unless a profile changed it).
+///
+/// A profile the file does not define is an error naming the ones it does, unless `optional`
+/// (`fpo reproduce`'s profiles apply to the suites that define them; the others run their base
+/// settings).
 pub(super) fn apply_profile(
+    path: &Path,
     mut doc: toml::Table,
     text: String,
     profile: Option<&str>,
-) -> (toml::Table, String) {
+    optional: bool,
+) -> Result<(toml::Table, String), SettingsError> {
     let profiles = doc.remove("profiles");
-    let Some(table) = profile
-        .and_then(|name| profiles.as_ref().and_then(|p| p.get(name)))
+    let Some(name) = profile else {
+        return Ok((doc, text));
+    };
+    let Some(table) = profiles
+        .as_ref()
+        .and_then(|p| p.get(name))
         .and_then(|t| t.as_table())
     else {
-        return (doc, text);
+        if optional {
+            return Ok((doc, text));
+        }
+        let known: Vec<&str> = profiles
+            .as_ref()
+            .and_then(|p| p.as_table())
+            .map(|t| t.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        return Err(SettingsError::Invalid {
+            path: path.to_owned(),
+            key: format!("profiles.{name}"),
+            message: format!(
+                "no such profile (this file defines: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        });
     };
     merge(&mut doc, table);
     let text = toml::to_string(&doc).unwrap_or_default();
-    (doc, text)
+    Ok((doc, text))
 }
 
 /// A `--set` value as TOML: a number, boolean, array or quoted string; anything else is a bare
@@ -138,4 +167,27 @@ pub(super) fn merge(base: &mut toml::Table, over: &toml::Table) {
             }
         }
     }
+}
+
+/// The first number of `doc` that is not finite (TOML's `nan`, `inf`), with its dotted key.
+pub(super) fn non_finite(doc: &toml::Table) -> Option<(String, f64)> {
+    fn walk(prefix: &str, v: &toml::Value) -> Option<(String, f64)> {
+        match v {
+            toml::Value::Float(x) if !x.is_finite() => Some((prefix.to_owned(), *x)),
+            toml::Value::Table(t) => t.iter().find_map(|(k, v)| {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                walk(&key, v)
+            }),
+            toml::Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(&format!("{prefix}[{i}]"), v)),
+            _ => None,
+        }
+    }
+    doc.iter().find_map(|(k, v)| walk(k, v))
 }

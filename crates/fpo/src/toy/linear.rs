@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::influence::linear_grad_term;
 use super::{ToyRecord, ToyRun, dist_sq, norm, rng};
 use crate::Variant;
-use crate::error::{Result, check_non_negative, check_positive, invalid};
+use crate::error::{MAX_TOY_DIM, Result, check_non_negative, check_positive, check_size, invalid};
 use crate::penalty::{ActionGradients, Feedback, Penalty};
 
 /// How the policy's gradient of its objective is computed.
@@ -125,9 +125,7 @@ impl LinearToyConfig {
     /// Checks ranges and lengths; errors name the key.
     pub fn validate(&self) -> Result<()> {
         let e = &self.env;
-        if e.dim == 0 {
-            return Err(invalid("env.dim", "must be at least 1"));
-        }
+        check_size("env.dim", e.dim, MAX_TOY_DIM)?;
         if e.signal_dims > e.dim {
             return Err(invalid(
                 "env.signal_dims",

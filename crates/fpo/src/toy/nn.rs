@@ -8,7 +8,9 @@ use super::influence::GaussNewton;
 use super::mlp::{Activations, Adam, Mlp, MlpShape};
 use super::{ToyRecord, ToyRun, dist_sq, norm, rng};
 use crate::Variant;
-use crate::error::{Error, Result, check_non_negative, check_positive, invalid};
+use crate::error::{
+    Error, MAX_TOY_DIM, Result, check_non_negative, check_positive, check_size, invalid,
+};
 use crate::penalty::{ActionGradients, Feedback, Penalty};
 
 /// RNG streams of one seed: every variant of a seed draws the same numbers from each.
@@ -130,9 +132,7 @@ impl NnToyConfig {
 
     /// Checks ranges; errors name the key.
     pub fn validate(&self) -> Result<()> {
-        if self.env.dim == 0 {
-            return Err(invalid("env.dim", "must be at least 1"));
-        }
+        check_size("env.dim", self.env.dim, MAX_TOY_DIM)?;
         if self.env.signal_dims > self.env.dim {
             return Err(invalid(
                 "env.signal_dims",
@@ -142,9 +142,14 @@ impl NnToyConfig {
                 ),
             ));
         }
-        if self.rm.hidden == 0 {
-            return Err(invalid("rm.hidden", "must be at least 1"));
-        }
+        // The RM's hidden-to-hidden layer holds hidden² weights (and the exact influence rungs
+        // its Hessian): 4,096 is already 128 MiB of f64.
+        check_size("rm.hidden", self.rm.hidden, 4_096)?;
+        check_size(
+            "rm.samples_per_iteration",
+            self.rm.samples_per_iteration,
+            100_000,
+        )?;
         if self.rm.buffer_size == 0 {
             return Err(invalid("rm.buffer_size", "must be at least 1"));
         }

@@ -49,3 +49,39 @@ pub fn ok(args: &[&str]) -> Output {
     );
     out
 }
+
+/// Writes `text` as an experiment file, runs it, and checks the failure: exit code 2, an error
+/// naming the file and `needle`, no panic, and no run directory (not even a `.partial`).
+pub fn assert_rejected(text: Option<&str>, extra: &[&str], needle: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("bad.toml");
+    if let Some(text) = text {
+        std::fs::write(&file, text).unwrap();
+    }
+    let out_dir = tmp.path().join("run");
+    let mut args = vec![
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = fpo(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    // A flag's error names the flag; a file's names the file.
+    if !(needle.starts_with("--") || extra.contains(&"--variant")) {
+        assert!(
+            stderr.contains("bad.toml"),
+            "error names the file: {stderr}"
+        );
+    }
+    assert!(stderr.contains(needle), "error names `{needle}`: {stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "a panic, not an error: {stderr}"
+    );
+    assert!(!out_dir.exists(), "a run directory was left behind");
+    let partial = tmp.path().join("run.partial");
+    assert!(!partial.exists(), "a partial run directory was left behind");
+}
