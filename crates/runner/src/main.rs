@@ -30,16 +30,29 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            let usage = err.downcast_ref::<SettingsError>().is_some()
-                || err.downcast_ref::<fpo_judge::JudgeError>().is_some()
-                || err.downcast_ref::<fpo_model::llm::LlmError>().is_some()
-                || err.downcast_ref::<output::AlreadyExists>().is_some()
-                || err
-                    .downcast_ref::<fpo_eval::truthfulqa::DataError>()
-                    .is_some();
-            ExitCode::from(if usage { 2 } else { 1 })
+            ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// The exit code of an error (docs/running.md, "Errors"): 2 for bad input, anything that the
+/// files and flags show before work starts (settings, data and model files, the output
+/// directory, a folder that holds no run); 1 for a failure while running.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    let bad_input = |e: &(dyn std::error::Error + 'static)| {
+        e.is::<SettingsError>()
+            || e.is::<fpo_judge::JudgeError>()
+            || e.is::<fpo_model::llm::LlmError>()
+            || e.is::<fpo_eval::truthfulqa::DataError>()
+            || e.is::<output::AlreadyExists>()
+            || e.is::<output::Locked>()
+            || e.is::<output::BadOut>()
+            || matches!(
+                e.downcast_ref::<fpo_report::Error>(),
+                Some(fpo_report::Error::NotARun(_) | fpo_report::Error::RunDir(_))
+            )
+    };
+    if err.chain().any(bad_input) { 2 } else { 1 }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

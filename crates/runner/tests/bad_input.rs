@@ -91,3 +91,106 @@ fn retry_errors_without_a_judge_is_refused() {
         "--retry-errors",
     );
 }
+
+/// A second run on the same `--out` while the first holds it is refused, naming the holder; a
+/// lock left by a run that is gone (same host, pid not alive) is taken over.
+#[test]
+fn one_run_at_a_time_per_output_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let lock = tmp.path().join("run.lock");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let live = format!(
+        "pid {} on host {} since now",
+        std::process::id(),
+        host.trim()
+    );
+    std::fs::write(&lock, &live).unwrap();
+    let file = root().join("experiments/toy-linear.toml");
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--profile",
+        "smoke",
+        "--no-report",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let refused = common::fpo(&args);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&live) && stderr.contains("run.lock"),
+        "{stderr}"
+    );
+    assert!(!out.exists() && !tmp.path().join("run.partial").exists());
+    assert_eq!(
+        std::fs::read_to_string(&lock).unwrap(),
+        live,
+        "the holder's lock kept"
+    );
+    // pid_max is at most 2^22 on Linux: this pid is never alive.
+    std::fs::write(
+        &lock,
+        format!("pid 99999999 on host {} since then", host.trim()),
+    )
+    .unwrap();
+    common::ok(&args);
+    assert!(out.join("summary.json").is_file());
+    assert!(!lock.exists(), "the lock goes with the run");
+}
+
+/// Folders and paths that cannot be a run's: exit 2, named.
+#[test]
+fn a_folder_that_is_no_run_and_an_out_under_a_file_are_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let under = file.join("run");
+    let toy = root().join("experiments/toy-linear.toml");
+    for (args, needle) in [
+        (vec!["report", tmp.path().to_str().unwrap()], "holds no run"),
+        (
+            vec![
+                "run",
+                toy.to_str().unwrap(),
+                "--profile",
+                "smoke",
+                "--out",
+                under.to_str().unwrap(),
+            ],
+            "--out",
+        ),
+    ] {
+        let out = common::fpo(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle) && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+    // A run directory whose summary.json is broken.
+    let run = tmp.path().join("broken");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(
+        run.join("config.json"),
+        r#"{"kind": "single", "suite": "toy-linear"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        run.join("metrics.csv"),
+        "variant,seed,iteration,signal,noise,true_utility,proxy_reward,penalty\n",
+    )
+    .unwrap();
+    std::fs::write(run.join("summary.json"), "{ not json").unwrap();
+    let out = common::fpo(&[
+        "report",
+        run.to_str().unwrap(),
+        "--out",
+        tmp.path().join("r").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("summary.json"), "{stderr}");
+}
