@@ -174,11 +174,18 @@ pub fn load(dir: &Path) -> Result<Vec<Item>, DataError> {
             mc2,
         });
     }
+    if items.is_empty() {
+        return Err(invalid(
+            &csv_path,
+            1,
+            "holds no question (a header alone)".into(),
+        ));
+    }
     if let Some(q) = by_question.keys().next() {
         return Err(invalid(
             &json_path,
             0,
-            format!("question `{q}` is not in the CSV"),
+            format!("question `{q}` is not in {}", csv_path.display()),
         ));
     }
     Ok(items)
@@ -187,8 +194,16 @@ pub fn load(dir: &Path) -> Result<Vec<Item>, DataError> {
 /// The TruthfulQA items of a data folder (`<data>/truthfulqa/`), only those of `types`
 /// (TruthfulQA Types; empty: all); `limit` of them spread evenly, when given.
 pub fn items(data: &Path, limit: Option<usize>, types: &[String]) -> Result<Vec<Item>, DataError> {
-    let mut items = load(&data.join("truthfulqa"))?;
+    let dir = data.join("truthfulqa");
+    let mut items = load(&dir)?;
     items.retain(|i| types.is_empty() || types.contains(&i.kind));
+    if items.is_empty() {
+        return Err(DataError::Invalid {
+            path: dir.join("TruthfulQA.csv"),
+            line: 0,
+            message: format!("holds no question of the Types {types:?}"),
+        });
+    }
     Ok(spread(items, limit.unwrap_or(0)))
 }
 
@@ -304,6 +319,35 @@ mod tests {
         assert_eq!(few.len(), 100);
         assert_eq!(few[0].id, 0);
         assert!(few.iter().any(|i| i.kind == "Non-Adversarial"));
+    }
+
+    /// An empty TruthfulQA (a header alone, `[]`) is an error naming the CSV, not a panic later
+    /// in the statistics; a CSV that lost its rows is blamed on the CSV, not on mc_task.json.
+    #[test]
+    fn empty_data_is_an_error_naming_the_csv() {
+        let shipped = crate::test_data_dir().join("truthfulqa");
+        let csv = std::fs::read_to_string(shipped.join("TruthfulQA.csv")).unwrap();
+        let header = csv.lines().next().unwrap();
+        let json = std::fs::read_to_string(shipped.join("mc_task.json")).unwrap();
+        for mc in ["[]", json.as_str()] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("truthfulqa");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("TruthfulQA.csv"), format!("{header}\n")).unwrap();
+            std::fs::write(dir.join("mc_task.json"), mc).unwrap();
+            let err = load(&dir).unwrap_err().to_string();
+            assert!(
+                err.contains("TruthfulQA.csv") && err.contains("no question"),
+                "{err}"
+            );
+            let err = items(tmp.path(), None, &[]).unwrap_err().to_string();
+            assert!(err.contains("TruthfulQA.csv"), "{err}");
+        }
+        // Types that select nothing.
+        let err = items(&crate::test_data_dir(), None, &["Nonexistent".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no question of the Types"), "{err}");
     }
 }
 

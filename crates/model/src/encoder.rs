@@ -55,6 +55,31 @@ pub struct SentenceEncoder {
 }
 
 impl SentenceEncoder {
+    /// Checks a sentence-transformers folder before any work: `config.json` parses as a BERT
+    /// config, `tokenizer.json` is there, and `model.safetensors`'s header fits the file.
+    pub fn check(dir: &Path) -> Result<(), LlmError> {
+        let cfg_path = dir.join("config.json");
+        let cfg = crate::llm::read_json(&cfg_path)?;
+        let model_type = cfg.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        if model_type != "bert" {
+            return Err(LlmError::Unsupported {
+                path: cfg_path,
+                what: format!("encoder model_type `{model_type}` (BERT is supported)"),
+            });
+        }
+        let tj = dir.join("tokenizer.json");
+        if !tj.is_file() {
+            return Err(LlmError::Missing {
+                path: tj,
+                what: "tokenizer.json (the encoder's tokenizer)".into(),
+            });
+        }
+        for file in crate::llm::weights::safetensors_files(dir)? {
+            crate::llm::weights::check_safetensors_header(&file)?;
+        }
+        Ok(())
+    }
+
     /// Loads a sentence-transformers folder onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, LlmError> {
         let cfg_path = dir.join("config.json");

@@ -164,3 +164,117 @@ fn unpermute_inverts_the_converters_permutation() {
     let rows_only: Vec<f32> = (0..6).map(|v| v as f32).collect();
     assert_eq!(permute(&rows_only, 6, 1, 1), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
 }
+
+/// Non-finite weights are refused at load, naming the tensor (they gave NaN logits with no
+/// warning): a NaN float, a NaN block scale, an infinite block minimum.
+#[test]
+fn non_finite_weights_are_refused_at_load() {
+    let path = Path::new("nan.gguf");
+    let nan16 = half::f16::NAN.to_le_bytes();
+    let cases: [(&str, u32, Vec<u8>); 3] = [
+        (
+            "m.f32",
+            0,
+            [1.0f32, f32::NAN]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
+        (
+            "v.q8_0",
+            8,
+            nan16.iter().copied().chain([0u8; 32]).collect(),
+        ),
+        (
+            "v.q4_1",
+            3,
+            half::f16::ONE
+                .to_le_bytes()
+                .into_iter()
+                .chain(half::f16::INFINITY.to_le_bytes())
+                .chain([0u8; 16])
+                .collect(),
+        ),
+    ];
+    for (name, ty, bytes) in cases {
+        let mut w = Writer::new();
+        let dims = [if ty == 0 { 2 } else { 32 }];
+        w.tensor(name, &dims, ty, &bytes);
+        let err = Gguf::parse(w.finish(), path).unwrap_err();
+        assert!(
+            matches!(&err, GgufError::NonFinite { name: n, .. } if n == name),
+            "{name}: {err}"
+        );
+        assert!(err.to_string().contains("nan.gguf"), "{err}");
+    }
+}
+
+/// A tensor whose dimensions multiply past `usize` is a truncated file, not an overflow.
+#[test]
+fn dimensions_that_overflow_are_a_named_error() {
+    let mut w = Writer::new();
+    w.tensor("huge", &[u64::MAX / 2, 4], 0, &[0; 8]);
+    let err = Gguf::parse(w.finish(), Path::new("huge.gguf")).unwrap_err();
+    assert!(
+        matches!(&err, GgufError::Truncated { what, .. } if what.contains("huge")),
+        "{err}"
+    );
+}
+
+/// Shapes no model has are refused with the key the file spells (a head count of 0 divided by
+/// zero; key/value heads that do not divide the query heads; a NaN epsilon).
+#[test]
+fn impossible_model_shapes_are_refused_naming_the_key() {
+    use fpo_model::llm::{LlamaConfig, LlmError};
+    let file = |edit: &dyn Fn(&mut Vec<(&'static str, u32)>), eps: f32| {
+        let mut keys = vec![
+            ("block_count", 2),
+            ("embedding_length", 8),
+            ("feed_forward_length", 16),
+            ("attention.head_count", 2),
+            ("attention.head_count_kv", 1),
+            ("vocab_size", 3),
+        ];
+        edit(&mut keys);
+        let mut w = Writer::new();
+        w.kv_str("general.architecture", "llama");
+        for (k, v) in keys {
+            w.kv_u32(&format!("llama.{k}"), v);
+        }
+        w.kv_f32("llama.attention.layer_norm_rms_epsilon", eps);
+        Gguf::parse(w.finish(), Path::new("shape.gguf")).unwrap()
+    };
+    let set = |key: &'static str, v: u32| {
+        move |keys: &mut Vec<(&'static str, u32)>| {
+            keys.iter_mut().find(|k| k.0 == key).unwrap().1 = v;
+        }
+    };
+    assert!(LlamaConfig::from_gguf(&file(&|_| {}, 1e-5)).is_ok());
+    for (g, key) in [
+        (
+            file(&set("attention.head_count", 0), 1e-5),
+            "llama.attention.head_count",
+        ),
+        (
+            file(&set("attention.head_count_kv", 0), 1e-5),
+            "llama.attention.head_count_kv",
+        ),
+        (
+            file(&set("attention.head_count_kv", 3), 1e-5),
+            "llama.attention.head_count_kv",
+        ),
+        (file(&set("vocab_size", 0), 1e-5), "llama.vocab_size"),
+        (
+            file(&|_| {}, f32::NAN),
+            "llama.attention.layer_norm_rms_epsilon",
+        ),
+        (file(&|_| {}, 0.0), "llama.attention.layer_norm_rms_epsilon"),
+    ] {
+        let err = LlamaConfig::from_gguf(&g).unwrap_err();
+        assert!(
+            matches!(&err, LlmError::Invalid { key: k, .. } if k == key),
+            "{key}: {err}"
+        );
+        assert!(err.to_string().contains("shape.gguf"), "{err}");
+    }
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::LazyLock;
 
 use common::fixture_json;
@@ -635,4 +636,29 @@ fn batched_host_kl_equals_the_per_sequence_burn_kl() {
             assert!((x - z).abs() < 0.05 * z.max(1e-3), "host {x} vs burn {z}");
         }
     }
+}
+
+/// SmolLM2's GGUF with its `tokenizer.ggml.eos_token_id` patched past the vocabulary: refused at
+/// load with the key named (it used to generate without ever stopping).
+#[test]
+fn an_end_of_sequence_id_outside_the_vocabulary_is_refused() {
+    use fpo_model::gguf::Gguf;
+    use fpo_model::llm::{LlmError, TextTokenizer};
+    let path = models_dir().join(DEFAULT_LLM);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let key = b"tokenizer.ggml.eos_token_id";
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("the key is in the file")
+        + key.len();
+    assert_eq!(bytes[at..at + 4], 4u32.to_le_bytes(), "a u32 value");
+    bytes[at + 4..at + 8].copy_from_slice(&1_000_000u32.to_le_bytes());
+    let g = Gguf::parse(bytes, Path::new("patched.gguf")).unwrap();
+    let err = TextTokenizer::from_gguf(&g).unwrap_err();
+    assert!(
+        matches!(&err, LlmError::Invalid { key, .. } if key == "tokenizer.ggml.eos_token_id"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("1000000"), "{err}");
 }

@@ -194,3 +194,64 @@ fn a_folder_that_is_no_run_and_an_out_under_a_file_are_bad_input() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("summary.json"), "{stderr}");
 }
+
+/// The LLM suite's files are read before any work: the model's header, metadata and tensor
+/// directory, the encoder's header, every prompt and pair line, and the LoRA targets (each was
+/// found only after the run directory existed, or after both models had loaded).
+#[test]
+fn llm_inputs_are_checked_before_the_run_directory_exists() {
+    let models = fpo_model::llm::models_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = std::fs::read(models.join(fpo_model::llm::DEFAULT_LLM)).unwrap();
+    let truncated = tmp.path().join("truncated.gguf");
+    std::fs::write(&truncated, &gguf[..gguf.len() / 2]).unwrap();
+    let encoder = tmp.path().join("encoder");
+    std::fs::create_dir_all(&encoder).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(models.join("all-MiniLM-L6-v2").join(f), encoder.join(f)).unwrap();
+    }
+    let mut header = 200u64.to_le_bytes().to_vec();
+    header.extend(br#"{"embeddings.word_embeddings.weight": {"dtype": "F32", "shape": [30522, 384], "data_offsets": [0, 46881792]}}"#);
+    header.resize(8 + 200 + 64, b' ');
+    std::fs::write(encoder.join("model.safetensors"), &header).unwrap();
+    let bad_line = tmp.path().join("bad-line.jsonl");
+    std::fs::write(
+        &bad_line,
+        "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n{\"prompt\": \n",
+    )
+    .unwrap();
+    let few = tmp.path().join("few.jsonl");
+    std::fs::write(&few, "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n").unwrap();
+    let set = |k: &str, p: &std::path::Path| format!("{k}={}", p.display());
+    let text = shipped("truthfulqa.toml");
+    for (value, needles) in [
+        (
+            set("train.model", &truncated),
+            vec!["train.model", "truncated"],
+        ),
+        (
+            set("train.rm.encoder", &encoder),
+            vec!["train.rm.encoder", "model.safetensors"],
+        ),
+        (
+            set("train.prompts", &bad_line),
+            vec!["train.prompts", "bad-line.jsonl"],
+        ),
+        (
+            set("train.prompts", &few),
+            vec!["train.prompts", "few.jsonl"],
+        ),
+        (
+            r#"train.lora.targets=["q", "z"]"#.to_owned(),
+            vec!["train.lora.targets", "`z`"],
+        ),
+    ] {
+        for needle in needles {
+            assert_rejected(
+                Some(&text),
+                &["--profile", "smoke", "--set", &value],
+                needle,
+            );
+        }
+    }
+}

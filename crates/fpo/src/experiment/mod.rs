@@ -255,6 +255,27 @@ fn resolve(
                     format!("{} does not exist ({data_hint})", train.rm.pairs.display()),
                 ));
             }
+            // Their contents too: the model's header, metadata and tensor directory, the
+            // encoder's header, every prompt and pair line (a few hundred ms).
+            let file_error =
+                |key: &str, e: &dyn std::fmt::Display| invalid(key.into(), e.to_string());
+            fpo_model::llm::LoadedModel::check(&train.model)
+                .map_err(|e| file_error("train.model", &e))?;
+            fpo_model::encoder::SentenceEncoder::check(&train.rm.encoder)
+                .map_err(|e| file_error("train.rm.encoder", &e))?;
+            let prompts = crate::llm::data::read_prompts(&train.prompts, 0)
+                .map_err(|e| file_error("train.prompts", &e))?;
+            crate::llm::data::PromptSplit::new(
+                &train.prompts,
+                prompts,
+                train.probe.prompts,
+                train.iterations,
+            )
+            .map_err(|e| file_error("train.prompts", &e))?;
+            if train.rm.init == crate::llm::RmInit::BradleyTerry {
+                crate::llm::data::read_pairs(&train.rm.pairs, train.rm.pairs_limit)
+                    .map_err(|e| file_error("train.rm.pairs", &e))?;
+            }
             let cfg = LlmSuiteConfig {
                 data_dir,
                 models_dir,

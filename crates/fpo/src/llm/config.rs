@@ -203,6 +203,20 @@ impl TrainConfig {
         check_non_negative("train.policy_weight_decay", self.policy_weight_decay)?;
         check_positive("train.rm.lr", self.rm.lr)?;
         check_non_negative("train.rm.weight_decay", self.rm.weight_decay)?;
+        if let Some(t) = self
+            .lora
+            .targets
+            .iter()
+            .find(|t| !["q", "k", "v", "o"].contains(&t.as_str()))
+        {
+            return Err(invalid(
+                "train.lora.targets",
+                format!("unknown projection `{t}` (expected q, k, v or o)"),
+            ));
+        }
+        if self.lora.targets.is_empty() {
+            return Err(invalid("train.lora.targets", "names no projection"));
+        }
         if !(0.0..1.0).contains(&self.lora.dropout) {
             return Err(invalid(
                 "train.lora.dropout",

@@ -20,6 +20,13 @@ pub struct Llama3RopeScaling {
     pub original_max_position: f64,
 }
 
+/// Where a [`LlamaConfig`] was read from (for the keys its errors name).
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Gguf,
+    HfConfig,
+}
+
 /// The shape of a Llama-family decoder.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LlamaConfig {
@@ -68,21 +75,23 @@ impl LlamaConfig {
             Ok(v) => v,
             Err(_) => file.tensor("token_embd.weight")?.shape()[0],
         };
-        Ok(Self {
+        Self {
             vocab_size,
             hidden_size,
             intermediate_size: u("feed_forward_length")?,
             num_layers: u("block_count")?,
             num_heads,
             num_kv_heads: u("attention.head_count_kv").unwrap_or(num_heads),
-            head_dim: u("attention.key_length").unwrap_or(hidden_size / num_heads),
+            head_dim: u("attention.key_length")
+                .unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0)),
             rope_theta: file.f64("llama.rope.freq_base").unwrap_or(10_000.0),
             rms_eps: file.f64("llama.attention.layer_norm_rms_epsilon")?,
             max_position: u("context_length").unwrap_or(4096),
             tie_embeddings: file.tensor("output.weight").is_err(),
             // Llama 3 GGUFs carry the scaling as the `rope_freqs.weight` tensor instead.
             rope_scaling: None,
-        })
+        }
+        .checked(file.path(), Source::Gguf)
     }
 
     /// Reads a Hugging Face `config.json` (`model_type` llama, or a Llama-shaped model).
@@ -135,14 +144,14 @@ impl LlamaConfig {
             }
             _ => None,
         };
-        Ok(Self {
+        Self {
             vocab_size: int("vocab_size")?,
             hidden_size,
             intermediate_size: int("intermediate_size")?,
             num_layers: int("num_hidden_layers")?,
             num_heads,
             num_kv_heads: int("num_key_value_heads").unwrap_or(num_heads),
-            head_dim: int("head_dim").unwrap_or(hidden_size / num_heads),
+            head_dim: int("head_dim").unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0)),
             rope_theta: float("rope_theta", 10_000.0),
             rms_eps: float("rms_norm_eps", 1e-6),
             max_position: int("max_position_embeddings").unwrap_or(4096),
@@ -151,7 +160,106 @@ impl LlamaConfig {
                 .and_then(|x| x.as_bool())
                 .unwrap_or(false),
             rope_scaling,
-        })
+        }
+        .checked(path, Source::HfConfig)
+    }
+
+    /// Refuses shapes no model has (a size of 0, query heads that the key/value heads do not
+    /// divide, sizes past any Llama's) and non-finite or non-positive constants, naming the key
+    /// as the file spells it; they would divide by zero or allocate without bound later.
+    fn checked(self, path: &Path, source: Source) -> Result<Self, LlmError> {
+        let key = |gguf: &str, hf: &str| match source {
+            Source::Gguf => format!("llama.{gguf}"),
+            Source::HfConfig => hf.to_owned(),
+        };
+        let invalid = |key: String, message: String| LlmError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        for (value, k, max) in [
+            (self.vocab_size, key("vocab_size", "vocab_size"), 1 << 22),
+            (
+                self.hidden_size,
+                key("embedding_length", "hidden_size"),
+                1 << 16,
+            ),
+            (
+                self.intermediate_size,
+                key("feed_forward_length", "intermediate_size"),
+                1 << 18,
+            ),
+            (
+                self.num_layers,
+                key("block_count", "num_hidden_layers"),
+                1 << 10,
+            ),
+            (
+                self.num_heads,
+                key("attention.head_count", "num_attention_heads"),
+                1 << 10,
+            ),
+            (
+                self.num_kv_heads,
+                key("attention.head_count_kv", "num_key_value_heads"),
+                1 << 10,
+            ),
+            (
+                self.head_dim,
+                key("attention.key_length", "head_dim"),
+                1 << 12,
+            ),
+            (
+                self.max_position,
+                key("context_length", "max_position_embeddings"),
+                1 << 21,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(invalid(
+                    k,
+                    format!("must be between 1 and {max}, got {value}"),
+                ));
+            }
+        }
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
+            return Err(invalid(
+                key("attention.head_count_kv", "num_key_value_heads"),
+                format!(
+                    "{} key/value heads do not divide {} query heads",
+                    self.num_kv_heads, self.num_heads
+                ),
+            ));
+        }
+        let scaling = self.rope_scaling.map_or(vec![], |s| {
+            vec![
+                (s.factor, "rope_scaling.factor"),
+                (s.low_freq_factor, "rope_scaling.low_freq_factor"),
+                (s.high_freq_factor, "rope_scaling.high_freq_factor"),
+                (
+                    s.original_max_position,
+                    "rope_scaling.original_max_position_embeddings",
+                ),
+            ]
+        });
+        for (x, k) in [
+            (self.rope_theta, key("rope.freq_base", "rope_theta")),
+            (
+                self.rms_eps,
+                key("attention.layer_norm_rms_epsilon", "rms_norm_eps"),
+            ),
+        ]
+        .into_iter()
+        .chain(scaling.into_iter().map(|(x, k)| (x, k.to_owned())))
+        {
+            if !(x.is_finite() && x > 0.0) {
+                return Err(invalid(
+                    k,
+                    format!("must be a positive finite number, got {x}"),
+                ));
+            }
+        }
+        Ok(self)
     }
 
     /// RoPE inverse frequencies (`head_dim / 2` of them), Llama 3 scaling applied.

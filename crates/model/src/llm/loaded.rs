@@ -32,6 +32,32 @@ impl LoadedModel {
         Self::load_on(path, &device, backend.is_cpu())
     }
 
+    /// Checks a model before any work: its metadata or config (shapes, constants), its
+    /// tokenizer (special ids inside the vocabulary) and its tensor directory, every extent
+    /// against the file's size. A GGUF file is read whole (its values' finiteness is checked
+    /// too); a Hugging Face folder's safetensors by their headers alone.
+    pub fn check(path: &Path) -> Result<(), LlmError> {
+        if !path.exists() {
+            return Err(LlmError::Missing {
+                path: path.to_owned(),
+                what: "model file (run `just models` to fetch the defaults)".into(),
+            });
+        }
+        let config = if path.is_dir() {
+            let config = LlamaConfig::from_hf_config(&path.join("config.json"))?;
+            TextTokenizer::from_hf_dir(path)?;
+            for file in super::weights::safetensors_files(path)? {
+                super::weights::check_safetensors_header(&file)?;
+            }
+            config
+        } else {
+            let file = Gguf::open(path)?;
+            TextTokenizer::from_gguf(&file)?;
+            LlamaConfig::from_gguf(&file)?
+        };
+        config.validate(path)
+    }
+
     /// Loads onto an existing device; `cpu_inference` as in [`Llama::from_source`].
     pub fn load_on(path: &Path, device: &Device, cpu_inference: bool) -> Result<Self, LlmError> {
         if !path.exists() {

@@ -69,6 +69,16 @@ pub enum LlmError {
         /// What.
         what: String,
     },
+    /// A metadata or config value out of range (a head count of 0, a non-finite epsilon).
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, as the file names it.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A tensor with the wrong shape or an unreadable safetensors file.
     #[error("{path}: tensor `{name}`: {message}")]
     Tensor {

@@ -164,11 +164,29 @@ impl TextTokenizer {
             file.metadata.get("tokenizer.ggml.add_bos_token"),
             Some(Value::Bool(true))
         );
+        let vocab = tokens.len();
+        let bos = file.u32("tokenizer.ggml.bos_token_id").ok();
+        let pad = file.u32("tokenizer.ggml.padding_token_id").unwrap_or(eos);
+        let ids = [
+            ("tokenizer.ggml.eos_token_id", Some(eos)),
+            ("tokenizer.ggml.eot_token_id", eos_ids.get(1).copied()),
+            ("tokenizer.ggml.bos_token_id", bos),
+            ("tokenizer.ggml.padding_token_id", Some(pad)),
+        ];
+        for (key, id) in ids {
+            if let Some(id) = id.filter(|&id| id as usize >= vocab) {
+                return Err(LlmError::Invalid {
+                    path: path.to_owned(),
+                    key: key.to_owned(),
+                    message: format!("token id {id} is outside the vocabulary of {vocab} tokens"),
+                });
+            }
+        }
         Ok(Self {
             inner,
             source: path.to_owned(),
-            bos: file.u32("tokenizer.ggml.bos_token_id").ok(),
-            pad: file.u32("tokenizer.ggml.padding_token_id").unwrap_or(eos),
+            bos,
+            pad,
             eos: eos_ids,
             add_bos,
             chat_template: file.str("tokenizer.chat_template").ok().map(str::to_owned),
@@ -221,6 +239,14 @@ impl TextTokenizer {
                 what: "key `eos_token` (no end-of-sequence token)".into(),
             });
         };
+        let vocab = inner.get_vocab_size(true);
+        if let Some(&bad) = eos.iter().find(|&&e| e as usize >= vocab) {
+            return Err(LlmError::Invalid {
+                path: dir.to_owned(),
+                key: "eos_token_id".into(),
+                message: format!("token id {bad} is outside the vocabulary of {vocab} tokens"),
+            });
+        }
         let pad = id(token_of("pad_token")).unwrap_or(first_eos);
         // A post-processor in tokenizer.json adds BOS itself (Llama 3); so does `add_bos_token`.
         let add_bos = cfg

@@ -60,36 +60,106 @@ fn gguf_name(hf: &str) -> Option<String> {
     Some(format!("blk.{layer}.{g}"))
 }
 
+/// The safetensors files of a Hugging Face folder: `model.safetensors`, or the shards its
+/// `model.safetensors.index.json` names.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, LlmError> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let idx = dir.join("model.safetensors.index.json");
+    if !idx.is_file() {
+        return Err(LlmError::Missing {
+            path: dir.to_owned(),
+            what: "model.safetensors or model.safetensors.index.json".into(),
+        });
+    }
+    let v = super::read_json(&idx)?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| LlmError::Missing {
+            path: idx.clone(),
+            what: "key `weight_map`".into(),
+        })?;
+    let mut files: Vec<String> = map
+        .values()
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}
+
+/// Checks a safetensors file by its header alone (the data is not read): the header's length
+/// fits the file, its JSON parses, and every tensor's extent lies inside the file and matches
+/// its dtype and shape.
+pub fn check_safetensors_header(path: &Path) -> Result<(), LlmError> {
+    use std::io::Read;
+    let bad = |message: String| LlmError::Tensor {
+        path: path.to_owned(),
+        name: "(header)".into(),
+        message,
+    };
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let len = f.metadata().map_err(io_err(path))?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n).map_err(|_| {
+        bad(format!(
+            "the file has {len} bytes, not even a header length"
+        ))
+    })?;
+    let n = u64::from_le_bytes(n);
+    if n > 100 << 20 || 8 + n > len {
+        return Err(bad(format!(
+            "a header of {n} bytes does not fit a file of {len} bytes"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(io_err(path))?;
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let data = len - 8 - n;
+    for (name, t) in map.iter().filter(|(k, _)| *k != "__metadata__") {
+        let tensor_err = |message: String| LlmError::Tensor {
+            path: path.to_owned(),
+            name: name.clone(),
+            message,
+        };
+        let offsets: Option<Vec<u64>> = t["data_offsets"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_u64()).collect());
+        let Some([start, end]) = offsets
+            .as_deref()
+            .map(|o| <[u64; 2]>::try_from(o).ok())
+            .flatten()
+        else {
+            return Err(tensor_err("no `data_offsets` [start, end]".into()));
+        };
+        let size = match t["dtype"].as_str() {
+            Some("F64" | "I64" | "U64") => 8,
+            Some("F32" | "I32" | "U32") => 4,
+            Some("F16" | "BF16" | "I16" | "U16") => 2,
+            Some("I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2") => 1,
+            other => return Err(tensor_err(format!("dtype {other:?}"))),
+        };
+        let elems = t["shape"]
+            .as_array()
+            .and_then(|s| s.iter().try_fold(1u64, |p, d| p.checked_mul(d.as_u64()?)));
+        let want = elems.and_then(|e| e.checked_mul(size));
+        if start > end || end > data || want != Some(end - start) {
+            return Err(tensor_err(format!(
+                "bytes {start}..{end} of a data section of {data} do not hold its dtype and shape"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl WeightSource {
     /// The safetensors files of a Hugging Face folder (one file or a sharded index).
     pub fn safetensors_dir(dir: &Path) -> Result<Self, LlmError> {
-        let single = dir.join("model.safetensors");
-        let names: Vec<PathBuf> = if single.is_file() {
-            vec![single]
-        } else {
-            let idx = dir.join("model.safetensors.index.json");
-            if !idx.is_file() {
-                return Err(LlmError::Missing {
-                    path: dir.to_owned(),
-                    what: "model.safetensors or model.safetensors.index.json".into(),
-                });
-            }
-            let v = super::read_json(&idx)?;
-            let map = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| LlmError::Missing {
-                    path: idx.clone(),
-                    what: "key `weight_map`".into(),
-                })?;
-            let mut files: Vec<String> = map
-                .values()
-                .filter_map(|f| f.as_str().map(str::to_owned))
-                .collect();
-            files.sort();
-            files.dedup();
-            files.into_iter().map(|f| dir.join(f)).collect()
-        };
+        let names = safetensors_files(dir)?;
         let mut files = Vec::new();
         let mut index = BTreeMap::new();
         for (i, path) in names.into_iter().enumerate() {
