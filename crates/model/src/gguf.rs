@@ -227,6 +227,9 @@ pub struct Gguf {
     data_offset: usize,
 }
 
+/// Deepest nesting of metadata arrays read.
+const MAX_NESTING: usize = 4;
+
 struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -268,7 +271,9 @@ impl Cursor<'_> {
             offset: pos,
         })
     }
-    fn value(&mut self, ty: u32, key: &str) -> Result<Value, GgufError> {
+    /// A value of type `ty`; `depth`: the arrays it sits in (nested past [`MAX_NESTING`] is
+    /// corrupt: no model nests them, and a crafted file would recurse without bound).
+    fn value(&mut self, ty: u32, key: &str, depth: usize) -> Result<Value, GgufError> {
         let what = format!("value of `{key}`");
         Ok(match ty {
             0 => Value::U64(u64::from(self.take(1, &what)?[0])),
@@ -286,6 +291,13 @@ impl Cursor<'_> {
             8 => Value::String(self.string(&what)?),
             9 => {
                 let inner = self.u32(&what)?;
+                if depth >= MAX_NESTING {
+                    return Err(GgufError::Truncated {
+                        path: self.path.to_owned(),
+                        what: format!("{what} (arrays nested past {MAX_NESTING} levels)"),
+                        offset: self.pos,
+                    });
+                }
                 let n = self.u64(&what)? as usize;
                 // Each element takes at least one byte: a count past the end is corrupt.
                 if n > self.bytes.len() - self.pos {
@@ -297,7 +309,7 @@ impl Cursor<'_> {
                 }
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
-                    items.push(self.value(inner, key)?);
+                    items.push(self.value(inner, key, depth + 1)?);
                 }
                 Value::Array(items)
             }
@@ -352,7 +364,7 @@ impl Gguf {
         for _ in 0..n_kv {
             let key = c.string("metadata key")?;
             let ty = c.u32(&format!("type of `{key}`"))?;
-            let value = c.value(ty, &key)?;
+            let value = c.value(ty, &key, 0)?;
             metadata.insert(key, value);
         }
         let mut tensors = Vec::with_capacity(n_tensors.min(1 << 16));
