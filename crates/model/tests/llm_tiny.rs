@@ -300,6 +300,24 @@ fn lora_fresh_is_a_no_op_merged_equals_unmerged_and_survives_save_load() {
     assert_eq!(cfg_back, cfg);
     assert_eq!(back.flat_values(), ad.flat_values());
     assert_eq!(all_logits(&m, &IDS, Some(&back)), unmerged);
+    // An adapter file whose settings say rank 0: refused naming the file and the setting.
+    let bytes = std::fs::read(&path).unwrap();
+    let (from, to) = (br#"\"rank\":4"#, br#"\"rank\":0"#);
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("rank in the header");
+    let mut zero = bytes.clone();
+    zero[at..at + from.len()].copy_from_slice(to);
+    let bad_path = dir.path().join("rank0.safetensors");
+    std::fs::write(&bad_path, zero).unwrap();
+    let err = Adapters::load(&bad_path, &m.config, &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("rank0.safetensors") && err.contains("lora_config"),
+        "{err}"
+    );
 
     // Only q and v: k and o carry nothing.
     let qv = LoraConfig {

@@ -391,3 +391,8 @@ impl SlurmOptions {
         }
     }
 }
+
+/// A flag, or a combination of flags, that cannot work: bad input (exit 2), named.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadFlag(pub String);

@@ -16,7 +16,7 @@ use fpo_model::llm::{Adapters, DEFAULT_ENCODER, DEFAULT_LLM, LoadedModel, models
 use fpo_rundir::{files, to_jsonl};
 use serde::Serialize;
 
-use crate::cli::EvalArgs;
+use crate::cli::{BadFlag, EvalArgs};
 use crate::output::{Bars, RunDir, json, write_atomic};
 use crate::record::Started;
 
@@ -41,21 +41,28 @@ struct EvalSummary<'a> {
 /// Runs `fpo eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
     if args.suite != "truthfulqa" {
-        anyhow::bail!("unknown suite `{}` (available: truthfulqa)", args.suite);
+        return Err(BadFlag(format!(
+            "unknown suite `{}` (available: truthfulqa)",
+            args.suite
+        ))
+        .into());
     }
     if let Some(m) = args
         .metrics
         .iter()
         .find(|m| !["mc", "gen", "syco"].contains(&m.as_str()))
     {
-        anyhow::bail!("unknown metric `{m}` (available: mc, gen, syco)");
+        return Err(BadFlag(format!(
+            "--metrics: unknown metric `{m}` (available: mc, gen, syco)"
+        ))
+        .into());
     }
     let wants = |m: &str| args.metrics.iter().any(|x| x == m);
     let path = args
         .model
         .clone()
         .unwrap_or_else(|| models_dir().join(DEFAULT_LLM));
-    let data = fpo::experiment::data_dir(None).map_err(anyhow::Error::msg)?;
+    let data = fpo::experiment::data_dir(None).map_err(BadFlag)?;
     let items = truthfulqa::items(&data, args.limit, &[])?;
     let model = LoadedModel::load(&path, args.backend, false)?;
     let adapters = args

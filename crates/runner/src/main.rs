@@ -47,6 +47,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<output::AlreadyExists>()
             || e.is::<output::Locked>()
             || e.is::<output::BadOut>()
+            || e.is::<cli::BadFlag>()
             || matches!(
                 e.downcast_ref::<fpo_report::Error>(),
                 Some(fpo_report::Error::NotARun(_) | fpo_report::Error::RunDir(_))
@@ -101,12 +102,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             shard,
         } => {
             if let Some(shard) = shard {
-                let out = out.context("--shard needs --out (the sweep directory)")?;
+                let out = out.ok_or_else(|| {
+                    cli::BadFlag("--shard needs --out (the sweep directory)".into())
+                })?;
                 if backend.is_some() {
-                    anyhow::bail!(
+                    return Err(cli::BadFlag(
                         "--backend does not apply to a shard: it runs the sweep's grid as \
                          `fpo sweep` wrote it (sweep with `--set run.backend=NAME` instead)"
-                    );
+                            .into(),
+                    )
+                    .into());
                 }
                 for dir in
                     sweep::run_shard(&experiment, profile, variants, seeds, set, shard, &out)?

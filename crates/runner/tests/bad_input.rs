@@ -255,3 +255,28 @@ fn llm_inputs_are_checked_before_the_run_directory_exists() {
         }
     }
 }
+
+/// `fpo eval`'s flags and a `base` that is no file: exit 2, the flag or key named.
+#[test]
+fn bad_flags_of_fpo_eval_and_a_base_that_is_no_file_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("eval");
+    for (args, needle) in [
+        (vec!["eval", "nosuch"], "unknown suite `nosuch`"),
+        (
+            vec!["eval", "truthfulqa", "--metrics", "mcc"],
+            "unknown metric `mcc`",
+        ),
+    ] {
+        let mut args = args;
+        args.extend(["--out", out.to_str().unwrap()]);
+        let o = common::fpo(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(!out.exists(), "no output for bad flags");
+    }
+    let text = format!("base = \".\"\n{}", shipped("toy-nn.toml"));
+    assert_rejected(Some(&text), &[], "base");
+    assert_rejected(Some(&text), &[], "not a file");
+}

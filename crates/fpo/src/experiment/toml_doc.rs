@@ -39,6 +39,16 @@ pub(super) fn with_base(
         });
     };
     let base_path = path.parent().unwrap_or(Path::new(".")).join(name);
+    if !base_path.is_file() {
+        return Err(SettingsError::Invalid {
+            path: path.to_owned(),
+            key: "base".into(),
+            message: format!(
+                "`{name}` names {}, which is not a file (a base file is an experiment TOML beside this one)",
+                base_path.display()
+            ),
+        });
+    }
     let (_, mut merged) = read_toml(&base_path)?;
     if merged.contains_key("base") {
         return Err(SettingsError::Invalid {

@@ -44,6 +44,26 @@ impl Default for LoraConfig {
     }
 }
 
+impl LoraConfig {
+    /// Checks the settings: known targets (q, k, v, o), a rank of at least 1, dropout in [0, 1),
+    /// a finite alpha; the message names the setting.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(t) = self.targets.iter().find(|t| !SLOTS.contains(&t.as_str())) {
+            return Err(format!(
+                "lora.targets: unknown projection `{t}` (expected q, k, v or o)"
+            ));
+        }
+        if self.rank == 0 || !(0.0..1.0).contains(&self.dropout) || !self.alpha.is_finite() {
+            return Err(format!(
+                "lora: rank must be positive, dropout in [0, 1) and alpha finite (got rank {}, \
+                 dropout {}, alpha {})",
+                self.rank, self.dropout, self.alpha
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One adapter: `A` `[in, r]`, `B` `[r, out]`.
 #[derive(Module, Debug)]
 pub struct LoraPair {
@@ -123,19 +143,7 @@ impl Adapters {
             (usize, usize, usize),
         ) -> Result<(Vec<f32>, Vec<f32>), LlmError>,
     ) -> Result<Self, LlmError> {
-        for t in &config.targets {
-            if !SLOTS.contains(&t.as_str()) {
-                return Err(LlmError::Request(format!(
-                    "lora.targets: unknown projection `{t}` (expected q, k, v or o)"
-                )));
-            }
-        }
-        if config.rank == 0 || !(0.0..1.0).contains(&config.dropout) {
-            return Err(LlmError::Request(format!(
-                "lora: rank must be positive and dropout in [0, 1) (got rank {}, dropout {})",
-                config.rank, config.dropout
-            )));
-        }
+        config.check().map_err(LlmError::Request)?;
         let (hid, q, kv) = (
             model.hidden_size,
             model.num_heads * model.head_dim,
@@ -250,6 +258,11 @@ impl Adapters {
                     source,
                 })
             })?;
+        config.check().map_err(|message| LlmError::Invalid {
+            path: path.to_owned(),
+            key: "lora_config".into(),
+            message,
+        })?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad("(header)", e.to_string()))?;
         let read = |name: String, shape: [usize; 2]| -> Result<Vec<f32>, LlmError> {
             let v = st.tensor(&name).map_err(|e| bad(&name, e.to_string()))?;
