@@ -15,7 +15,7 @@ use fpo::Variant;
 use fpo_rundir::{ActionRow, RunInfo, files, metrics, read_json, read_jsonl};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{Emit, SetArg, Shard, SlurmOptions, SweepArgs};
+use crate::cli::{BadFlag, Emit, SetArg, Shard, SlurmOptions, SweepArgs};
 use crate::output::{RunDir, json, write_atomic};
 use crate::record;
 use fpo::experiment::{self, Experiment, Overrides, Resolved, Seeds};
@@ -204,9 +204,14 @@ fn single(exp: &Experiment) -> anyhow::Result<&Resolved> {
 
 fn read_sweep(dir: &Path) -> anyhow::Result<SweepFile> {
     let path = dir.join("sweep.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{} is not a sweep directory", dir.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        BadFlag(format!(
+            "{} is not a sweep directory (no {}: {e})",
+            dir.display(),
+            path.display()
+        ))
+    })?;
+    Ok(serde_json::from_str(&text).map_err(|e| BadFlag(format!("{}: {e}", path.display())))?)
 }
 
 /// A shell word.

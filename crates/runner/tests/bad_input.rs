@@ -151,6 +151,10 @@ fn a_folder_that_is_no_run_and_an_out_under_a_file_are_bad_input() {
     for (args, needle) in [
         (vec!["report", tmp.path().to_str().unwrap()], "holds no run"),
         (
+            vec!["merge", tmp.path().to_str().unwrap()],
+            "is not a sweep directory",
+        ),
+        (
             vec![
                 "run",
                 toy.to_str().unwrap(),
