@@ -8,12 +8,14 @@
 //! adds `ladder.json` ([`Ladder`]), a reproduction `reproduce.json` ([`ReproduceIndex`]).
 //!
 //! Timings live in `run.json` (and a ladder's `us_per_step`) only, so two runs of one seed write
-//! the same bytes everywhere else. Plain numbers only: no tensors, no I/O beyond reading a file.
+//! the same bytes everywhere else. Plain numbers only: no tensors, no I/O beyond reading a file
+//! and taking the run's [`lock`].
 
 pub mod actions;
 mod claim;
 mod config;
 pub mod llm;
+pub mod lock;
 pub mod metrics;
 mod run_info;
 mod summary;

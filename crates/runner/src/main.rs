@@ -45,8 +45,13 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             || e.is::<fpo_model::llm::LlmError>()
             || e.is::<fpo_eval::truthfulqa::DataError>()
             || e.is::<output::AlreadyExists>()
-            || e.is::<output::Locked>()
-            || e.is::<output::BadOut>()
+            || matches!(
+                e.downcast_ref::<fpo_rundir::lock::LockError>(),
+                Some(
+                    fpo_rundir::lock::LockError::Held { .. }
+                        | fpo_rundir::lock::LockError::Folder { .. }
+                )
+            )
             || e.is::<cli::BadFlag>()
             || matches!(
                 e.downcast_ref::<fpo_report::Error>(),
