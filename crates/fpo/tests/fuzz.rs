@@ -16,17 +16,6 @@ fn experiments() -> PathBuf {
         .join("../../experiments")
 }
 
-fn config(default: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Values that have broken settings readers: non-finite, negative, huge, of the wrong type.
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -101,7 +90,7 @@ fn load_text(dir: &Path, name: &str, text: &str, profile: Option<&str>) {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_experiment_files_never_panic_the_settings(

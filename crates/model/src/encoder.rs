@@ -54,19 +54,35 @@ pub struct SentenceEncoder {
     device: Device,
 }
 
+/// A folder's `config.json`, checked to be a BERT with exact GELU (what this encoder runs).
+fn bert_config(dir: &Path) -> Result<(std::path::PathBuf, serde_json::Value), LlmError> {
+    let cfg_path = dir.join("config.json");
+    let cfg = crate::llm::read_json(&cfg_path)?;
+    let model_type = cfg.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+    if model_type != "bert" {
+        return Err(LlmError::Unsupported {
+            path: cfg_path,
+            what: format!("encoder model_type `{model_type}` (BERT is supported)"),
+        });
+    }
+    let act = cfg
+        .get("hidden_act")
+        .and_then(|v| v.as_str())
+        .unwrap_or("gelu");
+    if act != "gelu" {
+        return Err(LlmError::Unsupported {
+            path: cfg_path,
+            what: format!("hidden_act `{act}` (exact `gelu` is supported)"),
+        });
+    }
+    Ok((cfg_path, cfg))
+}
+
 impl SentenceEncoder {
     /// Checks a sentence-transformers folder before any work: `config.json` parses as a BERT
     /// config, `tokenizer.json` is there, and `model.safetensors`'s header fits the file.
     pub fn check(dir: &Path) -> Result<(), LlmError> {
-        let cfg_path = dir.join("config.json");
-        let cfg = crate::llm::read_json(&cfg_path)?;
-        let model_type = cfg.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
-        if model_type != "bert" {
-            return Err(LlmError::Unsupported {
-                path: cfg_path,
-                what: format!("encoder model_type `{model_type}` (BERT is supported)"),
-            });
-        }
+        bert_config(dir)?;
         let tj = dir.join("tokenizer.json");
         if !tj.is_file() {
             return Err(LlmError::Missing {
@@ -82,8 +98,7 @@ impl SentenceEncoder {
 
     /// Loads a sentence-transformers folder onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, LlmError> {
-        let cfg_path = dir.join("config.json");
-        let cfg = crate::llm::read_json(&cfg_path)?;
+        let (cfg_path, cfg) = bert_config(dir)?;
         let int = |k: &str| {
             cfg.get(k)
                 .and_then(|v| v.as_u64())
@@ -93,23 +108,6 @@ impl SentenceEncoder {
                     what: format!("key `{k}`"),
                 })
         };
-        let model_type = cfg.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
-        if model_type != "bert" {
-            return Err(LlmError::Unsupported {
-                path: cfg_path.clone(),
-                what: format!("encoder model_type `{model_type}` (BERT is supported)"),
-            });
-        }
-        let act = cfg
-            .get("hidden_act")
-            .and_then(|v| v.as_str())
-            .unwrap_or("gelu");
-        if act != "gelu" {
-            return Err(LlmError::Unsupported {
-                path: cfg_path.clone(),
-                what: format!("hidden_act `{act}` (exact `gelu` is supported)"),
-            });
-        }
         let pooling = dir.join("1_Pooling/config.json");
         if pooling.is_file() {
             let p = crate::llm::read_json(&pooling)?;

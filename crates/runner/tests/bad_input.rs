@@ -4,11 +4,7 @@
 
 mod common;
 
-use common::{assert_rejected, root};
-
-fn shipped(name: &str) -> String {
-    std::fs::read_to_string(root().join("experiments").join(name)).unwrap()
-}
+use common::{assert_rejected, root, shipped};
 
 /// Values that are not numbers: TOML's `nan` and `inf`, in the file or through `--set`.
 #[test]

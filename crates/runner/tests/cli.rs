@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_rejected, fpo, ok, root};
+use common::{assert_rejected, fpo, ok, shipped};
 
 #[derive(Debug, serde::Deserialize)]
 struct Row {
@@ -162,10 +162,6 @@ fn runs_are_deterministic() {
             assert!(x == y, "{file}: {name} differs between two runs");
         }
     }
-}
-
-fn shipped(name: &str) -> String {
-    std::fs::read_to_string(root().join("experiments").join(name)).unwrap()
 }
 
 #[test]

@@ -68,16 +68,15 @@ impl std::str::FromStr for Seeds {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("`{s}` is not a seed range: use `A..B` (half-open), `N` or `N,M,...`");
+        let too_many = |n: u64| format!("`{s}` selects {n} seeds; at most {MAX_SEEDS} run at once");
         let seeds: Vec<u64> = if let Some((a, b)) = s.split_once("..") {
             let (a, b): (u64, u64) = (
                 a.trim().parse().map_err(|_| bad())?,
                 b.trim().parse().map_err(|_| bad())?,
             );
+            // Counted before they are collected: a huge range would not fit in memory.
             if b.saturating_sub(a) > MAX_SEEDS as u64 {
-                return Err(format!(
-                    "`{s}` selects {} seeds; at most {MAX_SEEDS} run at once",
-                    b - a
-                ));
+                return Err(too_many(b - a));
             }
             (a..b).collect()
         } else {
@@ -89,10 +88,7 @@ impl std::str::FromStr for Seeds {
             return Err(format!("`{s}` selects no seed"));
         }
         if seeds.len() > MAX_SEEDS {
-            return Err(format!(
-                "`{s}` selects {} seeds; at most {MAX_SEEDS} run at once",
-                seeds.len()
-            ));
+            return Err(too_many(seeds.len() as u64));
         }
         Ok(Seeds(seeds))
     }

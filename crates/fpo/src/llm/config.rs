@@ -166,7 +166,6 @@ impl TrainConfig {
             ("train.grad_accumulation", self.grad_accumulation),
             ("train.checkpoint_every", self.checkpoint_every),
             ("train.rm.max_tokens", self.rm.max_tokens),
-            ("train.lora.rank", self.lora.rank),
             ("train.probe.every", self.probe.every),
         ];
         for (key, v) in positive {
@@ -203,26 +202,9 @@ impl TrainConfig {
         check_non_negative("train.policy_weight_decay", self.policy_weight_decay)?;
         check_positive("train.rm.lr", self.rm.lr)?;
         check_non_negative("train.rm.weight_decay", self.rm.weight_decay)?;
-        if let Some(t) = self
-            .lora
-            .targets
-            .iter()
-            .find(|t| !["q", "k", "v", "o"].contains(&t.as_str()))
-        {
-            return Err(invalid(
-                "train.lora.targets",
-                format!("unknown projection `{t}` (expected q, k, v or o)"),
-            ));
-        }
-        if self.lora.targets.is_empty() {
-            return Err(invalid("train.lora.targets", "names no projection"));
-        }
-        if !(0.0..1.0).contains(&self.lora.dropout) {
-            return Err(invalid(
-                "train.lora.dropout",
-                format!("must be in [0, 1), got {}", self.lora.dropout),
-            ));
-        }
+        self.lora
+            .check()
+            .map_err(|(key, m)| invalid(format!("train.lora.{key}"), m))?;
         if !(self.rm.holdout > 0.0 && self.rm.holdout < 1.0) {
             return Err(invalid(
                 "train.rm.holdout",

@@ -222,6 +222,12 @@ impl LlamaConfig {
                 ));
             }
         }
+        if !self.head_dim.is_multiple_of(2) {
+            return Err(LlmError::Unsupported {
+                path: path.to_owned(),
+                what: format!("odd head dimension {} (RoPE rotates pairs)", self.head_dim),
+            });
+        }
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(invalid(
                 key("attention.head_count_kv", "num_key_value_heads"),
@@ -287,25 +293,5 @@ impl LlamaConfig {
                 }
             })
             .collect()
-    }
-
-    /// Checks the shape is self-consistent.
-    pub fn validate(&self, path: &Path) -> Result<(), LlmError> {
-        let bad = |what: String| {
-            Err(LlmError::Unsupported {
-                path: path.to_owned(),
-                what,
-            })
-        };
-        if self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads) {
-            return bad(format!(
-                "head counts: {} query heads are not a multiple of {} key/value heads",
-                self.num_heads, self.num_kv_heads
-            ));
-        }
-        if !self.head_dim.is_multiple_of(2) {
-            return bad(format!("odd head dimension {}", self.head_dim));
-        }
-        Ok(())
     }
 }

@@ -37,46 +37,21 @@ impl LoadedModel {
     /// against the file's size. A GGUF file is read whole (its values' finiteness is checked
     /// too); a Hugging Face folder's safetensors by their headers alone.
     pub fn check(path: &Path) -> Result<(), LlmError> {
-        if !path.exists() {
-            return Err(LlmError::Missing {
-                path: path.to_owned(),
-                what: "model file (run `just models` to fetch the defaults)".into(),
-            });
-        }
-        let config = if path.is_dir() {
-            let config = LlamaConfig::from_hf_config(&path.join("config.json"))?;
-            TextTokenizer::from_hf_dir(path)?;
+        if open(path)?.2.is_none() {
             for file in super::weights::safetensors_files(path)? {
                 super::weights::check_safetensors_header(&file)?;
             }
-            config
-        } else {
-            let file = Gguf::open(path)?;
-            TextTokenizer::from_gguf(&file)?;
-            LlamaConfig::from_gguf(&file)?
-        };
-        config.validate(path)
+        }
+        Ok(())
     }
 
     /// Loads onto an existing device; `cpu_inference` as in [`Llama::from_source`].
     pub fn load_on(path: &Path, device: &Device, cpu_inference: bool) -> Result<Self, LlmError> {
-        if !path.exists() {
-            return Err(LlmError::Missing {
-                path: path.to_owned(),
-                what: "model file (run `just models` to fetch the defaults)".into(),
-            });
-        }
-        let (config, tokenizer, source) = if path.is_dir() {
-            let config = LlamaConfig::from_hf_config(&path.join("config.json"))?;
-            let tokenizer = TextTokenizer::from_hf_dir(path)?;
-            (config, tokenizer, WeightSource::safetensors_dir(path)?)
-        } else {
-            let file = Gguf::open(path)?;
-            let config = LlamaConfig::from_gguf(&file)?;
-            let tokenizer = TextTokenizer::from_gguf(&file)?;
-            (config, tokenizer, WeightSource::Gguf(Box::new(file)))
+        let (config, tokenizer, gguf) = open(path)?;
+        let source = match gguf {
+            Some(file) => WeightSource::Gguf(Box::new(file)),
+            None => WeightSource::safetensors_dir(path)?,
         };
-        config.validate(path)?;
         let model = Llama::from_source(&config, &source, path, device, cpu_inference)?;
         Ok(Self {
             path: path.to_owned(),
@@ -84,5 +59,25 @@ impl LoadedModel {
             tokenizer,
             model,
         })
+    }
+}
+
+/// A model's shape and tokenizer, read and checked (`LlamaConfig`'s and the tokenizer's checks),
+/// and for a GGUF file the parsed file; a Hugging Face folder's weights are not read here.
+fn open(path: &Path) -> Result<(LlamaConfig, TextTokenizer, Option<Gguf>), LlmError> {
+    if !path.exists() {
+        return Err(LlmError::Missing {
+            path: path.to_owned(),
+            what: "model file (run `just models` to fetch the defaults)".into(),
+        });
+    }
+    if path.is_dir() {
+        let config = LlamaConfig::from_hf_config(&path.join("config.json"))?;
+        Ok((config, TextTokenizer::from_hf_dir(path)?, None))
+    } else {
+        let file = Gguf::open(path)?;
+        let config = LlamaConfig::from_gguf(&file)?;
+        let tokenizer = TextTokenizer::from_gguf(&file)?;
+        Ok((config, tokenizer, Some(file)))
     }
 }

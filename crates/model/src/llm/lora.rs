@@ -45,20 +45,30 @@ impl Default for LoraConfig {
 }
 
 impl LoraConfig {
-    /// Checks the settings: known targets (q, k, v, o), a rank of at least 1, dropout in [0, 1),
-    /// a finite alpha; the message names the setting.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks the settings: known targets (q, k, v, o), at least one, a rank of at least 1,
+    /// dropout in [0, 1), a finite alpha. The error is the setting's name (`targets`, `rank`,
+    /// `dropout`, `alpha`) and what is wrong with it.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
         if let Some(t) = self.targets.iter().find(|t| !SLOTS.contains(&t.as_str())) {
-            return Err(format!(
-                "lora.targets: unknown projection `{t}` (expected q, k, v or o)"
+            return Err((
+                "targets",
+                format!("unknown projection `{t}` (expected q, k, v or o)"),
             ));
         }
-        if self.rank == 0 || !(0.0..1.0).contains(&self.dropout) || !self.alpha.is_finite() {
-            return Err(format!(
-                "lora: rank must be positive, dropout in [0, 1) and alpha finite (got rank {}, \
-                 dropout {}, alpha {})",
-                self.rank, self.dropout, self.alpha
+        if self.targets.is_empty() {
+            return Err(("targets", "names no projection".into()));
+        }
+        if self.rank == 0 {
+            return Err(("rank", "must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err((
+                "dropout",
+                format!("must be in [0, 1), got {}", self.dropout),
             ));
+        }
+        if !self.alpha.is_finite() {
+            return Err(("alpha", format!("must be finite, got {}", self.alpha)));
         }
         Ok(())
     }
@@ -143,7 +153,9 @@ impl Adapters {
             (usize, usize, usize),
         ) -> Result<(Vec<f32>, Vec<f32>), LlmError>,
     ) -> Result<Self, LlmError> {
-        config.check().map_err(LlmError::Request)?;
+        config
+            .check()
+            .map_err(|(key, m)| LlmError::Request(format!("lora.{key}: {m}")))?;
         let (hid, q, kv) = (
             model.hidden_size,
             model.num_heads * model.head_dim,
@@ -258,9 +270,9 @@ impl Adapters {
                     source,
                 })
             })?;
-        config.check().map_err(|message| LlmError::Invalid {
+        config.check().map_err(|(key, message)| LlmError::Invalid {
             path: path.to_owned(),
-            key: "lora_config".into(),
+            key: format!("lora_config.{key}"),
             message,
         })?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad("(header)", e.to_string()))?;

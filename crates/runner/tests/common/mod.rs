@@ -85,3 +85,8 @@ pub fn assert_rejected(text: Option<&str>, extra: &[&str], needle: &str) {
     let partial = tmp.path().join("run.partial");
     assert!(!partial.exists(), "a partial run directory was left behind");
 }
+
+/// A shipped experiment file's text (`experiments/NAME`).
+pub fn shipped(name: &str) -> String {
+    std::fs::read_to_string(root().join("experiments").join(name)).unwrap()
+}
