@@ -192,12 +192,14 @@ bench-model: models
     RAYON_NUM_THREADS=1 cargo bench -q --workspace --bench qmatmul
 
 # fpo and Hugging Face transformers measured side by side, alternating within one run (issue #8
-# asks for the ratio, not figures from another day): ROUNDS rounds at 1 and 2 threads, each
-# round's ratio against the targets, and how many rounds meet them. Needs `just bench-venv`.
-[doc("fpo against transformers, alternating, ROUNDS rounds at 1 and 2 threads.")]
-bench-model-compare rounds="3": models
+# asks for the ratio, not figures from another day): per CPU kernel path (PATHS: `all` the CPU
+# has, or e.g. `avx2`), ROUNDS rounds at 1 and 2 threads, each round's ratio against the
+# targets, and how many rounds meet them. Below AVX-512 transformers is pinned to AVX2 too.
+# Needs `just bench-venv`.
+[doc("fpo against transformers per kernel path, alternating, ROUNDS rounds at 1 and 2 threads.")]
+bench-model-compare rounds="4" paths="all": models
     cargo bench --workspace --bench llm --no-run
-    "$HOME/.cache/fpo-bench-venv/bin/python" scripts/bench-compare.py {{rounds}} "$FPO_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
+    "$HOME/.cache/fpo-bench-venv/bin/python" scripts/bench-compare.py {{rounds}} "$FPO_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf" {{paths}}
 
 # The Python environment of `bench-model-compare` (transformers and torch as the golden fixtures
 # were made; ~6 GB with torch's CUDA libraries, which PyPI's Linux wheel depends on).

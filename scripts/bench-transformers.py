@@ -74,6 +74,7 @@ def main() -> None:
                 "decode_b1": decode[0],
                 "decode_b8": decode[1],
                 "rss_gb": rss_gb,
+                "kernels": torch.backends.cpu.get_cpu_capability().lower(),
             }
         )
     )

@@ -2,7 +2,9 @@
 //! batch 1 and 8 on the 38-token chat prompt of the golden tests, one LoRA training step
 //! (forward + backward) on 160 tokens, and peak resident memory. Threads: `RAYON_NUM_THREADS`.
 //! Prints one table row; the recipe runs it at 1 and 2 threads beside the reference figures.
-//! `FPO_BENCH_BACKEND` picks the backend (default `flex`; `just gpu-check` runs it on each).
+//! `FPO_BENCH_BACKEND` picks the backend (default `flex`; `just gpu-check` runs it on each);
+//! `FPO_CPU` the host kernels' path (default: the best this CPU has). The LoRA step runs on
+//! burn's f32 gemm, which `FPO_CPU` does not steer.
 
 #![allow(clippy::print_stdout)]
 
@@ -31,6 +33,8 @@ fn main() {
     let backend = std::env::var("FPO_BENCH_BACKEND").map_or(BackendKind::Flex, |b| {
         BackendKind::from_name(&b).unwrap_or_else(|| panic!("FPO_BENCH_BACKEND: unknown `{b}`"))
     });
+    // A kernel path `FPO_CPU` forces and this CPU lacks ends the bench here, with the reason.
+    fpo_model::CpuPath::from_env().unwrap_or_else(|e| panic!("{e}"));
     let path = models_dir().join(DEFAULT_LLM);
     let m = LoadedModel::load(&path, backend, false).unwrap_or_else(|e| panic!("{e}"));
     let tok = &m.tokenizer;
@@ -123,12 +127,15 @@ fn main() {
             "decode_b8": decode[1],
             "rss_gb": rss_inference,
             "lora_step_s": step,
+            "kernels": fpo_model::CpuPath::active().name(),
         });
         println!("{row}");
     } else {
         println!(
-            "| {engine} | {threads} | {prefill:.0} | {:.1} | {:.1} | {rss_inference:.2} GB | {step:.2} s |",
-            decode[0], decode[1]
+            "| {engine}, {} kernels | {threads} | {prefill:.0} | {:.1} | {:.1} | {rss_inference:.2} GB | {step:.2} s |",
+            fpo_model::CpuPath::active(),
+            decode[0],
+            decode[1]
         );
     }
 }

@@ -1,8 +1,10 @@
 //! Throughput of the quantised matrix product ([`fpo_model::llm::quant::QMatrix::matmul`]) on
 //! SmolLM2's real blocks, per batch size, beside burn's f32 matmul (flex, AVX-512 gemm) of the
 //! same dequantised weights: `cargo bench --bench qmatmul` (threads: `RAYON_NUM_THREADS`).
-//! Prints microseconds per product and GFLOP/s per shape: the decoder takes the quantised path
-//! for as many token rows as it wins at (`QUANT_MAX_ROWS`).
+//! Prints microseconds per product and GFLOP/s per shape, for each CPU kernel path this CPU has
+//! (AVX-512, AVX2, portable; `FPO_CPU` does not change this table, and burn's gemm keeps its own
+//! dispatch): the decoder takes the quantised path for as many token rows as it wins at
+//! (`QUANT_MAX_ROWS`).
 
 #![allow(clippy::print_stdout)]
 
@@ -12,7 +14,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use fpo_model::gguf::Gguf;
 use fpo_model::llm::quant::QMatrix;
 use fpo_model::llm::{DEFAULT_LLM, models_dir};
-use fpo_model::{BackendKind, device};
+use fpo_model::{BackendKind, CpuPath, device};
 
 /// Best-of-3 mean microseconds of `f` over `reps` calls.
 fn time(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -32,9 +34,9 @@ fn main() {
     let file = Gguf::open(&models_dir().join(DEFAULT_LLM)).unwrap_or_else(|e| panic!("{e}"));
     let dev = device(BackendKind::Flex, false).unwrap();
     println!(
-        "| matrix | rows x cols | inputs | quantised: us | GFLOP/s | burn f32 gemm: us | GFLOP/s |"
+        "| matrix | rows x cols | inputs | kernel path | quantised: us | GFLOP/s | burn f32 gemm: us | GFLOP/s |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for name in ["blk.0.ffn_gate.weight", "blk.0.ffn_down.weight"] {
         let q = QMatrix::from_gguf(&file, name, None)
             .unwrap_or_else(|e| panic!("{e}"))
@@ -50,9 +52,6 @@ fn main() {
                 .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
                 .collect();
             let reps = (2000 / n).max(50);
-            let quant = time(reps, || {
-                std::hint::black_box(q.matmul(std::hint::black_box(&x), n));
-            });
             let gemm = time(reps, || {
                 let xt = Tensor::<2>::from_data(
                     TensorData::new(x.clone(), [n, cols]),
@@ -61,11 +60,16 @@ fn main() {
                 std::hint::black_box(xt.matmul(wt.clone()).into_data());
             });
             let gf = |us: f64| 2.0 * (rows * cols * n) as f64 / us / 1e3;
-            println!(
-                "| {name} | {rows} x {cols} | {n} | {quant:.1} | {:.1} | {gemm:.1} | {:.1} |",
-                gf(quant),
-                gf(gemm)
-            );
+            for path in CpuPath::supported() {
+                let quant = time(reps, || {
+                    std::hint::black_box(q.matmul_on(std::hint::black_box(&x), n, path));
+                });
+                println!(
+                    "| {name} | {rows} x {cols} | {n} | {path} | {quant:.1} | {:.1} | {gemm:.1} | {:.1} |",
+                    gf(quant),
+                    gf(gemm)
+                );
+            }
         }
     }
 }

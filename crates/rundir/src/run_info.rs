@@ -78,15 +78,20 @@ pub struct Machine {
     pub arch: String,
     /// Threads available.
     pub threads: usize,
+    /// The CPU kernel path the host kernels took (`avx512`, `avx2`, `portable`; `fpo_model::cpu`),
+    /// empty in records written before it was recorded.
+    #[serde(default)]
+    pub cpu_kernels: String,
 }
 
 impl Machine {
-    /// This machine.
-    pub fn here() -> Self {
+    /// This machine, whose host kernels take the path named `cpu_kernels`.
+    pub fn here(cpu_kernels: &str) -> Self {
         Self {
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_kernels: cpu_kernels.into(),
         }
     }
 }

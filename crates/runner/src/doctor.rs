@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use fpo_model::BackendKind;
 use fpo_model::backend::{BackendProbe, probe};
 use fpo_model::llm::{DEFAULT_ENCODER, DEFAULT_LLM, models_dir};
+use fpo_model::{BackendKind, CpuPath};
 use serde::Serialize;
 
 /// A device's result may differ from the host's `f64` by rounding only; more is a broken device.
@@ -16,9 +16,31 @@ struct Report {
     fpo_version: &'static str,
     burn_version: &'static str,
     backends: Vec<BackendProbe>,
+    cpu_kernels: CpuKernels,
     models_dir: PathBuf,
     models: Vec<ModelFile>,
     data_dir: Result<PathBuf, String>,
+}
+
+/// The host kernels' path: the one that runs (or `FPO_CPU`'s refusal) and those this CPU has.
+#[derive(Debug, Serialize)]
+struct CpuKernels {
+    active: Result<&'static str, String>,
+    supported: Vec<&'static str>,
+}
+
+impl CpuKernels {
+    fn here() -> Self {
+        Self {
+            active: CpuPath::from_env()
+                .map(CpuPath::name)
+                .map_err(|e| e.to_string()),
+            supported: CpuPath::supported()
+                .into_iter()
+                .map(CpuPath::name)
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -43,13 +65,15 @@ fn failed(p: &BackendProbe) -> bool {
     p.compiled_in && !p.check_max_abs_diff.is_some_and(|d| d <= CHECK_TOLERANCE)
 }
 
-/// Prints the report; exit 1 when a compiled-in backend fails its check.
+/// Prints the report; exit 1 when a compiled-in backend fails its check or `FPO_CPU` names a
+/// path this CPU lacks.
 pub fn run(as_json: bool) -> anyhow::Result<ExitCode> {
     let dir = models_dir();
     let report = Report {
         fpo_version: env!("CARGO_PKG_VERSION"),
         burn_version: fpo_model::BURN_VERSION,
         backends: BackendKind::ALL.into_iter().map(probe).collect(),
+        cpu_kernels: CpuKernels::here(),
         models: [("policy", DEFAULT_LLM), ("encoder", DEFAULT_ENCODER)]
             .into_iter()
             .map(|(name, file)| ModelFile {
@@ -66,11 +90,13 @@ pub fn run(as_json: bool) -> anyhow::Result<ExitCode> {
     } else {
         print_text(&report);
     }
-    Ok(if report.backends.iter().any(failed) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if report.backends.iter().any(failed) || report.cpu_kernels.active.is_err() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn print_text(r: &Report) {
@@ -94,6 +120,12 @@ fn print_text(r: &Report) {
         {
             println!("           {e}");
         }
+    }
+    let k = &r.cpu_kernels;
+    let has = k.supported.join(", ");
+    match &k.active {
+        Ok(p) => println!("\ncpu kernels: {p} (this CPU has: {has}; `FPO_CPU` forces one)"),
+        Err(e) => println!("\ncpu kernels: REFUSED: {e}"),
     }
     println!(
         "\nmodels ({}, `just models` fills it):",

@@ -43,6 +43,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         e.is::<SettingsError>()
             || e.is::<fpo_judge::JudgeError>()
             || e.is::<fpo_model::llm::LlmError>()
+            || e.is::<fpo_model::CpuPathError>()
             || e.is::<fpo_eval::truthfulqa::DataError>()
             || e.is::<output::AlreadyExists>()
             || matches!(
@@ -62,6 +63,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !matches!(cli.command, Command::Doctor { .. }) {
+        // A kernel path the CPU lacks is refused before any work (`fpo doctor` reports it).
+        fpo_model::CpuPath::from_env()?;
+    }
     match cli.command {
         Command::Doctor { json } => return doctor::run(json),
         Command::Generate(args) => llm_cli::generate(args)?,

@@ -63,8 +63,10 @@ impl LoadedModel {
 }
 
 /// A model's shape and tokenizer, read and checked (`LlamaConfig`'s and the tokenizer's checks),
-/// and for a GGUF file the parsed file; a Hugging Face folder's weights are not read here.
+/// and for a GGUF file the parsed file; a Hugging Face folder's weights are not read here. A
+/// kernel path `FPO_CPU` forces and the CPU lacks is refused here, before any kernel runs.
 fn open(path: &Path) -> Result<(LlamaConfig, TextTokenizer, Option<Gguf>), LlmError> {
+    crate::cpu::CpuPath::from_env()?;
     if !path.exists() {
         return Err(LlmError::Missing {
             path: path.to_owned(),

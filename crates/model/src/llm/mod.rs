@@ -103,6 +103,9 @@ pub enum LlmError {
     /// The backend the model was asked to load on is not available.
     #[error(transparent)]
     Backend(#[from] crate::backend::BackendError),
+    /// `FPO_CPU` forces a kernel path this CPU lacks.
+    #[error(transparent)]
+    Cpu(#[from] crate::cpu::CpuPathError),
 }
 
 /// File name of the default policy inside the models folder (`just models`).

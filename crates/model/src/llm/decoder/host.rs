@@ -17,6 +17,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::{Llama, Quantized};
+use crate::cpu::CpuPath;
 use crate::llm::lora::{Adapters, LoraPair};
 
 /// One adapter on the host: `A` `[in, r]`, `B` `[r, out]`, row-major.
@@ -198,12 +199,37 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Attention of the query heads in `q` (each `head_dim` wide) against one key/value head of one
 /// sequence: `out[h] = softmax(q[h] · k / sqrt(d)) v` over the positions where `valid` holds.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-fn attend(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &mut [f32]) {
+/// Compiled for the kernel path `path` as the quantised products are ([`CpuPath`]): with 16
+/// lanes for AVX-512, else for AVX2+FMA (or NEON) where the CPU has it.
+fn attend(
+    path: CpuPath,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    valid: &[bool],
+    scale: f32,
+    out: &mut [f32],
+) {
+    if path == CpuPath::Avx512 {
+        attend_wide(q, k, v, valid, scale, out);
+    } else {
+        attend_narrow(q, k, v, valid, scale, out);
+    }
+}
+
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma"))]
+fn attend_wide(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &mut [f32]) {
+    attention(q, k, v, valid, scale, out);
+}
+
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn attend_narrow(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &mut [f32]) {
+    attention(q, k, v, valid, scale, out);
+}
+
+/// [`attend`]'s loops, inlined into each compiled version.
+#[inline(always)]
+fn attention(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &mut [f32]) {
     let hd = k.len() / valid.len();
     let mut p = vec![0.0f32; valid.len()];
     for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
@@ -358,6 +384,7 @@ impl HostDecoder<'_> {
             // head's positions of the row, up to and including the token's own.
             let mut att = vec![0.0f32; n * qw];
             let (keys, values, valid, f) = (&*keys, &*values, &self.valid, &f);
+            let path = CpuPath::active();
             let task = |(k, out): (usize, &mut [f32])| {
                 let (i, head) = (k / nh, k % nh);
                 let r = i / t;
@@ -365,6 +392,7 @@ impl HostDecoder<'_> {
                 let base = (r * nkv + head / rep) * cap * hd;
                 let seen = at + i % t + 1;
                 attend(
+                    path,
                     q,
                     &keys[base..base + seen * hd],
                     &values[base..base + seen * hd],

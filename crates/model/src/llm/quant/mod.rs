@@ -1,0 +1,406 @@
+//! Matrix products straight from GGUF's quantised blocks (Q4_0, Q4_1, Q8_0), for CPU inference.
+//!
+//! Decoding one token reads every weight once, so on a CPU it is bound by memory bandwidth:
+//! f32 weights move 4 bytes per weight, Q4_1 blocks 0.625. burn's CPU backend dequantises a
+//! quantised tensor before a matmul, so this module multiplies from the blocks themselves. Each
+//! weight is `d * q + m` exactly as [`crate::gguf::dequantize`] computes it; only the summation
+//! order differs from the f32 path (the golden tests hold on both). Output rows are split across
+//! rayon threads and every dot product is summed in a fixed order, so results do not depend on
+//! the thread count.
+//!
+//! Three kernel paths ([`CpuPath`]): [`avx512`] and [`avx2`] (intrinsics, one design in 16- and
+//! 8-lane vectors) and [`portable`] (plain loops the compiler vectorises). The best the CPU has
+//! runs, or the one `FPO_CPU` forces.
+
+use rayon::prelude::*;
+
+use crate::cpu::CpuPath;
+use crate::gguf::{GgmlType, Gguf, GgufError, permuted_qk_row};
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod portable;
+
+/// A `[rows, cols]` matrix (Hugging Face's `[out, in]`) from GGUF blocks of 32 weights, kept in
+/// the file's own packing: 4-bit blocks as 16 bytes of two nibbles (weights `j` and `j + 16`),
+/// 8-bit blocks as 32 signed bytes, plus each block's scale `d` and offset `m` in `f32`
+/// (weight = `d * q + m`; Q4_0's `d * (q - 8)` becomes `m = -8 d`). Decoding reads 0.75 bytes per
+/// 4-bit weight: a fifth of the f32 traffic.
+#[derive(Debug, Clone)]
+pub struct QMatrix {
+    rows: usize,
+    cols: usize,
+    /// 4 or 8.
+    bits: u8,
+    q: Vec<u8>,
+    d: Vec<f32>,
+    m: Option<Vec<f32>>,
+}
+
+fn h(b: &[u8]) -> f32 {
+    half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+}
+
+impl QMatrix {
+    /// The tensor `name` if it is a matrix in a block type this module multiplies from; rows
+    /// un-permuted for `heads` (Q/K projections) as [`crate::gguf::unpermute_qk`] does.
+    pub fn from_gguf(
+        file: &Gguf,
+        name: &str,
+        heads: Option<usize>,
+    ) -> Result<Option<Self>, GgufError> {
+        let info = file.tensor(name)?;
+        if info.dims.len() != 2 {
+            return Ok(None);
+        }
+        let shape = info.shape();
+        let Some(mut out) = Self::from_blocks(info.ty, file.tensor_data(name)?, shape[0], shape[1])
+        else {
+            return Ok(None);
+        };
+        if let Some(n_head) = heads {
+            out.unpermute(n_head);
+        }
+        Ok(Some(out))
+    }
+
+    /// A `[rows, cols]` matrix from its raw GGUF blocks, if `ty` is Q4_0, Q4_1 or Q8_0 and the
+    /// rows are whole blocks.
+    pub fn from_blocks(ty: GgmlType, raw: &[u8], rows: usize, cols: usize) -> Option<Self> {
+        if !matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+            || !cols.is_multiple_of(32)
+        {
+            return None;
+        }
+        let (_, block_bytes) = ty.block()?;
+        let blocks = rows * cols / 32;
+        if raw.len() != blocks * block_bytes {
+            return None;
+        }
+        let bits = if ty == GgmlType::Q8_0 { 8 } else { 4 };
+        let mut q = Vec::with_capacity(blocks * usize::from(bits) * 4);
+        let mut d = Vec::with_capacity(blocks);
+        let mut m = (ty != GgmlType::Q8_0).then(|| Vec::with_capacity(blocks));
+        for blk in raw.chunks_exact(block_bytes) {
+            let scale = h(&blk[..2]);
+            d.push(scale);
+            match ty {
+                GgmlType::Q8_0 => q.extend_from_slice(&blk[2..]),
+                GgmlType::Q4_1 => {
+                    m.as_mut()?.push(h(&blk[2..4]));
+                    q.extend_from_slice(&blk[4..]);
+                }
+                _ => {
+                    m.as_mut()?.push(-8.0 * scale);
+                    q.extend_from_slice(&blk[2..]);
+                }
+            }
+        }
+        Some(Self {
+            rows,
+            cols,
+            bits,
+            q,
+            d,
+            m,
+        })
+    }
+
+    /// Bytes of `q` per row.
+    fn row_bytes(&self) -> usize {
+        self.cols * usize::from(self.bits) / 8
+    }
+
+    /// Restores Hugging Face's row order of a Q/K matrix (see [`crate::gguf::permuted_qk_row`]).
+    fn unpermute(&mut self, n_head: usize) {
+        let (rb, bpr) = (self.row_bytes(), self.cols / 32);
+        let (q, d, m) = (self.q.clone(), self.d.clone(), self.m.clone());
+        for hf in 0..self.rows {
+            let gg = permuted_qk_row(hf, self.rows, n_head);
+            self.q[hf * rb..(hf + 1) * rb].copy_from_slice(&q[gg * rb..(gg + 1) * rb]);
+            self.d[hf * bpr..(hf + 1) * bpr].copy_from_slice(&d[gg * bpr..(gg + 1) * bpr]);
+            if let (Some(dst), Some(src)) = (self.m.as_mut(), m.as_ref()) {
+                dst[hf * bpr..(hf + 1) * bpr].copy_from_slice(&src[gg * bpr..(gg + 1) * bpr]);
+            }
+        }
+    }
+
+    /// One matrix of `parts`' rows stacked (same width and block type): one product instead of
+    /// several over the same input (Q/K/V, gate/up).
+    pub fn stack(parts: Vec<QMatrix>) -> Option<Self> {
+        let first = parts.first()?;
+        let (cols, bits, with_m) = (first.cols, first.bits, first.m.is_some());
+        if parts
+            .iter()
+            .any(|p| p.cols != cols || p.bits != bits || p.m.is_some() != with_m)
+        {
+            return None;
+        }
+        let mut out = Self {
+            rows: 0,
+            cols,
+            bits,
+            q: Vec::new(),
+            d: Vec::new(),
+            m: with_m.then(Vec::new),
+        };
+        for p in parts {
+            out.rows += p.rows;
+            out.q.extend(p.q);
+            out.d.extend(p.d);
+            if let (Some(dst), Some(src)) = (out.m.as_mut(), p.m) {
+                dst.extend(src);
+            }
+        }
+        Some(out)
+    }
+
+    /// Output width.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input width.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// `x @ Wᵀ` for `n` inputs `x` (`[n, cols]`, row-major): `[n, rows]`, on the kernel path of
+    /// this process ([`CpuPath::active`]).
+    pub fn matmul(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let path = CpuPath::active();
+        self.matmul_on(x, n, path)
+            .unwrap_or_else(|| self.matmul_on(x, n, CpuPath::Portable).expect("portable"))
+    }
+
+    /// [`QMatrix::matmul`] on the kernels of `path`; `None` where this CPU lacks the path (the
+    /// kernels did not run). Each path's sums run in their own fixed order: results differ
+    /// between paths by rounding only, and not with the thread count.
+    pub fn matmul_on(&self, x: &[f32], n: usize, path: CpuPath) -> Option<Vec<f32>> {
+        assert_eq!(x.len(), n * self.cols, "input width");
+        match path {
+            #[cfg(target_arch = "x86_64")]
+            CpuPath::Avx512 => self.simd::<avx512::Avx512>(x, n),
+            #[cfg(target_arch = "x86_64")]
+            CpuPath::Avx2 => self.simd::<avx2::Avx2>(x, n),
+            CpuPath::Portable => Some(self.portable(x, n)),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => None,
+        }
+    }
+
+    /// The product on the intrinsics kernels `K`, if the CPU has them: from
+    /// [`PANEL_MIN_INPUTS`] inputs on, a tile of `K::PANEL_ROWS` rows is dequantised once and
+    /// multiplied into every input; below, a row's blocks are dequantised once for all inputs.
+    #[cfg(target_arch = "x86_64")]
+    fn simd<K: Simd>(&self, x: &[f32], n: usize) -> Option<Vec<f32>> {
+        let panel = n >= PANEL_MIN_INPUTS;
+        let groups = K::groups(x, n, self.cols, panel)?;
+        if panel {
+            let scratch = || Vec::with_capacity(K::PANEL_ROWS * self.cols / 32);
+            return Some(self.transposed(n, K::PANEL_ROWS, scratch, |r0, acc, buf| {
+                let rows: Vec<Row<'_>> = (r0..r0 + acc.len() / n).map(|r| self.row(r)).collect();
+                K::panel(&rows, &groups, n, buf, acc);
+            }));
+        }
+        Some(self.transposed(
+            n,
+            16,
+            || (),
+            |r0, acc, _| {
+                for (k, acc) in acc.chunks_mut(n).enumerate() {
+                    K::row_dots(&self.row(r0 + k), &groups, acc);
+                }
+            },
+        ))
+    }
+
+    /// The product on the portable kernels (any CPU).
+    fn portable(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let xsum = portable::block_sums(x);
+        self.transposed(
+            n,
+            16,
+            || (),
+            |r0, acc, _| {
+                for (k, acc) in acc.chunks_mut(n).enumerate() {
+                    portable::row_dots(&self.row(r0 + k), x, &xsum, self.cols, acc);
+                }
+            },
+        )
+    }
+
+    /// Weight row `r`.
+    fn row(&self, r: usize) -> Row<'_> {
+        let (rb, bpr) = (self.row_bytes(), self.cols / 32);
+        let blocks = r * bpr..(r + 1) * bpr;
+        Row {
+            q: &self.q[r * rb..(r + 1) * rb],
+            bits: self.bits,
+            d: &self.d[blocks.clone()],
+            m: self.m.as_ref().map(|m| &m[blocks]),
+        }
+    }
+
+    /// The `[n, rows]` product from `work(first_row, out, scratch)`, which fills the products of
+    /// a tile of `tile` weight rows (the last one shorter) as `[rows of the tile, n]`. Tiles run
+    /// on rayon's threads (each amortises its scheduling; `scratch` makes the scratch space of
+    /// one run of tiles).
+    fn transposed<B>(
+        &self,
+        n: usize,
+        tile: usize,
+        scratch: impl Fn() -> B + Sync + Send,
+        work: impl Fn(usize, &mut [f32], &mut B) + Sync,
+    ) -> Vec<f32> {
+        let mut out_t = vec![0.0f32; self.rows * n];
+        let task = |buf: &mut B, (ti, acc): (usize, &mut [f32])| work(ti * tile, acc, buf);
+        if rayon::current_num_threads() > 1 {
+            out_t
+                .par_chunks_mut(n * tile)
+                .enumerate()
+                .for_each_init(scratch, task);
+        } else {
+            let mut buf = scratch();
+            out_t
+                .chunks_mut(n * tile)
+                .enumerate()
+                .for_each(|t| task(&mut buf, t));
+        }
+        // [rows, n] -> [n, rows], 32 rows at a time so that the rows read stay in L1.
+        let mut out = vec![0.0f32; n * self.rows];
+        for (b, block) in out_t.chunks(32 * n).enumerate() {
+            for (i, o) in out.chunks_exact_mut(self.rows).enumerate() {
+                for (v, t) in o[32 * b..].iter_mut().zip(block.chunks_exact(n)) {
+                    *v = t[i];
+                }
+            }
+        }
+        out
+    }
+}
+
+/// From this many inputs on (prefill, scoring), the intrinsics kernels dequantise a tile of
+/// weight rows once and multiply it into every input ([`Simd::panel`]).
+#[cfg(target_arch = "x86_64")]
+const PANEL_MIN_INPUTS: usize = 32;
+
+/// One weight row: its packed blocks, their scales `d` and offsets `m` (weight = `d * q + m`).
+struct Row<'a> {
+    q: &'a [u8],
+    bits: u8,
+    d: &'a [f32],
+    m: Option<&'a [f32]>,
+}
+
+/// One instruction set's kernels ([`avx512`], [`avx2`]): the inputs converted once to its
+/// vectors (`None` where the CPU lacks it), a weight row against every input, and a tile of
+/// rows against every input.
+#[cfg(target_arch = "x86_64")]
+trait Simd {
+    /// Some inputs as vectors, block-major.
+    type Group: Sync;
+    /// One dequantised block of 32 weights.
+    type Block: Send;
+    /// Weight rows dequantised at once by [`Simd::panel`].
+    const PANEL_ROWS: usize;
+    /// The inputs `[n, cols]` in the groups the kernels take (`panel`: for [`Simd::panel`]).
+    fn groups(x: &[f32], n: usize, cols: usize, panel: bool) -> Option<Vec<Self::Group>>;
+    /// `acc[i] = w · x_i` for every input.
+    fn row_dots(w: &Row<'_>, groups: &[Self::Group], acc: &mut [f32]);
+    /// `acc` (`[rows, n]`) = every row of `rows` against every input; `buf` is scratch.
+    fn panel(
+        rows: &[Row<'_>],
+        groups: &[Self::Group],
+        n: usize,
+        buf: &mut Vec<Self::Block>,
+        acc: &mut [f32],
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::dequantize;
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeSet;
+
+    fn names(paths: impl Iterator<Item = CpuPath>) -> String {
+        let names: Vec<_> = paths.map(CpuPath::name).collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// Random blocks of `ty` for a `rows x cols` matrix (scales of a realistic size).
+    fn blocks(ty: GgmlType, rows: usize, cols: usize, rng: &mut impl Rng) -> Vec<u8> {
+        let (_, size) = ty.block().unwrap();
+        let mut raw = Vec::new();
+        for _ in 0..rows * cols / 32 {
+            let d = half::f16::from_f32(rng.random_range(0.001..0.05));
+            raw.extend_from_slice(&d.to_le_bytes());
+            if ty == GgmlType::Q4_1 {
+                let m = half::f16::from_f32(rng.random_range(-0.2..0.0));
+                raw.extend_from_slice(&m.to_le_bytes());
+            }
+            while raw.len() % size != 0 {
+                raw.push(rng.random());
+            }
+        }
+        raw
+    }
+
+    #[test]
+    fn products_match_the_dequantised_weights_for_every_block_type_and_batch() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut ran = BTreeSet::new();
+        // 37 rows: panels of 24 + 13, register tiles of 3 rows and one of 1; 26: a tile of 2.
+        for ((rows, cols), ty) in [(37, 96), (26, 64)]
+            .into_iter()
+            .flat_map(|s| [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0].map(|ty| (s, ty)))
+        {
+            let raw = blocks(ty, rows, cols, &mut rng);
+            let w = dequantize(ty, &raw).unwrap();
+            let qm = QMatrix::from_blocks(ty, &raw, rows, cols).unwrap();
+            // 1, 2, 4 and 8 inputs are the kernels' widths; 3 = 2 + 1, 11 = 8 + 2 + 1; 35
+            // (= 4 x 8 + 2 + 1, or 8 x 4 + 2 + 1 on AVX2) takes the panel kernels.
+            for n in [1, 3, 5, 8, 11, 35] {
+                let x: Vec<f32> = (0..n * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
+                for path in CpuPath::ALL {
+                    let Some(got) = qm.matmul_on(&x, n, path) else {
+                        assert!(!path.is_supported(), "{path}: supported, but did not run");
+                        continue;
+                    };
+                    ran.insert(path);
+                    for i in 0..n {
+                        for r in 0..rows {
+                            let want: f64 = (0..cols)
+                                .map(|c| f64::from(w[r * cols + c]) * f64::from(x[i * cols + c]))
+                                .sum();
+                            let g = f64::from(got[i * rows + r]);
+                            assert!(
+                                (g - want).abs() < 1e-5 * (1.0 + want.abs()),
+                                "{ty:?} {rows}x{cols} n={n} {path} input {i} row {r}: {g} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // Every path this CPU has ran; the ones it lacks are named.
+        let supported: BTreeSet<_> = CpuPath::supported().into_iter().collect();
+        assert_eq!(ran, supported);
+        println!(
+            "kernel paths checked: {}; not on this CPU: {}",
+            names(ran.iter().copied()),
+            names(CpuPath::ALL.into_iter().filter(|p| !p.is_supported()))
+        );
+        assert!(QMatrix::from_blocks(GgmlType::F32, &[0; 4 * 32], 1, 32).is_none());
+        let raw = blocks(GgmlType::Q8_0, 2, 32, &mut rng);
+        assert!(QMatrix::from_blocks(GgmlType::Q8_0, &raw[..raw.len() - 1], 2, 32).is_none());
+    }
+}
