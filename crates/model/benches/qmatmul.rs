@@ -32,12 +32,17 @@ fn time(reps: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let file = Gguf::open(&models_dir().join(DEFAULT_LLM)).unwrap_or_else(|e| panic!("{e}"));
+    streaming(&file);
     let dev = device(BackendKind::Flex, false).unwrap();
     println!(
         "| matrix | rows x cols | inputs | kernel path | quantised: us | GFLOP/s | burn f32 gemm: us | GFLOP/s |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for name in ["blk.0.ffn_gate.weight", "blk.0.ffn_down.weight"] {
+    for name in [
+        "blk.0.ffn_gate.weight",
+        "blk.0.ffn_down.weight",
+        "token_embd.weight",
+    ] {
         let q = QMatrix::from_gguf(&file, name, None)
             .unwrap_or_else(|e| panic!("{e}"))
             .expect("a block type QMatrix takes");
@@ -72,4 +77,59 @@ fn main() {
             }
         }
     }
+}
+
+/// Every layer's projections and the output head one after another, as a decoding step runs
+/// them: ~110 MB that stream from memory rather than sit in cache, per path and batch size.
+fn streaming(file: &Gguf) {
+    let layers = (0..)
+        .take_while(|l| file.tensor(&format!("blk.{l}.ffn_gate.weight")).is_ok())
+        .count();
+    let mut mats = Vec::new();
+    for l in 0..layers {
+        for part in [
+            "attn_q",
+            "attn_k",
+            "attn_v",
+            "attn_output",
+            "ffn_gate",
+            "ffn_up",
+            "ffn_down",
+        ] {
+            let name = format!("blk.{l}.{part}.weight");
+            mats.extend(QMatrix::from_gguf(file, &name, None).unwrap_or_else(|e| panic!("{e}")));
+        }
+    }
+    mats.extend(
+        QMatrix::from_gguf(file, "token_embd.weight", None).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let flops: usize = mats.iter().map(|m| 2 * m.rows() * m.cols()).sum();
+    println!(
+        "| products of a decoding step ({} matrices) | inputs | kernel path | ms | GFLOP/s |",
+        mats.len()
+    );
+    println!("|---|---|---|---|---|");
+    for n in [1usize, 8] {
+        let xs: Vec<Vec<f32>> = mats
+            .iter()
+            .map(|m| {
+                (0..n * m.cols())
+                    .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
+                    .collect()
+            })
+            .collect();
+        for path in CpuPath::supported() {
+            let us = time(5, || {
+                for (m, x) in mats.iter().zip(&xs) {
+                    std::hint::black_box(m.matmul_on(std::hint::black_box(x), n, path));
+                }
+            });
+            println!(
+                "| | {n} | {path} | {:.2} | {:.1} |",
+                us / 1e3,
+                (flops * n) as f64 / us / 1e3
+            );
+        }
+    }
+    println!();
 }

@@ -282,6 +282,7 @@ impl Simd for Avx2 {
     type Group = Group;
     type Block = [__m256; 4];
     const PANEL_ROWS: usize = 24;
+    const TOUCH_NEXT_ROW: bool = true;
 
     fn groups(x: &[f32], n: usize, cols: usize, panel: bool) -> Option<Vec<Group>> {
         groups(x, n, cols, if panel { 4 } else { 8 })

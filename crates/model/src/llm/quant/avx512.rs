@@ -319,6 +319,7 @@ impl Simd for Avx512 {
     type Group = Group;
     type Block = [__m512; 2];
     const PANEL_ROWS: usize = 24;
+    const TOUCH_NEXT_ROW: bool = false;
 
     fn groups(x: &[f32], n: usize, cols: usize, _panel: bool) -> Option<Vec<Group>> {
         groups(x, n, cols)
