@@ -602,6 +602,58 @@ fn continuations_from_a_cached_context_equal_whole_sequence_scores() {
     }
 }
 
+/// Continuation scoring on the host (a host prefix, the context's tail, then every continuation
+/// packed into one row behind a per-token mask) gives the burn path's log-probabilities (f32
+/// weights, its own packed mask), with and without LoRA: catches a continuation that sees its
+/// neighbour's tokens, a prefix copied at the wrong offset, or a shifted target.
+#[test]
+fn packed_host_continuations_equal_the_burn_path() {
+    let m = &MODEL.model;
+    let tok = &MODEL.tokenizer;
+    let adapters = random_adapters(5, 6);
+    let shared = tok
+        .encode(
+            "Q: Where were the 1992 Olympics held?\nA: In Barcelona.\n\n",
+            false,
+        )
+        .unwrap();
+    let rest = tok.encode("Q: Is the sea salty?\nA:", false).unwrap();
+    let conts: Vec<Vec<u32>> = [
+        " Yes, it is.",
+        " No",
+        " Only near the coast, where rivers end.",
+    ]
+    .iter()
+    .map(|c| tok.encode(c, false).unwrap())
+    .collect();
+    let burn = m.without_quantized();
+    assert!(!burn.scores_on_host());
+    for adapters in [None, Some(&adapters)] {
+        let prefix = m
+            .host_prefix_cache(&shared, adapters)
+            .expect("quantised blocks");
+        assert!(prefix.host().is_some());
+        let got = m
+            .host_continuation_logprobs(&prefix, &rest, &conts, adapters)
+            .unwrap()
+            .expect("a host prefix");
+        let burn_prefix = burn.prefix_cache(&shared, adapters).unwrap();
+        let want = burn
+            .continuation_logprobs(&burn_prefix, &rest, &conts, adapters)
+            .unwrap();
+        let mut worst = 0.0f32;
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.len(), w.len());
+            worst = worst.max(common::tiny::max_diff(g, w));
+        }
+        eprintln!(
+            "packed host vs burn continuations (LoRA: {}): max |diff| = {worst:.2e}",
+            adapters.is_some()
+        );
+        assert!(worst < 1e-3, "{worst}");
+    }
+}
+
 /// The batched host path of `continuation_logits` (one right-padded pass for every sequence)
 /// gives the KL of one sequence at a time, and of the burn path (`without_quantized`: the f32
 /// weights dequantised from the same blocks): catches rows taken at the wrong offset in a

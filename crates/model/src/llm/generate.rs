@@ -508,12 +508,18 @@ impl Llama {
             .collect())
     }
 
-    /// The keys and values of `ids` (one row), to share a context between many continuations.
+    /// The keys and values of `ids` (one row), to share a context between many continuations;
+    /// computed on the host where continuations are scored there ([`Llama::scores_on_host`]).
     pub fn prefix_cache(
         &self,
         ids: &[u32],
         adapters: Option<&Adapters>,
     ) -> Result<KvCache, LlmError> {
+        if self.scores_on_host()
+            && let Some(cache) = self.host_prefix_cache(ids, adapters)
+        {
+            return Ok(cache);
+        }
         let mut cache = KvCache::new();
         if !ids.is_empty() {
             self.forward_inference(&Input::single(ids, 0), Some(&mut cache), adapters);
@@ -521,10 +527,21 @@ impl Llama {
         Ok(cache)
     }
 
+    /// [`Llama::prefix_cache`] on the host kernels, or `None` without quantised blocks.
+    pub fn host_prefix_cache(&self, ids: &[u32], adapters: Option<&Adapters>) -> Option<KvCache> {
+        let mut dec = self.host_decoder(1, ids.len().max(1), adapters)?;
+        if !ids.is_empty() {
+            let positions: Vec<usize> = (0..ids.len()).collect();
+            dec.pass(ids, &positions, None);
+        }
+        Some(KvCache::from_host(dec.snapshot()))
+    }
+
     /// `log p(c_j | context, c_<j)` of each token of each continuation `c`, where the context is
     /// the tokens held in `prefix` (one row, see [`Llama::prefix_cache`]) followed by `rest`
-    /// (at least one token). The continuations run as one right-padded batch on a copy of the
-    /// context's cache, so the context is computed once.
+    /// (at least one token). The continuations run packed into one row after a copy of the
+    /// context's cache, so the context is computed once: on the host kernels where
+    /// [`Llama::scores_on_host`] (and the prefix came from there), else through burn.
     pub fn continuation_logprobs(
         &self,
         prefix: &KvCache,
@@ -532,19 +549,15 @@ impl Llama {
         continuations: &[Vec<u32>],
         adapters: Option<&Adapters>,
     ) -> Result<Vec<Vec<f32>>, LlmError> {
-        if rest.is_empty() || continuations.iter().any(Vec::is_empty) {
-            return Err(LlmError::Request(
-                "continuation scoring needs a non-empty context tail and continuations".into(),
-            ));
+        if self.scores_on_host()
+            && let Some(out) =
+                self.host_continuation_logprobs(prefix, rest, continuations, adapters)?
+        {
+            return Ok(out);
         }
+        self.check_continuations(prefix, rest, continuations)?;
         let start = prefix.len;
         let longest = continuations.iter().map(Vec::len).max().unwrap_or(0);
-        if start + rest.len() + longest > self.config.max_position.min(16_384) {
-            return Err(LlmError::Request(format!(
-                "context of {} tokens + continuation of {longest} exceeds the context",
-                start + rest.len()
-            )));
-        }
         let mut cache = prefix.clone();
         let input = Input::single(rest, start);
         let hidden = self.forward_inference(&input, Some(&mut cache), adapters);
@@ -598,6 +611,86 @@ impl Llama {
             next += c.len() - 1;
         }
         Ok(out)
+    }
+
+    /// The requests [`Llama::continuation_logprobs`] refuses: an empty context tail or
+    /// continuation, or more positions than the model's context.
+    fn check_continuations(
+        &self,
+        prefix: &KvCache,
+        rest: &[u32],
+        continuations: &[Vec<u32>],
+    ) -> Result<(), LlmError> {
+        if rest.is_empty() || continuations.iter().any(Vec::is_empty) {
+            return Err(LlmError::Request(
+                "continuation scoring needs a non-empty context tail and continuations".into(),
+            ));
+        }
+        let longest = continuations.iter().map(Vec::len).max().unwrap_or(0);
+        if prefix.len + rest.len() + longest > self.config.max_position.min(16_384) {
+            return Err(LlmError::Request(format!(
+                "context of {} tokens + continuation of {longest} exceeds the context",
+                prefix.len + rest.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`Llama::continuation_logprobs`] on the host kernels, whatever [`Llama::scores_on_host`]
+    /// says: the context's tail and then every continuation packed into one row
+    /// ([`super::HostDecoder::pass_packed`]), and the log softmax of each packed token's
+    /// logits. `None` without quantised blocks, or for a prefix computed through burn.
+    pub fn host_continuation_logprobs(
+        &self,
+        prefix: &KvCache,
+        rest: &[u32],
+        continuations: &[Vec<u32>],
+        adapters: Option<&Adapters>,
+    ) -> Result<Option<Vec<Vec<f32>>>, LlmError> {
+        self.check_continuations(prefix, rest, continuations)?;
+        if prefix.len > 0 && prefix.host().is_none() {
+            return Ok(None);
+        }
+        let at = prefix.len + rest.len();
+        let packed: usize = continuations.iter().map(|c| c.len() - 1).sum();
+        let dec = match prefix.host() {
+            Some(p) => self.host_decoder_after(p, at + packed, adapters),
+            None => self.host_decoder(1, at + packed, adapters),
+        };
+        let Some(mut dec) = dec else { return Ok(None) };
+        let last = dec.feed(rest, &(prefix.len..at).collect::<Vec<_>>(), None);
+        let lse = log_sum_exp(&last);
+        let mut out: Vec<Vec<f32>> = continuations
+            .iter()
+            .map(|c| vec![last[c[0] as usize] - lse])
+            .collect();
+        if packed == 0 {
+            return Ok(Some(out));
+        }
+        let (mut ids, mut positions, mut segment, mut targets) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (j, c) in continuations.iter().enumerate() {
+            for p in 0..c.len() - 1 {
+                ids.push(c[p]);
+                positions.push(at + p);
+                segment.push(j);
+                targets.push(c[p + 1] as usize);
+            }
+        }
+        let hidden = dec.pass_packed(&ids, &positions, &segment);
+        let logits = dec.logits(&hidden);
+        let vocab = logits.len() / packed;
+        let picked: Vec<f32> = logits
+            .chunks_exact(vocab)
+            .zip(&targets)
+            .map(|(row, &target)| row[target] - log_sum_exp(row))
+            .collect();
+        let mut next = 0;
+        for (r, c) in continuations.iter().enumerate() {
+            out[r].extend_from_slice(&picked[next..next + c.len() - 1]);
+            next += c.len() - 1;
+        }
+        Ok(Some(out))
     }
 
     /// `log p(token_t | tokens_<t)` of right-padded sequences as a tensor `[batch, width - 1]`

@@ -91,7 +91,51 @@ impl std::fmt::Debug for HostDecoder<'_> {
     }
 }
 
+/// The keys and values of a context computed on the host (one row, `[kv_heads, len, head_dim]`
+/// per layer), to start decoders from ([`Llama::host_decoder_after`]).
+#[derive(Debug, Clone)]
+pub struct HostPrefix {
+    /// Positions held.
+    pub len: usize,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    valid: Vec<bool>,
+}
+
 impl Llama {
+    /// A one-row host decoder of `cap` positions that holds `prefix` (computed with the same
+    /// adapters), or `None` as [`Llama::host_decoder`].
+    ///
+    /// # Panics
+    /// If `cap` is less than the prefix.
+    pub fn host_decoder_after(
+        &self,
+        prefix: &HostPrefix,
+        cap: usize,
+        adapters: Option<&Adapters>,
+    ) -> Option<HostDecoder<'_>> {
+        assert!(
+            cap >= prefix.len,
+            "host decoder: {cap} positions for a longer prefix"
+        );
+        let mut dec = self.host_decoder(1, cap, adapters)?;
+        let (nkv, hd, len) = (self.config.num_kv_heads, self.config.head_dim, prefix.len);
+        for (dst, src) in dec
+            .keys
+            .iter_mut()
+            .zip(&prefix.keys)
+            .chain(dec.values.iter_mut().zip(&prefix.values))
+        {
+            for g in 0..nkv {
+                dst[g * cap * hd..(g * cap + len) * hd]
+                    .copy_from_slice(&src[g * len * hd..(g + 1) * len * hd]);
+            }
+        }
+        dec.valid[..len].copy_from_slice(&prefix.valid);
+        dec.len = len;
+        Some(dec)
+    }
+
     /// A host decoder for `batch` rows of up to `cap` positions (prompt and generated tokens),
     /// or `None` where decoding does not run on the host (no quantised blocks: a GPU backend or
     /// a safetensors checkpoint).
@@ -317,11 +361,59 @@ impl HostDecoder<'_> {
     /// # Panics
     /// As [`HostDecoder::feed`].
     pub fn pass(&mut self, ids: &[u32], positions: &[usize], real: Option<&[bool]>) -> Vec<f32> {
-        on_worker(|| self.pass_here(ids, positions, real))
+        on_worker(|| self.pass_here(ids, positions, real, None))
     }
 
-    /// [`HostDecoder::pass`] on the calling thread.
-    fn pass_here(&mut self, ids: &[u32], positions: &[usize], real: Option<&[bool]>) -> Vec<f32> {
+    /// One row of several continuations packed one after another (`segment[i]`: which one
+    /// token `i` belongs to; each continuation's tokens are contiguous): every token attends to
+    /// the cached positions and to its own continuation's earlier tokens, as the burn path's
+    /// `Input::attend` mask does. Returns the final hidden states `[t, hidden]` as
+    /// [`HostDecoder::pass`] does.
+    ///
+    /// # Panics
+    /// As [`HostDecoder::feed`], and on a decoder of more than one row.
+    pub fn pass_packed(&mut self, ids: &[u32], positions: &[usize], segment: &[usize]) -> Vec<f32> {
+        assert!(
+            self.batch == 1 && segment.len() == ids.len(),
+            "packed pass: one row"
+        );
+        on_worker(|| self.pass_here(ids, positions, None, Some(segment)))
+    }
+
+    /// A copy of the positions held (one row): to start other decoders from the same context.
+    ///
+    /// # Panics
+    /// On a decoder of more than one row.
+    pub fn snapshot(&self) -> HostPrefix {
+        assert_eq!(self.batch, 1, "host prefix: one row");
+        let (nkv, hd) = (self.model.config.num_kv_heads, self.model.config.head_dim);
+        let take = |layers: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            layers
+                .iter()
+                .map(|l| {
+                    (0..nkv)
+                        .flat_map(|g| &l[g * self.cap * hd..(g * self.cap + self.len) * hd])
+                        .copied()
+                        .collect()
+                })
+                .collect()
+        };
+        HostPrefix {
+            len: self.len,
+            keys: take(&self.keys),
+            values: take(&self.values),
+            valid: self.valid[..self.len].to_vec(),
+        }
+    }
+
+    /// [`HostDecoder::pass`] on the calling thread; `segment` as in [`HostDecoder::pass_packed`].
+    fn pass_here(
+        &mut self,
+        ids: &[u32],
+        positions: &[usize],
+        real: Option<&[bool]>,
+        segment: Option<&[usize]>,
+    ) -> Vec<f32> {
         let (b, cap, at) = (self.batch, self.cap, self.len);
         let t = ids.len() / b.max(1);
         assert!(
@@ -353,6 +445,17 @@ impl HostDecoder<'_> {
             .flat_map(|&p| inv.iter().map(move |&f| (p as f32) * f))
             .map(|a| (a.cos(), a.sin()))
             .unzip();
+        // Packed continuations: per token, which of the `at + t` positions it sees.
+        let packed: Option<Vec<bool>> = segment.map(|seg| {
+            let mut m = vec![false; t * (at + t)];
+            for (i, row) in m.chunks_exact_mut(at + t).enumerate() {
+                row[..at].copy_from_slice(&self.valid[..at]);
+                for j in (0..=i).rev().take_while(|&j| seg[j] == seg[i]) {
+                    row[at + j] = true;
+                }
+            }
+            m
+        });
         let half = hd / 2;
         for (li, qb) in self.quant.blocks.iter().enumerate() {
             let lora = &self.lora[li];
@@ -383,7 +486,7 @@ impl HostDecoder<'_> {
             // Attention, one task per (token, query head): the head against its key/value
             // head's positions of the row, up to and including the token's own.
             let mut att = vec![0.0f32; n * qw];
-            let (keys, values, valid, f) = (&*keys, &*values, &self.valid, &f);
+            let (keys, values, valid, f, packed) = (&*keys, &*values, &self.valid, &f, &packed);
             let path = CpuPath::active();
             let task = |(k, out): (usize, &mut [f32])| {
                 let (i, head) = (k / nh, k % nh);
@@ -391,12 +494,16 @@ impl HostDecoder<'_> {
                 let q = &f[i * width + head * hd..i * width + (head + 1) * hd];
                 let base = (r * nkv + head / rep) * cap * hd;
                 let seen = at + i % t + 1;
+                let sees = match &packed {
+                    Some(m) => &m[i * (at + t)..i * (at + t) + seen],
+                    None => &valid[r * cap..r * cap + seen],
+                };
                 attend(
                     path,
                     q,
                     &keys[base..base + seen * hd],
                     &values[base..base + seen * hd],
-                    &valid[r * cap..r * cap + seen],
+                    sees,
                     scale_attn,
                     out,
                 );
