@@ -226,7 +226,8 @@ fn dimensions_that_overflow_are_a_named_error() {
 #[test]
 fn impossible_model_shapes_are_refused_naming_the_key() {
     use fpo_model::llm::{LlamaConfig, LlmError};
-    let file = |edit: &dyn Fn(&mut Vec<(&'static str, u32)>), eps: f32| {
+    type Keys = Vec<(&'static str, u32)>;
+    let file = |edit: &dyn Fn(&mut Keys), eps: f32| {
         let mut keys = vec![
             ("block_count", 2),
             ("embedding_length", 8),

@@ -21,7 +21,7 @@ use crate::{Error, Result};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Section {
     /// A toy suite run.
-    Toy(ToySection),
+    Toy(Box<ToySection>),
     /// The approximation ladder over toys.
     Ladder {
         /// The directory.
@@ -31,7 +31,7 @@ pub enum Section {
         /// Microseconds per policy step, per toy and rung.
         us_per_step: BTreeMap<String, BTreeMap<String, f64>>,
         /// `run.json`, when present (machine, wall time of the whole ladder).
-        run_info: Option<RunInfo>,
+        run_info: Option<Box<RunInfo>>,
     },
     /// An LLM training run.
     Llm(Box<LlmSection>),
@@ -297,14 +297,14 @@ pub fn sections(dir: &Path) -> Result<Vec<Section>> {
             dir: dir.display().to_string(),
             toys,
             us_per_step,
-            run_info: run_info(dir)?,
+            run_info: run_info(dir)?.map(Box::new),
         }]);
     }
     if dir.join(files::HEAD_FIT).is_file() {
         return Ok(vec![Section::Llm(Box::new(llm(dir)?))]);
     }
     if dir.join(files::METRICS).is_file() {
-        return Ok(vec![Section::Toy(toy(dir)?)]);
+        return Ok(vec![Section::Toy(Box::new(toy(dir)?))]);
     }
     Err(Error::NotARun(dir.to_owned()))
 }

@@ -280,3 +280,37 @@ fn bad_flags_of_fpo_eval_and_a_base_that_is_no_file_are_named() {
     assert_rejected(Some(&text), &[], "base");
     assert_rejected(Some(&text), &[], "not a file");
 }
+
+/// A kernel path `FPO_CPU` names wrongly, or one this CPU lacks (where it lacks any), is refused
+/// before any work with exit 2, naming the variable; `fpo doctor` reports the refusal.
+#[test]
+fn a_kernel_path_the_cpu_lacks_is_refused() {
+    let lacking = fpo_model::CpuPath::ALL
+        .into_iter()
+        .find(|p| !p.is_supported())
+        .map(|p| p.name());
+    for value in ["avx3"].into_iter().chain(lacking) {
+        let tmp = tempfile::tempdir().unwrap();
+        let out_dir = tmp.path().join("run");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fpo"))
+            .current_dir(root())
+            .env("FPO_CPU", value)
+            .args(["run", "experiments/toy-linear.toml", "--profile", "smoke"])
+            .args(["--out", out_dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "FPO_CPU={value}: {stderr}");
+        assert!(stderr.contains("FPO_CPU"), "names the variable: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!out_dir.exists() && !tmp.path().join("run.partial").exists());
+        let doctor = std::process::Command::new(env!("CARGO_BIN_EXE_fpo"))
+            .env("FPO_CPU", value)
+            .arg("doctor")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&doctor.stdout);
+        assert!(text.contains("cpu kernels: REFUSED"), "{text}");
+        assert!(!doctor.status.success());
+    }
+}

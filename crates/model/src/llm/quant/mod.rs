@@ -427,7 +427,7 @@ mod tests {
         // Every path this CPU has ran; the ones it lacks are named.
         let supported: BTreeSet<_> = CpuPath::supported().into_iter().collect();
         assert_eq!(ran, supported);
-        println!(
+        eprintln!(
             "kernel paths checked: {}; not on this CPU: {}",
             names(ran.iter().copied()),
             names(CpuPath::ALL.into_iter().filter(|p| !p.is_supported()))
