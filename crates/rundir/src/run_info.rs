@@ -67,6 +67,11 @@ pub struct VariantTiming {
     /// Their wall-clock seconds.
     #[serde(default)]
     pub probe_seconds: f64,
+    /// Where the iterations' seconds went, per stage of an iteration (reference sampling,
+    /// candidate sampling, oracle scoring, RM features, selection and RM update, policy step);
+    /// empty in records written before stages were timed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stages: BTreeMap<String, f64>,
 }
 
 /// The machine a run computed on.

@@ -18,6 +18,7 @@
 //! exactly as the uninterrupted run would have, and the variants of one seed share their
 //! reference responses and first candidates (common random numbers).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
@@ -336,7 +337,7 @@ impl Pipeline {
             probe.maybe(self, &state, it, &mut timing)?;
             let started = Instant::now();
             let prompt = &self.prompts.pool[order[it]];
-            let line = self.iteration(&mut state, variant, seed, it, prompt)?;
+            let line = self.iteration(&mut state, variant, seed, it, prompt, &mut timing.stages)?;
             let seconds = started.elapsed().as_secs_f64();
             timing.iterations += 1;
             timing.seconds += seconds;
@@ -376,7 +377,9 @@ impl Pipeline {
         seed: u64,
         it: usize,
         source: &Prompt,
+        stages: &mut BTreeMap<String, f64>,
     ) -> Result<IterationLog> {
+        let mut lap = Lap::new(stages);
         let cfg = &self.cfg;
         let m = &self.inference;
         let tok = &m.tokenizer;
@@ -393,6 +396,7 @@ impl Pipeline {
                 None,
             )?
             .remove(0);
+        lap.mark("reference sampling");
         let policy = st.adapters.valid();
         let candidates = m.model.generate(
             &vec![prompt.clone(); cfg.candidates],
@@ -403,6 +407,7 @@ impl Pipeline {
             Some(&policy),
         )?;
         let all: Vec<&Generation> = std::iter::once(&reference).chain(&candidates).collect();
+        lap.mark("candidate sampling");
 
         // Oracle utility: the base model's mean NLL of prompt + response.
         let seqs: Vec<(Vec<u32>, Vec<u32>)> = all
@@ -415,6 +420,7 @@ impl Pipeline {
             .iter()
             .map(|s| cfg.oracle.utility(s.mean_nll()))
             .collect();
+        lap.mark("oracle scoring");
 
         // Reward model: features, scores and head gradients.
         let prompt_text = &source.text;
@@ -426,6 +432,7 @@ impl Pipeline {
         let phi = self.embed(&rm_texts)?;
         let rewards: Vec<f64> = phi.iter().map(|p| st.head.score(p)).collect();
         let grads: Vec<Vec<f64>> = phi.iter().map(|p| st.head.param_grad(p)).collect();
+        lap.mark("RM features");
         let (r_ref, u_ref, g_ref) = (rewards[0], utilities[0], &grads[0]);
         let reference = Reference {
             reward: r_ref,
@@ -460,6 +467,7 @@ impl Pipeline {
             *a += g / accum;
         }
         st.pending.push((phi[wi].clone(), phi[0].clone()));
+        lap.mark("selection and RM update");
 
         // Policy update: NLL of the winner's whole sequence through the adapters.
         let full: Vec<u32> = prompt.iter().chain(&candidates[w].ids).copied().collect();
@@ -491,6 +499,7 @@ impl Pipeline {
                 &before, &st.head, &pending, &hg, cfg.rm.lr,
             ));
         }
+        lap.mark("policy step");
         for (name, v) in [
             ("policy loss", policy_loss),
             ("RM loss", rm_loss),
@@ -619,3 +628,25 @@ fn summarize(
 }
 
 pub use fpo_rundir::variant_dir;
+
+/// Seconds per stage of an iteration, added to `stages` under each stage's name.
+struct Lap<'a> {
+    stages: &'a mut BTreeMap<String, f64>,
+    since: Instant,
+}
+
+impl<'a> Lap<'a> {
+    fn new(stages: &'a mut BTreeMap<String, f64>) -> Self {
+        Self {
+            stages,
+            since: Instant::now(),
+        }
+    }
+
+    /// Adds the seconds since the last mark to `stage`.
+    fn mark(&mut self, stage: &str) {
+        let now = Instant::now();
+        *self.stages.entry(stage.to_owned()).or_default() += (now - self.since).as_secs_f64();
+        self.since = now;
+    }
+}
