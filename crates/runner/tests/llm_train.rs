@@ -229,6 +229,27 @@ fn two_clean_runs_write_the_same_files() {
         serde_json::from_str(&std::fs::read_to_string(a.join("run.json")).unwrap()).unwrap();
     assert!(info["llm"]["seconds_per_iteration"].as_f64().unwrap() > 0.0);
     assert_eq!(info["llm"]["variants"]["relaxed-seed0"]["iterations"], 3);
+    // The stages account for the iterations' seconds: each one named, none negative, and their
+    // sum the iterations' wall time but for the log line's assembly (catches a stage timed
+    // twice, a lap that restarts the clock, or an iteration's part left out).
+    let timing = &info["llm"]["variants"]["relaxed-seed0"];
+    let stages = timing["stages"].as_object().unwrap();
+    for s in [
+        "reference sampling",
+        "candidate sampling",
+        "oracle scoring",
+        "RM features",
+        "selection and RM update",
+        "policy step",
+    ] {
+        assert!(stages[s].as_f64().unwrap() >= 0.0, "{s}");
+    }
+    let sum: f64 = stages.values().map(|x| x.as_f64().unwrap()).sum();
+    let seconds = timing["seconds"].as_f64().unwrap();
+    assert!(
+        sum <= seconds && sum > 0.9 * seconds,
+        "stages {sum} s of {seconds} s"
+    );
     // The probe: at 0, every 2 and after the last; the untrained policy sampled with the base
     // model's random numbers gives the base model's samples, so its gains and KL are exactly 0
     // (catches separate streams for the policy and the base, and a KL of the wrong models).
