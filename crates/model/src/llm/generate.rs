@@ -119,6 +119,56 @@ fn log_sum_exp(x: &[f32]) -> f32 {
     (f64::from(max) + sum.ln()) as f32
 }
 
+/// Continuations packed into one row after a context of `at` positions, each attending to the
+/// context and to its own earlier tokens (no padding, and no copy of the context's cache per
+/// continuation): every token but each continuation's last, its position, which continuation
+/// it belongs to, and the token it predicts.
+struct Packed {
+    ids: Vec<u32>,
+    positions: Vec<usize>,
+    owner: Vec<usize>,
+    targets: Vec<u32>,
+}
+
+impl Packed {
+    fn new(continuations: &[Vec<u32>], at: usize) -> Self {
+        let mut p = Self {
+            ids: Vec::new(),
+            positions: Vec::new(),
+            owner: Vec::new(),
+            targets: Vec::new(),
+        };
+        for (j, c) in continuations.iter().enumerate() {
+            for (k, pair) in c.windows(2).enumerate() {
+                p.ids.push(pair[0]);
+                p.positions.push(at + k);
+                p.owner.push(j);
+                p.targets.push(pair[1]);
+            }
+        }
+        p
+    }
+}
+
+/// Each continuation's first log-probability, from the logits after the context.
+fn first_tokens(last: &[f32], continuations: &[Vec<u32>]) -> Vec<Vec<f32>> {
+    let lse = log_sum_exp(last);
+    continuations
+        .iter()
+        .map(|c| vec![last[c[0] as usize] - lse])
+        .collect()
+}
+
+/// The packed tokens' log-probabilities (in [`Packed`]'s order) appended to their
+/// continuations' first ones.
+fn append_packed(out: &mut [Vec<f32>], continuations: &[Vec<u32>], picked: &[f32]) {
+    let mut next = 0;
+    for (o, c) in out.iter_mut().zip(continuations) {
+        o.extend_from_slice(&picked[next..next + c.len() - 1]);
+        next += c.len() - 1;
+    }
+}
+
 /// `seqs` right-padded with token 0 to `width`, and their positions, row-major `[len, width]`.
 fn right_padded(seqs: &[Vec<u32>], width: usize) -> (Vec<u32>, Vec<usize>) {
     let ids = seqs
@@ -549,42 +599,28 @@ impl Llama {
         continuations: &[Vec<u32>],
         adapters: Option<&Adapters>,
     ) -> Result<Vec<Vec<f32>>, LlmError> {
+        self.check_continuations(prefix, rest, continuations)?;
         if self.scores_on_host()
-            && let Some(out) =
-                self.host_continuation_logprobs(prefix, rest, continuations, adapters)?
+            && let Some(out) = self.host_scored(prefix, rest, continuations, adapters)
         {
             return Ok(out);
         }
-        self.check_continuations(prefix, rest, continuations)?;
         let start = prefix.len;
-        let longest = continuations.iter().map(Vec::len).max().unwrap_or(0);
         let mut cache = prefix.clone();
         let input = Input::single(rest, start);
         let hidden = self.forward_inference(&input, Some(&mut cache), adapters);
-        let last = self.last_logits(&input, hidden);
-        let lse = log_sum_exp(&last);
-        let mut out: Vec<Vec<f32>> = continuations
-            .iter()
-            .map(|c| vec![last[c[0] as usize] - lse])
-            .collect();
-        if longest < 2 {
+        let mut out = first_tokens(&self.last_logits(&input, hidden), continuations);
+        let at = start + rest.len();
+        let Packed {
+            ids,
+            positions,
+            owner,
+            targets,
+        } = Packed::new(continuations, at);
+        let t = ids.len();
+        if t == 0 {
             return Ok(out);
         }
-        // All continuations packed into one row after the shared context, each attending to the
-        // context and to its own earlier tokens: no padding, and no copy of the context's cache
-        // per continuation.
-        let at = start + rest.len();
-        let (mut ids, mut positions, mut targets, mut owner) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (j, c) in continuations.iter().enumerate() {
-            for p in 0..c.len() - 1 {
-                ids.push(c[p]);
-                positions.push(at + p);
-                targets.push(i64::from(c[p + 1]));
-                owner.push(j);
-            }
-        }
-        let t = ids.len();
         let s = at + t;
         let mut attend = vec![false; t * s];
         for q in 0..t {
@@ -603,13 +639,10 @@ impl Llama {
         let hidden = self.forward_inference(&packed, Some(&mut cache), adapters);
         let h = self.config.hidden_size;
         let logp = activation::log_softmax(self.logits_inference(hidden.reshape([t, h])), 1);
+        let targets: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
         let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [t, 1]), self.device());
         let picked = crate::backend::host_f32(logp.gather(1, targets));
-        let mut next = 0;
-        for (r, c) in continuations.iter().enumerate() {
-            out[r].extend_from_slice(&picked[next..next + c.len() - 1]);
-            next += c.len() - 1;
-        }
+        append_packed(&mut out, continuations, &picked);
         Ok(out)
     }
 
@@ -648,49 +681,40 @@ impl Llama {
         adapters: Option<&Adapters>,
     ) -> Result<Option<Vec<Vec<f32>>>, LlmError> {
         self.check_continuations(prefix, rest, continuations)?;
-        if prefix.len > 0 && prefix.host().is_none() {
-            return Ok(None);
-        }
+        Ok(self.host_scored(prefix, rest, continuations, adapters))
+    }
+
+    /// [`Llama::host_continuation_logprobs`] of a request already checked.
+    fn host_scored(
+        &self,
+        prefix: &KvCache,
+        rest: &[u32],
+        continuations: &[Vec<u32>],
+        adapters: Option<&Adapters>,
+    ) -> Option<Vec<Vec<f32>>> {
         let at = prefix.len + rest.len();
-        let packed: usize = continuations.iter().map(|c| c.len() - 1).sum();
-        let dec = match prefix.host() {
-            Some(p) => self.host_decoder_after(p, at + packed, adapters),
-            None => self.host_decoder(1, at + packed, adapters),
+        let packed = Packed::new(continuations, at);
+        let cap = at + packed.ids.len();
+        let mut dec = match prefix.host() {
+            Some(p) => self.host_decoder_after(p, cap, adapters)?,
+            None if prefix.len == 0 => self.host_decoder(1, cap, adapters)?,
+            None => return None,
         };
-        let Some(mut dec) = dec else { return Ok(None) };
         let last = dec.feed(rest, &(prefix.len..at).collect::<Vec<_>>(), None);
-        let lse = log_sum_exp(&last);
-        let mut out: Vec<Vec<f32>> = continuations
-            .iter()
-            .map(|c| vec![last[c[0] as usize] - lse])
-            .collect();
-        if packed == 0 {
-            return Ok(Some(out));
+        let mut out = first_tokens(&last, continuations);
+        if packed.ids.is_empty() {
+            return Some(out);
         }
-        let (mut ids, mut positions, mut segment, mut targets) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (j, c) in continuations.iter().enumerate() {
-            for p in 0..c.len() - 1 {
-                ids.push(c[p]);
-                positions.push(at + p);
-                segment.push(j);
-                targets.push(c[p + 1] as usize);
-            }
-        }
-        let hidden = dec.pass_packed(&ids, &positions, &segment);
+        let hidden = dec.pass_packed(&packed.ids, &packed.positions, &packed.owner);
         let logits = dec.logits(&hidden);
-        let vocab = logits.len() / packed;
+        let vocab = logits.len() / packed.ids.len();
         let picked: Vec<f32> = logits
             .chunks_exact(vocab)
-            .zip(&targets)
-            .map(|(row, &target)| row[target] - log_sum_exp(row))
+            .zip(&packed.targets)
+            .map(|(row, &target)| row[target as usize] - log_sum_exp(row))
             .collect();
-        let mut next = 0;
-        for (r, c) in continuations.iter().enumerate() {
-            out[r].extend_from_slice(&picked[next..next + c.len() - 1]);
-            next += c.len() - 1;
-        }
-        Ok(Some(out))
+        append_packed(&mut out, continuations, &picked);
+        Some(out)
     }
 
     /// `log p(token_t | tokens_<t)` of right-padded sequences as a tensor `[batch, width - 1]`

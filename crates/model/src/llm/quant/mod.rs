@@ -170,9 +170,8 @@ impl QMatrix {
     /// `x @ Wᵀ` for `n` inputs `x` (`[n, cols]`, row-major): `[n, rows]`, on the kernel path of
     /// this process ([`CpuPath::active`]).
     pub fn matmul(&self, x: &[f32], n: usize) -> Vec<f32> {
-        let path = CpuPath::active();
-        self.matmul_on(x, n, path)
-            .unwrap_or_else(|| self.matmul_on(x, n, CpuPath::Portable).expect("portable"))
+        self.matmul_on(x, n, CpuPath::active())
+            .unwrap_or_else(|| self.portable(x, n))
     }
 
     /// [`QMatrix::matmul`] on the kernels of `path`; `None` where this CPU lacks the path (the
