@@ -10,7 +10,8 @@ use common::fixture_json;
 
 use fpo_model::BackendKind;
 use fpo_model::llm::{
-    Adapters, DEFAULT_LLM, Input, KvCache, LoadedModel, LoraConfig, Message, Sampling, models_dir,
+    Adapters, DEFAULT_LLM, Input, KvCache, LoadedModel, LoraConfig, Message, SampleGroup, Sampling,
+    models_dir,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -713,4 +714,184 @@ fn an_end_of_sequence_id_outside_the_vocabulary_is_refused() {
         "{err}"
     );
     assert!(err.to_string().contains("1000000"), "{err}");
+}
+
+/// The prompt of the best-of-n tests: the chat template around a question (at least 32 tokens,
+/// so that its pass takes the panel kernels, as eight copies of it do).
+fn best_of_prompt() -> Vec<u32> {
+    let ids = MODEL.tokenizer.encode_chat(&chat_prompt(), true).unwrap();
+    assert!(ids.len() >= 32, "{} tokens", ids.len());
+    ids
+}
+
+fn best_of_sampling() -> Sampling {
+    Sampling {
+        max_new_tokens: 12,
+        min_new_tokens: 2,
+        temperature: 0.8,
+        top_p: 0.9,
+    }
+}
+
+/// Rows of a host decoder in segments (each its own adapters) give, bit for bit, the logits of
+/// each segment decoded alone, step after step: catches a kernel group that straddles two
+/// segments (3 + 2 rows would be a group of 4 and one of 1), adapters applied to another
+/// segment's rows, or a prefix loaded into the wrong row.
+#[test]
+fn decoder_segments_compute_what_each_computes_alone() {
+    let m = &MODEL.model;
+    let (a, b) = (random_adapters(5, 6), random_adapters(7, 8));
+    let prompt = best_of_prompt();
+    let segments: [(usize, Option<&Adapters>); 3] = [(3, Some(&a)), (2, Some(&b)), (1, None)];
+    let steps: [u32; 3] = [504, 3437, 314];
+    let cap = prompt.len() + steps.len();
+    let positions: Vec<usize> = (0..prompt.len()).collect();
+    let prefixes: Vec<_> = segments
+        .iter()
+        .map(|&(_, ad)| {
+            let mut d = m.host_decoder(1, prompt.len(), ad).unwrap();
+            d.pass(&prompt, &positions, None);
+            d.snapshot()
+        })
+        .collect();
+    let run = |segs: &[(usize, Option<&Adapters>)],
+               prefixes: &[&fpo_model::llm::decoder::HostPrefix]| {
+        let mut d = m.host_decoder_segments(segs, cap).unwrap();
+        let mut row = 0;
+        for (&(rows, _), p) in segs.iter().zip(prefixes) {
+            for _ in 0..rows {
+                d.load_prefix(row, p);
+                row += 1;
+            }
+        }
+        steps
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| d.step(&vec![t; row], &vec![prompt.len() + k; row]))
+            .collect::<Vec<_>>()
+    };
+    let together = run(&segments, &prefixes.iter().collect::<Vec<_>>());
+    let vocab = m.config.vocab_size;
+    let mut first = 0;
+    for (seg, prefix) in segments.iter().zip(&prefixes) {
+        let alone = run(std::slice::from_ref(seg), &[prefix]);
+        for (k, (t, a)) in together.iter().zip(&alone).enumerate() {
+            assert!(
+                t[first * vocab..(first + seg.0) * vocab] == a[..],
+                "step {k}: rows {first}.. differ from their segment alone"
+            );
+        }
+        first += seg.0;
+    }
+    // Different adapters give different logits (the comparison above is not vacuous).
+    assert!(together[0][..vocab] != together[0][3 * vocab..4 * vocab]);
+}
+
+/// Sampling groups after their prompt passes gives each group exactly what `generate` of that
+/// group's rows (the prompt repeated) gives with the same random stream, alone or beside other
+/// groups: the one prompt pass equals the prefill of every copy, and the first token's logits
+/// come from the group's own head product.
+#[test]
+fn sampled_groups_equal_generate_of_each_group() {
+    let m = &MODEL.model;
+    let tok = &MODEL.tokenizer;
+    let (a, b) = (random_adapters(5, 6), random_adapters(7, 8));
+    let prompt = best_of_prompt();
+    let sampling = best_of_sampling();
+    let want = |rows: usize, adapters: Option<&Adapters>, seed: u64| {
+        m.generate(
+            &vec![prompt.clone(); rows],
+            &sampling,
+            &tok.eos,
+            tok.pad,
+            &mut ChaCha8Rng::seed_from_u64(seed),
+            adapters,
+        )
+        .unwrap()
+    };
+    let pa = m.prompt_pass(&prompt, Some(&a), false).unwrap();
+    let pb = m.prompt_pass(&prompt, Some(&b), false).unwrap();
+    let base = m.prompt_pass(&prompt, None, true).unwrap();
+    let (mut ra, mut rb, mut rr) = (
+        ChaCha8Rng::seed_from_u64(1),
+        ChaCha8Rng::seed_from_u64(2),
+        ChaCha8Rng::seed_from_u64(3),
+    );
+    let mut groups = vec![
+        SampleGroup {
+            pass: &pa,
+            rows: 4,
+            adapters: Some(&a),
+            rng: &mut ra,
+        },
+        SampleGroup {
+            pass: &pb,
+            rows: 3,
+            adapters: Some(&b),
+            rng: &mut rb,
+        },
+        SampleGroup {
+            pass: &base,
+            rows: 1,
+            adapters: None,
+            rng: &mut rr,
+        },
+    ];
+    let got = m
+        .sample_groups(&mut groups, &sampling, &tok.eos, tok.pad)
+        .unwrap();
+    assert_eq!(got[0], want(4, Some(&a), 1));
+    assert_eq!(got[1], want(3, Some(&b), 2));
+    assert_eq!(got[2], want(1, None, 3));
+    assert!(got[0][0].ids != got[1][0].ids, "adapters changed nothing");
+    let mut ra = ChaCha8Rng::seed_from_u64(1);
+    let mut alone = [SampleGroup {
+        pass: &pa,
+        rows: 4,
+        adapters: Some(&a),
+        rng: &mut ra,
+    }];
+    let alone = m
+        .sample_groups(&mut alone, &sampling, &tok.eos, tok.pad)
+        .unwrap();
+    assert_eq!(alone[0], got[0]);
+}
+
+/// Continuations scored after a prompt pass equal `score` of each (prompt, continuation) (up to
+/// summation order), with the prompt's tokens included: catches a prompt log-probability
+/// shifted by one, the first continuation token read from the wrong logits, or a continuation
+/// seeing its neighbour.
+#[test]
+fn scores_after_a_prompt_pass_equal_score() {
+    let m = &MODEL.model;
+    let prompt = best_of_prompt();
+    let conts: Vec<Vec<u32>> = vec![
+        vec![504, 3437, 314, 260],
+        vec![1345],
+        vec![504, 1345, 28, 9],
+    ];
+    let adapters = random_adapters(5, 6);
+    for ad in [None, Some(&adapters)] {
+        let pass = m.prompt_pass(&prompt, ad, true).unwrap();
+        let got = m.score_after(&pass, &conts, ad).unwrap();
+        let seqs: Vec<(Vec<u32>, Vec<u32>)> =
+            conts.iter().map(|c| (prompt.clone(), c.clone())).collect();
+        let want = m.score(&seqs, ad, 2048).unwrap();
+        let mut worst = 0.0f32;
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.prompt_len, w.prompt_len);
+            assert_eq!(g.logprobs.len(), w.logprobs.len());
+            worst = worst.max(common::tiny::max_diff(&g.logprobs, &w.logprobs));
+        }
+        eprintln!(
+            "scores after a prompt pass vs score (LoRA: {}): {worst:.2e}",
+            ad.is_some()
+        );
+        assert!(worst < 1e-4, "{worst}");
+    }
+    let plain = m.prompt_pass(&prompt, None, false).unwrap();
+    assert!(
+        m.score_after(&plain, &conts, None).is_err(),
+        "a pass without log-probabilities"
+    );
 }

@@ -2,7 +2,7 @@
 //! folder (resuming from checkpoints), and writes `summary.json`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use fpo::llm::TrainConfig;
@@ -156,23 +156,30 @@ pub fn run(
         ..LlmTimings::default()
     };
     for &seed in seeds {
-        for &variant in variants {
-            let vdir = variant_dir(dir, variant, seed);
+        let runs: Vec<(fpo::Variant, PathBuf)> = variants
+            .iter()
+            .map(|&v| (v, variant_dir(dir, v, seed)))
+            .collect();
+        for (_, vdir) in &runs {
             bar.inc(count_lines(&vdir.join(files::LOG)).min(iterations));
-            let mut on_iteration = |l: &fpo::llm::IterationLog, seconds: f64| {
-                bar.inc(1);
-                bar.set_message(format!(
-                    "{variant} seed {seed}: {:.1} tok/s, U(win) {:.2}, r(win) {:.2}",
-                    l.tokens_generated as f64 / seconds,
-                    l.winner_utility,
-                    l.winner_reward
-                ));
-            };
-            let (outcome, timing) = pipeline
-                .run_variant(variant, seed, &vdir, &mut on_iteration)
-                .with_context(|| format!("training {variant} (seed {seed})"))?;
+        }
+        let mut on_iteration = |variant, l: &fpo::llm::IterationLog, seconds: f64| {
+            bar.inc(1);
+            bar.set_message(format!(
+                "{variant} seed {seed}: {:.1} tok/s, U(win) {:.2}, r(win) {:.2}",
+                l.tokens_generated as f64 / seconds,
+                l.winner_utility,
+                l.winner_reward
+            ));
+        };
+        let trained = pipeline
+            .run_variants(&runs, seed, &mut on_iteration)
+            .with_context(|| format!("training seed {seed}"))?;
+        for (outcome, timing) in trained {
+            timings
+                .variants
+                .insert(model_name(outcome.variant, seed), timing);
             outcomes.push(outcome);
-            timings.variants.insert(model_name(variant, seed), timing);
         }
     }
     bar.finish_and_clear();

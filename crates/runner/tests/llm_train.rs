@@ -235,8 +235,8 @@ fn two_clean_runs_write_the_same_files() {
     let timing = &info["llm"]["variants"]["relaxed-seed0"];
     let stages = timing["stages"].as_object().unwrap();
     for s in [
-        "reference sampling",
-        "candidate sampling",
+        "prompt passes",
+        "sampling (reference and candidates)",
         "oracle scoring",
         "RM features",
         "selection and RM update",
@@ -274,4 +274,55 @@ fn two_clean_runs_write_the_same_files() {
     }
     assert_eq!(first["kl"].as_f64(), Some(0.0));
     assert!(probe[2]["kl"].as_f64().unwrap() > 0.0, "{probe:?}");
+}
+
+/// The three variants trained together (one decoding batch, the shared work done once) write
+/// the logs, adapters, heads, probes and outcomes that each variant trained alone writes.
+#[test]
+fn variants_trained_together_equal_each_trained_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |out: &Path, variants: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fpo"));
+        c.current_dir(root()).args([
+            "run",
+            "experiments/truthfulqa.toml",
+            "--profile",
+            "smoke",
+            "--set",
+            "eval.metrics=[]",
+            "--no-report",
+            "--out",
+        ]);
+        c.arg(out);
+        for v in variants {
+            c.args(["--variant", v]);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let together = tmp.path().join("together");
+    run(&together, &[]);
+    let summary = |dir: &Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+    };
+    let all = summary(&together);
+    for (k, v) in ["standard", "relaxed", "practical"].into_iter().enumerate() {
+        let alone = tmp.path().join(v);
+        run(&alone, &[v]);
+        let name = format!("{v}-seed0");
+        for f in [
+            "log.jsonl",
+            "adapters.safetensors",
+            "head.json",
+            "probe.jsonl",
+            "outcome.json",
+        ] {
+            assert!(
+                std::fs::read(together.join(&name).join(f)).unwrap()
+                    == std::fs::read(alone.join(&name).join(f)).unwrap(),
+                "{name}/{f}: together and alone differ"
+            );
+        }
+        assert_eq!(all["outcomes"][k], summary(&alone)["outcomes"][0], "{v}");
+    }
 }

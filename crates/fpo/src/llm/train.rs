@@ -20,14 +20,16 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::lora::DropoutMasks;
-use fpo_model::llm::{Adapters, Generation, Llama, LoadedModel, Message, Sampling};
+use fpo_model::llm::{
+    Adapters, Generation, Llama, LoadedModel, Message, PromptPass, SampleGroup, Sampling,
+};
 use fpo_model::{BackendKind, device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -80,6 +82,56 @@ struct State {
     head_grad: Vec<f64>,
     /// `(winner, reference)` features of the iterations whose gradients `head_grad` holds.
     pending: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+/// One variant's run in progress: its state, log, probe and this process's timings.
+struct VariantRun {
+    variant: Variant,
+    dir: PathBuf,
+    state: State,
+    logs: Vec<IterationLog>,
+    log_file: std::fs::File,
+    log_path: PathBuf,
+    probe: probe::Probe,
+    timing: VariantTiming,
+}
+
+impl VariantRun {
+    /// Appends an iteration's line to the log and advances the state past it.
+    fn record(
+        &mut self,
+        line: IterationLog,
+        seconds: f64,
+        on_iteration: &mut dyn FnMut(Variant, &IterationLog, f64),
+    ) -> Result<()> {
+        self.timing.iterations += 1;
+        self.timing.seconds += seconds;
+        let mut text = serde_json::to_vec(&line).expect("serialisable");
+        text.push(b'\n');
+        self.log_file
+            .write_all(&text)
+            .and_then(|()| self.log_file.flush())
+            .map_err(io(&self.log_path))?;
+        on_iteration(self.variant, &line, seconds);
+        self.state.iteration = line.iteration + 1;
+        self.logs.push(line);
+        Ok(())
+    }
+}
+
+/// A variant's folder as [`Pipeline::run_variants`] finds it.
+enum Opened {
+    Finished(VariantOutcome),
+    Running(Box<VariantRun>),
+}
+
+/// What the variants of an iteration share: the prompt, the base model's pass over it, the
+/// reference response and its oracle utility.
+struct Shared<'a> {
+    prompt: &'a [u32],
+    base: &'a PromptPass,
+    reference: &'a Generation,
+    reference_utility: f64,
 }
 
 fn stream_rng(seed: u64, iteration: usize, stream: u64) -> ChaCha8Rng {
@@ -293,31 +345,96 @@ impl Pipeline {
             .init()
     }
 
-    /// Trains one variant with one seed in `dir` (created if needed), resuming from the
-    /// checkpoint there if one exists; a finished run (`outcome.json`) is read back, not rerun.
-    /// `on_iteration` sees every new log line and the seconds it took. Returns the outcome and
-    /// the iterations this call trained, with their wall time (timings stay out of the log).
+    /// Trains one variant with one seed in `dir`: [`Pipeline::run_variants`] of that variant
+    /// alone.
     pub fn run_variant(
         &self,
         variant: Variant,
         seed: u64,
         dir: &Path,
-        on_iteration: &mut dyn FnMut(&IterationLog, f64),
+        on_iteration: &mut dyn FnMut(Variant, &IterationLog, f64),
     ) -> Result<(VariantOutcome, VariantTiming)> {
+        let mut out = self.run_variants(&[(variant, dir.to_owned())], seed, on_iteration)?;
+        Ok(out.remove(0))
+    }
+
+    /// Trains the variants `runs` (each with its folder, created if needed) with one seed,
+    /// together: at each iteration the work their variants share (the prompt under the base
+    /// model, the reference response and its oracle score) is done once, and every policy's
+    /// candidates decode in one batch with the reference (see [`fpo_model::llm::best_of`]).
+    /// Each variant computes exactly what it computes trained alone. A variant resumes from the
+    /// checkpoint in its folder if one exists, and a finished one (`outcome.json`) is read back,
+    /// not rerun; variants at different iterations wait for each other. `on_iteration` sees
+    /// every new log line and the seconds it took (its own work and an equal share of the
+    /// shared work, so that the variants' seconds add up to the wall time). Returns each
+    /// variant's outcome and the iterations this call trained, in the order of `runs`.
+    pub fn run_variants(
+        &self,
+        runs: &[(Variant, std::path::PathBuf)],
+        seed: u64,
+        on_iteration: &mut dyn FnMut(Variant, &IterationLog, f64),
+    ) -> Result<Vec<(VariantOutcome, VariantTiming)>> {
+        let mut active = Vec::new();
+        let mut finished = BTreeMap::new();
+        for (variant, dir) in runs {
+            match self.open_run(*variant, seed, dir)? {
+                Opened::Finished(outcome) => {
+                    finished.insert(*variant, (outcome, VariantTiming::default()));
+                }
+                Opened::Running(run) => active.push(*run),
+            }
+        }
+        let order = self
+            .prompts
+            .training_order(self.cfg.iterations, self.cfg.shuffle, seed);
+        let first = active.iter().map(|r| r.state.iteration).min();
+        for it in first.unwrap_or(self.cfg.iterations)..self.cfg.iterations {
+            let mut due: Vec<&mut VariantRun> = active
+                .iter_mut()
+                .filter(|r| r.state.iteration == it)
+                .collect();
+            for r in &mut due {
+                r.probe.maybe(self, &r.state, it, &mut r.timing)?;
+            }
+            let prompt = &self.prompts.pool[order[it]];
+            let lines = self.iteration(&mut due, seed, it, prompt)?;
+            for (r, (line, seconds)) in due.into_iter().zip(lines) {
+                r.record(line, seconds, on_iteration)?;
+                if r.state.iteration.is_multiple_of(self.cfg.checkpoint_every)
+                    && r.state.iteration < self.cfg.iterations
+                {
+                    self.save_checkpoint(&r.dir, &r.state, r.variant, seed)?;
+                }
+            }
+        }
+        for mut r in active {
+            r.probe
+                .maybe(self, &r.state, self.cfg.iterations, &mut r.timing)?;
+            let outcome = self.finish(&r, seed)?;
+            finished.insert(r.variant, (outcome, r.timing));
+        }
+        Ok(runs
+            .iter()
+            .map(|(v, _)| finished.remove(v).expect("every variant ran or was read"))
+            .collect())
+    }
+
+    /// The run of `variant` in `dir`: read back if finished, else its state from the checkpoint
+    /// there (or fresh), the log cut to that state and opened for appending, and the probe.
+    fn open_run(&self, variant: Variant, seed: u64, dir: &Path) -> Result<Opened> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let outcome_path = dir.join("outcome.json");
         if outcome_path.exists() {
             let text = std::fs::read_to_string(&outcome_path).map_err(io(&outcome_path))?;
             let outcome = serde_json::from_str(&text).map_err(|e| ckpt_err(&outcome_path, e))?;
-            return Ok((outcome, VariantTiming::default()));
+            return Ok(Opened::Finished(outcome));
         }
-        let mut timing = VariantTiming::default();
-        let mut state = match self.load_checkpoint(dir, variant, seed)? {
+        let state = match self.load_checkpoint(dir, variant, seed)? {
             Some(s) => s,
             None => self.fresh_state(seed)?,
         };
         let log_path = dir.join("log.jsonl");
-        let mut logs = read_log(&log_path, state.iteration)?;
+        let logs = read_log(&log_path, state.iteration)?;
         // Rewrite the log up to the checkpoint: lines of iterations after it are redone.
         let mut text = Vec::new();
         for l in &logs {
@@ -325,100 +442,179 @@ impl Pipeline {
             text.push(b'\n');
         }
         write_atomic(&log_path, &text)?;
-        let mut log_file = std::fs::OpenOptions::new()
+        let log_file = std::fs::OpenOptions::new()
             .append(true)
             .open(&log_path)
             .map_err(io(&log_path))?;
-        let mut probe = probe::Probe::open(self, dir, seed, state.iteration)?;
-        let order = self
-            .prompts
-            .training_order(self.cfg.iterations, self.cfg.shuffle, seed);
-        for it in state.iteration..self.cfg.iterations {
-            probe.maybe(self, &state, it, &mut timing)?;
-            let started = Instant::now();
-            let prompt = &self.prompts.pool[order[it]];
-            let line = self.iteration(&mut state, variant, seed, it, prompt, &mut timing.stages)?;
-            let seconds = started.elapsed().as_secs_f64();
-            timing.iterations += 1;
-            timing.seconds += seconds;
-            serde_json::to_writer(&mut log_file, &line).expect("serialisable");
-            log_file.write_all(b"\n").map_err(io(&log_path))?;
-            log_file.flush().map_err(io(&log_path))?;
-            on_iteration(&line, seconds);
-            logs.push(line);
-            state.iteration = it + 1;
-            if state.iteration.is_multiple_of(self.cfg.checkpoint_every)
-                && state.iteration < self.cfg.iterations
-            {
-                self.save_checkpoint(dir, &state, variant, seed)?;
-            }
-        }
-        probe.maybe(self, &state, self.cfg.iterations, &mut timing)?;
-        state
+        let probe = probe::Probe::open(self, dir, seed, state.iteration)?;
+        Ok(Opened::Running(Box::new(VariantRun {
+            variant,
+            dir: dir.to_owned(),
+            state,
+            logs,
+            log_file,
+            log_path,
+            probe,
+            timing: VariantTiming::default(),
+        })))
+    }
+
+    /// Writes a trained run's adapters, head and outcome, and removes its checkpoint.
+    fn finish(&self, r: &VariantRun, seed: u64) -> Result<VariantOutcome> {
+        let dir = &r.dir;
+        r.state
             .adapters
             .save(&self.cfg.lora, &dir.join("adapters.safetensors"))?;
-        write_atomic(&dir.join("head.json"), &fpo_rundir::to_json(&state.head)?)?;
+        write_atomic(&dir.join("head.json"), &fpo_rundir::to_json(&r.state.head)?)?;
         let gamma = self.rules.iter().map(|p| p.gamma).fold(0.0, f64::max);
-        let outcome = summarize(variant, seed, gamma, &logs, &state.adapters);
-        write_atomic(&outcome_path, &fpo_rundir::to_json(&outcome)?)?;
+        let outcome = summarize(r.variant, seed, gamma, &r.logs, &r.state.adapters);
+        write_atomic(&dir.join("outcome.json"), &fpo_rundir::to_json(&outcome)?)?;
         let ckpt = dir.join("checkpoint");
         if ckpt.exists() {
             std::fs::remove_dir_all(&ckpt).map_err(io(&ckpt))?;
         }
-        Ok((outcome, timing))
+        Ok(outcome)
     }
 
-    /// One iteration of the loop; updates `st` (gradients, and the optimisers every
-    /// `grad_accumulation` iterations).
+    /// One iteration of the loop for the variants `runs` (all at iteration `it`): the work they
+    /// share, then each variant's own (see [`Pipeline::variant_step`]). Returns each variant's
+    /// log line and seconds.
     fn iteration(
         &self,
-        st: &mut State,
-        variant: Variant,
+        runs: &mut [&mut VariantRun],
         seed: u64,
         it: usize,
         source: &Prompt,
+    ) -> Result<Vec<(IterationLog, f64)>> {
+        let started = Instant::now();
+        let cfg = &self.cfg;
+        let m = &self.inference;
+        let tok = &m.tokenizer;
+        let mut shared = BTreeMap::new();
+        let mut own: Vec<BTreeMap<String, f64>> = vec![BTreeMap::new(); runs.len()];
+        // Each variant's own wall time; the rest of the iteration's is shared.
+        let mut own_seconds = vec![0.0; runs.len()];
+        let mut lap = Lap::new(&mut shared);
+        let prompt = chat_prompt(m, &source.text, cfg.max_prompt_tokens)?;
+        // The oracle's pass over the prompt: the reference continues it, every response is
+        // scored after it.
+        let base = m.model.prompt_pass(&prompt, None, true)?;
+        lap.mark("prompt passes");
+        let policies: Vec<Adapters> = runs.iter().map(|r| r.state.adapters.valid()).collect();
+        let mut passes = Vec::with_capacity(runs.len());
+        for ((policy, stages), seconds) in policies.iter().zip(&mut own).zip(&mut own_seconds) {
+            let mut lap = Lap::new(stages);
+            passes.push(m.model.prompt_pass(&prompt, Some(policy), false)?);
+            *seconds += lap.mark("prompt passes");
+        }
+        let mut lap = Lap::new(&mut shared);
+        // Each policy's candidates from the stream (seed, iteration, 1) (common random numbers
+        // across variants), the reference from (seed, iteration, 0).
+        let mut rngs: Vec<ChaCha8Rng> = runs.iter().map(|_| stream_rng(seed, it, 1)).collect();
+        let mut reference_rng = stream_rng(seed, it, 0);
+        let mut groups: Vec<SampleGroup<'_, ChaCha8Rng>> = passes
+            .iter()
+            .zip(&policies)
+            .zip(&mut rngs)
+            .map(|((pass, policy), rng)| SampleGroup {
+                pass,
+                rows: cfg.candidates,
+                adapters: Some(policy),
+                rng,
+            })
+            .collect();
+        groups.push(SampleGroup {
+            pass: &base,
+            rows: 1,
+            adapters: None,
+            rng: &mut reference_rng,
+        });
+        let mut sampled =
+            m.model
+                .sample_groups(&mut groups, &self.sampling(), &tok.eos, tok.pad)?;
+        let reference = sampled
+            .pop()
+            .and_then(|mut g| g.pop())
+            .expect("one reference");
+        lap.mark("sampling (reference and candidates)");
+        let reference_score = m.model.score_after(&base, &[reference.ids.clone()], None)?;
+        let reference_utility = cfg.oracle.utility(reference_score[0].mean_nll());
+        lap.mark("oracle scoring");
+        let mut lines = Vec::with_capacity(runs.len());
+        for ((run, candidates), (stages, seconds)) in runs
+            .iter_mut()
+            .zip(sampled)
+            .zip(own.iter_mut().zip(&mut own_seconds))
+        {
+            let shared_response = Shared {
+                prompt: &prompt,
+                base: &base,
+                reference: &reference,
+                reference_utility,
+            };
+            let t = Instant::now();
+            lines.push(self.variant_step(
+                run,
+                seed,
+                it,
+                source,
+                &shared_response,
+                candidates,
+                stages,
+            )?);
+            *seconds += t.elapsed().as_secs_f64();
+        }
+        // The shared work in equal shares, so that the variants' seconds add up to the wall time.
+        let share = runs.len() as f64;
+        let shared_seconds = started.elapsed().as_secs_f64() - own_seconds.iter().sum::<f64>();
+        let mut out = Vec::with_capacity(runs.len());
+        for (((run, line), mut stages), seconds) in
+            runs.iter_mut().zip(lines).zip(own).zip(own_seconds)
+        {
+            for (stage, s) in &shared {
+                *stages.entry(stage.clone()).or_default() += s / share;
+            }
+            for (stage, s) in stages {
+                *run.timing.stages.entry(stage).or_default() += s;
+            }
+            out.push((line, seconds + shared_seconds / share));
+        }
+        Ok(out)
+    }
+
+    /// One variant's part of an iteration: the oracle's scores of its candidates, the reward
+    /// model's features, the winner under every rule, and the updates (gradients, and the
+    /// optimisers every `grad_accumulation` iterations).
+    #[allow(clippy::too_many_arguments)]
+    fn variant_step(
+        &self,
+        run: &mut VariantRun,
+        seed: u64,
+        it: usize,
+        source: &Prompt,
+        shared: &Shared<'_>,
+        candidates: Vec<Generation>,
         stages: &mut BTreeMap<String, f64>,
     ) -> Result<IterationLog> {
+        let (variant, st) = (run.variant, &mut run.state);
         let mut lap = Lap::new(stages);
         let cfg = &self.cfg;
         let m = &self.inference;
         let tok = &m.tokenizer;
-        let prompt = &chat_prompt(m, &source.text, cfg.max_prompt_tokens)?;
-        let sampling = self.sampling();
-        let reference = m
-            .model
-            .generate(
-                std::slice::from_ref(prompt),
-                &sampling,
-                &tok.eos,
-                tok.pad,
-                &mut stream_rng(seed, it, 0),
-                None,
-            )?
-            .remove(0);
-        lap.mark("reference sampling");
-        let policy = st.adapters.valid();
-        let candidates = m.model.generate(
-            &vec![prompt.clone(); cfg.candidates],
-            &sampling,
-            &tok.eos,
-            tok.pad,
-            &mut stream_rng(seed, it, 1),
-            Some(&policy),
-        )?;
-        let all: Vec<&Generation> = std::iter::once(&reference).chain(&candidates).collect();
-        lap.mark("candidate sampling");
+        let prompt = shared.prompt;
+        let all: Vec<&Generation> = std::iter::once(shared.reference)
+            .chain(&candidates)
+            .collect();
 
         // Oracle utility: the base model's mean NLL of prompt + response.
-        let seqs: Vec<(Vec<u32>, Vec<u32>)> = all
-            .iter()
-            .map(|g| (prompt.clone(), g.ids.clone()))
-            .collect();
-        let utilities: Vec<f64> = m
-            .model
-            .score(&seqs, None, SCORE_BATCH_TOKENS)?
-            .iter()
-            .map(|s| cfg.oracle.utility(s.mean_nll()))
+        let ids: Vec<Vec<u32>> = candidates.iter().map(|g| g.ids.clone()).collect();
+        let utilities: Vec<f64> = std::iter::once(shared.reference_utility)
+            .chain(
+                m.model
+                    .score_after(shared.base, &ids, None)?
+                    .iter()
+                    .map(|s| cfg.oracle.utility(s.mean_nll())),
+            )
             .collect();
         lap.mark("oracle scoring");
 
@@ -643,10 +839,12 @@ impl<'a> Lap<'a> {
         }
     }
 
-    /// Adds the seconds since the last mark to `stage`.
-    fn mark(&mut self, stage: &str) {
+    /// Adds the seconds since the last mark to `stage`, and returns them.
+    fn mark(&mut self, stage: &str) -> f64 {
         let now = Instant::now();
-        *self.stages.entry(stage.to_owned()).or_default() += (now - self.since).as_secs_f64();
+        let seconds = (now - self.since).as_secs_f64();
+        *self.stages.entry(stage.to_owned()).or_default() += seconds;
         self.since = now;
+        seconds
     }
 }

@@ -43,7 +43,7 @@ impl Sampling {
         }
     }
 
-    fn validate(&self) -> Result<(), LlmError> {
+    pub(super) fn validate(&self) -> Result<(), LlmError> {
         if !(self.temperature >= 0.0 && self.top_p > 0.0 && self.top_p <= 1.0)
             || self.min_new_tokens > self.max_new_tokens
         {
@@ -113,7 +113,7 @@ pub fn kl_from_logits(p: &[f32], q: &[f32]) -> f64 {
 }
 
 /// `log Σ exp(x)`: `f32` exponentials summed in `f64`.
-fn log_sum_exp(x: &[f32]) -> f32 {
+pub(super) fn log_sum_exp(x: &[f32]) -> f32 {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = x.iter().map(|&v| f64::from((v - max).exp())).sum();
     (f64::from(max) + sum.ln()) as f32
@@ -123,15 +123,15 @@ fn log_sum_exp(x: &[f32]) -> f32 {
 /// context and to its own earlier tokens (no padding, and no copy of the context's cache per
 /// continuation): every token but each continuation's last, its position, which continuation
 /// it belongs to, and the token it predicts.
-struct Packed {
-    ids: Vec<u32>,
-    positions: Vec<usize>,
-    owner: Vec<usize>,
-    targets: Vec<u32>,
+pub(super) struct Packed {
+    pub(super) ids: Vec<u32>,
+    pub(super) positions: Vec<usize>,
+    pub(super) owner: Vec<usize>,
+    pub(super) targets: Vec<u32>,
 }
 
 impl Packed {
-    fn new(continuations: &[Vec<u32>], at: usize) -> Self {
+    pub(super) fn new(continuations: &[Vec<u32>], at: usize) -> Self {
         let mut p = Self {
             ids: Vec::new(),
             positions: Vec::new(),
@@ -151,7 +151,7 @@ impl Packed {
 }
 
 /// Each continuation's first log-probability, from the logits after the context.
-fn first_tokens(last: &[f32], continuations: &[Vec<u32>]) -> Vec<Vec<f32>> {
+pub(super) fn first_tokens(last: &[f32], continuations: &[Vec<u32>]) -> Vec<Vec<f32>> {
     let lse = log_sum_exp(last);
     continuations
         .iter()
@@ -161,7 +161,7 @@ fn first_tokens(last: &[f32], continuations: &[Vec<u32>]) -> Vec<Vec<f32>> {
 
 /// The packed tokens' log-probabilities (in [`Packed`]'s order) appended to their
 /// continuations' first ones.
-fn append_packed(out: &mut [Vec<f32>], continuations: &[Vec<u32>], picked: &[f32]) {
+pub(super) fn append_packed(out: &mut [Vec<f32>], continuations: &[Vec<u32>], picked: &[f32]) {
     let mut next = 0;
     for (o, c) in out.iter_mut().zip(continuations) {
         o.extend_from_slice(&picked[next..next + c.len() - 1]);
@@ -705,14 +705,7 @@ impl Llama {
         if packed.ids.is_empty() {
             return Some(out);
         }
-        let hidden = dec.pass_packed(&packed.ids, &packed.positions, &packed.owner);
-        let logits = dec.logits(&hidden);
-        let vocab = logits.len() / packed.ids.len();
-        let picked: Vec<f32> = logits
-            .chunks_exact(vocab)
-            .zip(&packed.targets)
-            .map(|(row, &target)| row[target as usize] - log_sum_exp(row))
-            .collect();
+        let picked = super::best_of::packed_logprobs(&mut dec, &packed);
         append_packed(&mut out, continuations, &picked);
         Some(out)
     }

@@ -8,10 +8,13 @@
 //! - [`lora`]: trainable low-rank adapters on the attention projections.
 //! - [`quant`]: CPU matrix products straight from GGUF's quantised blocks (inference).
 //! - [`generate`]: sampling, generation and log-likelihood scoring.
+//! - [`best_of`]: many continuations of one prompt (best-of-n): the prompt once per model,
+//!   groups of rows with their own adapters decoded together, scoring after the prompt.
 //! - [`tokenizer`]: BPE tokenizer and chat template.
 
 use std::path::{Path, PathBuf};
 
+pub mod best_of;
 pub mod config;
 pub mod decoder;
 pub mod generate;
@@ -21,6 +24,7 @@ pub mod quant;
 pub mod tokenizer;
 pub mod weights;
 
+pub use best_of::{PromptPass, SampleGroup};
 pub use config::LlamaConfig;
 pub use decoder::{Input, KvCache, Llama};
 pub use generate::LogProbs;

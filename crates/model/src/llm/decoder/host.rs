@@ -62,13 +62,24 @@ impl HostLora {
     }
 }
 
-/// Decoding state of one batch: the model, its adapters on the host, and the key/value cache.
-pub struct HostDecoder<'a> {
-    model: &'a Llama,
-    quant: &'a Quantized,
+/// Consecutive rows of a host decoder that run with the same adapters.
+struct Segment {
+    rows: usize,
     /// Per layer: adapters on q, k, v, o.
     lora: Vec<[Option<HostLora>; 4]>,
     scale: f32,
+}
+
+/// Decoding state of one batch: the model, the adapters of each segment of its rows on the host,
+/// and the key/value cache.
+///
+/// Rows in segments (see [`Llama::host_decoder_segments`]): every row computes exactly what it
+/// would in a decoder of its own segment alone ([`crate::llm::QMatrix::matmul_runs`]; attention,
+/// norms and adapters are per row), while each pass reads the weights once for all of them.
+pub struct HostDecoder<'a> {
+    model: &'a Llama,
+    quant: &'a Quantized,
+    segments: Vec<Segment>,
     batch: usize,
     /// Positions held.
     len: usize,
@@ -119,20 +130,7 @@ impl Llama {
             "host decoder: {cap} positions for a longer prefix"
         );
         let mut dec = self.host_decoder(1, cap, adapters)?;
-        let (nkv, hd, len) = (self.config.num_kv_heads, self.config.head_dim, prefix.len);
-        for (dst, src) in dec
-            .keys
-            .iter_mut()
-            .zip(&prefix.keys)
-            .chain(dec.values.iter_mut().zip(&prefix.values))
-        {
-            for g in 0..nkv {
-                dst[g * cap * hd..(g * cap + len) * hd]
-                    .copy_from_slice(&src[g * len * hd..(g + 1) * len * hd]);
-            }
-        }
-        dec.valid[..len].copy_from_slice(&prefix.valid);
-        dec.len = len;
+        dec.load_prefix(0, prefix);
         Some(dec)
     }
 
@@ -145,26 +143,44 @@ impl Llama {
         cap: usize,
         adapters: Option<&Adapters>,
     ) -> Option<HostDecoder<'_>> {
+        self.host_decoder_segments(&[(batch, adapters)], cap)
+    }
+
+    /// A host decoder whose rows come in segments, `(rows, adapters)` each, of up to `cap`
+    /// positions; or `None` as [`Llama::host_decoder`]. Each segment's rows compute what a
+    /// decoder of that segment alone would, bit for bit.
+    pub fn host_decoder_segments(
+        &self,
+        segments: &[(usize, Option<&Adapters>)],
+        cap: usize,
+    ) -> Option<HostDecoder<'_>> {
         let quant = self.quantized.as_deref()?;
         let c = &self.config;
+        let batch = segments.iter().map(|s| s.0).sum::<usize>();
         let cache = || vec![vec![0.0f32; batch * c.num_kv_heads * cap * c.head_dim]; c.num_layers];
-        let lora = (0..c.num_layers)
-            .map(|li| {
-                let l = adapters.map(|a| &a.layers[li]);
-                [
-                    l.and_then(|l| l.q.as_ref()),
-                    l.and_then(|l| l.k.as_ref()),
-                    l.and_then(|l| l.v.as_ref()),
-                    l.and_then(|l| l.o.as_ref()),
-                ]
-                .map(|p| p.map(HostLora::new))
+        let segments = segments
+            .iter()
+            .map(|&(rows, adapters)| Segment {
+                rows,
+                lora: (0..c.num_layers)
+                    .map(|li| {
+                        let l = adapters.map(|a| &a.layers[li]);
+                        [
+                            l.and_then(|l| l.q.as_ref()),
+                            l.and_then(|l| l.k.as_ref()),
+                            l.and_then(|l| l.v.as_ref()),
+                            l.and_then(|l| l.o.as_ref()),
+                        ]
+                        .map(|p| p.map(HostLora::new))
+                    })
+                    .collect(),
+                scale: adapters.map_or(0.0, |a| a.scale as f32),
             })
             .collect();
         Some(HostDecoder {
             model: self,
             quant,
-            lora,
-            scale: adapters.map_or(0.0, |a| a.scale as f32),
+            segments,
             batch,
             len: 0,
             cap,
@@ -340,19 +356,68 @@ impl HostDecoder<'_> {
                 .chunks_exact(t * h)
                 .flat_map(|row| row[(t - 1) * h..].iter().copied())
                 .collect();
-            self.logits(&last)
+            self.row_logits(&last)
         })
     }
 
     /// Next-token logits `[n, vocab]` of `n` final hidden states (`[n, hidden]`, as
     /// [`HostDecoder::pass`] returns them): final RMSNorm and output head.
     pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
+        let n = hidden.len() / self.model.config.hidden_size;
+        self.head(hidden, &[n])
+    }
+
+    /// [`HostDecoder::logits`] of one hidden state per row (`[batch, hidden]`), each row's
+    /// computed as in a decoder of its segment alone.
+    pub fn row_logits(&self, hidden: &[f32]) -> Vec<f32> {
+        let runs: Vec<usize> = self.segments.iter().map(|s| s.rows).collect();
+        self.head(hidden, &runs)
+    }
+
+    /// The final RMSNorm and the output head, the inputs in `runs`.
+    fn head(&self, hidden: &[f32], runs: &[usize]) -> Vec<f32> {
         let c = &self.model.config;
-        let n = hidden.len() / c.hidden_size;
         on_worker(|| {
             let xn = rms_norm(hidden, &self.quant.norm, c.rms_eps);
-            self.quant.head.matmul(&xn, n)
+            self.quant.head.matmul_runs(&xn, runs)
         })
+    }
+
+    /// Loads the keys and values of `prefix` into row `row`: every row of a decoder holds as
+    /// many positions, so the first load sets that number and later ones must match it.
+    ///
+    /// # Panics
+    /// If the row is out of range, the prefix does not fit, or its length differs from the
+    /// positions the decoder holds.
+    pub fn load_prefix(&mut self, row: usize, prefix: &HostPrefix) {
+        let (nkv, hd, len, cap) = (
+            self.model.config.num_kv_heads,
+            self.model.config.head_dim,
+            prefix.len,
+            self.cap,
+        );
+        assert!(
+            row < self.batch && len <= cap,
+            "host decoder: prefix out of range"
+        );
+        assert!(
+            self.len == 0 || self.len == len,
+            "host decoder: rows of {} positions, a prefix of {len}",
+            self.len
+        );
+        for (dst, src) in self
+            .keys
+            .iter_mut()
+            .zip(&prefix.keys)
+            .chain(self.values.iter_mut().zip(&prefix.values))
+        {
+            for g in 0..nkv {
+                let at = (row * nkv + g) * cap * hd;
+                dst[at..at + len * hd].copy_from_slice(&src[g * len * hd..(g + 1) * len * hd]);
+            }
+        }
+        self.valid[row * cap..row * cap + len].copy_from_slice(&prefix.valid);
+        self.len = len;
     }
 
     /// [`HostDecoder::feed`] without the head: the final hidden states (before the last RMSNorm)
@@ -457,14 +522,27 @@ impl HostDecoder<'_> {
             m
         });
         let half = hd / 2;
-        for (li, qb) in self.quant.blocks.iter().enumerate() {
-            let lora = &self.lora[li];
-            let xn = rms_norm(&x, &qb.attn_norm, c.rms_eps);
-            let mut f = qb.qkv.matmul(&xn, n);
-            for (slot, offset) in [(0, 0), (1, qw), (2, qw + kvw)] {
-                if let Some(l) = &lora[slot] {
-                    l.add(&xn, h, &mut f[offset..], width, self.scale);
+        // Each segment's tokens: a run of the products and the rows its adapters apply to.
+        let runs: Vec<usize> = self.segments.iter().map(|s| s.rows * t).collect();
+        let spans: Vec<(usize, usize)> = runs
+            .iter()
+            .scan(0, |at, &r| {
+                *at += r;
+                Some((*at - r, *at))
+            })
+            .collect();
+        let adapt = |slot: usize, li: usize, x: &[f32], inp: usize, y: &mut [f32], out: usize| {
+            for (seg, &(a, b)) in self.segments.iter().zip(&spans) {
+                if let Some(l) = seg.lora[li][slot].as_ref().filter(|_| b > a) {
+                    l.add(&x[a * inp..b * inp], inp, &mut y[a * out..], out, seg.scale);
                 }
+            }
+        };
+        for (li, qb) in self.quant.blocks.iter().enumerate() {
+            let xn = rms_norm(&x, &qb.attn_norm, c.rms_eps);
+            let mut f = qb.qkv.matmul_runs(&xn, &runs);
+            for (slot, offset) in [(0, 0), (1, qw), (2, qw + kvw)] {
+                adapt(slot, li, &xn, h, &mut f[offset..], width);
             }
             let (keys, values) = (&mut self.keys[li], &mut self.values[li]);
             for (i, fi) in f.chunks_exact_mut(width).enumerate() {
@@ -513,16 +591,14 @@ impl HostDecoder<'_> {
             } else {
                 att.chunks_mut(hd).enumerate().for_each(task);
             }
-            let mut o = qb.o.matmul(&att, n);
-            if let Some(l) = &lora[3] {
-                l.add(&att, qw, &mut o, h, self.scale);
-            }
+            let mut o = qb.o.matmul_runs(&att, &runs);
+            adapt(3, li, &att, qw, &mut o, h);
             for (xv, ov) in x.iter_mut().zip(&o) {
                 *xv += ov;
             }
             let xn = rms_norm(&x, &qb.ffn_norm, c.rms_eps);
-            let act = swiglu(&qb.gate_up.matmul(&xn, n), c.intermediate_size);
-            let down = qb.down.matmul(&act, n);
+            let act = swiglu(&qb.gate_up.matmul_runs(&xn, &runs), c.intermediate_size);
+            let down = qb.down.matmul_runs(&act, &runs);
             for (xv, dv) in x.iter_mut().zip(&down) {
                 *xv += dv;
             }

@@ -1,0 +1,299 @@
+//! Best-of-n's inference: many continuations of one prompt. The prompt runs once per model (the
+//! base model, each policy) instead of once per row; groups of rows, each with its own adapters
+//! and random stream, decode in one batch; continuations are scored after the prompt's cached
+//! keys and values instead of reading the prompt again.
+//!
+//! On the host kernels every group's rows compute, bit for bit, what they compute when the group
+//! runs alone ([`super::HostDecoder`]'s segments), so what a policy samples does not depend on
+//! which other policies decode beside it. Where the model does not run on the host (burn: a GPU,
+//! a safetensors checkpoint), each group runs through [`Llama::generate`] and [`Llama::score`].
+
+use std::sync::Arc;
+
+use rand::Rng;
+
+use super::LlmError;
+use super::decoder::{HostDecoder, HostPrefix, Llama};
+use super::generate::{
+    Generation, Packed, Sampling, TokenScores, append_packed, first_tokens, log_sum_exp,
+    sample_token,
+};
+use super::lora::Adapters;
+
+/// Tokens per batch where scoring falls back to [`Llama::score`].
+const FALLBACK_SCORE_TOKENS: usize = 2048;
+/// Rows of logits computed at once (a row is the vocabulary, 49152 floats for SmolLM2).
+const LOGIT_ROWS: usize = 256;
+
+/// One prompt run through one model (with or without adapters): what sampling and scoring after
+/// it need. On the host it holds the prompt's keys and values; elsewhere only its tokens.
+#[derive(Debug, Clone)]
+pub struct PromptPass {
+    ids: Vec<u32>,
+    host: Option<HostPass>,
+}
+
+#[derive(Debug, Clone)]
+struct HostPass {
+    prefix: Arc<HostPrefix>,
+    /// The final hidden state after the last token (before the last RMSNorm).
+    last: Vec<f32>,
+    /// With log-probabilities: those of the prompt's tokens (`len - 1`), and the logits after
+    /// its last token.
+    scored: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+impl PromptPass {
+    /// The prompt's tokens.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+}
+
+/// Rows that continue one [`PromptPass`] under the model it was computed with.
+#[derive(Debug)]
+pub struct SampleGroup<'a, R> {
+    /// The prompt under this group's model (computed with `adapters`).
+    pub pass: &'a PromptPass,
+    /// Continuations to sample.
+    pub rows: usize,
+    /// The group's adapters (`None`: the base model).
+    pub adapters: Option<&'a Adapters>,
+    /// The group's random stream, drawn row by row at each step as [`Llama::generate`] does.
+    pub rng: &'a mut R,
+}
+
+impl Llama {
+    /// Runs `prompt` through the model with `adapters`; with `logprobs`, also the log-probability
+    /// of each of its tokens and the logits after it, which [`Llama::score_after`] needs.
+    pub fn prompt_pass(
+        &self,
+        prompt: &[u32],
+        adapters: Option<&Adapters>,
+        logprobs: bool,
+    ) -> Result<PromptPass, LlmError> {
+        if prompt.is_empty() {
+            return Err(LlmError::Request("empty prompt".into()));
+        }
+        self.check_context(prompt.len(), 0)?;
+        let ids = prompt.to_vec();
+        let Some(mut dec) = self.host_decoder(1, prompt.len(), adapters) else {
+            return Ok(PromptPass { ids, host: None });
+        };
+        let (h, p) = (self.config.hidden_size, prompt.len());
+        let positions: Vec<usize> = (0..p).collect();
+        let x = dec.pass(prompt, &positions, None);
+        let scored = logprobs.then(|| {
+            let vocab = self.config.vocab_size;
+            let mut lp = Vec::with_capacity(p - 1);
+            let mut after = Vec::new();
+            for (c, rows) in x.chunks(LOGIT_ROWS * h).enumerate() {
+                let logits = dec.logits(rows);
+                for (j, row) in logits.chunks_exact(vocab).enumerate() {
+                    match prompt.get(c * LOGIT_ROWS + j + 1) {
+                        Some(&next) => lp.push(row[next as usize] - log_sum_exp(row)),
+                        None => after = row.to_vec(),
+                    }
+                }
+            }
+            (lp, after)
+        });
+        Ok(PromptPass {
+            ids,
+            host: Some(HostPass {
+                prefix: Arc::new(dec.snapshot()),
+                last: x[(p - 1) * h..].to_vec(),
+                scored,
+            }),
+        })
+    }
+
+    /// Samples every group's continuations of their common prompt. On the host the groups
+    /// decode in one batch, each row exactly as in the group alone; elsewhere group by group
+    /// through [`Llama::generate`]. Returns each group's generations, in order.
+    pub fn sample_groups<R: Rng>(
+        &self,
+        groups: &mut [SampleGroup<'_, R>],
+        sampling: &Sampling,
+        stop: &[u32],
+        pad: u32,
+    ) -> Result<Vec<Vec<Generation>>, LlmError> {
+        sampling.validate()?;
+        let Some(first) = groups.first() else {
+            return Ok(Vec::new());
+        };
+        let ids = first.pass.ids.clone();
+        if groups.iter().any(|g| g.pass.ids != ids) {
+            return Err(LlmError::Request(
+                "sampling groups continue different prompts".into(),
+            ));
+        }
+        self.check_context(ids.len(), sampling.max_new_tokens)?;
+        let host: Option<Vec<&HostPass>> = groups.iter().map(|g| g.pass.host.as_ref()).collect();
+        let segments: Vec<(usize, Option<&Adapters>)> =
+            groups.iter().map(|g| (g.rows, g.adapters)).collect();
+        let cap = ids.len() + sampling.max_new_tokens;
+        let dec = host
+            .as_ref()
+            .filter(|_| sampling.max_new_tokens > 0)
+            .and_then(|_| self.host_decoder_segments(&segments, cap));
+        let (Some(host), Some(dec)) = (host, dec) else {
+            return groups
+                .iter_mut()
+                .map(|g| {
+                    let prompts = vec![ids.clone(); g.rows];
+                    self.generate(&prompts, sampling, stop, pad, g.rng, g.adapters)
+                })
+                .collect();
+        };
+        let host: Vec<HostPass> = host.into_iter().cloned().collect();
+        decode_groups(dec, &host, groups, sampling, stop, pad, ids.len())
+    }
+
+    /// The log-probabilities of `(prompt, continuation)` for each continuation after `pass`
+    /// (computed with `adapters` and log-probabilities), as [`Llama::score`] returns them: the
+    /// prompt's own tokens are computed once, by the pass, and the continuations run packed
+    /// into one row after its keys and values.
+    pub fn score_after(
+        &self,
+        pass: &PromptPass,
+        continuations: &[Vec<u32>],
+        adapters: Option<&Adapters>,
+    ) -> Result<Vec<TokenScores>, LlmError> {
+        if continuations.iter().any(Vec::is_empty) {
+            return Err(LlmError::Request(
+                "scoring after a prompt needs non-empty continuations".into(),
+            ));
+        }
+        let Some(host) = &pass.host else {
+            let seqs: Vec<(Vec<u32>, Vec<u32>)> = continuations
+                .iter()
+                .map(|c| (pass.ids.clone(), c.clone()))
+                .collect();
+            return self.score(&seqs, adapters, FALLBACK_SCORE_TOKENS);
+        };
+        let Some((prompt_lp, after)) = &host.scored else {
+            return Err(LlmError::Request(
+                "scoring after a prompt needs its pass with log-probabilities".into(),
+            ));
+        };
+        let p = pass.ids.len();
+        let longest = continuations.iter().map(Vec::len).max().unwrap_or(0);
+        self.check_context(p, longest)?;
+        let mut out = first_tokens(after, continuations);
+        let packed = Packed::new(continuations, p);
+        if !packed.ids.is_empty() {
+            let mut dec = self
+                .host_decoder_after(&host.prefix, p + packed.ids.len(), adapters)
+                .expect("a model with a host pass runs on the host");
+            let picked = packed_logprobs(&mut dec, &packed);
+            append_packed(&mut out, continuations, &picked);
+        }
+        Ok(out
+            .into_iter()
+            .map(|lp| TokenScores {
+                prompt_len: p,
+                logprobs: prompt_lp.iter().copied().chain(lp).collect(),
+            })
+            .collect())
+    }
+
+    /// Refuses `prompt` tokens followed by `more` when they exceed the model's context.
+    fn check_context(&self, prompt: usize, more: usize) -> Result<(), LlmError> {
+        let limit = self.config.max_position.min(16_384);
+        if prompt + more > limit {
+            return Err(LlmError::Request(format!(
+                "prompt of {prompt} tokens + {more} new tokens exceeds the context of {limit}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The packed tokens' log-probabilities of their targets, in [`Packed`]'s order, from a decoder
+/// that holds the context they continue.
+pub(super) fn packed_logprobs(dec: &mut HostDecoder<'_>, packed: &Packed) -> Vec<f32> {
+    let hidden = dec.pass_packed(&packed.ids, &packed.positions, &packed.owner);
+    let h = hidden.len() / packed.ids.len();
+    let mut picked = Vec::with_capacity(packed.ids.len());
+    for (rows, targets) in hidden
+        .chunks(LOGIT_ROWS * h)
+        .zip(packed.targets.chunks(LOGIT_ROWS))
+    {
+        let logits = dec.logits(rows);
+        let vocab = logits.len() / targets.len();
+        picked.extend(
+            logits
+                .chunks_exact(vocab)
+                .zip(targets)
+                .map(|(row, &t)| row[t as usize] - log_sum_exp(row)),
+        );
+    }
+    picked
+}
+
+/// [`Llama::sample_groups`] on the host: `dec` holds one segment per group.
+fn decode_groups<R: Rng>(
+    mut dec: HostDecoder<'_>,
+    host: &[HostPass],
+    groups: &mut [SampleGroup<'_, R>],
+    sampling: &Sampling,
+    stop: &[u32],
+    pad: u32,
+    prompt_len: usize,
+) -> Result<Vec<Vec<Generation>>, LlmError> {
+    let mut row = 0;
+    let mut last = Vec::new();
+    for (g, hp) in groups.iter().zip(host) {
+        for _ in 0..g.rows {
+            dec.load_prefix(row, &hp.prefix);
+            last.extend_from_slice(&hp.last);
+            row += 1;
+        }
+    }
+    let batch = row;
+    // The first token's logits: each row's through the head, as a prefill of the group's rows
+    // computes them.
+    let mut logits = dec.row_logits(&last);
+    let vocab = logits.len() / batch.max(1);
+    let mut out: Vec<Vec<Generation>> = groups
+        .iter()
+        .map(|g| {
+            vec![
+                Generation {
+                    ids: Vec::new(),
+                    stopped: false,
+                };
+                g.rows
+            ]
+        })
+        .collect();
+    for step in 0..sampling.max_new_tokens {
+        let banned = if step < sampling.min_new_tokens {
+            stop
+        } else {
+            &[]
+        };
+        let mut next = Vec::with_capacity(batch);
+        let mut r = 0;
+        for (g, gens) in groups.iter_mut().zip(out.iter_mut()) {
+            for made in gens.iter_mut() {
+                if made.stopped {
+                    next.push(pad);
+                } else {
+                    let row = &logits[r * vocab..(r + 1) * vocab];
+                    let tok = sample_token(row, sampling, banned, g.rng);
+                    made.ids.push(tok);
+                    made.stopped = stop.contains(&tok);
+                    next.push(tok);
+                }
+                r += 1;
+            }
+        }
+        if out.iter().flatten().all(|g| g.stopped) || step + 1 == sampling.max_new_tokens {
+            break;
+        }
+        logits = dec.feed(&next, &vec![prompt_len + step; batch], None);
+    }
+    Ok(out)
+}
