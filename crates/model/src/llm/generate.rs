@@ -190,13 +190,21 @@ fn mean_neg(v: &[f32]) -> f64 {
     -v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64
 }
 
-/// Picks the next token from one row of logits.
-pub fn sample_token(
-    logits: &[f32],
-    sampling: &Sampling,
-    banned: &[u32],
-    rng: &mut impl Rng,
-) -> u32 {
+/// Tokens [`nucleus`] sorts first.
+const NUCLEUS_FIRST_GUESS: usize = 64;
+
+/// What sampling one row draws from: the nucleus (its tokens by descending probability, ties by
+/// id, and their mass), or the greedy choice.
+#[derive(Debug, Clone, PartialEq)]
+struct Nucleus {
+    /// `(token, unnormalised probability)`, most probable first.
+    probs: Vec<(usize, f64)>,
+    /// Their summed probability (`None`: the greedy choice, no draw).
+    kept: Option<f64>,
+}
+
+/// The nucleus of one row of logits under `sampling`.
+fn nucleus(logits: &[f32], sampling: &Sampling, banned: &[u32]) -> Nucleus {
     let allowed = |i: usize| !banned.contains(&(i as u32));
     if sampling.temperature == 0.0 {
         // First maximum, as torch.argmax.
@@ -206,7 +214,10 @@ pub fn sample_token(
                 best = (i, l);
             }
         }
-        return best.0 as u32;
+        return Nucleus {
+            probs: vec![(best.0, 1.0)],
+            kept: None,
+        };
     }
     let t = sampling.temperature as f32;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -217,24 +228,60 @@ pub fn sample_token(
         .map(|(i, &l)| (i, f64::from(((l - max) / t).exp())))
         .collect();
     let total: f64 = probs.iter().map(|p| p.1).sum();
-    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut kept = 0.0;
-    let mut n = 0;
-    for p in &probs {
-        kept += p.1;
-        n += 1;
-        if kept / total >= sampling.top_p {
-            break;
+    // The nucleus is the head of the probabilities in descending order (ties by token id): sort
+    // only the `k` largest, more while they fall short (a full sort of the vocabulary cost more
+    // than a decoding step's products). The head of a total order is the same either way.
+    let order = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let mut k = NUCLEUS_FIRST_GUESS.min(probs.len());
+    loop {
+        if k < probs.len() {
+            probs.select_nth_unstable_by(k, order);
         }
+        probs[..k].sort_by(order);
+        let mut kept = 0.0;
+        let mut n = 0;
+        for p in &probs[..k] {
+            kept += p.1;
+            n += 1;
+            if kept / total >= sampling.top_p {
+                break;
+            }
+        }
+        if kept / total >= sampling.top_p || k == probs.len() {
+            probs.truncate(n);
+            return Nucleus {
+                probs,
+                kept: Some(kept),
+            };
+        }
+        k = (4 * k).min(probs.len());
     }
+}
+
+/// Draws a token from `nucleus` (one uniform number, none for a greedy choice).
+fn draw(nucleus: &Nucleus, rng: &mut impl Rng) -> u32 {
+    let probs = &nucleus.probs;
+    let Some(kept) = nucleus.kept else {
+        return probs[0].0 as u32;
+    };
     let mut u = rng.random::<f64>() * kept;
-    for p in &probs[..n] {
+    for p in probs {
         u -= p.1;
         if u <= 0.0 {
             return p.0 as u32;
         }
     }
-    probs[n - 1].0 as u32
+    probs[probs.len() - 1].0 as u32
+}
+
+/// Picks the next token from one row of logits: [`draw`] from its [`nucleus`].
+pub fn sample_token(
+    logits: &[f32],
+    sampling: &Sampling,
+    banned: &[u32],
+    rng: &mut impl Rng,
+) -> u32 {
+    draw(&nucleus(logits, sampling, banned), rng)
 }
 
 impl Llama {
@@ -772,4 +819,73 @@ pub struct LogProbs {
     pub tensor: Tensor<2>,
     /// Columns (`longest sequence - 1`).
     pub width: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Sampling, sample_token};
+    use proptest::prelude::{Just, any, prop_assert_eq, prop_oneof, proptest};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// The nucleus by a full sort of the vocabulary: the definition [`sample_token`] keeps.
+    fn by_full_sort(logits: &[f32], s: &Sampling, banned: &[u32], rng: &mut impl Rng) -> u32 {
+        let t = s.temperature as f32;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut probs: Vec<(usize, f64)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !banned.contains(&(*i as u32)))
+            .map(|(i, &l)| (i, f64::from(((l - max) / t).exp())))
+            .collect();
+        let total: f64 = probs.iter().map(|p| p.1).sum();
+        probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let (mut kept, mut n) = (0.0, 0);
+        for p in &probs {
+            kept += p.1;
+            n += 1;
+            if kept / total >= s.top_p {
+                break;
+            }
+        }
+        let mut u = rng.random::<f64>() * kept;
+        for p in &probs[..n] {
+            u -= p.1;
+            if u <= 0.0 {
+                return p.0 as u32;
+            }
+        }
+        probs[n - 1].0 as u32
+    }
+
+    proptest! {
+        /// Sorting only the head of the vocabulary picks the token the full sort picks, for
+        /// peaked and flat distributions (nuclei of one token to thousands, so the head grows),
+        /// tied logits, banned tokens and `top_p = 1`.
+        #[test]
+        fn the_nucleus_from_a_partial_sort_is_the_full_sorts(
+            seed in any::<u64>(),
+            vocab in 2usize..4000,
+            temperature in 0.05f64..3.0,
+            top_p in prop_oneof![Just(1.0), 0.01f64..1.0],
+            spread in 0.01f32..30.0,
+            ties in any::<bool>(),
+        ) {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let logits: Vec<f32> = (0..vocab)
+                .map(|_| {
+                    let x = rng.random_range(-1.0f32..1.0) * spread;
+                    if ties { x.round() } else { x }
+                })
+                .collect();
+            let s = Sampling { max_new_tokens: 1, min_new_tokens: 0, temperature, top_p };
+            let banned = [0u32, 7];
+            for _ in 0..4 {
+                let (mut a, mut b) = (rng.clone(), rng.clone());
+                let got = sample_token(&logits, &s, &banned, &mut a);
+                prop_assert_eq!(got, by_full_sort(&logits, &s, &banned, &mut b));
+                rng = a;
+            }
+        }
+    }
 }
