@@ -173,28 +173,24 @@ bench-eval n="100": build models
     print(f"| fpo eval (burn flex, cached preamble, batched answers; model load included) | {per:.2f} | {per * 817 / 60:.1f} min |")
     PY
 
-# Where an LLM training iteration's time goes (issue #25's breakdown): a 3-variant run at the
-# paper's sizes cut to ITERATIONS iterations, a small RM warm start and no evaluation, then each
-# stage's mean seconds per iteration from its `run.json` (the probe's apart).
-[doc("Where an LLM iteration's time goes, per stage, over ITERATIONS iterations per variant.")]
-bench-loop iterations="8": build models
+# The LLM loop against commit 8a1eb51 (the loop before the variants trained together): a 3-variant
+# run at the paper's sizes cut to ITERATIONS iterations, a small RM warm start and no evaluation,
+# old and new alternating over ROUNDS rounds (each round's ratio), then where the new code's
+# iteration goes per stage and a check that both computed the same winners and texts. The old
+# commit is built once into its own target directory (~16 minutes cold on 2 cores).
+[doc("The LLM loop's wall time against commit 8a1eb51, per round, and its per-stage breakdown.")]
+bench-loop iterations="8" rounds="4" old="8a1eb51": build models
     #!/usr/bin/env bash
     set -euo pipefail
-    out=$(mktemp -d)/loop
-    {{fpo}} run experiments/truthfulqa.toml --set train.iterations={{iterations}} \
-      --set train.rm.pairs_limit=40 --set 'eval.metrics=[]' --no-report --out "$out" > /dev/null
-    python3 - "$out/run.json" <<'PY'
-    import json, sys
-    llm = json.load(open(sys.argv[1]))["llm"]
-    print(f"| variant | iterations | s per iteration | " + " | ".join(
-        sorted({k for v in llm["variants"].values() for k in v.get("stages", {})})) + " |")
-    names = sorted({k for v in llm["variants"].values() for k in v.get("stages", {})})
-    print("|---|---|---|" + "---|" * len(names))
-    for name, v in llm["variants"].items():
-        n = max(v["iterations"], 1)
-        cells = [f"{v['stages'].get(k, 0) / n:.2f} ({100 * v['stages'].get(k, 0) / max(v['seconds'], 1e-9):.0f}%)" for k in names]
-        print(f"| {name} | {v['iterations']} | {v['seconds'] / n:.2f} | " + " | ".join(cells) + " |")
-    PY
+    tree="$HOME/.cache/fpo-bench-old/{{old}}/tree"
+    if [ ! -d "$tree" ]; then
+        mkdir -p "$(dirname "$tree")"
+        git worktree add --detach "$tree" {{old}}
+    fi
+    (cd "$tree" && CARGO_TARGET_DIR="$HOME/.cache/fpo-bench-old/{{old}}/target" \
+        cargo build --release --workspace --quiet)
+    python3 scripts/bench-loop.py {{fpo}} "$HOME/.cache/fpo-bench-old/{{old}}/target/release/fpo" \
+        "$tree" {{iterations}} {{rounds}}
 
 # The LLM-judge client's own overhead per request and its concurrency, against a local mock endpoint.
 bench-judge:

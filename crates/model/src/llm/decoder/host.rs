@@ -259,6 +259,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Attention of the query heads in `q` (each `head_dim` wide) against one key/value head of one
 /// sequence: `out[h] = softmax(q[h] · k / sqrt(d)) v` over the positions where `valid` holds.
+/// The same sums, in the same order, for each head whether it comes alone or with others.
 /// Compiled for the kernel path `path` as the quantised products are ([`CpuPath`]): with 16
 /// lanes for AVX-512, else for AVX2+FMA (or NEON) where the CPU has it.
 fn attend(
@@ -287,31 +288,46 @@ fn attend_narrow(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, ou
     attention(q, k, v, valid, scale, out);
 }
 
-/// [`attend`]'s loops, inlined into each compiled version.
+/// [`attend`]'s loops, inlined into each compiled version. `q` and `out` hold the query heads
+/// that share this key/value head: each key and value is read once for all of them, and each
+/// head's sums run over the positions in order.
 #[inline(always)]
 fn attention(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &mut [f32]) {
-    let hd = k.len() / valid.len();
-    let mut p = vec![0.0f32; valid.len()];
-    for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
-        let mut max = f32::NEG_INFINITY;
-        for ((s, kk), &ok) in p.iter_mut().zip(k.chunks_exact(hd)).zip(valid) {
-            if ok {
-                *s = dot(qh, kk) * scale;
-                max = max.max(*s);
-            }
+    let len = valid.len();
+    let hd = k.len() / len;
+    let heads = q.len() / hd;
+    let mut p = vec![0.0f32; heads * len];
+    let mut max = vec![f32::NEG_INFINITY; heads];
+    for (at, (kk, _)) in k
+        .chunks_exact(hd)
+        .zip(valid)
+        .enumerate()
+        .filter(|(_, (_, ok))| **ok)
+    {
+        for (j, qh) in q.chunks_exact(hd).enumerate() {
+            let s = dot(qh, kk) * scale;
+            p[j * len + at] = s;
+            max[j] = max[j].max(s);
         }
-        let mut sum = 0.0f32;
-        for (s, &ok) in p.iter_mut().zip(valid) {
-            *s = if ok { (*s - max).exp() } else { 0.0 };
-            sum += *s;
+    }
+    let mut sum = vec![0.0f32; heads];
+    for (j, pj) in p.chunks_exact_mut(len).enumerate() {
+        for (s, &ok) in pj.iter_mut().zip(valid) {
+            *s = if ok { (*s - max[j]).exp() } else { 0.0 };
+            sum[j] += *s;
         }
-        oh.fill(0.0);
-        for ((&s, vv), &ok) in p.iter().zip(v.chunks_exact(hd)).zip(valid) {
-            if ok {
-                let w = s / sum;
-                for (o, &x) in oh.iter_mut().zip(vv) {
-                    *o += w * x;
-                }
+    }
+    out.fill(0.0);
+    for (at, (vv, _)) in v
+        .chunks_exact(hd)
+        .zip(valid)
+        .enumerate()
+        .filter(|(_, (_, ok))| **ok)
+    {
+        for (j, oh) in out.chunks_exact_mut(hd).enumerate() {
+            let w = p[j * len + at] / sum[j];
+            for (o, &x) in oh.iter_mut().zip(vv) {
+                *o += w * x;
             }
         }
     }
@@ -561,16 +577,16 @@ impl HostDecoder<'_> {
                     values[dst..dst + hd].copy_from_slice(&fi[src + kvw..src + kvw + hd]);
                 }
             }
-            // Attention, one task per (token, query head): the head against its key/value
-            // head's positions of the row, up to and including the token's own.
+            // Attention, one task per (token, key/value head): its query heads against the
+            // row's positions, up to and including the token's own.
             let mut att = vec![0.0f32; n * qw];
             let (keys, values, valid, f, packed) = (&*keys, &*values, &self.valid, &f, &packed);
             let path = CpuPath::active();
             let task = |(k, out): (usize, &mut [f32])| {
-                let (i, head) = (k / nh, k % nh);
+                let (i, g) = (k / nkv, k % nkv);
                 let r = i / t;
-                let q = &f[i * width + head * hd..i * width + (head + 1) * hd];
-                let base = (r * nkv + head / rep) * cap * hd;
+                let q = &f[i * width + g * rep * hd..i * width + (g + 1) * rep * hd];
+                let base = (r * nkv + g) * cap * hd;
                 let seen = at + i % t + 1;
                 let sees = match &packed {
                     Some(m) => &m[i * (at + t)..i * (at + t) + seen],
@@ -587,9 +603,9 @@ impl HostDecoder<'_> {
                 );
             };
             if rayon::current_num_threads() > 1 && n * nh * (at + t) >= 1024 {
-                att.par_chunks_mut(hd).enumerate().for_each(task);
+                att.par_chunks_mut(rep * hd).enumerate().for_each(task);
             } else {
-                att.chunks_mut(hd).enumerate().for_each(task);
+                att.chunks_mut(rep * hd).enumerate().for_each(task);
             }
             let mut o = qb.o.matmul_runs(&att, &runs);
             adapt(3, li, &att, qw, &mut o, h);
