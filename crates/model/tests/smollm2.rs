@@ -734,8 +734,8 @@ fn best_of_sampling() -> Sampling {
 }
 
 /// Rows of a host decoder in segments (each its own adapters) give, bit for bit, the logits of
-/// each segment decoded alone, step after step: catches a kernel group that straddles two
-/// segments (3 + 2 rows would be a group of 4 and one of 1), adapters applied to another
+/// each segment decoded alone, step after step: catches products whose sums depend on the rows
+/// beside them (the plain kernels group 3 + 2 rows as 4 and 1), adapters applied to another
 /// segment's rows, or a prefix loaded into the wrong row.
 #[test]
 fn decoder_segments_compute_what_each_computes_alone() {
@@ -787,10 +787,10 @@ fn decoder_segments_compute_what_each_computes_alone() {
     assert!(together[0][..vocab] != together[0][3 * vocab..4 * vocab]);
 }
 
-/// Sampling groups after their prompt passes gives each group exactly what `generate` of that
-/// group's rows (the prompt repeated) gives with the same random stream, alone or beside other
-/// groups: the one prompt pass equals the prefill of every copy, and the first token's logits
-/// come from the group's own head product.
+/// Sampling groups after their prompt passes gives each group what it gives alone, bit for bit,
+/// and the tokens `generate` of that group's rows (the prompt repeated) samples with the same
+/// random stream: the one prompt pass is the prefill of every copy (its products differ from
+/// `generate`'s decoding steps by rounding only, far below what changes a token here).
 #[test]
 fn sampled_groups_equal_generate_of_each_group() {
     let m = &MODEL.model;

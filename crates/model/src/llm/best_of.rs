@@ -3,9 +3,11 @@
 //! and random stream, decode in one batch; continuations are scored after the prompt's cached
 //! keys and values instead of reading the prompt again.
 //!
-//! On the host kernels every group's rows compute, bit for bit, what they compute when the group
-//! runs alone ([`super::HostDecoder`]'s segments), so what a policy samples does not depend on
-//! which other policies decode beside it. Where the model does not run on the host (burn: a GPU,
+//! On the host kernels every pass multiplies with batch-invariant products
+//! ([`super::quant::QMatrix::matmul_invariant`]): every group's rows compute, bit for bit, what
+//! they compute when the group runs alone ([`super::HostDecoder`]'s segments), so what a policy
+//! samples does not depend on which other policies decode beside it, and a response's score
+//! does not depend on the responses packed with it. Where the model does not run on the host (burn: a GPU,
 //! a safetensors checkpoint), each group runs through [`Llama::generate`] and [`Llama::score`].
 
 use std::sync::Arc;
@@ -77,7 +79,7 @@ impl Llama {
         }
         self.check_context(prompt.len(), 0)?;
         let ids = prompt.to_vec();
-        let Some(mut dec) = self.host_decoder(1, prompt.len(), adapters) else {
+        let Some(mut dec) = self.host_decoder_segments(&[(1, adapters)], prompt.len()) else {
             return Ok(PromptPass { ids, host: None });
         };
         let (h, p) = (self.config.hidden_size, prompt.len());
@@ -184,8 +186,9 @@ impl Llama {
         let packed = Packed::new(continuations, p);
         if !packed.ids.is_empty() {
             let mut dec = self
-                .host_decoder_after(&host.prefix, p + packed.ids.len(), adapters)
+                .host_decoder_segments(&[(1, adapters)], p + packed.ids.len())
                 .expect("a model with a host pass runs on the host");
+            dec.load_prefix(0, &host.prefix);
             let picked = packed_logprobs(&mut dec, &packed);
             append_packed(&mut out, continuations, &picked);
         }
@@ -252,9 +255,8 @@ fn decode_groups<R: Rng>(
         }
     }
     let batch = row;
-    // The first token's logits: each row's through the head, as a prefill of the group's rows
-    // computes them.
-    let mut logits = dec.row_logits(&last);
+    // The first token's logits: each row's through the head.
+    let mut logits = dec.logits(&last);
     let vocab = logits.len() / batch.max(1);
     let mut out: Vec<Vec<Generation>> = groups
         .iter()

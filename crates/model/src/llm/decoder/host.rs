@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use super::{Llama, Quantized};
 use crate::cpu::CpuPath;
 use crate::llm::lora::{Adapters, LoraPair};
+use crate::llm::quant::QMatrix;
 
 /// One adapter on the host: `A` `[in, r]`, `B` `[r, out]`, row-major.
 struct HostLora {
@@ -74,12 +75,15 @@ struct Segment {
 /// and the key/value cache.
 ///
 /// Rows in segments (see [`Llama::host_decoder_segments`]): every row computes exactly what it
-/// would in a decoder of its own segment alone ([`crate::llm::QMatrix::matmul_runs`]; attention,
-/// norms and adapters are per row), while each pass reads the weights once for all of them.
+/// would in a decoder of its own segment alone (batch-invariant products,
+/// [`crate::llm::quant::QMatrix::matmul_invariant`]; attention, norms and adapters are per row),
+/// while each pass reads the weights once for all of them.
 pub struct HostDecoder<'a> {
     model: &'a Llama,
     quant: &'a Quantized,
     segments: Vec<Segment>,
+    /// Whether the products are batch-invariant.
+    invariant: bool,
     batch: usize,
     /// Positions held.
     len: usize,
@@ -143,16 +147,26 @@ impl Llama {
         cap: usize,
         adapters: Option<&Adapters>,
     ) -> Option<HostDecoder<'_>> {
-        self.host_decoder_segments(&[(batch, adapters)], cap)
+        self.new_host_decoder(&[(batch, adapters)], cap, false)
     }
 
     /// A host decoder whose rows come in segments, `(rows, adapters)` each, of up to `cap`
-    /// positions; or `None` as [`Llama::host_decoder`]. Each segment's rows compute what a
-    /// decoder of that segment alone would, bit for bit.
+    /// positions; or `None` as [`Llama::host_decoder`]. Its products are batch-invariant, so
+    /// every row computes what it computes in any other batch of such a decoder, bit for bit:
+    /// each segment what it computes alone.
     pub fn host_decoder_segments(
         &self,
         segments: &[(usize, Option<&Adapters>)],
         cap: usize,
+    ) -> Option<HostDecoder<'_>> {
+        self.new_host_decoder(segments, cap, true)
+    }
+
+    fn new_host_decoder(
+        &self,
+        segments: &[(usize, Option<&Adapters>)],
+        cap: usize,
+        invariant: bool,
     ) -> Option<HostDecoder<'_>> {
         let quant = self.quantized.as_deref()?;
         let c = &self.config;
@@ -181,6 +195,7 @@ impl Llama {
             model: self,
             quant,
             segments,
+            invariant,
             batch,
             len: 0,
             cap,
@@ -372,31 +387,28 @@ impl HostDecoder<'_> {
                 .chunks_exact(t * h)
                 .flat_map(|row| row[(t - 1) * h..].iter().copied())
                 .collect();
-            self.row_logits(&last)
+            self.logits(&last)
         })
     }
 
     /// Next-token logits `[n, vocab]` of `n` final hidden states (`[n, hidden]`, as
     /// [`HostDecoder::pass`] returns them): final RMSNorm and output head.
     pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
-        let n = hidden.len() / self.model.config.hidden_size;
-        self.head(hidden, &[n])
-    }
-
-    /// [`HostDecoder::logits`] of one hidden state per row (`[batch, hidden]`), each row's
-    /// computed as in a decoder of its segment alone.
-    pub fn row_logits(&self, hidden: &[f32]) -> Vec<f32> {
-        let runs: Vec<usize> = self.segments.iter().map(|s| s.rows).collect();
-        self.head(hidden, &runs)
-    }
-
-    /// The final RMSNorm and the output head, the inputs in `runs`.
-    fn head(&self, hidden: &[f32], runs: &[usize]) -> Vec<f32> {
         let c = &self.model.config;
+        let n = hidden.len() / c.hidden_size;
         on_worker(|| {
             let xn = rms_norm(hidden, &self.quant.norm, c.rms_eps);
-            self.quant.head.matmul_runs(&xn, runs)
+            self.product(&self.quant.head, &xn, n)
         })
+    }
+
+    /// `x @ Wᵀ` of `n` inputs, batch-invariant in an invariant decoder.
+    fn product(&self, w: &QMatrix, x: &[f32], n: usize) -> Vec<f32> {
+        if self.invariant {
+            w.matmul_invariant(x, n)
+        } else {
+            w.matmul(x, n)
+        }
     }
 
     /// Loads the keys and values of `prefix` into row `row`: every row of a decoder holds as
@@ -538,13 +550,13 @@ impl HostDecoder<'_> {
             m
         });
         let half = hd / 2;
-        // Each segment's tokens: a run of the products and the rows its adapters apply to.
-        let runs: Vec<usize> = self.segments.iter().map(|s| s.rows * t).collect();
-        let spans: Vec<(usize, usize)> = runs
+        // Each segment's tokens: the rows its adapters apply to.
+        let spans: Vec<(usize, usize)> = self
+            .segments
             .iter()
-            .scan(0, |at, &r| {
-                *at += r;
-                Some((*at - r, *at))
+            .scan(0, |at, s| {
+                *at += s.rows * t;
+                Some((*at - s.rows * t, *at))
             })
             .collect();
         let adapt = |slot: usize, li: usize, x: &[f32], inp: usize, y: &mut [f32], out: usize| {
@@ -556,7 +568,7 @@ impl HostDecoder<'_> {
         };
         for (li, qb) in self.quant.blocks.iter().enumerate() {
             let xn = rms_norm(&x, &qb.attn_norm, c.rms_eps);
-            let mut f = qb.qkv.matmul_runs(&xn, &runs);
+            let mut f = self.product(&qb.qkv, &xn, n);
             for (slot, offset) in [(0, 0), (1, qw), (2, qw + kvw)] {
                 adapt(slot, li, &xn, h, &mut f[offset..], width);
             }
@@ -607,14 +619,14 @@ impl HostDecoder<'_> {
             } else {
                 att.chunks_mut(rep * hd).enumerate().for_each(task);
             }
-            let mut o = qb.o.matmul_runs(&att, &runs);
+            let mut o = self.product(&qb.o, &att, n);
             adapt(3, li, &att, qw, &mut o, h);
             for (xv, ov) in x.iter_mut().zip(&o) {
                 *xv += ov;
             }
             let xn = rms_norm(&x, &qb.ffn_norm, c.rms_eps);
-            let act = swiglu(&qb.gate_up.matmul_runs(&xn, &runs), c.intermediate_size);
-            let down = qb.down.matmul_runs(&act, &runs);
+            let act = swiglu(&self.product(&qb.gate_up, &xn, n), c.intermediate_size);
+            let down = self.product(&qb.down, &act, n);
             for (xv, dv) in x.iter_mut().zip(&down) {
                 *xv += dv;
             }

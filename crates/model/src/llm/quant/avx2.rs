@@ -18,35 +18,32 @@ pub(super) struct Group {
     v: Vec<[__m256; 4]>,
 }
 
-/// The inputs (`[n, cols]`) in groups of at most `widest` (8 or 4), on a CPU with AVX2 and FMA;
-/// no group straddles two of `runs` (see [`super::QMatrix::matmul_runs`]).
+/// The inputs (`[n, cols]`) in groups of at most `widest` (8 or 4), on a CPU with AVX2 and FMA.
 #[multiversion::multiversion(targets("x86_64+avx2+fma"))]
-pub(super) fn groups(x: &[f32], runs: &[usize], cols: usize, widest: usize) -> Option<Vec<Group>> {
+pub(super) fn groups(x: &[f32], n: usize, cols: usize, widest: usize) -> Option<Vec<Group>> {
     multiversion::target::match_target! {
         "x86_64+avx2+fma" => {
             let mut out = Vec::new();
             let mut start = 0;
-            for end in super::run_ends(runs) {
-                while start < end {
-                    let take = [8, 4, 2, 1]
-                        .into_iter()
-                        .find(|&t| t <= widest && t <= end - start)
-                        .unwrap_or(1);
-                    let mut v = Vec::with_capacity(cols / 32 * take);
-                    for b in 0..cols / 32 {
-                        for i in start..start + take {
-                            let c = &x[i * cols + 32 * b..i * cols + 32 * b + 32];
-                            v.push([load(&c[..8]), load(&c[8..16]), load(&c[16..24]), load(&c[24..])]);
-                        }
+            while start < n {
+                let take = [8, 4, 2, 1]
+                    .into_iter()
+                    .find(|&t| t <= widest && t <= n - start)
+                    .unwrap_or(1);
+                let mut v = Vec::with_capacity(cols / 32 * take);
+                for b in 0..cols / 32 {
+                    for i in start..start + take {
+                        let c = &x[i * cols + 32 * b..i * cols + 32 * b + 32];
+                        v.push([load(&c[..8]), load(&c[8..16]), load(&c[16..24]), load(&c[24..])]);
                     }
-                    out.push(Group { start, take, v });
-                    start += take;
                 }
+                out.push(Group { start, take, v });
+                start += take;
             }
             Some(out)
         },
         _ => {
-            let _ = (x, runs, cols, widest);
+            let _ = (x, n, cols, widest);
             None
         }
     }
@@ -287,8 +284,8 @@ impl Simd for Avx2 {
     const PANEL_ROWS: usize = 24;
     const TOUCH_NEXT_ROW: bool = true;
 
-    fn groups(x: &[f32], runs: &[usize], cols: usize, panel: bool) -> Option<Vec<Group>> {
-        groups(x, runs, cols, if panel { 4 } else { 8 })
+    fn groups(x: &[f32], n: usize, cols: usize, panel: bool) -> Option<Vec<Group>> {
+        groups(x, n, cols, if panel { 4 } else { 8 })
     }
 
     fn row_dots(w: &Row<'_>, groups: &[Group], acc: &mut [f32]) {

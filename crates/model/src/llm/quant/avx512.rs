@@ -16,41 +16,38 @@ pub(super) struct Group {
     v: Vec<[__m512; 2]>,
 }
 
-/// The inputs (`[n, cols]`) in kernel-width groups, on a CPU with AVX-512; no group straddles
-/// two of `runs` (see [`super::QMatrix::matmul_runs`]).
+/// The inputs (`[n, cols]`) in kernel-width groups, on a CPU with AVX-512.
 #[allow(clippy::redundant_closure)]
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma"))]
-pub(super) fn groups(x: &[f32], runs: &[usize], cols: usize) -> Option<Vec<Group>> {
+pub(super) fn groups(x: &[f32], n: usize, cols: usize) -> Option<Vec<Group>> {
     multiversion::target::match_target! {
         "x86_64+avx512f+avx512bw" => {
             let mut out = Vec::new();
             let mut start = 0;
-            for end in super::run_ends(runs) {
-                while start < end {
-                    let take = match end - start {
-                        8.. => 8,
-                        4..=7 => 4,
-                        2..=3 => 2,
-                        _ => 1,
-                    };
-                    let mut v = Vec::with_capacity(cols / 32 * take);
-                    for b in 0..cols / 32 {
-                        for i in start..start + take {
-                            let c = &x[i * cols + 32 * b..i * cols + 32 * b + 32];
-                            // A closure: `#[target_feature]` functions are not `Fn`; closures
-                            // inherit the features.
-                            let load = |c: &[f32]| load(c);
-                            v.push([load(&c[..16]), load(&c[16..])]);
-                        }
+            while start < n {
+                let take = match n - start {
+                    8.. => 8,
+                    4..=7 => 4,
+                    2..=3 => 2,
+                    _ => 1,
+                };
+                let mut v = Vec::with_capacity(cols / 32 * take);
+                for b in 0..cols / 32 {
+                    for i in start..start + take {
+                        let c = &x[i * cols + 32 * b..i * cols + 32 * b + 32];
+                        // A closure: `#[target_feature]` functions are not `Fn`; closures
+                        // inherit the features.
+                        let load = |c: &[f32]| load(c);
+                        v.push([load(&c[..16]), load(&c[16..])]);
                     }
-                    out.push(Group { start, take, v });
-                    start += take;
                 }
+                out.push(Group { start, take, v });
+                start += take;
             }
             Some(out)
         },
         _ => {
-            let _ = (x, runs, cols);
+            let _ = (x, n, cols);
             None
         }
     }
@@ -329,8 +326,8 @@ impl Simd for Avx512 {
     const PANEL_ROWS: usize = 24;
     const TOUCH_NEXT_ROW: bool = false;
 
-    fn groups(x: &[f32], runs: &[usize], cols: usize, _panel: bool) -> Option<Vec<Group>> {
-        groups(x, runs, cols)
+    fn groups(x: &[f32], n: usize, cols: usize, _panel: bool) -> Option<Vec<Group>> {
+        groups(x, n, cols)
     }
 
     fn row_dots(w: &Row<'_>, groups: &[Group], acc: &mut [f32]) {

@@ -170,55 +170,46 @@ impl QMatrix {
     /// `x @ Wᵀ` for `n` inputs `x` (`[n, cols]`, row-major): `[n, rows]`, on the kernel path of
     /// this process ([`CpuPath::active`]).
     pub fn matmul(&self, x: &[f32], n: usize) -> Vec<f32> {
-        self.matmul_runs(x, &[n])
+        self.matmul_on(x, n, CpuPath::active())
+            .unwrap_or_else(|| self.portable(x, n))
     }
 
-    /// [`QMatrix::matmul`] of inputs that come in independent runs (`runs`: their lengths, in
-    /// order): each run's outputs are exactly what [`QMatrix::matmul`] of that run alone
-    /// returns, bit for bit, while the weights are read once for all of them. What a kernel sums
-    /// for one input depends on the inputs beside it (kernel widths, the panel from
-    /// [`PANEL_MIN_INPUTS`] on); runs keep it to inputs of the same run. Batched decoding of
-    /// several models' rows (adapters) uses it so that each gets what it gets alone.
-    pub fn matmul_runs(&self, x: &[f32], runs: &[usize]) -> Vec<f32> {
-        let path = CpuPath::active();
-        self.runs_on(x, runs, path)
-            .unwrap_or_else(|| self.portable(x, runs.iter().sum()))
+    /// [`QMatrix::matmul`] whose every input's outputs are the same in any batch, bit for bit:
+    /// the panel kernels at every size (from [`PANEL_MIN_INPUTS`] inputs on [`QMatrix::matmul`]
+    /// takes them too; below, its sums depend on the kernel group an input falls in). The loop's
+    /// decoding batches use it, so that what one policy's rows compute does not depend on the
+    /// rows beside them.
+    pub fn matmul_invariant(&self, x: &[f32], n: usize) -> Vec<f32> {
+        self.invariant_on(x, n, CpuPath::active())
+            .unwrap_or_else(|| self.portable(x, n))
     }
 
     /// [`QMatrix::matmul`] on the kernels of `path`; `None` where this CPU lacks the path (the
     /// kernels did not run). Each path's sums run in their own fixed order: results differ
     /// between paths by rounding only, and not with the thread count.
     pub fn matmul_on(&self, x: &[f32], n: usize, path: CpuPath) -> Option<Vec<f32>> {
-        self.runs_on(x, &[n], path)
+        self.on(x, n, path, false)
     }
 
-    /// [`QMatrix::matmul_runs`] on the kernels of `path`, or `None` where this CPU lacks it.
-    pub fn runs_on(&self, x: &[f32], runs: &[usize], path: CpuPath) -> Option<Vec<f32>> {
-        let n: usize = runs.iter().sum();
+    /// [`QMatrix::matmul_invariant`] on the kernels of `path`, or `None` where this CPU lacks it.
+    pub fn invariant_on(&self, x: &[f32], n: usize, path: CpuPath) -> Option<Vec<f32>> {
+        self.on(x, n, path, true)
+    }
+
+    /// The product on `path`; `panel`: the panel kernels whatever the batch.
+    fn on(&self, x: &[f32], n: usize, path: CpuPath, panel: bool) -> Option<Vec<f32>> {
         assert_eq!(x.len(), n * self.cols, "input width");
         if n == 0 {
             return Some(Vec::new());
         }
-        let runs: Vec<usize> = runs.iter().copied().filter(|&r| r > 0).collect();
-        // Runs that would take different kernels alone (panel or not) run one by one; the
-        // output of consecutive runs is their outputs one after another.
-        #[cfg(target_arch = "x86_64")]
-        if runs.iter().any(|&r| r >= PANEL_MIN_INPUTS) && runs.iter().any(|&r| r < PANEL_MIN_INPUTS)
-        {
-            let mut out = Vec::with_capacity(n * self.rows);
-            let mut at = 0;
-            for r in runs {
-                out.extend(self.runs_on(&x[at * self.cols..(at + r) * self.cols], &[r], path)?);
-                at += r;
-            }
-            return Some(out);
-        }
-        let runs = &runs[..];
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = panel;
         match path {
             #[cfg(target_arch = "x86_64")]
-            CpuPath::Avx512 => self.simd::<avx512::Avx512>(x, runs),
+            CpuPath::Avx512 => self.simd::<avx512::Avx512>(x, n, panel),
             #[cfg(target_arch = "x86_64")]
-            CpuPath::Avx2 => self.simd::<avx2::Avx2>(x, runs),
+            CpuPath::Avx2 => self.simd::<avx2::Avx2>(x, n, panel),
+            // One input at a time: the same in any batch.
             CpuPath::Portable => Some(self.portable(x, n)),
             #[cfg(not(target_arch = "x86_64"))]
             _ => None,
@@ -226,14 +217,13 @@ impl QMatrix {
     }
 
     /// The product on the intrinsics kernels `K`, if the CPU has them: from
-    /// [`PANEL_MIN_INPUTS`] inputs per run on, a tile of `K::PANEL_ROWS` rows is dequantised
-    /// once and multiplied into every input; below, a row's blocks are dequantised once for all
-    /// inputs.
+    /// [`PANEL_MIN_INPUTS`] inputs on (or with `panel`), a tile of `K::PANEL_ROWS` rows is
+    /// dequantised once and multiplied into every input; below, a row's blocks are dequantised
+    /// once for all inputs.
     #[cfg(target_arch = "x86_64")]
-    fn simd<K: Simd>(&self, x: &[f32], runs: &[usize]) -> Option<Vec<f32>> {
-        let n: usize = runs.iter().sum();
-        let panel = runs.iter().all(|&r| r >= PANEL_MIN_INPUTS);
-        let groups = K::groups(x, runs, self.cols, panel)?;
+    fn simd<K: Simd>(&self, x: &[f32], n: usize, panel: bool) -> Option<Vec<f32>> {
+        let panel = panel || n >= PANEL_MIN_INPUTS;
+        let groups = K::groups(x, n, self.cols, panel)?;
         if panel {
             let scratch = || Vec::with_capacity(K::PANEL_ROWS * self.cols / 32);
             return Some(self.transposed(n, K::PANEL_ROWS, scratch, |r0, acc, buf| {
@@ -348,15 +338,6 @@ impl QMatrix {
     }
 }
 
-/// Where each of `runs` (lengths) ends.
-#[cfg(target_arch = "x86_64")]
-fn run_ends(runs: &[usize]) -> impl Iterator<Item = usize> + '_ {
-    runs.iter().scan(0, |end, &r| {
-        *end += r;
-        Some(*end)
-    })
-}
-
 /// From this many inputs on (prefill, scoring), the intrinsics kernels dequantise a tile of
 /// weight rows once and multiply it into every input ([`Simd::panel`]).
 #[cfg(target_arch = "x86_64")]
@@ -384,9 +365,8 @@ trait Simd {
     /// Whether [`Simd::row_dots`] runs faster with the next row touched first
     /// ([`QMatrix::touch`]).
     const TOUCH_NEXT_ROW: bool;
-    /// The inputs `[n, cols]` in the groups the kernels take (`panel`: for [`Simd::panel`]),
-    /// none straddling two of `runs` (the lengths of consecutive runs of inputs).
-    fn groups(x: &[f32], runs: &[usize], cols: usize, panel: bool) -> Option<Vec<Self::Group>>;
+    /// The inputs `[n, cols]` in the groups the kernels take (`panel`: for [`Simd::panel`]).
+    fn groups(x: &[f32], n: usize, cols: usize, panel: bool) -> Option<Vec<Self::Group>>;
     /// `acc[i] = w · x_i` for every input.
     fn row_dots(w: &Row<'_>, groups: &[Self::Group], acc: &mut [f32]);
     /// `acc` (`[rows, n]`) = every row of `rows` against every input; `buf` is scratch.
@@ -483,56 +463,45 @@ mod tests {
         assert!(QMatrix::from_blocks(GgmlType::Q8_0, &raw[..raw.len() - 1], 2, 32).is_none());
     }
 
-    /// Each run of a product's inputs gets, bit for bit, what it gets alone, whatever runs sit
-    /// beside it; and from the panel's size on, an input's result does not depend on the other
-    /// inputs at all (the prefill of one prompt equals that of eight copies).
+    /// The batch-invariant product gives every input, bit for bit, what it gives the input alone,
+    /// in batches below and above the panel's size and in any order, and equals the plain
+    /// product where that takes the panel (from 32 inputs): catches a kernel whose sums depend
+    /// on the group an input falls in (the AVX-512 reduction of fewer than eight inputs did).
     #[test]
-    fn runs_get_what_they_get_alone_and_panel_inputs_what_they_get_anywhere() {
+    fn invariant_products_do_not_depend_on_the_batch() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
             let (rows, cols) = (29, 96);
             let qm =
                 QMatrix::from_blocks(ty, &blocks(ty, rows, cols, &mut rng), rows, cols).unwrap();
-            let runs_list: [&[usize]; 6] = [
-                &[8, 8, 8, 1],
-                &[4, 4, 4, 1],
-                &[3, 5, 2],
-                &[35, 3],
-                &[40, 33],
-                &[1, 0, 1],
-            ];
+            let x: Vec<f32> = (0..41 * cols)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
             for path in CpuPath::supported() {
-                for runs in runs_list {
-                    let n: usize = runs.iter().sum();
-                    let x: Vec<f32> = (0..n * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
-                    let together = qm.runs_on(&x, runs, path).unwrap();
-                    let mut at = 0;
-                    for &r in runs {
-                        let alone = qm
-                            .matmul_on(&x[at * cols..(at + r) * cols], r, path)
-                            .unwrap();
+                let alone: Vec<Vec<f32>> = x
+                    .chunks_exact(cols)
+                    .map(|xi| qm.invariant_on(xi, 1, path).unwrap())
+                    .collect();
+                for (start, n) in [(0, 3), (5, 9), (2, 25), (0, 41), (7, 33)] {
+                    let batch = &x[start * cols..(start + n) * cols];
+                    let got = qm.invariant_on(batch, n, path).unwrap();
+                    for i in 0..n {
                         assert_eq!(
-                            &together[at * rows..(at + r) * rows],
-                            &alone[..],
-                            "{ty:?} {path} runs {runs:?}: run at {at}"
+                            &got[i * rows..(i + 1) * rows],
+                            &alone[start + i][..],
+                            "{ty:?} {path}: input {} in a batch of {n}",
+                            start + i
                         );
-                        at += r;
+                    }
+                    if n >= 32 {
+                        assert_eq!(qm.matmul_on(batch, n, path).unwrap(), got, "{ty:?} {path}");
                     }
                 }
-                // 40 inputs, and the same inputs from the 5th on inside 8 copies of them.
-                let x: Vec<f32> = (0..40 * cols)
-                    .map(|_| rng.random_range(-1.0..1.0))
-                    .collect();
-                let one = qm.matmul_on(&x, 40, path).unwrap();
-                let tail = &x[5 * cols..];
-                let copies: Vec<f32> = (0..8).flat_map(|_| tail.iter().copied()).collect();
-                let many = qm.matmul_on(&copies, 8 * 35, path).unwrap();
-                for k in 0..8 {
-                    assert_eq!(
-                        &many[k * 35 * rows..(k + 1) * 35 * rows],
-                        &one[5 * rows..],
-                        "{ty:?} {path}: copy {k}"
-                    );
+                // Reversed: every input somewhere else in its groups.
+                let reversed: Vec<f32> = x.chunks_exact(cols).rev().flatten().copied().collect();
+                let got = qm.invariant_on(&reversed, 41, path).unwrap();
+                for (i, want) in alone.iter().rev().enumerate() {
+                    assert_eq!(&got[i * rows..(i + 1) * rows], &want[..], "{ty:?} {path}");
                 }
             }
         }
