@@ -537,7 +537,9 @@ impl Pipeline {
             .and_then(|mut g| g.pop())
             .expect("one reference");
         lap.mark("sampling (reference and candidates)");
-        let reference_score = m.model.score_after(&base, &[reference.ids.clone()], None)?;
+        let reference_score =
+            m.model
+                .score_after(&base, std::slice::from_ref(&reference.ids), None)?;
         let reference_utility = cfg.oracle.utility(reference_score[0].mean_nll());
         lap.mark("oracle scoring");
         let mut lines = Vec::with_capacity(runs.len());
