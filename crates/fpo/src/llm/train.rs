@@ -388,13 +388,15 @@ impl Pipeline {
             .prompts
             .training_order(self.cfg.iterations, self.cfg.shuffle, seed);
         let first = active.iter().map(|r| r.state.iteration).min();
+        let mut probe_base = probe::BaseSamples::default();
         for it in first.unwrap_or(self.cfg.iterations)..self.cfg.iterations {
             let mut due: Vec<&mut VariantRun> = active
                 .iter_mut()
                 .filter(|r| r.state.iteration == it)
                 .collect();
             for r in &mut due {
-                r.probe.maybe(self, &r.state, it, &mut r.timing)?;
+                r.probe
+                    .maybe(self, &r.state, it, &mut r.timing, &mut probe_base)?;
             }
             let prompt = &self.prompts.pool[order[it]];
             let lines = self.iteration(&mut due, seed, it, prompt)?;
@@ -408,8 +410,13 @@ impl Pipeline {
             }
         }
         for mut r in active {
-            r.probe
-                .maybe(self, &r.state, self.cfg.iterations, &mut r.timing)?;
+            r.probe.maybe(
+                self,
+                &r.state,
+                self.cfg.iterations,
+                &mut r.timing,
+                &mut probe_base,
+            )?;
             let outcome = self.finish(&r, seed)?;
             finished.insert(r.variant, (outcome, r.timing));
         }

@@ -40,8 +40,12 @@ pub(super) struct Probe {
     path: PathBuf,
     done: BTreeSet<usize>,
     seed: u64,
-    base: Option<Scored>,
 }
+
+/// The base model's samples on the probe prompts, the same for every variant of a seed: drawn
+/// by the first probe that needs them (its seconds count there) and shared.
+#[derive(Default)]
+pub(super) struct BaseSamples(Option<Scored>);
 
 impl Probe {
     /// Opens `dir/probe.jsonl`, keeping the rows of probes at or before `resumed_at` (those
@@ -61,17 +65,18 @@ impl Probe {
             path,
             done: rows.iter().map(|r| r.iteration).collect(),
             seed,
-            base: None,
         })
     }
 
-    /// Probes the policy of `st` if `t` iterations trained is on the schedule and not done.
+    /// Probes the policy of `st` if `t` iterations trained is on the schedule and not done;
+    /// `base`: the seed's base-model samples (drawn here if not yet).
     pub(super) fn maybe(
         &mut self,
         p: &Pipeline,
         st: &State,
         t: usize,
         timing: &mut VariantTiming,
+        base: &mut BaseSamples,
     ) -> Result<()> {
         let cfg = &p.cfg.probe;
         let due = t.is_multiple_of(cfg.every) || t == p.cfg.iterations;
@@ -80,10 +85,10 @@ impl Probe {
         }
         let started = Instant::now();
         let rng = || stream_rng(self.seed, p.cfg.iterations + 1, 3);
-        if self.base.is_none() {
-            self.base = Some(sample(p, None, &mut rng())?);
+        if base.0.is_none() {
+            base.0 = Some(sample(p, None, &mut rng())?);
         }
-        let base = self.base.as_ref().expect("sampled above");
+        let base = base.0.as_ref().expect("sampled above");
         let adapters = st.adapters.valid();
         let policy = sample(p, Some(&adapters), &mut rng())?;
         let m = &p.inference.model;
