@@ -125,9 +125,12 @@ enum Opened {
     Running(Box<VariantRun>),
 }
 
-/// What the variants of an iteration share: the prompt, the base model's pass over it, the
-/// reference response and its oracle utility.
+/// What the variants of an iteration share: the seed and iteration, the prompt, the base
+/// model's pass over it, the reference response and its oracle utility.
 struct Shared<'a> {
+    seed: u64,
+    it: usize,
+    source: &'a Prompt,
     prompt: &'a [u32],
     base: &'a PromptPass,
     reference: &'a Generation,
@@ -345,19 +348,6 @@ impl Pipeline {
             .init()
     }
 
-    /// Trains one variant with one seed in `dir`: [`Pipeline::run_variants`] of that variant
-    /// alone.
-    pub fn run_variant(
-        &self,
-        variant: Variant,
-        seed: u64,
-        dir: &Path,
-        on_iteration: &mut dyn FnMut(Variant, &IterationLog, f64),
-    ) -> Result<(VariantOutcome, VariantTiming)> {
-        let mut out = self.run_variants(&[(variant, dir.to_owned())], seed, on_iteration)?;
-        Ok(out.remove(0))
-    }
-
     /// Trains the variants `runs` (each with its folder, created if needed) with one seed,
     /// together: at each iteration the work their variants share (the prompt under the base
     /// model, the reference response and its oracle score) is done once, and every policy's
@@ -370,7 +360,7 @@ impl Pipeline {
     /// variant's outcome and the iterations this call trained, in the order of `runs`.
     pub fn run_variants(
         &self,
-        runs: &[(Variant, std::path::PathBuf)],
+        runs: &[(Variant, PathBuf)],
         seed: u64,
         on_iteration: &mut dyn FnMut(Variant, &IterationLog, f64),
     ) -> Result<Vec<(VariantOutcome, VariantTiming)>> {
@@ -549,28 +539,23 @@ impl Pipeline {
                 .score_after(&base, std::slice::from_ref(&reference.ids), None)?;
         let reference_utility = cfg.oracle.utility(reference_score[0].mean_nll());
         lap.mark("oracle scoring");
+        let shared_response = Shared {
+            seed,
+            it,
+            source,
+            prompt: &prompt,
+            base: &base,
+            reference: &reference,
+            reference_utility,
+        };
         let mut lines = Vec::with_capacity(runs.len());
         for ((run, candidates), (stages, seconds)) in runs
             .iter_mut()
             .zip(sampled)
             .zip(own.iter_mut().zip(&mut own_seconds))
         {
-            let shared_response = Shared {
-                prompt: &prompt,
-                base: &base,
-                reference: &reference,
-                reference_utility,
-            };
             let t = Instant::now();
-            lines.push(self.variant_step(
-                run,
-                seed,
-                it,
-                source,
-                &shared_response,
-                candidates,
-                stages,
-            )?);
+            lines.push(self.variant_step(run, &shared_response, candidates, stages)?);
             *seconds += t.elapsed().as_secs_f64();
         }
         // The shared work in equal shares, so that the variants' seconds add up to the wall time.
@@ -594,17 +579,14 @@ impl Pipeline {
     /// One variant's part of an iteration: the oracle's scores of its candidates, the reward
     /// model's features, the winner under every rule, and the updates (gradients, and the
     /// optimisers every `grad_accumulation` iterations).
-    #[allow(clippy::too_many_arguments)]
     fn variant_step(
         &self,
         run: &mut VariantRun,
-        seed: u64,
-        it: usize,
-        source: &Prompt,
         shared: &Shared<'_>,
         candidates: Vec<Generation>,
         stages: &mut BTreeMap<String, f64>,
     ) -> Result<IterationLog> {
+        let (seed, it, source) = (shared.seed, shared.it, shared.source);
         let (variant, st) = (run.variant, &mut run.state);
         let mut lap = Lap::new(stages);
         let cfg = &self.cfg;

@@ -148,7 +148,6 @@ impl Llama {
                 })
                 .collect();
         };
-        let host: Vec<HostPass> = host.into_iter().cloned().collect();
         decode_groups(dec, &host, groups, sampling, stop, pad, ids.len())
     }
 
@@ -238,7 +237,7 @@ pub(super) fn packed_logprobs(dec: &mut HostDecoder<'_>, packed: &Packed) -> Vec
 /// [`Llama::sample_groups`] on the host: `dec` holds one segment per group.
 fn decode_groups<R: Rng>(
     mut dec: HostDecoder<'_>,
-    host: &[HostPass],
+    host: &[&HostPass],
     groups: &mut [SampleGroup<'_, R>],
     sampling: &Sampling,
     stop: &[u32],
@@ -246,18 +245,23 @@ fn decode_groups<R: Rng>(
     prompt_len: usize,
 ) -> Result<Vec<Vec<Generation>>, LlmError> {
     let mut row = 0;
-    let mut last = Vec::new();
     for (g, hp) in groups.iter().zip(host) {
         for _ in 0..g.rows {
             dec.load_prefix(row, &hp.prefix);
-            last.extend_from_slice(&hp.last);
             row += 1;
         }
     }
     let batch = row;
-    // The first token's logits: each row's through the head.
-    let mut logits = dec.logits(&last);
-    let vocab = logits.len() / batch.max(1);
+    // The first token's logits, once per group (the products are batch-invariant: each row's
+    // copy would be the same), then one copy per row.
+    let last: Vec<f32> = host.iter().flat_map(|hp| hp.last.iter().copied()).collect();
+    let firsts = dec.logits(&last);
+    let vocab = firsts.len() / host.len();
+    let mut logits: Vec<f32> = groups
+        .iter()
+        .zip(firsts.chunks_exact(vocab))
+        .flat_map(|(g, row)| std::iter::repeat_n(row, g.rows).flatten().copied())
+        .collect();
     let mut out: Vec<Vec<Generation>> = groups
         .iter()
         .map(|g| {

@@ -190,21 +190,16 @@ fn mean_neg(v: &[f32]) -> f64 {
     -v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64
 }
 
-/// Tokens [`nucleus`] sorts first.
+/// Tokens [`sample_token`] sorts first when it looks for the nucleus.
 const NUCLEUS_FIRST_GUESS: usize = 64;
 
-/// What sampling one row draws from: the nucleus (its tokens by descending probability, ties by
-/// id, and their mass), or the greedy choice.
-#[derive(Debug, Clone, PartialEq)]
-struct Nucleus {
-    /// `(token, unnormalised probability)`, most probable first.
-    probs: Vec<(usize, f64)>,
-    /// Their summed probability (`None`: the greedy choice, no draw).
-    kept: Option<f64>,
-}
-
-/// The nucleus of one row of logits under `sampling`.
-fn nucleus(logits: &[f32], sampling: &Sampling, banned: &[u32]) -> Nucleus {
+/// Picks the next token from one row of logits.
+pub fn sample_token(
+    logits: &[f32],
+    sampling: &Sampling,
+    banned: &[u32],
+    rng: &mut impl Rng,
+) -> u32 {
     let allowed = |i: usize| !banned.contains(&(i as u32));
     if sampling.temperature == 0.0 {
         // First maximum, as torch.argmax.
@@ -214,10 +209,7 @@ fn nucleus(logits: &[f32], sampling: &Sampling, banned: &[u32]) -> Nucleus {
                 best = (i, l);
             }
         }
-        return Nucleus {
-            probs: vec![(best.0, 1.0)],
-            kept: None,
-        };
+        return best.0 as u32;
     }
     let t = sampling.temperature as f32;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -233,7 +225,7 @@ fn nucleus(logits: &[f32], sampling: &Sampling, banned: &[u32]) -> Nucleus {
     // than a decoding step's products). The head of a total order is the same either way.
     let order = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     let mut k = NUCLEUS_FIRST_GUESS.min(probs.len());
-    loop {
+    let (kept, n) = loop {
         if k < probs.len() {
             probs.select_nth_unstable_by(k, order);
         }
@@ -248,40 +240,18 @@ fn nucleus(logits: &[f32], sampling: &Sampling, banned: &[u32]) -> Nucleus {
             }
         }
         if kept / total >= sampling.top_p || k == probs.len() {
-            probs.truncate(n);
-            return Nucleus {
-                probs,
-                kept: Some(kept),
-            };
+            break (kept, n);
         }
         k = (4 * k).min(probs.len());
-    }
-}
-
-/// Draws a token from `nucleus` (one uniform number, none for a greedy choice).
-fn draw(nucleus: &Nucleus, rng: &mut impl Rng) -> u32 {
-    let probs = &nucleus.probs;
-    let Some(kept) = nucleus.kept else {
-        return probs[0].0 as u32;
     };
     let mut u = rng.random::<f64>() * kept;
-    for p in probs {
+    for p in &probs[..n] {
         u -= p.1;
         if u <= 0.0 {
             return p.0 as u32;
         }
     }
-    probs[probs.len() - 1].0 as u32
-}
-
-/// Picks the next token from one row of logits: [`draw`] from its [`nucleus`].
-pub fn sample_token(
-    logits: &[f32],
-    sampling: &Sampling,
-    banned: &[u32],
-    rng: &mut impl Rng,
-) -> u32 {
-    draw(&nucleus(logits, sampling, banned), rng)
+    probs[n - 1].0 as u32
 }
 
 impl Llama {

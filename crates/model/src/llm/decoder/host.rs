@@ -313,12 +313,7 @@ fn attention(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &
     let heads = q.len() / hd;
     let mut p = vec![0.0f32; heads * len];
     let mut max = vec![f32::NEG_INFINITY; heads];
-    for (at, (kk, _)) in k
-        .chunks_exact(hd)
-        .zip(valid)
-        .enumerate()
-        .filter(|(_, (_, ok))| **ok)
-    {
+    for (at, kk) in visible(k, hd, valid) {
         for (j, qh) in q.chunks_exact(hd).enumerate() {
             let s = dot(qh, kk) * scale;
             p[j * len + at] = s;
@@ -333,12 +328,7 @@ fn attention(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &
         }
     }
     out.fill(0.0);
-    for (at, (vv, _)) in v
-        .chunks_exact(hd)
-        .zip(valid)
-        .enumerate()
-        .filter(|(_, (_, ok))| **ok)
-    {
+    for (at, vv) in visible(v, hd, valid) {
         for (j, oh) in out.chunks_exact_mut(hd).enumerate() {
             let w = p[j * len + at] / sum[j];
             for (o, &x) in oh.iter_mut().zip(vv) {
@@ -346,6 +336,20 @@ fn attention(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &
             }
         }
     }
+}
+
+/// The `hd`-wide rows of `x` at the positions `valid` marks, with their positions.
+#[inline(always)]
+fn visible<'a>(
+    x: &'a [f32],
+    hd: usize,
+    valid: &'a [bool],
+) -> impl Iterator<Item = (usize, &'a [f32])> + 'a {
+    x.chunks_exact(hd)
+        .zip(valid)
+        .enumerate()
+        .filter(|(_, (_, ok))| **ok)
+        .map(|(at, (row, _))| (at, row))
 }
 
 /// `x * sigmoid(x) * up`, as burn's `silu(gate) * up`.
