@@ -150,6 +150,9 @@ pub struct Evaluation {
     pub across_seeds: BTreeMap<String, AcrossSeeds>,
     /// The paper's published pairwise counts and answer lengths, to set beside ours.
     pub published: Published,
+    /// The task files the experiment names (`[eval] tasks`), by task name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<String, crate::task::summary::TaskEvaluation>,
 }
 
 /// One variant's figures over seeds (each seed's model contributes its mean).

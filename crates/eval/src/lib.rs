@@ -13,6 +13,7 @@
 //! - [`pressure`]: sycophancy under pressure, built from TruthfulQA (the user asserts a falsehood).
 //! - [`sycophancy`]: Anthropic's A/B sycophancy items, scored by likelihood.
 //! - [`suite`]: the `Suite` trait (items -> per-item records -> summary) and its implementations.
+//! - [`task`]: benchmarks declared by a TOML file over a data file (multiple choice, generation).
 //! - [`truthfulqa`]: the data set, the harness prompt, MC1/MC2 and their aggregation.
 
 pub mod claims;
@@ -26,6 +27,7 @@ pub mod pressure;
 pub mod stats;
 pub mod suite;
 pub mod sycophancy;
+pub mod task;
 pub mod toys;
 pub mod truthfulqa;
 

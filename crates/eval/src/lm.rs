@@ -57,3 +57,44 @@ pub trait Embedder {
     /// One unit-length embedding per text.
     fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, Self::Error>;
 }
+
+/// How a task's answers are generated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationOptions {
+    /// The prompt as one user message in the model's chat template (else as plain text).
+    pub chat: bool,
+    /// New tokens at most.
+    pub max_new_tokens: usize,
+    /// 0: greedy.
+    pub temperature: f64,
+    /// Nucleus mass when sampling.
+    pub top_p: f64,
+    /// Seed of the draws (answers depend on it and on the prompts' order only).
+    pub seed: u64,
+    /// The answer ends before the first of these strings.
+    pub until: Vec<String>,
+}
+
+/// A model that continues prompts.
+pub trait Generator {
+    /// The model's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// One answer per prompt, in order, cut before the first stop string.
+    fn generate(
+        &mut self,
+        prompts: &[String],
+        options: &GenerationOptions,
+    ) -> Result<Vec<String>, Self::Error>;
+}
+
+/// `text` cut before the first of `until` (the whole text when none occurs).
+pub fn cut_at_stop<'a>(text: &'a str, until: &[String]) -> &'a str {
+    let end = until
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
+        .unwrap_or(text.len());
+    &text[..end]
+}

@@ -14,6 +14,9 @@ use crate::generation::{AnswerScores, AnswersSummary, score_answer, summarize_an
 use crate::lm::{ChatModel, Embedder, LanguageModel};
 use crate::pressure::{self, PressureResult, PressureSummary};
 use crate::sycophancy::{self, SycophancyItem, SycophancyResult, SycophancySummary};
+use crate::task::generation::{GenRecord, GenSummary};
+use crate::task::mc::{McRecord, ScoreError};
+use crate::task::{self, Task};
 use crate::truthfulqa::{self, Item, McFormat, McResult, McSummary};
 
 /// A benchmark over one model of type `M`.
@@ -26,7 +29,7 @@ pub trait Suite<M> {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// The suite's name: records go to `<name>.jsonl`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
 
     /// Items scored (records expected).
     fn len(&self) -> usize;
@@ -71,7 +74,7 @@ impl<L: LanguageModel + Send> Suite<L> for McSuite {
     type Summary = McSummary;
     type Error = L::Error;
 
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "mc"
     }
     fn len(&self) -> usize {
@@ -98,17 +101,18 @@ impl<L: LanguageModel + Send> Suite<L> for McSuite {
 /// only about 1.2 cores busy, so whole items in parallel use the machine better. Each item's
 /// computation is the same either way, records come back in item order, and `on_item` runs on
 /// this thread once per item.
-fn in_shards<L, I, R>(
+fn in_shards<L, I, R, E>(
     workers: usize,
     lm: &mut L,
     items: &[I],
     on_item: &mut dyn FnMut(),
-    score: impl Fn(&mut L, &[I], &mut dyn FnMut()) -> Result<Vec<R>, L::Error> + Sync,
-) -> Result<Vec<R>, L::Error>
+    score: impl Fn(&mut L, &[I], &mut dyn FnMut()) -> Result<Vec<R>, E> + Sync,
+) -> Result<Vec<R>, E>
 where
     L: LanguageModel + Send,
     I: Sync,
     R: Send,
+    E: Send,
 {
     let workers = workers.min(items.len());
     let mut forks: Vec<L> = (1..workers).map_while(|_| lm.fork()).collect();
@@ -168,7 +172,7 @@ impl<L: LanguageModel + Send> Suite<L> for PressureSuite {
     type Summary = PressureSummary;
     type Error = L::Error;
 
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "pressure"
     }
     fn len(&self) -> usize {
@@ -207,7 +211,7 @@ impl<L: LanguageModel + Send> Suite<L> for SycophancySuite {
     type Summary = SycophancySummary;
     type Error = L::Error;
 
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "sycophancy"
     }
     fn len(&self) -> usize {
@@ -228,6 +232,73 @@ impl<L: LanguageModel + Send> Suite<L> for SycophancySuite {
     }
     fn summarize(&self, records: &[SycophancyResult], level: f64) -> SycophancySummary {
         sycophancy::summarize(records, level)
+    }
+}
+
+/// A multiple-choice task file (`task-<name>.jsonl`).
+#[derive(Debug, Clone, Copy)]
+pub struct McTaskSuite<'a> {
+    /// The task, its rows loaded.
+    pub task: &'a Task,
+}
+
+/// The file name a task's records go to, without `.jsonl`.
+pub fn task_records_name(task: &Task) -> String {
+    format!("task-{}", task.name())
+}
+
+impl<L: LanguageModel + Send> Suite<L> for McTaskSuite<'_> {
+    type Record = McRecord;
+    type Summary = task::mc::McSummary;
+    type Error = ScoreError<L::Error>;
+
+    fn name(&self) -> &str {
+        self.task.name()
+    }
+    fn len(&self) -> usize {
+        self.task.docs.len()
+    }
+    fn records(&self, lm: &mut L, on_item: &mut dyn FnMut()) -> Result<Vec<McRecord>, Self::Error> {
+        in_shards(
+            worker_threads(),
+            lm,
+            &self.task.docs,
+            on_item,
+            |lm, docs, tick| task::mc::evaluate(lm, self.task, docs, tick),
+        )
+    }
+    fn summarize(&self, records: &[McRecord], level: f64) -> task::mc::McSummary {
+        task::mc::summarize(records, level)
+    }
+}
+
+/// A generation task file (`task-<name>.jsonl`).
+#[derive(Debug, Clone, Copy)]
+pub struct GenTaskSuite<'a> {
+    /// The task, its rows loaded.
+    pub task: &'a Task,
+}
+
+impl<G: crate::lm::Generator> Suite<G> for GenTaskSuite<'_> {
+    type Record = GenRecord;
+    type Summary = GenSummary;
+    type Error = ScoreError<G::Error>;
+
+    fn name(&self) -> &str {
+        self.task.name()
+    }
+    fn len(&self) -> usize {
+        self.task.docs.len()
+    }
+    fn records(
+        &self,
+        model: &mut G,
+        on_item: &mut dyn FnMut(),
+    ) -> Result<Vec<GenRecord>, Self::Error> {
+        task::generation::evaluate(model, self.task, &self.task.docs, on_item)
+    }
+    fn summarize(&self, records: &[GenRecord], level: f64) -> GenSummary {
+        task::generation::summarize(records, level)
     }
 }
 
@@ -285,7 +356,7 @@ where
     type Summary = AnswersSummary;
     type Error = ChatOrEmbedError<C::Error, E::Error>;
 
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         if self.under_pressure {
             "answers_pressure"
         } else {

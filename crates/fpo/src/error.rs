@@ -55,6 +55,9 @@ pub enum Error {
     /// A file of the run directory cannot be read or written.
     #[error(transparent)]
     RunDir(#[from] fpo_rundir::Error),
+    /// A task file, its data or one of its templates.
+    #[error(transparent)]
+    Task(#[from] fpo_eval::task::TaskError),
     /// A backend is not available (not compiled in, or no device).
     #[error(transparent)]
     Backend(#[from] fpo_model::backend::BackendError),

@@ -299,8 +299,10 @@ pub struct ScoreArgs {
 /// Options of `fpo eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The suite: `truthfulqa`.
-    pub suite: String,
+    /// `truthfulqa` (the built-in suites of `--metrics`), and/or task files (`*.toml`, see
+    /// docs/tasks.md), e.g. `experiments/tasks/arc_easy.toml`.
+    #[arg(required = true)]
+    pub suites: Vec<String>,
     /// A .gguf file or a Hugging Face folder (default: $FPO_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -315,7 +317,8 @@ pub struct EvalArgs {
     /// model's chat template).
     #[arg(long, default_value = "harness", value_parser = parse_format)]
     pub format: McFormat,
-    /// Only N questions, spread evenly over the data set (both Types, most Categories).
+    /// Only N questions, spread evenly over the data set (both Types, most Categories); of a
+    /// task file, N rows stratified by its `group_by`.
     #[arg(long)]
     pub limit: Option<usize>,
     /// Output directory (must not exist).

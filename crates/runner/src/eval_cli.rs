@@ -2,14 +2,17 @@
 //! any checkpoint can be scored and compared (the suites and their records are
 //! `fpo::llm::evaluate`'s, as in the LLM suites' evaluation).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use fpo::llm::evaluate::{answers, reference_embeddings, run_suite};
+use fpo::llm::evaluate::{answers, reference_embeddings, run_suite, score_task, task_records};
 use fpo::llm::lm::ModelLm;
 use fpo_eval::generation::{AnswersSummary, summarize_answers};
 use fpo_eval::suite::{AnswersSuite, McSuite, SycophancySuite};
 use fpo_eval::sycophancy;
+use fpo_eval::task::Task;
+use fpo_eval::task::summary::{TaskEvaluation, describe};
 use fpo_eval::truthfulqa::{self, McFormat, McSummary};
 use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::{Adapters, DEFAULT_ENCODER, DEFAULT_LLM, LoadedModel, models_dir};
@@ -36,14 +39,18 @@ struct EvalSummary<'a> {
     /// Sycophancy rate.
     #[serde(skip_serializing_if = "Option::is_none")]
     sycophancy: Option<sycophancy::SycophancySummary>,
+    /// Task files, by task name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    tasks: BTreeMap<String, TaskEvaluation>,
 }
 
 /// Runs `fpo eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
-    if args.suite != "truthfulqa" {
+    let (files, builtin): (Vec<&String>, Vec<&String>) =
+        args.suites.iter().partition(|s| s.ends_with(".toml"));
+    if let Some(s) = builtin.iter().find(|s| s.as_str() != "truthfulqa") {
         return Err(BadFlag(format!(
-            "unknown suite `{}` (available: truthfulqa)",
-            args.suite
+            "unknown suite `{s}` (available: truthfulqa, or a task file `*.toml`)"
         ))
         .into());
     }
@@ -57,13 +64,17 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         ))
         .into());
     }
-    let wants = |m: &str| args.metrics.iter().any(|x| x == m);
+    let wants = |m: &str| !builtin.is_empty() && args.metrics.iter().any(|x| x == m);
     let path = args
         .model
         .clone()
         .unwrap_or_else(|| models_dir().join(DEFAULT_LLM));
     let data = fpo::experiment::data_dir(None).map_err(BadFlag)?;
     let items = truthfulqa::items(&data, args.limit, &[])?;
+    let tasks = files
+        .iter()
+        .map(|f| Task::load(Path::new(f), &data, args.limit))
+        .collect::<Result<Vec<_>, _>>()?;
     let model = LoadedModel::load(&path, args.backend, false)?;
     let adapters = args
         .adapter
@@ -81,7 +92,23 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         mc: None,
         generation: None,
         sycophancy: None,
+        tasks: BTreeMap::new(),
     };
+    let name = if args.adapter.is_some() {
+        "adapted"
+    } else {
+        "base"
+    };
+    for task in &tasks {
+        let mut records = task_records(task);
+        let (a, p) = (adapters.as_ref(), &mut Bars::default());
+        score_task(task, &model, a, dir.path(), name, &mut records, p)?;
+        let t = fpo_eval::task::summary::evaluate(task, &records, &[], 0.95);
+        describe(task.name(), &t)
+            .iter()
+            .for_each(|l| eprintln!("{l}"));
+        summary.tasks.insert(task.name().to_owned(), t);
+    }
     if wants("mc") {
         let suite = McSuite {
             items: items.clone(),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use fpo::llm::TrainConfig;
-use fpo::llm::evaluate::{Metrics, Model, Plan, score_models};
+use fpo::llm::evaluate::{Metrics, Model, Plan, load_tasks, score_models};
 use fpo::llm::{HeadFit, Pipeline, VariantOutcome};
 use fpo_eval::evaluation::{
     Evaluation, JudgeUsage, LlmSummary, model_name, paper_pairs, probe_across_seeds,
@@ -217,7 +217,7 @@ fn evaluate(
     let SuiteConfig::Llm(cfg) = &resolved.config else {
         anyhow::bail!("not an LLM suite");
     };
-    if cfg.eval.metrics.is_empty() {
+    if cfg.eval.metrics.is_empty() && cfg.eval.tasks.is_empty() {
         return Ok(Evaluation {
             types: cfg.eval.types.clone(),
             ..Evaluation::default()
@@ -242,6 +242,7 @@ fn evaluate(
             Vec::new()
         },
         metrics,
+        tasks: load_tasks(&cfg.eval, &cfg.data_dir)?,
         level: resolved.run.confidence,
     };
     let mut models = vec![Model {

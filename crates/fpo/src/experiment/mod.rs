@@ -204,6 +204,33 @@ fn resolve(
                 ));
             }
             let mut eval = f.eval;
+            let near = path.parent().unwrap_or(Path::new("."));
+            let mut names = std::collections::BTreeSet::new();
+            for (k, t) in eval.tasks.iter_mut().enumerate() {
+                *t = resolve_path(near, t);
+                // The file, its templates and every row checked before any run directory exists.
+                let limit = (eval.task_limit > 0).then_some(eval.task_limit);
+                fpo_eval::task::Task::load(t, &data_dir, limit)
+                    .map_err(|e| {
+                        let hint = match &e {
+                            fpo_eval::task::TaskError::Read { .. } => {
+                                " (`just data` fetches the capability tasks' data)"
+                            }
+                            _ => "",
+                        };
+                        invalid(format!("eval.tasks[{k}]"), format!("{e}{hint}"))
+                    })
+                    .and_then(|task| {
+                        if names.insert(task.name().to_owned()) {
+                            Ok(())
+                        } else {
+                            Err(invalid(
+                                format!("eval.tasks[{k}]"),
+                                format!("a second task named `{}`", task.name()),
+                            ))
+                        }
+                    })?;
+            }
             if let Some(url) = &overrides.judge {
                 eval.judge = Some(
                     fpo_eval::judge_config::JudgeConfig::from_url(url)

@@ -223,6 +223,13 @@ pub struct LlmEval {
     /// Only questions of these TruthfulQA Types (`Adversarial`, `Non-Adversarial`; empty: all).
     #[serde(default)]
     pub types: Vec<String>,
+    /// Task files (`tasks/*.toml`, relative to the experiment file): every model is scored on
+    /// each (see docs/tasks.md). Resolved to absolute paths.
+    #[serde(default)]
+    pub tasks: Vec<PathBuf>,
+    /// Only N rows of each task file, stratified by its `group_by` (0: all).
+    #[serde(default)]
+    pub task_limit: usize,
     /// The LLM judge (an OpenAI-compatible endpoint); `--judge URL` sets it too.
     #[serde(default)]
     pub judge: Option<fpo_eval::judge_config::JudgeConfig>,
@@ -241,6 +248,8 @@ impl Default for LlmEval {
             metrics: vec!["mc".into(), "gen".into(), "syco".into()],
             limit: 0,
             types: Vec::new(),
+            tasks: Vec::new(),
+            task_limit: 0,
             judge: None,
             claims: Default::default(),
         }

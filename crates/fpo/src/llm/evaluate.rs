@@ -11,9 +11,12 @@ use fpo_eval::evaluation::{Evaluation, score_across_seeds, score_mc};
 use fpo_eval::generation::{AnswerScores, references, summarize_answers};
 use fpo_eval::lm::Embedder;
 use fpo_eval::suite::{
-    AnswersSuite, ChatAndEmbedder, ChatOrEmbedError, McSuite, PressureSuite, Suite, SycophancySuite,
+    AnswersSuite, ChatAndEmbedder, ChatOrEmbedError, GenTaskSuite, McSuite, McTaskSuite,
+    PressureSuite, Suite, SycophancySuite, task_records_name,
 };
 use fpo_eval::sycophancy::SycophancyItem;
+use fpo_eval::task::summary::TaskRecords;
+use fpo_eval::task::{OutputType, Task};
 use fpo_eval::truthfulqa::{Item, McFormat, McResult};
 use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::{Adapters, LlmError, LoadedModel};
@@ -50,7 +53,7 @@ pub struct Metrics {
 }
 
 /// What an evaluation scores.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Plan {
     /// TruthfulQA items.
     pub items: Vec<Item>,
@@ -58,6 +61,8 @@ pub struct Plan {
     pub sycophancy: Vec<SycophancyItem>,
     /// The suites.
     pub metrics: Metrics,
+    /// Task files (`[eval] tasks`), their rows loaded.
+    pub tasks: Vec<Task>,
     /// Confidence level of every interval.
     pub level: f64,
 }
@@ -93,6 +98,63 @@ pub struct Scored {
     pub answers: BTreeMap<String, Vec<AnswerScores>>,
     /// Answers under pressure, per model.
     pub pressured: BTreeMap<String, Vec<AnswerScores>>,
+}
+
+fn task_error(e: fpo_eval::task::mc::ScoreError<LlmError>) -> Error {
+    match e {
+        fpo_eval::task::mc::ScoreError::Task(e) => Error::Task(e),
+        fpo_eval::task::mc::ScoreError::Model(e) => Error::Model(e),
+    }
+}
+
+/// The records of `task` under `model` (+ `adapters`), cached in `dir/task-<name>.jsonl`, added
+/// to `into` under `name`.
+pub fn score_task(
+    task: &Task,
+    model: &LoadedModel,
+    adapters: Option<&Adapters>,
+    dir: &Path,
+    name: &str,
+    into: &mut TaskRecords,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    let file = records_file(&task_records_name(task));
+    let mut lm = ModelLm::new(model, adapters);
+    match into {
+        TaskRecords::Mc(models) => {
+            let s = McTaskSuite { task };
+            let rows = cached(dir, &file, task.docs.len(), || {
+                run_suite(&s, &mut lm, name, progress).map_err(task_error)
+            })?;
+            models.push((name.to_owned(), rows));
+        }
+        TaskRecords::Gen(models) => {
+            let s = GenTaskSuite { task };
+            let rows = cached(dir, &file, task.docs.len(), || {
+                run_suite(&s, &mut lm, name, progress).map_err(task_error)
+            })?;
+            models.push((name.to_owned(), rows));
+        }
+    }
+    Ok(())
+}
+
+/// The task files of an experiment's `[eval]`, their rows read from `data_dir`.
+pub fn load_tasks(eval: &crate::experiment::LlmEval, data_dir: &Path) -> Result<Vec<Task>> {
+    let limit = (eval.task_limit > 0).then_some(eval.task_limit);
+    Ok(eval
+        .tasks
+        .iter()
+        .map(|t| Task::load(t, data_dir, limit))
+        .collect::<std::result::Result<_, _>>()?)
+}
+
+/// No records yet, of the task's kind.
+pub fn task_records(task: &Task) -> TaskRecords {
+    match task.file.output_type {
+        OutputType::MultipleChoice => TaskRecords::Mc(Vec::new()),
+        OutputType::GenerateUntil => TaskRecords::Gen(Vec::new()),
+    }
 }
 
 fn chat_or_embed(e: ChatOrEmbedError<LlmError, LlmError>) -> Error {
@@ -211,6 +273,7 @@ pub fn score_models(
         items: plan.sycophancy.clone(),
     });
     let mut mcs: Vec<(String, Vec<McResult>)> = Vec::new();
+    let mut tasks: Vec<TaskRecords> = plan.tasks.iter().map(task_records).collect();
     for entry in models {
         let name = &entry.name;
         let adapters = entry
@@ -259,6 +322,22 @@ pub fn score_models(
                 .sycophancy
                 .insert(name.clone(), Suite::<ModelLm>::summarize(s, &rows, level));
         }
+        for (task, into) in plan.tasks.iter().zip(&mut tasks) {
+            score_task(
+                task,
+                model,
+                adapters.as_ref(),
+                &eval_dir,
+                name,
+                into,
+                progress,
+            )?;
+        }
+    }
+    let trained: Vec<(Variant, u64)> = models.iter().filter_map(|m| m.trained).collect();
+    for (task, records) in plan.tasks.iter().zip(&tasks) {
+        let t = fpo_eval::task::summary::evaluate(task, records, &trained, level);
+        out.evaluation.tasks.insert(task.name().to_owned(), t);
     }
     let ev = &mut out.evaluation;
     score_mc(ev, &mcs, level);
@@ -272,7 +351,6 @@ pub fn score_models(
         .iter()
         .map(|(name, rows)| (name.clone(), summarize_answers(rows, level)))
         .collect();
-    let trained: Vec<(Variant, u64)> = models.iter().filter_map(|m| m.trained).collect();
     score_across_seeds(ev, &trained, level);
     Ok(out)
 }

@@ -135,6 +135,55 @@ impl fpo_eval::lm::ChatModel for ModelLm<'_> {
     }
 }
 
+impl fpo_eval::lm::Generator for ModelLm<'_> {
+    type Error = LlmError;
+
+    fn generate(
+        &mut self,
+        prompts: &[String],
+        options: &fpo_eval::lm::GenerationOptions,
+    ) -> Result<Vec<String>, LlmError> {
+        let tok = &self.model.tokenizer;
+        let ids = prompts
+            .iter()
+            .map(|p| {
+                if options.chat {
+                    tok.encode_chat(&[Message::new("user", p)], true)
+                } else {
+                    tok.encode(p, true)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sampling = Sampling {
+            max_new_tokens: options.max_new_tokens,
+            min_new_tokens: 0,
+            temperature: options.temperature,
+            top_p: options.top_p,
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(options.seed);
+        let mut out = Vec::with_capacity(prompts.len());
+        for chunk in ids.chunks(ANSWER_BATCH) {
+            let gens = self.model.model.generate(
+                chunk,
+                &sampling,
+                &tok.eos,
+                tok.pad,
+                &mut rng,
+                self.adapters,
+            )?;
+            for g in gens {
+                let text = tok.decode(&g.ids, true)?;
+                out.push(
+                    fpo_eval::lm::cut_at_stop(&text, &options.until)
+                        .trim()
+                        .to_owned(),
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The reward model's sentence encoder as `eval`'s embedder.
 #[derive(Debug)]
 pub struct EncoderEmbedder<'a> {

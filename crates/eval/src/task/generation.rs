@@ -1,0 +1,212 @@
+//! Generation: an answer after each row's prompt (greedy or sampled, cut at stop strings),
+//! scored against the row's reference answers: exact match (after trimming; case ignored when
+//! the task says so), and the highest ROUGE-L and BLEU to a correct reference (to an incorrect
+//! one too, and the difference, when the task gives incorrect references).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::mc::{Paired, ScoreError};
+use super::{Doc, Task};
+use crate::generation::{bleu, rouge_l};
+use crate::lm::{GenerationOptions, Generator};
+use crate::stats::{Summary, mcnemar, paired_difference};
+
+/// Answers are generated in batches of this many rows.
+const BATCH: usize = 8;
+
+/// One row's answer and its reference metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenRecord {
+    /// The row's id.
+    pub id: String,
+    /// Its position in the data file.
+    pub index: usize,
+    /// Its group.
+    pub group: String,
+    /// The answer.
+    pub answer: String,
+    /// Words in the answer.
+    pub words: usize,
+    /// 1 when the answer equals a correct reference.
+    pub exact_match: f64,
+    /// Highest ROUGE-L to a correct reference.
+    pub rouge_l: f64,
+    /// Highest BLEU to a correct reference.
+    pub bleu: f64,
+    /// Highest ROUGE-L to an incorrect reference (with incorrect references).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rouge_l_incorrect: Option<f64>,
+    /// Highest BLEU to an incorrect reference (with incorrect references).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bleu_incorrect: Option<f64>,
+}
+
+/// The options of `task`'s answers.
+pub fn options(task: &Task) -> GenerationOptions {
+    let f = &task.file;
+    GenerationOptions {
+        chat: f.chat,
+        max_new_tokens: f.max_new_tokens,
+        temperature: f.temperature,
+        top_p: f.top_p,
+        seed: f.seed,
+        until: f.until.clone(),
+    }
+}
+
+/// Reference metrics of `answer` to `doc`.
+pub fn record(doc: &Doc, answer: &str, ignore_case: bool) -> GenRecord {
+    let best = |refs: &[String], f: fn(&str, &str) -> f64| {
+        refs.iter()
+            .map(|r| f(r, answer))
+            .filter(|x| x.is_finite())
+            .fold(0.0, f64::max)
+    };
+    let norm = |s: &str| {
+        let t = s.trim();
+        if ignore_case {
+            t.to_lowercase()
+        } else {
+            t.to_owned()
+        }
+    };
+    let a = norm(answer);
+    let has_incorrect = !doc.incorrect.is_empty();
+    GenRecord {
+        id: doc.id.clone(),
+        index: doc.index,
+        group: doc.group.clone(),
+        answer: answer.to_owned(),
+        words: answer.split_whitespace().count(),
+        exact_match: if doc.references.iter().any(|r| norm(r) == a) {
+            1.0
+        } else {
+            0.0
+        },
+        rouge_l: best(&doc.references, rouge_l),
+        bleu: best(&doc.references, bleu),
+        rouge_l_incorrect: has_incorrect.then(|| best(&doc.incorrect, rouge_l)),
+        bleu_incorrect: has_incorrect.then(|| best(&doc.incorrect, bleu)),
+    }
+}
+
+/// Answers to `docs` of `task` under `model`, in batches; `on_item` after each row.
+pub fn evaluate<G: Generator>(
+    model: &mut G,
+    task: &Task,
+    docs: &[Doc],
+    mut on_item: impl FnMut(),
+) -> Result<Vec<GenRecord>, ScoreError<G::Error>> {
+    let mut opts = options(task);
+    let seed = opts.seed;
+    let mut out = Vec::with_capacity(docs.len());
+    for (b, chunk) in docs.chunks(BATCH).enumerate() {
+        let prompts = chunk
+            .iter()
+            .map(|d| task.prompt(d).map(|(p, q)| p + &q))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Each batch draws from its own stream: answers do not depend on earlier batches.
+        opts.seed = seed.wrapping_add(b as u64);
+        let answers = model.generate(&prompts, &opts).map_err(ScoreError::Model)?;
+        for (d, a) in chunk.iter().zip(answers) {
+            out.push(record(d, &a, task.file.ignore_case));
+            on_item();
+        }
+    }
+    Ok(out)
+}
+
+/// One model's figures on a generation task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenFigures {
+    /// Rows.
+    pub n: usize,
+    /// Share of exact matches with a Student-t interval.
+    pub exact_match: Summary,
+    /// Mean ROUGE-L to a correct reference.
+    pub rouge_l: Summary,
+    /// Mean BLEU to a correct reference.
+    pub bleu: Summary,
+    /// Mean ROUGE-L margin (correct minus incorrect), with incorrect references.
+    pub rouge_l_diff: Option<Summary>,
+    /// Mean words per answer.
+    pub words: Summary,
+}
+
+/// A model's figures, overall and per group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenSummary {
+    /// Over every row.
+    pub overall: GenFigures,
+    /// Per group.
+    pub by_group: BTreeMap<String, GenFigures>,
+}
+
+fn figures(rows: &[&GenRecord], level: f64) -> GenFigures {
+    let of = |f: &dyn Fn(&GenRecord) -> f64| {
+        Summary::of(&rows.iter().map(|r| f(r)).collect::<Vec<_>>(), level)
+    };
+    let diffs: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.rouge_l_incorrect.map(|i| r.rouge_l - i))
+        .collect();
+    GenFigures {
+        n: rows.len(),
+        exact_match: of(&|r| r.exact_match),
+        rouge_l: of(&|r| r.rouge_l),
+        bleu: of(&|r| r.bleu),
+        rouge_l_diff: (!diffs.is_empty()).then(|| Summary::of(&diffs, level)),
+        words: of(&|r| r.words as f64),
+    }
+}
+
+/// A model's records summarised at confidence `level`.
+pub fn summarize(records: &[GenRecord], level: f64) -> GenSummary {
+    let all: Vec<&GenRecord> = records.iter().collect();
+    GenSummary {
+        overall: figures(&all, level),
+        by_group: if records.iter().any(|r| !r.group.is_empty()) {
+            crate::stats::by_group(records, |r| &r.group, |rs| figures(rs, level))
+        } else {
+            BTreeMap::new()
+        },
+    }
+}
+
+/// A metric's value on a record.
+pub fn metric(r: &GenRecord, name: &str) -> f64 {
+    match name {
+        "exact_match" => r.exact_match,
+        "rouge_l" => r.rouge_l,
+        _ => r.bleu,
+    }
+}
+
+/// Per metric of `metrics`, `model`'s answers against `base`'s, row by row.
+pub fn against_base(
+    model: &[GenRecord],
+    base: &[GenRecord],
+    metrics: &[String],
+    level: f64,
+) -> BTreeMap<String, Paired> {
+    metrics
+        .iter()
+        .map(|m| {
+            let a: Vec<f64> = model.iter().map(|r| metric(r, m)).collect();
+            let b: Vec<f64> = base.iter().map(|r| metric(r, m)).collect();
+            let p = (m == "exact_match").then(|| {
+                let t = |x: &[f64]| x.iter().map(|v| *v > 0.5).collect::<Vec<_>>();
+                mcnemar(&t(&a), &t(&b))
+            });
+            (
+                m.clone(),
+                Paired {
+                    difference: paired_difference(&a, &b, level),
+                    mcnemar_p: p,
+                },
+            )
+        })
+        .collect()
+}
