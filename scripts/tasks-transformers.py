@@ -15,6 +15,7 @@ import os
 import sys
 
 import torch
+from tokenizers import pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
@@ -83,6 +84,15 @@ def main():
     torch.set_num_threads(int(os.environ.get("RAYON_NUM_THREADS", os.cpu_count())))
     folder, name = os.path.split(os.path.abspath(path))
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    # transformers builds the tokenizer from the GGUF's metadata with a plain byte-level
+    # pre-tokenizer; SmolLM2's own tokenizer.json (and llama.cpp's `smollm` pre-tokenizer, and
+    # fpo's) split digits first. Without this, "\n\n3" becomes two tokens here and one in the
+    # hub's tokenizer (MMLU rows whose few-shot answer precedes a digit).
+    if tok.backend_tokenizer.pre_tokenizer.__class__.__name__ == "ByteLevel":
+        tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ])
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     model.eval()
     print("| task | rows | max abs diff of a log-likelihood | same acc | same acc_norm | acc fpo / transformers |")

@@ -1,5 +1,5 @@
-//! `fpo eval`: one model (base, or base + LoRA adapters) on one suite, without training, so that
-//! any checkpoint can be scored and compared (the suites and their records are
+//! `fpo eval`: one model (base, or base + LoRA adapters) on suites and task files, without
+//! training, so that any checkpoint can be scored and compared (the suites and their records are
 //! `fpo::llm::evaluate`'s, as in the LLM suites' evaluation).
 
 use std::collections::BTreeMap;
@@ -26,7 +26,7 @@ use crate::record::Started;
 /// `summary.json` of `fpo eval`.
 #[derive(Debug, Serialize)]
 struct EvalSummary<'a> {
-    suite: &'a str,
+    suite: String,
     model: &'a Path,
     adapter: Option<&'a Path>,
     format: McFormat,
@@ -85,7 +85,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
     let dir = RunDir::create(&args.out)?;
     let started = Started::now();
     let mut summary = EvalSummary {
-        suite: "truthfulqa",
+        suite: args.suites.join(" "),
         model: &path,
         adapter: args.adapter.as_deref(),
         format: args.format,
@@ -161,7 +161,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
     }
     write_atomic(dir.path(), files::SUMMARY, &json(&summary)?)?;
     let backend = format!("{} (`fpo eval`)", args.backend.name());
-    let info = started.run_info("truthfulqa", backend);
+    let info = started.run_info(&summary.suite, backend);
     write_atomic(dir.path(), files::RUN_INFO, &json(&info)?)?;
     dir.commit()
 }
