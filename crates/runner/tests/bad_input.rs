@@ -314,3 +314,20 @@ fn a_kernel_path_the_cpu_lacks_is_refused() {
         assert!(!doctor.status.success());
     }
 }
+
+/// A task file that is not there is named (the key and the file) before any work.
+#[test]
+fn a_missing_task_file_is_named_before_any_work() {
+    for needle in ["eval.tasks[0]", "nope.toml"] {
+        assert_rejected(
+            Some(&shipped("truthfulqa.toml")),
+            &[
+                "--profile",
+                "smoke",
+                "--set",
+                r#"eval.tasks=["tasks/nope.toml"]"#,
+            ],
+            needle,
+        );
+    }
+}

@@ -204,33 +204,6 @@ fn resolve(
                 ));
             }
             let mut eval = f.eval;
-            let near = path.parent().unwrap_or(Path::new("."));
-            let mut names = std::collections::BTreeSet::new();
-            for (k, t) in eval.tasks.iter_mut().enumerate() {
-                *t = resolve_path(near, t);
-                // The file, its templates and every row checked before any run directory exists.
-                let limit = (eval.task_limit > 0).then_some(eval.task_limit);
-                fpo_eval::task::Task::load(t, &data_dir, limit)
-                    .map_err(|e| {
-                        let hint = match &e {
-                            fpo_eval::task::TaskError::Read { .. } => {
-                                " (`just data` fetches the capability tasks' data)"
-                            }
-                            _ => "",
-                        };
-                        invalid(format!("eval.tasks[{k}]"), format!("{e}{hint}"))
-                    })
-                    .and_then(|task| {
-                        if names.insert(task.name().to_owned()) {
-                            Ok(())
-                        } else {
-                            Err(invalid(
-                                format!("eval.tasks[{k}]"),
-                                format!("a second task named `{}`", task.name()),
-                            ))
-                        }
-                    })?;
-            }
             if let Some(url) = &overrides.judge {
                 eval.judge = Some(
                     fpo_eval::judge_config::JudgeConfig::from_url(url)
@@ -302,6 +275,35 @@ fn resolve(
             if train.rm.init == crate::llm::RmInit::BradleyTerry {
                 crate::llm::data::read_pairs(&train.rm.pairs, train.rm.pairs_limit)
                     .map_err(|e| file_error("train.rm.pairs", &e))?;
+            }
+            let near = path.parent().unwrap_or(Path::new("."));
+            let mut names = std::collections::BTreeSet::new();
+            for (k, t) in eval.tasks.iter_mut().enumerate() {
+                *t = resolve_path(near, t);
+                // The file, its templates and every row checked before any run directory exists.
+                let limit = (eval.task_limit > 0).then_some(eval.task_limit);
+                fpo_eval::task::Task::load(t, &data_dir, limit)
+                    .map_err(|e| {
+                        let hint = match &e {
+                            fpo_eval::task::TaskError::Read { path, .. }
+                                if path.starts_with(&data_dir) =>
+                            {
+                                " (`just data` fetches the capability tasks' data)"
+                            }
+                            _ => "",
+                        };
+                        invalid(format!("eval.tasks[{k}]"), format!("{e}{hint}"))
+                    })
+                    .and_then(|task| {
+                        if names.insert(task.name().to_owned()) {
+                            Ok(())
+                        } else {
+                            Err(invalid(
+                                format!("eval.tasks[{k}]"),
+                                format!("a second task named `{}`", task.name()),
+                            ))
+                        }
+                    })?;
             }
             let cfg = LlmSuiteConfig {
                 data_dir,

@@ -50,13 +50,20 @@ pub fn ok(args: &[&str]) -> Output {
     out
 }
 
-/// Writes `text` as an experiment file, runs it, and checks the failure: exit code 2, an error
-/// naming the file and `needle`, no panic, and no run directory (not even a `.partial`).
+/// Writes `text` as an experiment file (beside a copy of the shipped task files it may name),
+/// runs it, and checks the failure: exit code 2, an error naming the file and `needle`, no
+/// panic, and no run directory (not even a `.partial`).
 pub fn assert_rejected(text: Option<&str>, extra: &[&str], needle: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("bad.toml");
     if let Some(text) = text {
         std::fs::write(&file, text).unwrap();
+        let tasks = tmp.path().join("tasks");
+        std::fs::create_dir_all(&tasks).unwrap();
+        for e in std::fs::read_dir(root().join("experiments/tasks")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, tasks.join(p.file_name().unwrap())).unwrap();
+        }
     }
     let out_dir = tmp.path().join("run");
     let mut args = vec![
