@@ -69,7 +69,7 @@ models:
 # (the one data set kept verbatim from upstream: sylinrl/TruthfulQA on GitHub) into DIR (default
 # ~/.cache/fpo/data/truthfulqa), refusing a file whose sha256 is not the pinned one. Point
 # FPO_DATA_DIR at a folder laid out like datasets/ to run on another copy.
-[doc("Check datasets/ against its pinned sha256, then fetch TruthfulQA fresh from upstream.")]
+[doc("Fetch the capability tasks' data, check datasets/, then fetch TruthfulQA fresh from upstream.")]
 data dir=(env_var("HOME") / ".cache/fpo/data/truthfulqa"): data-tasks
     #!/usr/bin/env bash
     set -euo pipefail
