@@ -88,7 +88,8 @@ pub fn rouge_l(reference: &str, prediction: &str) -> f64 {
     100.0 * 2.0 * precision * recall / (precision + recall)
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
+/// Cosine similarity of two vectors (0 when either is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a
         .iter()
         .zip(b)
@@ -167,6 +168,30 @@ pub fn bleu(reference: &str, prediction: &str) -> f64 {
         1.0
     };
     bp * (log_sum / ORDER as f64).exp()
+}
+
+/// A question as the pairwise judges see it: its text and its reference answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    /// The item's id.
+    pub id: usize,
+    /// The question.
+    pub text: String,
+    /// Correct reference answers.
+    pub correct: Vec<String>,
+    /// Incorrect reference answers.
+    pub incorrect: Vec<String>,
+}
+
+impl From<&Item> for Question {
+    fn from(item: &Item) -> Self {
+        Self {
+            id: item.id,
+            text: item.question.clone(),
+            correct: item.correct.clone(),
+            incorrect: item.incorrect.clone(),
+        }
+    }
 }
 
 /// One answer's reference metrics.

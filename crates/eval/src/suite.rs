@@ -279,10 +279,10 @@ pub struct GenTaskSuite<'a> {
     pub task: &'a Task,
 }
 
-impl<G: crate::lm::Generator> Suite<G> for GenTaskSuite<'_> {
+impl<G: crate::lm::Generator, E: Embedder> Suite<ChatAndEmbedder<'_, G, E>> for GenTaskSuite<'_> {
     type Record = GenRecord;
     type Summary = GenSummary;
-    type Error = ScoreError<G::Error>;
+    type Error = task::generation::GenError<G::Error, E::Error>;
 
     fn name(&self) -> &str {
         self.task.name()
@@ -292,10 +292,10 @@ impl<G: crate::lm::Generator> Suite<G> for GenTaskSuite<'_> {
     }
     fn records(
         &self,
-        model: &mut G,
+        m: &mut ChatAndEmbedder<'_, G, E>,
         on_item: &mut dyn FnMut(),
     ) -> Result<Vec<GenRecord>, Self::Error> {
-        task::generation::evaluate(model, self.task, &self.task.docs, on_item)
+        task::generation::evaluate(m, self.task, &self.task.docs, on_item)
     }
     fn summarize(&self, records: &[GenRecord], level: f64) -> GenSummary {
         task::generation::summarize(records, level)

@@ -14,6 +14,8 @@
 //! body), so that a rerun or a resumed run pays for nothing twice. The API key is read from the
 //! environment variable the configuration names, and is never written anywhere.
 
+pub mod comparisons;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,6 +61,14 @@ pub enum JudgeError {
     /// The HTTP client or its runtime could not start.
     #[error("judge client: {0}")]
     Client(String),
+    /// A verdicts file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// How a verdict was read from the judge's reply.
@@ -384,7 +394,7 @@ struct CachedReply {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(

@@ -94,15 +94,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         sycophancy: None,
         tasks: BTreeMap::new(),
     };
-    let name = if args.adapter.is_some() {
-        "adapted"
-    } else {
-        "base"
-    };
+    let device = fpo_model::device(args.backend, false)?;
+    let encoder = SentenceEncoder::load(&models_dir().join(DEFAULT_ENCODER), &device)?;
+    let name = ["base", "adapted"][usize::from(args.adapter.is_some())];
     for task in &tasks {
         let mut records = task_records(task);
-        let (a, p) = (adapters.as_ref(), &mut Bars::default());
-        score_task(task, &model, a, dir.path(), name, &mut records, p)?;
+        let (a, p, d) = (adapters.as_ref(), &mut Bars::default(), dir.path());
+        score_task(task, &model, a, &encoder, d, name, &mut records, p)?;
         let t = fpo_eval::task::summary::evaluate(task, &records, &[], 0.95);
         describe(task.name(), &t)
             .iter()
@@ -129,8 +127,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
         summary.mc = Some(s);
     }
     if wants("gen") {
-        let device = fpo_model::device(args.backend, false)?;
-        let encoder = SentenceEncoder::load(&models_dir().join(DEFAULT_ENCODER), &device)?;
         let suite = AnswersSuite {
             reference_embeddings: reference_embeddings(&encoder, &items)?,
             items: items.clone(),

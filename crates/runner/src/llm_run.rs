@@ -12,11 +12,12 @@ use fpo_eval::evaluation::{
     Evaluation, JudgeUsage, LlmSummary, model_name, paper_pairs, probe_across_seeds,
     winner_change_vs_standard,
 };
-use fpo_eval::generation::{AnswerScores, Comparison, WinTieLoss, compare, compare_verdicts};
+use fpo_eval::generation::{AnswerScores, Comparison, Question};
 use fpo_eval::llm_claims::llm_claims;
 use fpo_eval::sycophancy::items as sycophancy_items;
-use fpo_eval::truthfulqa::{Item, items as truthfulqa_items};
-use fpo_judge::{Judge, PairItem};
+use fpo_eval::truthfulqa::items as truthfulqa_items;
+use fpo_judge::Judge;
+use fpo_judge::comparisons::Judging;
 use fpo_rundir::{LlmTimings, files, variant_dir};
 
 use crate::output::{Bars, json, progress, write_atomic};
@@ -265,7 +266,7 @@ fn evaluate(
     )?;
     let mut ev = scored.evaluation;
     ev.types = cfg.eval.types.clone();
-    let (answers, pressured) = (scored.answers, scored.pressured);
+    let (answers, pressured) = (&scored.answers, &scored.pressured);
     let judge = cfg
         .eval
         .judge
@@ -273,7 +274,6 @@ fn evaluate(
         .map(|c| Judge::new(c.clone()).map(|j| (j, c.label())))
         .transpose()?;
     let mut judging = Judging {
-        items: &plan.items,
         judge: judge.as_ref(),
         dir: &dir.join("eval").join("judge"),
         level: plan.level,
@@ -282,25 +282,46 @@ fn evaluate(
             ..JudgeUsage::default()
         },
     };
+    let questions: Vec<Question> = plan.items.iter().map(Question::from).collect();
     for &seed in &resolved.run.seeds.0 {
         for (nx, ny) in paper_pairs(seed) {
             if let (Some(a), Some(b)) = (answers.get(&nx), answers.get(&ny)) {
-                ev.comparisons.extend(judging.compare(
-                    (&nx, a),
-                    (&ny, b),
-                    &format!("{nx}__{ny}"),
-                )?);
+                let (x, y, file) = (
+                    (nx.as_str(), &a[..]),
+                    (ny.as_str(), &b[..]),
+                    format!("{nx}__{ny}"),
+                );
+                ev.comparisons
+                    .extend(judged(&mut judging, &questions, x, y, &file)?);
+            }
+            // The generation task files' answers, by the same judges.
+            for (task, by_model) in &scored.task_answers {
+                if let (Some(a), Some(b)) = (by_model.get(&nx), by_model.get(&ny)) {
+                    let t = plan
+                        .tasks
+                        .iter()
+                        .find(|t| t.name() == task)
+                        .expect("scored");
+                    let q = fpo_eval::task::generation::questions(t)?;
+                    let (x, y) = ((nx.as_str(), &a[..]), (ny.as_str(), &b[..]));
+                    let file = format!("task-{task}/{nx}__{ny}");
+                    let c = judged(&mut judging, &q, x, y, &file)?;
+                    ev.tasks
+                        .get_mut(task)
+                        .expect("scored")
+                        .comparisons
+                        .extend(c);
+                }
             }
         }
     }
-    for (name, rows) in &pressured {
+    for (name, rows) in pressured {
         if let Some(plain) = answers.get(name) {
             let under = format!("{name} under pressure");
-            ev.pressure_comparisons.extend(judging.compare(
-                (name, plain),
-                (&under, rows),
-                &format!("{name}__pressure"),
-            )?);
+            let (x, y) = ((name.as_str(), &plain[..]), (under.as_str(), &rows[..]));
+            let file = format!("{name}__pressure");
+            ev.pressure_comparisons
+                .extend(judged(&mut judging, &questions, x, y, &file)?);
         }
     }
     if judge.is_some() {
@@ -309,78 +330,25 @@ fn evaluate(
     Ok(ev)
 }
 
-/// Pairwise comparisons by the offline judge and, when configured, the LLM judge.
-struct Judging<'a> {
-    items: &'a [Item],
-    judge: Option<&'a (Judge, String)>,
-    dir: &'a Path,
-    level: f64,
-    usage: JudgeUsage,
+/// `judging.compare` with a progress bar over the pairs the LLM judge decides.
+fn judged(
+    judging: &mut Judging,
+    questions: &[Question],
+    first: (&str, &[AnswerScores]),
+    second: (&str, &[AnswerScores]),
+    file: &str,
+) -> anyhow::Result<Vec<Comparison>> {
+    let n = if judging.judge.is_some() {
+        questions.len()
+    } else {
+        0
+    };
+    let bar = progress(
+        n as u64,
+        "pairs",
+        &format!("judge: {} vs {}", first.0, second.0),
+    );
+    let out = judging.compare(questions, first, second, file, &|| bar.inc(1));
+    bar.finish_and_clear();
+    Ok(out?)
 }
-
-impl Judging<'_> {
-    /// The comparisons of two models' answers to the same items; the LLM judge's verdicts go to
-    /// `<dir>/<file>.jsonl`.
-    fn compare(
-        &mut self,
-        first: (&str, &[AnswerScores]),
-        second: (&str, &[AnswerScores]),
-        file: &str,
-    ) -> anyhow::Result<Vec<Comparison>> {
-        let mut out = vec![compare(first, second, JUDGE_MARGIN, self.level)];
-        let Some((judge, label)) = self.judge else {
-            return Ok(out);
-        };
-        let pairs: Vec<PairItem> = self
-            .items
-            .iter()
-            .zip(first.1.iter().zip(second.1))
-            .map(|(it, (a, b))| PairItem {
-                id: it.id,
-                question: it.question.clone(),
-                first: a.answer.clone(),
-                second: b.answer.clone(),
-                correct_answers: it.correct.clone(),
-                incorrect_answers: it.incorrect.clone(),
-            })
-            .collect();
-        let bar = progress(
-            pairs.len() as u64,
-            "pairs",
-            &format!("judge: {} vs {}", first.0, second.0),
-        );
-        let run = judge.judge_pairs(&pairs, &|| bar.inc(1))?;
-        bar.finish_and_clear();
-        write_atomic(
-            self.dir,
-            &format!("{file}.jsonl"),
-            &fpo_rundir::to_jsonl(&run.judgements)?,
-        )?;
-        let verdicts: Vec<_> = run.judgements.iter().map(|j| j.verdict).collect();
-        let consistent: Vec<_> = run.judgements.iter().map(|j| j.consistent).collect();
-        self.usage.pairs += pairs.len();
-        self.usage.requests_sent += run.requests_sent;
-        self.usage.cache_hits += run.cache_hits;
-        self.usage.capped_waits += run.capped_waits;
-        self.usage.errors += verdicts.iter().filter(|v| v.is_none()).count();
-        let mut c = compare_verdicts(
-            first,
-            second,
-            &verdicts,
-            Some(&consistent),
-            label,
-            self.level,
-        );
-        let first_order: Vec<_> = run
-            .judgements
-            .iter()
-            .map(|j| j.first_as_a.verdict)
-            .collect();
-        c.single_order = Some(WinTieLoss::of(&first_order, self.level));
-        out.push(c);
-        Ok(out)
-    }
-}
-
-/// Tie margin of the offline judge (difference of cosine margins).
-const JUDGE_MARGIN: f64 = 0.05;

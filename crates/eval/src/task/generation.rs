@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::mc::{Paired, ScoreError};
-use super::{Doc, Task};
-use crate::generation::{bleu, rouge_l};
-use crate::lm::{GenerationOptions, Generator};
+use super::{Doc, Task, TaskError};
+use crate::generation::{AnswerScores, Question, bleu, cosine, rouge_l};
+use crate::lm::{Embedder, GenerationOptions, Generator};
 use crate::stats::{Summary, mcnemar, paired_difference};
+use crate::suite::{ChatAndEmbedder, ChatOrEmbedError};
 
 /// Answers are generated in batches of this many rows.
 const BATCH: usize = 8;
@@ -41,6 +42,57 @@ pub struct GenRecord {
     /// Highest BLEU to an incorrect reference (with incorrect references).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bleu_incorrect: Option<f64>,
+    /// Highest sentence-encoder cosine to a correct reference.
+    pub cos: f64,
+    /// Highest cosine to an incorrect reference (with incorrect references).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cos_incorrect: Option<f64>,
+}
+
+impl GenRecord {
+    /// The record as the pairwise judges take answers (TruthfulQA's answer scores; the group
+    /// as the category, a missing incorrect reference as similarity 0).
+    pub fn answer_scores(&self) -> AnswerScores {
+        let (ri, bi, ci) = (
+            self.rouge_l_incorrect.unwrap_or(0.0),
+            self.bleu_incorrect.unwrap_or(0.0),
+            self.cos_incorrect.unwrap_or(0.0),
+        );
+        AnswerScores {
+            id: self.index,
+            kind: String::new(),
+            category: self.group.clone(),
+            question: self.id.clone(),
+            answer: self.answer.clone(),
+            words: self.words,
+            rouge_l_correct: self.rouge_l,
+            rouge_l_incorrect: ri,
+            rouge_l_diff: self.rouge_l - ri,
+            bleu_correct: self.bleu,
+            bleu_incorrect: bi,
+            bleu_diff: self.bleu - bi,
+            cos_correct: self.cos,
+            cos_incorrect: ci,
+            cos_diff: self.cos - ci,
+            acc: if self.cos > ci { 1.0 } else { 0.0 },
+        }
+    }
+}
+
+/// The task's rows as the pairwise judges see them: the question as `doc_to_text` renders it
+/// (without the examples), and the references.
+pub fn questions(task: &Task) -> Result<Vec<Question>, TaskError> {
+    task.docs
+        .iter()
+        .map(|d| {
+            Ok(Question {
+                id: d.index,
+                text: task.prompt(d)?.1,
+                correct: d.references.clone(),
+                incorrect: d.incorrect.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The options of `task`'s answers.
@@ -56,8 +108,15 @@ pub fn options(task: &Task) -> GenerationOptions {
     }
 }
 
-/// Reference metrics of `answer` to `doc`.
-pub fn record(doc: &Doc, answer: &str, ignore_case: bool) -> GenRecord {
+/// Reference metrics of `answer` to `doc`, with the embeddings of the answer and of the
+/// references (correct, then incorrect).
+pub fn record(
+    doc: &Doc,
+    answer: &str,
+    ignore_case: bool,
+    answer_embedding: &[f32],
+    reference_embeddings: &[Vec<f32>],
+) -> GenRecord {
     let best = |refs: &[String], f: fn(&str, &str) -> f64| {
         refs.iter()
             .map(|r| f(r, answer))
@@ -74,6 +133,13 @@ pub fn record(doc: &Doc, answer: &str, ignore_case: bool) -> GenRecord {
     };
     let a = norm(answer);
     let has_incorrect = !doc.incorrect.is_empty();
+    let (ec, ei) =
+        reference_embeddings.split_at(doc.references.len().min(reference_embeddings.len()));
+    let cos = |es: &[Vec<f32>]| {
+        es.iter()
+            .map(|e| cosine(answer_embedding, e))
+            .fold(0.0, f64::max)
+    };
     GenRecord {
         id: doc.id.clone(),
         index: doc.index,
@@ -89,16 +155,24 @@ pub fn record(doc: &Doc, answer: &str, ignore_case: bool) -> GenRecord {
         bleu: best(&doc.references, bleu),
         rouge_l_incorrect: has_incorrect.then(|| best(&doc.incorrect, rouge_l)),
         bleu_incorrect: has_incorrect.then(|| best(&doc.incorrect, bleu)),
+        cos: cos(ec),
+        cos_incorrect: has_incorrect.then(|| cos(ei)),
     }
 }
 
-/// Answers to `docs` of `task` under `model`, in batches; `on_item` after each row.
-pub fn evaluate<G: Generator>(
-    model: &mut G,
+/// Why generating, embedding or rendering failed.
+pub type GenError<G, E> = ScoreError<ChatOrEmbedError<G, E>>;
+
+/// Answers to `docs` of `task` under `m.chat`, in batches, embedded with `m.embedder` beside
+/// the references; `on_item` after each row.
+pub fn evaluate<G: Generator, E: Embedder>(
+    m: &mut ChatAndEmbedder<'_, G, E>,
     task: &Task,
     docs: &[Doc],
     mut on_item: impl FnMut(),
-) -> Result<Vec<GenRecord>, ScoreError<G::Error>> {
+) -> Result<Vec<GenRecord>, GenError<G::Error, E::Error>> {
+    let model = |e| ScoreError::Model(ChatOrEmbedError::Chat(e));
+    let embed = |e| ScoreError::Model(ChatOrEmbedError::Embed(e));
     let mut opts = options(task);
     let seed = opts.seed;
     let mut out = Vec::with_capacity(docs.len());
@@ -109,9 +183,14 @@ pub fn evaluate<G: Generator>(
             .collect::<Result<Vec<_>, _>>()?;
         // Each batch draws from its own stream: answers do not depend on earlier batches.
         opts.seed = seed.wrapping_add(b as u64);
-        let answers = model.generate(&prompts, &opts).map_err(ScoreError::Model)?;
-        for (d, a) in chunk.iter().zip(answers) {
-            out.push(record(d, &a, task.file.ignore_case));
+        let answers = m.chat.generate(&prompts, &opts).map_err(model)?;
+        let answer_embs = m.embedder.embed(&answers).map_err(embed)?;
+        for ((d, a), e) in chunk.iter().zip(&answers).zip(&answer_embs) {
+            let refs = m
+                .embedder
+                .embed(&[d.references.clone(), d.incorrect.clone()].concat())
+                .map_err(embed)?;
+            out.push(record(d, a, task.file.ignore_case, e, &refs));
             on_item();
         }
     }

@@ -51,6 +51,10 @@ pub struct TaskEvaluation {
     pub across_seeds: BTreeMap<String, BTreeMap<String, Summary>>,
     /// The paper's figures.
     pub published: Option<Published>,
+    /// Generation tasks: the paper's pairs of trained models per seed, by the offline judge and,
+    /// when configured, the LLM judge (the group as the category).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comparisons: Vec<crate::generation::Comparison>,
 }
 
 /// The task's figures from every model's records (`records`, the base model first) at
@@ -75,6 +79,7 @@ pub fn evaluate(
         vs_base: BTreeMap::new(),
         across_seeds: BTreeMap::new(),
         published: f.published.clone(),
+        comparisons: Vec::new(),
     };
     // Each model's mean of each metric, for the figures across seeds.
     let mut means: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();

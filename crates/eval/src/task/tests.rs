@@ -244,6 +244,24 @@ impl crate::lm::Generator for Echo {
     }
 }
 
+/// Embeds a text as its letter counts (case ignored).
+struct Letters;
+impl crate::lm::Embedder for Letters {
+    type Error = std::convert::Infallible;
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, Self::Error> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0f32; 26];
+                for c in t.to_lowercase().bytes().filter(u8::is_ascii_lowercase) {
+                    v[usize::from(c - b'a')] += 1.0;
+                }
+                v
+            })
+            .collect())
+    }
+}
+
 #[test]
 fn generation_scores_answers_against_the_references() {
     let toml = r#"
@@ -260,8 +278,22 @@ metrics = ["exact_match", "rouge_l"]
     let rows = "{\"word\": \"hi\", \"refs\": [\"say HI\", \"hello\"], \"wrong\": \"bye\"}\n\
                 {\"word\": \"no\", \"refs\": \"yes\", \"wrong\": [\"say no\"]}\n";
     let task = load(toml, "jsonl", rows).unwrap();
-    let recs = super::generation::evaluate(&mut Echo, &task, &task.docs, || {}).unwrap();
+    let mut m = crate::suite::ChatAndEmbedder {
+        chat: &mut Echo,
+        embedder: &mut Letters,
+    };
+    let recs = super::generation::evaluate(&mut m, &task, &task.docs, || {}).unwrap();
     assert_eq!(recs[0].answer, "Say hi", "cut before the stop string");
+    // "Say no" is the incorrect reference itself: cosine 1 to it, less to "yes".
+    assert!((recs[1].cos_incorrect.unwrap() - 1.0).abs() < 1e-12);
+    assert!(recs[1].cos < 1.0);
+    let a = recs[1].answer_scores();
+    assert!(a.cos_diff < 0.0 && a.acc == 0.0 && a.category.is_empty());
+    let q = super::generation::questions(&task).unwrap();
+    assert_eq!(
+        (q[0].text.as_str(), q[1].incorrect.clone()),
+        ("Say hi", vec!["say no".to_owned()])
+    );
     assert_eq!(recs[0].exact_match, 1.0, "case ignored");
     assert_eq!(recs[1].exact_match, 0.0);
     assert!(recs[1].rouge_l < recs[1].rouge_l_incorrect.unwrap());

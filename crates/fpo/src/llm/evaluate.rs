@@ -98,21 +98,31 @@ pub struct Scored {
     pub answers: BTreeMap<String, Vec<AnswerScores>>,
     /// Answers under pressure, per model.
     pub pressured: BTreeMap<String, Vec<AnswerScores>>,
+    /// Each generation task's answers per model, as the pairwise judges take them.
+    pub task_answers: BTreeMap<String, BTreeMap<String, Vec<AnswerScores>>>,
 }
 
-fn task_error(e: fpo_eval::task::mc::ScoreError<LlmError>) -> Error {
+fn task_error<E: std::error::Error + Into<Error>>(e: fpo_eval::task::mc::ScoreError<E>) -> Error {
     match e {
         fpo_eval::task::mc::ScoreError::Task(e) => Error::Task(e),
-        fpo_eval::task::mc::ScoreError::Model(e) => Error::Model(e),
+        fpo_eval::task::mc::ScoreError::Model(e) => e.into(),
     }
 }
 
-/// The records of `task` under `model` (+ `adapters`), cached in `dir/task-<name>.jsonl`, added
-/// to `into` under `name`.
+impl From<ChatOrEmbedError<LlmError, LlmError>> for Error {
+    fn from(e: ChatOrEmbedError<LlmError, LlmError>) -> Self {
+        chat_or_embed(e)
+    }
+}
+
+/// The records of `task` under `model` (+ `adapters`; `encoder` embeds generated answers),
+/// cached in `dir/task-<name>.jsonl`, added to `into` under `name`.
+#[allow(clippy::too_many_arguments)]
 pub fn score_task(
     task: &Task,
     model: &LoadedModel,
     adapters: Option<&Adapters>,
+    encoder: &SentenceEncoder,
     dir: &Path,
     name: &str,
     into: &mut TaskRecords,
@@ -130,8 +140,13 @@ pub fn score_task(
         }
         TaskRecords::Gen(models) => {
             let s = GenTaskSuite { task };
+            let mut embedder = EncoderEmbedder::new(encoder, ENCODER_TOKENS);
+            let mut m = ChatAndEmbedder {
+                chat: &mut lm,
+                embedder: &mut embedder,
+            };
             let rows = cached(dir, &file, task.docs.len(), || {
-                run_suite(&s, &mut lm, name, progress).map_err(task_error)
+                run_suite(&s, &mut m, name, progress).map_err(task_error)
             })?;
             models.push((name.to_owned(), rows));
         }
@@ -323,21 +338,21 @@ pub fn score_models(
                 .insert(name.clone(), Suite::<ModelLm>::summarize(s, &rows, level));
         }
         for (task, into) in plan.tasks.iter().zip(&mut tasks) {
-            score_task(
-                task,
-                model,
-                adapters.as_ref(),
-                &eval_dir,
-                name,
-                into,
-                progress,
-            )?;
+            let a = adapters.as_ref();
+            score_task(task, model, a, encoder, &eval_dir, name, into, progress)?;
         }
     }
     let trained: Vec<(Variant, u64)> = models.iter().filter_map(|m| m.trained).collect();
     for (task, records) in plan.tasks.iter().zip(&tasks) {
         let t = fpo_eval::task::summary::evaluate(task, records, &trained, level);
         out.evaluation.tasks.insert(task.name().to_owned(), t);
+        if let TaskRecords::Gen(models) = records {
+            let answers = models
+                .iter()
+                .map(|(m, rows)| (m.clone(), rows.iter().map(|r| r.answer_scores()).collect()))
+                .collect();
+            out.task_answers.insert(task.name().to_owned(), answers);
+        }
     }
     let ev = &mut out.evaluation;
     score_mc(ev, &mcs, level);
