@@ -210,17 +210,7 @@ pub fn items(data: &Path, limit: Option<usize>, types: &[String]) -> Result<Vec<
 /// `n` items spread evenly over `items` (every `len/n`-th, starting at the first), so that a
 /// subset keeps both Types and most Categories; all of them when `n` is 0 or at least `len`.
 pub fn spread<T>(items: Vec<T>, n: usize) -> Vec<T> {
-    let len = items.len();
-    if n == 0 || n >= len {
-        return items;
-    }
-    let picks: std::collections::BTreeSet<usize> = (0..n).map(|k| k * len / n).collect();
-    items
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| picks.contains(i))
-        .map(|(_, it)| it)
-        .collect()
+    crate::task::stratified(items, n, |_| "")
 }
 
 /// lm-evaluation-harness's fixed six-question QA preamble of `truthfulqa_mc1` / `truthfulqa_mc2`.

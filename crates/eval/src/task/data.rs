@@ -110,6 +110,23 @@ pub fn texts(v: &Value) -> Option<Vec<String>> {
     Some(v.try_iter().ok()?.map(|x| text(&x)).collect())
 }
 
+/// Choices from a list (no labels), or from an object of choice -> label (the keys in file
+/// order, each label's truth); `None` for anything else.
+pub fn labelled(v: &Value) -> Option<(Vec<String>, Option<Vec<bool>>)> {
+    if let Some(c) = texts(v) {
+        return Some((c, None));
+    }
+    if v.kind() != ValueKind::Map {
+        return None;
+    }
+    let (mut choices, mut labels) = (Vec::new(), Vec::new());
+    for k in v.try_iter().ok()? {
+        labels.push(v.get_item(&k).ok()?.is_true());
+        choices.push(text(&k));
+    }
+    Some((choices, Some(labels)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

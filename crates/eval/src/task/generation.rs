@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::mc::{Paired, ScoreError};
+use super::mc::ScoreError;
 use super::{Doc, Task, TaskError};
 use crate::generation::{AnswerScores, Question, bleu, cosine, rouge_l};
 use crate::lm::{Embedder, GenerationOptions, Generator};
-use crate::stats::{Summary, mcnemar, paired_difference};
+use crate::stats::Summary;
 use crate::suite::{ChatAndEmbedder, ChatOrEmbedError};
 
 /// Answers are generated in batches of this many rows.
@@ -184,12 +184,18 @@ pub fn evaluate<G: Generator, E: Embedder>(
         // Each batch draws from its own stream: answers do not depend on earlier batches.
         opts.seed = seed.wrapping_add(b as u64);
         let answers = m.chat.generate(&prompts, &opts).map_err(model)?;
-        let answer_embs = m.embedder.embed(&answers).map_err(embed)?;
+        // The answers and every row's references (correct, then incorrect) in one call.
+        let mut texts = answers.clone();
+        for d in chunk {
+            texts.extend(d.references.iter().chain(&d.incorrect).cloned());
+        }
+        let mut embs = m.embedder.embed(&texts).map_err(embed)?.into_iter();
+        let answer_embs: Vec<Vec<f32>> = embs.by_ref().take(answers.len()).collect();
         for ((d, a), e) in chunk.iter().zip(&answers).zip(&answer_embs) {
-            let refs = m
-                .embedder
-                .embed(&[d.references.clone(), d.incorrect.clone()].concat())
-                .map_err(embed)?;
+            let refs: Vec<Vec<f32>> = embs
+                .by_ref()
+                .take(d.references.len() + d.incorrect.len())
+                .collect();
             out.push(record(d, a, task.file.ignore_case, e, &refs));
             on_item();
         }
@@ -261,31 +267,4 @@ pub fn metric(r: &GenRecord, name: &str) -> f64 {
         "rouge_l" => r.rouge_l,
         _ => r.bleu,
     }
-}
-
-/// Per metric of `metrics`, `model`'s answers against `base`'s, row by row.
-pub fn against_base(
-    model: &[GenRecord],
-    base: &[GenRecord],
-    metrics: &[String],
-    level: f64,
-) -> BTreeMap<String, Paired> {
-    metrics
-        .iter()
-        .map(|m| {
-            let a: Vec<f64> = model.iter().map(|r| metric(r, m)).collect();
-            let b: Vec<f64> = base.iter().map(|r| metric(r, m)).collect();
-            let p = (m == "exact_match").then(|| {
-                let t = |x: &[f64]| x.iter().map(|v| *v > 0.5).collect::<Vec<_>>();
-                mcnemar(&t(&a), &t(&b))
-            });
-            (
-                m.clone(),
-                Paired {
-                    difference: paired_difference(&a, &b, level),
-                    mcnemar_p: p,
-                },
-            )
-        })
-        .collect()
 }

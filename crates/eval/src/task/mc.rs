@@ -94,10 +94,13 @@ pub fn evaluate<L: LanguageModel>(
     mut on_item: impl FnMut(),
 ) -> Result<Vec<McRecord>, ScoreError<L::Error>> {
     let mut out = Vec::with_capacity(docs.len());
+    let mut primed = String::new();
     for doc in docs {
         let (prefix, question, conts) = request(task, doc)?;
-        if !prefix.is_empty() {
+        // Rows that share their examples (MMLU: a subject's) announce them once.
+        if !prefix.is_empty() && prefix != primed {
             lm.prime(&prefix).map_err(ScoreError::Model)?;
+            primed.clone_from(&prefix);
         }
         let lls = lm
             .loglikelihoods(&format!("{prefix}{question}"), &conts)
@@ -183,20 +186,22 @@ pub struct Paired {
     pub mcnemar_p: Option<f64>,
 }
 
-/// Per metric of `metrics`, `model`'s records against `base`'s (the same rows, in order).
-pub fn against_base(
-    model: &[McRecord],
-    base: &[McRecord],
+/// Per metric of `metrics`, `model`'s records against `base`'s (the same rows, in order), each
+/// record's value of a metric from `value`; McNemar's p for the metrics `binary` names.
+pub fn against_base<R>(
+    model: &[R],
+    base: &[R],
     metrics: &[String],
+    value: impl Fn(&R, &str) -> f64,
+    binary: impl Fn(&str) -> bool,
     level: f64,
 ) -> BTreeMap<String, Paired> {
     metrics
         .iter()
         .map(|m| {
-            let a: Vec<f64> = model.iter().map(|r| metric(r, m)).collect();
-            let b: Vec<f64> = base.iter().map(|r| metric(r, m)).collect();
-            let binary = m != "mass";
-            let p = binary.then(|| {
+            let a: Vec<f64> = model.iter().map(|r| value(r, m)).collect();
+            let b: Vec<f64> = base.iter().map(|r| value(r, m)).collect();
+            let p = binary(m).then(|| {
                 let t = |x: &[f64]| x.iter().map(|v| *v > 0.5).collect::<Vec<_>>();
                 mcnemar(&t(&a), &t(&b))
             });

@@ -54,12 +54,14 @@ pub enum TaskError {
         message: String,
     },
     /// A template that does not parse, or does not render on a row.
-    #[error("{path}: `{key}`: {source}")]
+    #[error("{path}: `{key}`{}: {source}", row.map(|r| format!(" on data row {r}")).unwrap_or_default())]
     Template {
         /// The task file.
         path: PathBuf,
-        /// The template's key, and the row when rendering failed.
+        /// The template's key.
         key: String,
+        /// The 1-based data row it failed on (none: it does not parse).
+        row: Option<usize>,
         /// minijinja's error.
         source: minijinja::Error,
     },
@@ -280,6 +282,7 @@ impl Task {
                 .map_err(|source| TaskError::Template {
                     path: path.to_owned(),
                     key: key.to_owned(),
+                    row: None,
                     source,
                 })
         };
@@ -361,27 +364,13 @@ impl Task {
                 let mut labels = None;
                 doc.choices = match f.doc_to_choice.as_ref() {
                     Some(Choices::Field(name)) => {
-                        let v = need(name)?;
-                        match texts(&v) {
-                            Some(c) => c,
-                            None if v.kind() == minijinja::value::ValueKind::Map => {
-                                let mut c = Vec::new();
-                                let mut l = Vec::new();
-                                for k in v.try_iter().map_err(|e| invalid(e.to_string()))? {
-                                    let label =
-                                        v.get_item(&k).map_err(|e| invalid(e.to_string()))?;
-                                    c.push(text(&k));
-                                    l.push(label.is_true());
-                                }
-                                labels = Some(l);
-                                c
-                            }
-                            None => {
-                                return Err(invalid(format!(
-                                    "`{name}` is neither a list of choices nor an object of choice -> label"
-                                )));
-                            }
-                        }
+                        let (c, l) = data::labelled(&need(name)?).ok_or_else(|| {
+                            invalid(format!(
+                                "`{name}` is neither a list of choices nor an object of choice -> label"
+                            ))
+                        })?;
+                        labels = l;
+                        c
                     }
                     Some(Choices::Templates(ts)) => (0..ts.len())
                         .map(|k| self.render(&format!("doc_to_choice.{k}"), &row, index))
@@ -421,7 +410,8 @@ impl Task {
             .and_then(|t| t.render(row))
             .map_err(|source| TaskError::Template {
                 path: self.source.clone(),
-                key: format!("{key}` on row {}", index + 1),
+                key: key.to_owned(),
+                row: Some(index + 1),
                 source,
             })
     }

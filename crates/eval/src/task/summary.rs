@@ -98,7 +98,14 @@ pub fn evaluate(
             }
             if let Some((_, base)) = models.first() {
                 for (name, rows) in &models[1..] {
-                    let p = mc::against_base(rows, base, &f.metrics, level);
+                    let p = mc::against_base(
+                        rows,
+                        base,
+                        &f.metrics,
+                        mc::metric,
+                        |m| m != "mass",
+                        level,
+                    );
                     out.vs_base.insert(name.clone(), p);
                 }
             }
@@ -115,7 +122,14 @@ pub fn evaluate(
             }
             if let Some((_, base)) = models.first() {
                 for (name, rows) in &models[1..] {
-                    let p = generation::against_base(rows, base, &f.metrics, level);
+                    let p = mc::against_base(
+                        rows,
+                        base,
+                        &f.metrics,
+                        generation::metric,
+                        |m| m == "exact_match",
+                        level,
+                    );
                     out.vs_base.insert(name.clone(), p);
                 }
             }

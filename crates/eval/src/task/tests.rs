@@ -221,8 +221,10 @@ fn a_stratified_subset_keeps_each_group_in_proportion_and_the_file_order() {
     let plain: Vec<usize> = (0..817).collect();
     assert_eq!(
         stratified(plain.clone(), 60, |_| ""),
-        crate::truthfulqa::spread(plain, 60)
+        crate::truthfulqa::spread(plain.clone(), 60)
     );
+    let every: Vec<usize> = (0..60).map(|k| k * 817 / 60).collect();
+    assert_eq!(stratified(plain, 60, |_| ""), every, "every len/n-th row");
 }
 
 /// Echoes each prompt's last line, with a stop string inside.

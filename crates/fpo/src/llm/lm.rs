@@ -110,28 +110,15 @@ impl fpo_eval::lm::ChatModel for ModelLm<'_> {
         user_messages: &[String],
         max_new_tokens: usize,
     ) -> Result<Vec<String>, LlmError> {
-        let tok = &self.model.tokenizer;
-        let prompts = user_messages
-            .iter()
-            .map(|m| tok.encode_chat(&[Message::new("user", m)], true))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Greedy decoding draws nothing; the generator still wants one.
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-        let mut out = Vec::with_capacity(prompts.len());
-        for chunk in prompts.chunks(ANSWER_BATCH) {
-            let gens = self.model.model.generate(
-                chunk,
-                &Sampling::greedy(max_new_tokens),
-                &tok.eos,
-                tok.pad,
-                &mut rng,
-                self.adapters,
-            )?;
-            for g in gens {
-                out.push(tok.decode(&g.ids, true)?.trim().to_owned());
-            }
-        }
-        Ok(out)
+        let greedy = fpo_eval::lm::GenerationOptions {
+            chat: true,
+            max_new_tokens,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+            until: Vec::new(),
+        };
+        fpo_eval::lm::Generator::generate(self, user_messages, &greedy)
     }
 }
 
