@@ -28,8 +28,9 @@ const BOOTSTRAP_RESAMPLES: usize = 2000;
 pub struct LlmSummary {
     /// Suite name.
     pub suite: String,
-    /// The reward model's warm start.
-    pub rm_head_fit: HeadFit,
+    /// The reward model's warm start (none in a sweep's base cell, which loads no reward model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rm_head_fit: Option<HeadFit>,
     /// One entry per (variant, seed).
     pub outcomes: Vec<VariantOutcome>,
     /// Mean share of iterations, over seeds, in which each variant's winner differs from the

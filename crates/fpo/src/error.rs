@@ -49,6 +49,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A run directory whose trained variants or records cannot be taken into this run.
+    #[error("{path}: {message}")]
+    Incompatible {
+        /// The run directory or file.
+        path: std::path::PathBuf,
+        /// Why.
+        message: String,
+    },
     /// The model crate failed (loading, tokenising, running a model).
     #[error(transparent)]
     Model(#[from] fpo_model::llm::LlmError),

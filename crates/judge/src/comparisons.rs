@@ -1,14 +1,35 @@
 //! Pairwise comparisons of two models' answers to the same questions: the offline judge always,
 //! and the LLM judge when one is configured, its verdicts written to `<dir>/<file>.jsonl`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use fpo_eval::evaluation::JudgeUsage;
+use fpo_eval::evaluation::{Evaluation, JudgeUsage, paper_pairs};
 use fpo_eval::generation::{
     AnswerScores, Comparison, Question, WinTieLoss, compare, compare_verdicts,
 };
 
 use crate::{Judge, JudgeError, PairItem, write_atomic};
+
+/// Answers per model name (`base`, `<variant>-seed<k>`).
+pub type ByModel = BTreeMap<String, Vec<AnswerScores>>;
+
+/// What a run's judges compare.
+#[derive(Debug, Clone, Copy)]
+pub struct RunAnswers<'a> {
+    /// The TruthfulQA questions.
+    pub questions: &'a [Question],
+    /// The answers to them.
+    pub plain: &'a ByModel,
+    /// The answers under pressure.
+    pub pressured: &'a ByModel,
+    /// Per generation task file: its questions, and the answers to them.
+    pub tasks: &'a BTreeMap<String, (Vec<Question>, ByModel)>,
+}
+
+/// Reports a comparison's progress: `start(label, pairs)` gives the tick of each pair the LLM
+/// judge decides; dropping it ends the comparison.
+pub type OnComparison<'p> = dyn FnMut(&str, usize) -> Box<dyn Fn() + Sync> + 'p;
 
 /// Tie margin of the offline judge (difference of cosine margins).
 pub const OFFLINE_MARGIN: f64 = 0.05;
@@ -27,6 +48,67 @@ pub struct Judging<'a> {
 }
 
 impl Judging<'_> {
+    /// The comparisons of a run, added to `ev`: for each seed, the paper's pairs of trained
+    /// models on the questions and on each generation task file, then each model's answers
+    /// against its answers under pressure. A pair whose models were not both evaluated is left
+    /// out.
+    pub fn judge_run(
+        &mut self,
+        ev: &mut Evaluation,
+        answers: RunAnswers,
+        seeds: &[u64],
+        start: &mut OnComparison,
+    ) -> Result<(), JudgeError> {
+        for &seed in seeds {
+            for (nx, ny) in paper_pairs(seed) {
+                if let (Some(a), Some(b)) = (answers.plain.get(&nx), answers.plain.get(&ny)) {
+                    let (x, y) = ((nx.as_str(), &a[..]), (ny.as_str(), &b[..]));
+                    let file = format!("{nx}__{ny}");
+                    let c = self.judged(start, answers.questions, x, y, &file)?;
+                    ev.comparisons.extend(c);
+                }
+                for (task, (questions, by_model)) in answers.tasks {
+                    if let (Some(a), Some(b)) = (by_model.get(&nx), by_model.get(&ny)) {
+                        let (x, y) = ((nx.as_str(), &a[..]), (ny.as_str(), &b[..]));
+                        let file = format!("task-{task}/{nx}__{ny}");
+                        let c = self.judged(start, questions, x, y, &file)?;
+                        if let Some(t) = ev.tasks.get_mut(task) {
+                            t.comparisons.extend(c);
+                        }
+                    }
+                }
+            }
+        }
+        for (name, rows) in answers.pressured {
+            if let Some(plain) = answers.plain.get(name) {
+                let under = format!("{name} under pressure");
+                let (x, y) = ((name.as_str(), &plain[..]), (under.as_str(), &rows[..]));
+                let file = format!("{name}__pressure");
+                let c = self.judged(start, answers.questions, x, y, &file)?;
+                ev.pressure_comparisons.extend(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::compare`], its progress reported to `start`.
+    fn judged(
+        &mut self,
+        start: &mut OnComparison,
+        questions: &[Question],
+        first: (&str, &[AnswerScores]),
+        second: (&str, &[AnswerScores]),
+        file: &str,
+    ) -> Result<Vec<Comparison>, JudgeError> {
+        let pairs = if self.judge.is_some() {
+            questions.len()
+        } else {
+            0
+        };
+        let tick = start(&format!("judge: {} vs {}", first.0, second.0), pairs);
+        self.compare(questions, first, second, file, &*tick)
+    }
+
     /// The comparisons of two models' answers to `questions` (the same rows, in order): the
     /// offline judge's, then the LLM judge's (its verdicts in `<dir>/<file>.jsonl`); `on_pair`
     /// after each pair the LLM judge decides.

@@ -57,6 +57,8 @@ pub mod files {
     pub const OUTCOME: &str = "outcome.json";
     /// A trained variant's LoRA adapters, in its folder.
     pub const ADAPTERS: &str = "adapters.safetensors";
+    /// The reward model's head at the end of an LLM variant's training, in its folder.
+    pub const HEAD: &str = "head.json";
     /// The held-out probe of an LLM variant, one line per probe, in its folder.
     pub const PROBE: &str = "probe.jsonl";
 }
@@ -73,7 +75,8 @@ pub fn variant_dir(run: &Path, variant: Variant, seed: u64) -> PathBuf {
 }
 
 /// Copies the trained (variant, seed) of the LLM run `from` into the run `to` (its adapters,
-/// log, probe and outcome), unless `to` has it already or `from` does not. Returns whether it copied.
+/// reward-model head, log, probe and outcome), unless `to` has it already or `from` does not.
+/// Returns whether it copied.
 pub fn copy_trained(from: &Path, to: &Path, variant: Variant, seed: u64) -> Result<bool, Error> {
     let (src, dst) = (
         variant_dir(from, variant, seed),
@@ -87,7 +90,13 @@ pub fn copy_trained(from: &Path, to: &Path, variant: Variant, seed: u64) -> Resu
         move |source| Error::Write { path, source }
     };
     std::fs::create_dir_all(&dst).map_err(io(&dst))?;
-    for name in [files::ADAPTERS, files::LOG, files::PROBE, files::OUTCOME] {
+    for name in [
+        files::ADAPTERS,
+        files::HEAD,
+        files::LOG,
+        files::PROBE,
+        files::OUTCOME,
+    ] {
         if name == files::PROBE && !src.join(name).exists() {
             continue; // trained without a probe
         }

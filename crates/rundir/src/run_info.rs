@@ -54,6 +54,30 @@ pub struct LlmTimings {
     pub variants: BTreeMap<String, VariantTiming>,
 }
 
+impl LlmTimings {
+    /// Sets `seconds_per_iteration` from `variants`.
+    pub fn set_seconds_per_iteration(&mut self) {
+        let (its, secs) = self
+            .variants
+            .values()
+            .fold((0, 0.0), |(n, s), t| (n + t.iterations, s + t.seconds));
+        self.seconds_per_iteration = if its == 0 { 0.0 } else { secs / its as f64 };
+    }
+
+    /// The timings of the cells of a sweep together: their (variant, seed) timings, the
+    /// reward model's embedding seconds summed (each cell that trains fits the head itself).
+    pub fn merged<'a>(cells: impl IntoIterator<Item = &'a LlmTimings>) -> Self {
+        let mut out = Self::default();
+        for c in cells {
+            out.rm_embed_seconds += c.rm_embed_seconds;
+            out.variants
+                .extend(c.variants.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        out.set_seconds_per_iteration();
+        out
+    }
+}
+
 /// The training time of one (variant, seed).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VariantTiming {

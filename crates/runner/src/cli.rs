@@ -10,6 +10,7 @@ use fpo_model::BackendKind;
 use serde::{Deserialize, Serialize};
 
 use fpo::experiment::Seeds;
+use fpo::experiment::sweep::SetArg;
 
 /// Experiments on alignment collapse in iterative RLHF (Gauthier, Bach, Jordan, 2026).
 #[derive(Debug, Parser)]
@@ -46,13 +47,8 @@ pub enum Command {
         /// Where reports go: <REPORTS>/<run name>/index.html.
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
-        /// LLM suites: an LLM judge, `openai://HOST/v1?model=NAME` (HTTPS, key in
-        /// $OPENAI_API_KEY or `&key_env=VAR`) or `openai+http://HOST:PORT/v1?model=NAME`.
-        #[arg(long)]
-        judge: Option<String>,
-        /// LLM suites: ask the judge again for cached replies that hold no verdict.
-        #[arg(long)]
-        retry_errors: bool,
+        #[command(flatten)]
+        judge: JudgeArgs,
         /// LLM suites: take the trained variants of this run directory (same [train] and [fpo]
         /// settings) instead of training them again.
         #[arg(long)]
@@ -87,6 +83,9 @@ pub enum Command {
         /// Where reports go: <REPORTS>/<run name>/index.html.
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
+        /// An LLM sweep's comparisons are judged in the merge: the judge, as `fpo run` takes it.
+        #[command(flatten)]
+        judge: JudgeArgs,
     },
     /// Render the HTML report of run directories (runs, ladders or reproduce directories).
     Report {
@@ -127,12 +126,8 @@ pub enum Command {
         /// Where reports go: <REPORTS>/<run name>/index.html.
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
-        /// LLM suites: an LLM judge (see `fpo run --help`).
-        #[arg(long)]
-        judge: Option<String>,
-        /// LLM suites: ask the judge again for cached replies that hold no verdict.
-        #[arg(long)]
-        retry_errors: bool,
+        #[command(flatten)]
+        judge: JudgeArgs,
         /// Tensor backend of the LLM suites (the toy suites run on the CPU whatever this says).
         #[arg(long)]
         backend: Option<BackendKind>,
@@ -208,6 +203,18 @@ pub fn parse_shard(s: &str) -> Result<Shard, String> {
         return Err(bad());
     }
     Ok(Shard { k, n })
+}
+
+/// The LLM judge of a run's comparisons.
+#[derive(Debug, Clone, Default, Args)]
+pub struct JudgeArgs {
+    /// LLM suites: an LLM judge, `openai://HOST/v1?model=NAME` (HTTPS, key in
+    /// $OPENAI_API_KEY or `&key_env=VAR`) or `openai+http://HOST:PORT/v1?model=NAME`.
+    #[arg(long)]
+    pub judge: Option<String>,
+    /// LLM suites: ask the judge again for cached replies that hold no verdict.
+    #[arg(long)]
+    pub retry_errors: bool,
 }
 
 /// Options of `fpo sweep`.
@@ -335,15 +342,6 @@ fn parse_format(s: &str) -> Result<McFormat, String> {
         "chat" => Ok(McFormat::Chat),
         _ => Err(format!("unknown format `{s}` (harness, chat)")),
     }
-}
-
-/// `--set key=v1,v2,...`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SetArg {
-    /// Dotted key of the experiment file.
-    pub key: String,
-    /// Values, as written.
-    pub values: Vec<String>,
 }
 
 /// `--shard K/N`.

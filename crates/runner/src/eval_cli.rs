@@ -99,8 +99,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<PathBuf> {
     let name = ["base", "adapted"][usize::from(args.adapter.is_some())];
     for task in &tasks {
         let mut records = task_records(task);
-        let (a, p, d) = (adapters.as_ref(), &mut Bars::default(), dir.path());
-        score_task(task, &model, a, &encoder, d, name, &mut records, p)?;
+        let load = || Ok((&model, adapters.as_ref(), &encoder));
+        score_task(
+            task,
+            &load,
+            dir.path(),
+            name,
+            &mut records,
+            &mut Bars::default(),
+        )?;
         let t = fpo_eval::task::summary::evaluate(task, &records, &[], 0.95);
         describe(task.name(), &t)
             .iter()

@@ -78,8 +78,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             no_report,
             reports,
+            judge,
         } => {
-            let runs = sweep::merge(&dir, out.as_deref())?;
+            let runs = sweep::merge(&dir, out.as_deref(), &judge)?;
             for r in &runs {
                 println!("{}", r.display());
             }
@@ -105,7 +106,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_report,
             reports,
             judge,
-            retry_errors,
             reuse,
             set,
             backend,
@@ -145,8 +145,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let overrides = Overrides {
                 variants,
                 seeds,
-                judge,
-                retry_errors,
+                judge: judge.judge,
+                retry_errors: judge.retry_errors,
                 profile_optional: false,
                 set: single_values,
                 backend: backend.map(|kind| BackendOverride {
@@ -165,7 +165,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .join(timestamp())
             });
             let dir = RunDir::create(&target)?;
-            record::run_experiment(&exp, dir.path(), reuse.as_deref())?;
+            record::run_experiment(&exp, dir.path(), reuse.as_deref(), llm_run::Part::Whole)?;
             let path = dir.commit()?;
             println!("{}", path.display());
             if !no_report {
@@ -179,7 +179,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_config,
             reports,
             judge,
-            retry_errors,
             backend,
         } => {
             let list = experiments.join("reproduce.toml");
@@ -191,8 +190,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         &experiments.join(f),
                         Some(profile.name()),
                         &Overrides {
-                            judge: judge.clone(),
-                            retry_errors,
+                            judge: judge.judge.clone(),
+                            retry_errors: judge.retry_errors,
                             profile_optional: true,
                             backend: backend.map(|kind| BackendOverride {
                                 kind,

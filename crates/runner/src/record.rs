@@ -88,12 +88,18 @@ pub fn experiment_name(exp: &Experiment) -> &'static str {
 }
 
 /// Runs an experiment into `dir`: a single suite directly, a ladder as one folder per toy plus
-/// `ladder.json`. An LLM suite takes the trained variants of `reuse` when given.
-pub fn run_experiment(exp: &Experiment, dir: &Path, reuse: Option<&Path>) -> anyhow::Result<()> {
+/// `ladder.json`. An LLM suite runs `part` of itself, and takes the trained variants of `reuse`
+/// when given.
+pub fn run_experiment(
+    exp: &Experiment,
+    dir: &Path,
+    reuse: Option<&Path>,
+    part: llm_run::Part,
+) -> anyhow::Result<()> {
     match exp {
         Experiment::Single(r) if r.suite.is_llm() => {
             let started = Started::now();
-            let (_, timings): (_, LlmTimings) = llm_run::run(r, dir, reuse)?;
+            let (_, timings): (_, LlmTimings) = llm_run::run(r, dir, reuse, part)?;
             let mut info = started.run_info(r.suite.name(), llm_backend_label(r.run.llm_backend()));
             info.llm = Some(timings);
             write_atomic(dir, files::RUN_INFO, &json(&info)?)?;
@@ -166,18 +172,28 @@ pub fn write_toy(
     write_atomic(dir, files::SUMMARY, &json(summary)?)
 }
 
-/// `run.json` of runs merged from a sweep's cells: the cells' wall times summed and their costs
-/// averaged.
+/// `run.json` of runs merged from a sweep's cells: the cells' wall times summed (with the
+/// merge's own, `merge_s`), a toy's costs averaged, an LLM suite's timings gathered.
 pub fn merged_run_info(
     resolved: &Resolved,
     sweep: &Path,
     runs: usize,
     cells: &[RunInfo],
+    merge_s: f64,
 ) -> RunInfo {
     let started = Started::now();
-    let backend = toys::grid(resolved).map_or_else(|_| String::new(), |g| g.backend_label());
+    let backend = if resolved.suite.is_llm() {
+        llm_backend_label(resolved.run.llm_backend())
+    } else {
+        toys::grid(resolved).map_or_else(|_| String::new(), |g| g.backend_label())
+    };
     let mut info = started.run_info(resolved.suite.name(), backend);
-    info.wall_time_s = cells.iter().map(|c| c.wall_time_s).sum();
+    info.wall_time_s = cells.iter().map(|c| c.wall_time_s).sum::<f64>() + merge_s;
+    if resolved.suite.is_llm() {
+        info.llm = Some(LlmTimings::merged(
+            cells.iter().filter_map(|c| c.llm.as_ref()),
+        ));
+    }
     info.started_unix_s = cells.iter().map(|c| c.started_unix_s).min().unwrap_or(0);
     info.merged = Some(fpo_rundir::Merged {
         sweep: sweep.display().to_string(),
@@ -201,17 +217,17 @@ pub fn merged_run_info(
 pub fn reproduce(exps: &[Experiment], profile: &str, target: &Path) -> anyhow::Result<PathBuf> {
     let dir = RunDir::create(target)?;
     let started = Started::now();
-    let mut trained: Vec<(llm_run::Training, PathBuf)> = Vec::new();
+    let mut trained: Vec<(fpo::llm::reuse::Training, PathBuf)> = Vec::new();
     for exp in exps {
         let exp_dir = dir.path().join(experiment_name(exp));
         let key = match exp {
-            Experiment::Single(r) => llm_run::training_of(r),
+            Experiment::Single(r) => fpo::llm::reuse::training_of(r),
             Experiment::Ladder { .. } => None,
         };
         let reuse = key
             .as_ref()
             .and_then(|k| trained.iter().find(|(t, _)| t == k).map(|(_, d)| d.clone()));
-        run_experiment(exp, &exp_dir, reuse.as_deref())?;
+        run_experiment(exp, &exp_dir, reuse.as_deref(), llm_run::Part::Whole)?;
         if let Some(k) = key {
             trained.push((k, exp_dir));
         }

@@ -2,7 +2,8 @@
 //! locally or emits a Slurm job array; `fpo run --shard K/N` runs every cell whose index is K
 //! modulo N (a Slurm array task: `--shard $SLURM_ARRAY_TASK_ID/<cells>` runs exactly one);
 //! `fpo merge` puts the cells of each `--set` combination back together into the run
-//! directory a single `fpo run` of that grid writes, byte for byte (toy suites).
+//! directory a single `fpo run` of that grid writes, byte for byte but for `run.json`. The grid
+//! itself, and which cells an LLM suite's base model needs, is `fpo::experiment::sweep`'s.
 //!
 //! Layout of a sweep directory: `sweep.json` (the grid and its cells), `cells/<cell>/` (one
 //! run directory per cell, written atomically like any run), `slurm.sh` and `logs/` with
@@ -12,159 +13,32 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use fpo::Variant;
+use fpo::experiment::sweep::{Cell, Combination, Grid, Job, SetArg, base_key, single};
+use fpo::experiment::{Resolved, Seeds};
+use fpo::llm::reuse;
 use fpo_rundir::{ActionRow, RunInfo, files, metrics, read_json, read_jsonl};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{BadFlag, Emit, SetArg, Shard, SlurmOptions, SweepArgs};
+use crate::cli::{BadFlag, Emit, JudgeArgs, Shard, SlurmOptions, SweepArgs};
+use crate::llm_run::{self, Part};
 use crate::output::{RunDir, json, write_atomic};
 use crate::record;
-use fpo::experiment::{self, Experiment, Overrides, Resolved, Seeds};
 
-/// One cell of a sweep.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cell {
-    /// Index in the grid (the Slurm array index).
-    pub index: usize,
-    /// Directory name under `cells/`.
-    pub name: String,
-    /// The variant.
-    pub variant: Variant,
-    /// The seed.
-    pub seed: u64,
-    /// The swept keys' values.
-    pub set: Vec<(String, String)>,
-}
-
-/// `sweep.json`.
+/// `sweep.json`: the grid and its cells, and the Slurm options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepFile {
-    /// The experiment file, as given.
-    pub experiment: PathBuf,
-    /// The working directory the sweep was made in (relative paths are relative to it).
-    pub workdir: PathBuf,
-    /// The profile.
-    pub profile: Option<String>,
-    /// Variants of the grid.
-    pub variants: Vec<Variant>,
-    /// Seeds of the grid.
-    pub seeds: Vec<u64>,
-    /// Swept keys.
-    pub set: Vec<SetArg>,
-    /// Every cell, in grid order: `--set` combination, then variant, then seed.
-    pub cells: Vec<Cell>,
+    /// The grid.
+    #[serde(flatten)]
+    pub grid: Grid,
     /// Slurm options (with `--emit slurm`).
     pub slurm: SlurmOptions,
 }
 
 impl SweepFile {
-    /// The `--set` combinations, in grid order.
-    fn combinations(&self) -> Vec<Vec<(String, String)>> {
-        let mut out = vec![Vec::new()];
-        for s in &self.set {
-            out = out
-                .into_iter()
-                .flat_map(|prefix| {
-                    s.values.iter().map(move |v| {
-                        let mut c = prefix.clone();
-                        c.push((s.key.clone(), v.clone()));
-                        c
-                    })
-                })
-                .collect();
-        }
-        out
-    }
-
-    /// The grid of an experiment and flags.
-    fn new(
-        experiment: &Path,
-        profile: Option<String>,
-        variants: Vec<Variant>,
-        seeds: Option<Seeds>,
-        set: Vec<SetArg>,
-        slurm: SlurmOptions,
-    ) -> anyhow::Result<Self> {
-        // The grid's variants and seeds: the flags, else the file's (resolved once, which also
-        // checks every swept value before anything runs).
-        let mut file = Self {
-            experiment: experiment.to_owned(),
-            workdir: std::env::current_dir()?,
-            profile,
-            variants: Vec::new(),
-            seeds: Vec::new(),
-            set,
-            cells: Vec::new(),
-            slurm,
-        };
-        for combo in file.combinations() {
-            let exp = file.load(&variants, seeds.clone(), &combo)?;
-            let r = single(&exp)?;
-            file.variants = r.run.variants.clone();
-            file.seeds = r.run.seeds.0.clone();
-        }
-        let mut cells = Vec::new();
-        for combo in file.combinations() {
-            for &variant in &file.variants {
-                for &seed in &file.seeds {
-                    let mut name = format!("{variant}-seed{seed}");
-                    for (k, v) in &combo {
-                        name.push_str(&format!("-{k}={v}"));
-                    }
-                    let name: String = name
-                        .chars()
-                        .map(|c| {
-                            if c.is_ascii_alphanumeric() || "-_.=".contains(c) {
-                                c
-                            } else {
-                                '_'
-                            }
-                        })
-                        .collect();
-                    cells.push(Cell {
-                        index: cells.len(),
-                        name,
-                        variant,
-                        seed,
-                        set: combo.clone(),
-                    });
-                }
-            }
-        }
-        file.cells = cells;
-        Ok(file)
-    }
-
-    /// The experiment under the given variants, seeds and `--set` values.
-    fn load(
-        &self,
-        variants: &[Variant],
-        seeds: Option<Seeds>,
-        combo: &[(String, String)],
-    ) -> anyhow::Result<Experiment> {
-        let overrides = Overrides {
-            variants: variants.to_vec(),
-            seeds,
-            judge: None,
-            retry_errors: false,
-            profile_optional: false,
-            set: combo.to_vec(),
-            backend: None,
-        };
-        let mut exp = experiment::load_experiment(
-            &self.workdir.join(&self.experiment),
-            self.profile.as_deref(),
-            &overrides,
-        )?;
-        // Recorded as given, as `fpo run` records it, wherever the cell or the merge runs.
-        if let Experiment::Single(r) = &mut exp {
-            r.source = self.experiment.clone();
-        }
-        Ok(exp)
-    }
-
     /// The cells of `dir` without a finished run directory.
     fn missing(&self, dir: &Path) -> Vec<&Cell> {
-        self.cells
+        self.grid
+            .cells
             .iter()
             .filter(|c| {
                 !dir.join("cells")
@@ -177,28 +51,20 @@ impl SweepFile {
 
     /// The `fpo run` arguments that expand this grid (before `--shard` and `--out`).
     fn run_args(&self) -> Vec<String> {
-        let mut a = vec!["run".to_owned(), self.experiment.display().to_string()];
-        if let Some(p) = &self.profile {
+        let g = &self.grid;
+        let mut a = vec!["run".to_owned(), g.experiment.display().to_string()];
+        if let Some(p) = &g.profile {
             a.extend(["--profile".into(), p.clone()]);
         }
-        for v in &self.variants {
+        for v in &g.variants {
             a.extend(["--variant".into(), v.to_string()]);
         }
-        let seeds: Vec<String> = self.seeds.iter().map(u64::to_string).collect();
+        let seeds: Vec<String> = g.seeds.iter().map(u64::to_string).collect();
         a.extend(["--seeds".into(), seeds.join(",")]);
-        for s in &self.set {
+        for s in &g.set {
             a.extend(["--set".into(), format!("{}={}", s.key, s.values.join(","))]);
         }
         a
-    }
-}
-
-fn single(exp: &Experiment) -> anyhow::Result<&Resolved> {
-    match exp {
-        Experiment::Single(r) => Ok(r),
-        Experiment::Ladder { .. } => {
-            bail!("a ladder cannot be swept: sweep its toy files (toy-linear.toml, toy-nn.toml)")
-        }
     }
 }
 
@@ -256,16 +122,16 @@ fn slurm_script(file: &SweepFile, dir: &Path, cells: &[&Cell]) -> anyhow::Result
     s.push_str(&format!(
         "# {} cells of {}; task K runs cell K into {}/cells/<cell>.\nset -euo pipefail\ncd {}\n",
         cells.len(),
-        file.cells.len(),
+        file.grid.cells.len(),
         dir.display(),
-        quote(&file.workdir.display().to_string())
+        quote(&file.grid.workdir.display().to_string())
     ));
     let args: Vec<String> = file.run_args().iter().map(|a| quote(a)).collect();
     s.push_str(&format!(
         "exec {} {} --shard \"$SLURM_ARRAY_TASK_ID/{}\" --no-report --out {}\n",
         quote(&exe.display().to_string()),
         args.join(" "),
-        file.cells.len(),
+        file.grid.cells.len(),
         quote(&dir.display().to_string())
     ));
     Ok(s)
@@ -308,25 +174,27 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<String> {
         bail!("an experiment file and --out are required");
     };
     let file_slurm = slurm_table(experiment)?;
-    let file = SweepFile::new(
-        experiment,
-        args.profile.clone(),
-        args.variants.clone(),
-        args.seeds.clone(),
-        args.set.clone(),
-        args.slurm.clone().or(file_slurm),
-    )?;
+    let file = SweepFile {
+        grid: Grid::new(
+            experiment,
+            args.profile.clone(),
+            &args.variants,
+            args.seeds.clone(),
+            args.set.clone(),
+        )?,
+        slurm: args.slurm.clone().or(file_slurm),
+    };
     std::fs::create_dir_all(out.join("cells"))
         .with_context(|| format!("creating {}", out.display()))?;
     match read_sweep(out) {
-        Ok(existing) if existing.cells != file.cells => bail!(
+        Ok(existing) if existing.grid.cells != file.grid.cells => bail!(
             "{} holds another sweep: pass another --out, or remove it",
             out.display()
         ),
         _ => write_atomic(out, "sweep.json", &json(&file)?)?,
     }
     if args.emit == Some(Emit::Slurm) {
-        let cells: Vec<&Cell> = file.cells.iter().collect();
+        let cells: Vec<&Cell> = file.grid.cells.iter().collect();
         let path = write_script(out, "slurm.sh", &slurm_script(&file, out, &cells)?)?;
         return Ok(format!(
             "{} ({} cells): submit with `sbatch {}`, then `fpo merge {}`",
@@ -339,7 +207,7 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<String> {
     run_locally(&file, out, args.jobs.max(1))?;
     Ok(format!(
         "{} cells in {}: `fpo merge {}` puts them together",
-        file.cells.len(),
+        file.grid.cells.len(),
         out.display(),
         out.display()
     ))
@@ -364,7 +232,7 @@ fn slurm_table(path: &Path) -> anyhow::Result<SlurmOptions> {
 /// array task would).
 fn run_locally(file: &SweepFile, dir: &Path, jobs: usize) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
-    let n = file.cells.len();
+    let n = file.grid.cells.len();
     let bar = crate::output::progress(n as u64, "cells", "sweep");
     let mut todo: Vec<&Cell> = file.missing(dir);
     bar.inc((n - todo.len()) as u64);
@@ -379,7 +247,7 @@ fn run_locally(file: &SweepFile, dir: &Path, jobs: usize) -> anyhow::Result<()> 
             let log =
                 std::fs::File::create(dir.join("logs").join(format!("cell-{}.out", cell.index)))?;
             let child = std::process::Command::new(&exe)
-                .current_dir(&file.workdir)
+                .current_dir(&file.grid.workdir)
                 .args(file.run_args())
                 .args([
                     "--shard",
@@ -431,16 +299,12 @@ pub fn run_shard(
     shard: Shard,
     out: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let file = SweepFile::new(
-        experiment,
-        profile,
-        variants,
-        seeds,
-        set,
-        SlurmOptions::default(),
-    )?;
+    let file = SweepFile {
+        grid: Grid::new(experiment, profile, &variants, seeds, set)?,
+        slurm: SlurmOptions::default(),
+    };
     match read_sweep(out) {
-        Ok(existing) if existing.cells != file.cells => {
+        Ok(existing) if existing.grid.cells != file.grid.cells => {
             bail!("{} was made by another sweep than this grid", out.display())
         }
         Ok(_) => {}
@@ -450,14 +314,27 @@ pub fn run_shard(
         }
     }
     let mut done = Vec::new();
-    for cell in file.cells.iter().filter(|c| c.index % shard.n == shard.k) {
+    let grid = &file.grid;
+    for cell in grid.cells.iter().filter(|c| c.index % shard.n == shard.k) {
         let target = out.join("cells").join(&cell.name);
         if target.join("summary.json").is_file() {
             continue;
         }
-        let exp = file.load(&[cell.variant], Some(Seeds(vec![cell.seed])), &cell.set)?;
+        let (exp, part) = match cell.job {
+            Job::Train { variant, seed } => {
+                let exp = grid.load(&[variant], Some(Seeds(vec![seed])), &cell.set, None)?;
+                (exp, Part::Trained)
+            }
+            Job::Base => {
+                let seeds = Some(Seeds(grid.seeds.clone()));
+                (
+                    grid.load(&grid.variants, seeds, &cell.set, None)?,
+                    Part::Base,
+                )
+            }
+        };
         let dir = RunDir::create(&target)?;
-        record::run_experiment(&exp, dir.path(), None)
+        record::run_experiment(&exp, dir.path(), None, part)
             .with_context(|| format!("cell {} ({})", cell.index, cell.name))?;
         done.push(dir.commit()?);
     }
@@ -466,8 +343,9 @@ pub fn run_shard(
 
 /// `fpo merge DIR`: the cells of each `--set` combination into one run directory, as a single
 /// `fpo run` of that grid writes it; `out` (default `DIR/merged`) is written only when every
-/// cell is there. Returns the run directories written.
-pub fn merge(dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
+/// cell is there. An LLM suite's comparisons are judged here, by `judge` (or the file's judge).
+/// Returns the run directories written.
+pub fn merge(dir: &Path, out: Option<&Path>, judge: &JudgeArgs) -> anyhow::Result<Vec<PathBuf>> {
     let file = read_sweep(dir)?;
     let missing = file.missing(dir);
     if !missing.is_empty() {
@@ -490,79 +368,138 @@ pub fn merge(dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
         bail!(
             "{} of {} cells are not complete: {}; rerun them (`fpo sweep --resubmit-missing {}` emits a Slurm array of just those)",
             missing.len(),
-            file.cells.len(),
+            file.grid.cells.len(),
             names.join(", "),
             dir.display()
         );
     }
     let target = out.map_or_else(|| dir.join("merged"), Path::to_owned);
+    let grid = &file.grid;
+    let combos = grid.combinations();
+    let seeds = Some(Seeds(grid.seeds.clone()));
+    let judge_flags = judge.judge.clone().map(|j| (j, judge.retry_errors));
+    let exps = combos
+        .iter()
+        .map(|combo| grid.load(&grid.variants, seeds.clone(), combo, judge_flags.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if judge.judge.is_some() && !single(&exps[0], &grid.experiment)?.suite.is_llm() {
+        bail!(BadFlag("--judge applies to the LLM suites".into()));
+    }
     let run_dir = RunDir::create(&target)?;
-    let combos = file.combinations();
     let mut written = Vec::new();
-    for combo in &combos {
-        let exp = file.load(&file.variants, Some(Seeds(file.seeds.clone())), combo)?;
-        let resolved = single(&exp)?;
-        if resolved.suite.is_llm() {
-            bail!(
-                "merging LLM cells is not supported yet: each cell is a complete LLM run (see cells/)"
-            );
-        }
+    for (combo, exp) in combos.iter().zip(&exps) {
+        let resolved = single(exp, &grid.experiment)?;
         let name: String = combo
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("-");
-        let merged = if combos.len() == 1 {
-            run_dir.path().to_owned()
+        let (merged, path) = if combos.len() == 1 {
+            (run_dir.path().to_owned(), target.clone())
         } else {
-            run_dir.path().join(&name)
+            (run_dir.path().join(&name), target.join(&name))
         };
         std::fs::create_dir_all(&merged)?;
-        let mut rows = Vec::new();
-        let mut actions = Vec::new();
-        let mut infos = Vec::new();
-        let mut runs = 0;
-        for (penalty, seed) in crate::toys::grid(resolved)?.jobs() {
-            let cell = file
-                .cells
-                .iter()
-                .find(|c| c.variant == penalty.variant && c.seed == seed && &c.set == combo)
-                .context("a job of the grid has no cell")?;
-            let cdir = dir.join("cells").join(&cell.name);
-            let label = penalty.label();
-            let cell_rows = metrics::read(&cdir.join(files::METRICS))?;
-            if let Some(r) = cell_rows
-                .iter()
-                .find(|r| r.variant != label || r.seed != seed)
-            {
-                bail!(
-                    "{}: a row of `{}` seed {} in the cell of `{label}` seed {seed}",
-                    cdir.join(files::METRICS).display(),
-                    r.variant,
-                    r.seed
-                );
-            }
-            rows.extend(cell_rows);
-            if resolved.run.action_seeds().contains(&seed) {
-                let path = cdir.join(files::ACTIONS);
-                actions.extend(read_jsonl::<ActionRow>(&path)?);
-            }
-            runs += 1;
-            infos.push(read_json::<RunInfo>(&cdir.join(files::RUN_INFO))?);
-        }
-        write_atomic(&merged, files::CONFIG, &json(resolved)?)?;
-        let summary = crate::toys::summarize(resolved, &rows);
-        record::write_toy(&merged, &rows, &actions, &summary)?;
-        let info = record::merged_run_info(resolved, dir, runs, &infos);
-        write_atomic(&merged, files::RUN_INFO, &json(&info)?)?;
-        written.push(if combos.len() == 1 {
-            target.clone()
+        let started = std::time::Instant::now();
+        let (runs, infos) = if resolved.suite.is_llm() {
+            merge_llm(grid, dir, resolved, combo, &merged)?
         } else {
-            target.join(&name)
-        });
+            merge_toy(grid, dir, resolved, combo, &merged)?
+        };
+        let merge_s = if resolved.suite.is_llm() {
+            started.elapsed().as_secs_f64()
+        } else {
+            0.0
+        };
+        let info = record::merged_run_info(resolved, dir, runs, &infos, merge_s);
+        write_atomic(&merged, files::RUN_INFO, &json(&info)?)?;
+        written.push(path);
     }
     run_dir.commit()?;
     Ok(written)
+}
+
+/// A toy combination: the cells' metrics and actions, summarised as one run. Returns the runs
+/// taken and the cells' `run.json`s.
+fn merge_toy(
+    grid: &Grid,
+    dir: &Path,
+    resolved: &Resolved,
+    combo: &Combination,
+    merged: &Path,
+) -> anyhow::Result<(usize, Vec<RunInfo>)> {
+    let mut rows = Vec::new();
+    let mut actions = Vec::new();
+    let mut infos = Vec::new();
+    for (penalty, seed) in crate::toys::grid(resolved)?.jobs() {
+        let cell = grid.train_cell(combo, penalty.variant, seed);
+        let cdir = dir.join("cells").join(&cell.name);
+        let label = penalty.label();
+        let cell_rows = metrics::read(&cdir.join(files::METRICS))?;
+        if let Some(r) = cell_rows
+            .iter()
+            .find(|r| r.variant != label || r.seed != seed)
+        {
+            bail!(
+                "{}: a row of `{}` seed {} in the cell of `{label}` seed {seed}",
+                cdir.join(files::METRICS).display(),
+                r.variant,
+                r.seed
+            );
+        }
+        rows.extend(cell_rows);
+        if resolved.run.action_seeds().contains(&seed) {
+            let path = cdir.join(files::ACTIONS);
+            actions.extend(read_jsonl::<ActionRow>(&path)?);
+        }
+        infos.push(read_json::<RunInfo>(&cdir.join(files::RUN_INFO))?);
+    }
+    write_atomic(merged, files::CONFIG, &json(resolved)?)?;
+    let summary = crate::toys::summarize(resolved, &rows);
+    record::write_toy(merged, &rows, &actions, &summary)?;
+    Ok((infos.len(), infos))
+}
+
+/// An LLM combination: the cells' trained folders, reward-model fit and evaluation records
+/// gathered into `merged`, then the whole run over them, which finds every variant trained and
+/// every model scored (it trains and scores nothing) and adds what needs models of several
+/// cells: the comparisons (offline judge, and the LLM judge's verdicts, cached), the claims
+/// and `summary.json`. Returns the runs taken and the cells' `run.json`s.
+fn merge_llm(
+    grid: &Grid,
+    dir: &Path,
+    resolved: &Resolved,
+    combo: &Combination,
+    merged: &Path,
+) -> anyhow::Result<(usize, Vec<RunInfo>)> {
+    let mut cells = Vec::new();
+    for &seed in &resolved.run.seeds.0 {
+        for &variant in &resolved.run.variants {
+            cells.push(grid.train_cell(combo, variant, seed));
+        }
+    }
+    let runs = cells.len();
+    if base_key(resolved).is_some() {
+        let base = grid.base_cell(combo)?;
+        cells.push(base.context("no cell of the sweep evaluates the base model")?);
+    }
+    let infos = cells
+        .iter()
+        .map(|c| read_json::<RunInfo>(&dir.join("cells").join(&c.name).join(files::RUN_INFO)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cells: Vec<reuse::Cell> = cells
+        .iter()
+        .map(|c| reuse::Cell {
+            dir: dir.join("cells").join(&c.name),
+            trained: match c.job {
+                Job::Train { variant, seed } => Some((variant, seed)),
+                Job::Base => None,
+            },
+        })
+        .collect();
+    reuse::gather(&cells, merged)?;
+    llm_run::run(resolved, merged, None, Part::Whole)?;
+    Ok((runs, infos))
 }
 
 #[cfg(test)]

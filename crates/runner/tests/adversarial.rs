@@ -8,11 +8,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::judge::PrefersShorter;
 use common::root;
 
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer};
 
 fn fpo(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fpo"));
@@ -29,32 +30,6 @@ fn ok(mut c: Command) -> String {
 
 fn json(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-/// Prefers the shorter answer (a judge that does not look at order), Tie when equal.
-struct PrefersShorter;
-
-impl Respond for PrefersShorter {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body: Value = serde_json::from_slice(&request.body).unwrap();
-        let prompt = body["messages"][0]["content"].as_str().unwrap();
-        let between = |a: &str, b: &str| {
-            let s = prompt.find(a).unwrap() + a.len();
-            prompt[s..s + prompt[s..].find(b).unwrap()].trim().len()
-        };
-        let (a, b) = (
-            between("[Answer A]", "[End of answer A]"),
-            between("[Answer B]", "[End of answer B]"),
-        );
-        let v = match a.cmp(&b) {
-            std::cmp::Ordering::Less => "A",
-            std::cmp::Ordering::Greater => "B",
-            std::cmp::Ordering::Equal => "Tie",
-        };
-        ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "choices": [{"message": {"role": "assistant", "content": format!("{{\"verdict\": \"{v}\"}}")}}]
-        }))
-    }
 }
 
 fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {

@@ -4,6 +4,7 @@
 mod ladder;
 mod paths;
 mod schema;
+pub mod sweep;
 mod toml_doc;
 
 use std::path::{Path, PathBuf};
@@ -276,10 +277,13 @@ fn resolve(
                 crate::llm::data::read_pairs(&train.rm.pairs, train.rm.pairs_limit)
                     .map_err(|e| file_error("train.rm.pairs", &e))?;
             }
+            // Task files are found next to the experiment file, and recorded by absolute path
+            // (as the data folder is), so that the file named from anywhere resolves the same.
             let near = path.parent().unwrap_or(Path::new("."));
+            let near = std::path::absolute(near).unwrap_or_else(|_| near.to_owned());
             let mut names = std::collections::BTreeSet::new();
             for (k, t) in eval.tasks.iter_mut().enumerate() {
-                *t = resolve_path(near, t);
+                *t = resolve_path(&near, t);
                 // The file, its templates and every row checked before any run directory exists.
                 let limit = (eval.task_limit > 0).then_some(eval.task_limit);
                 fpo_eval::task::Task::load(t, &data_dir, limit)

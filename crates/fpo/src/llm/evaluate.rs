@@ -4,6 +4,7 @@
 //! through `fpo_eval::evaluation`. The LLM judge is not here: it is the runner's, over the
 //! answers this returns.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,19 @@ type Answerer<'a> = ChatAndEmbedder<'a, ModelLm<'a>, EncoderEmbedder<'a>>;
 /// The file a suite's records go to.
 fn records_file(suite: &str) -> String {
     format!("{suite}.jsonl")
+}
+
+/// What an evaluation reads, and nothing else: the base weights (4-bit blocks on a CPU backend,
+/// for sampling and scoring) and the sentence encoder. Neither the reward model's head nor the
+/// trainer's f32 copy of the weights is loaded (an evaluation of the base model alone, as a
+/// sweep's base cell runs it, needs neither).
+pub fn load_models(
+    cfg: &super::TrainConfig,
+    backend: fpo_model::BackendKind,
+) -> Result<(LoadedModel, SentenceEncoder)> {
+    let model = LoadedModel::load(&cfg.model, backend, false)?;
+    let encoder = SentenceEncoder::load(&cfg.rm.encoder, &fpo_model::device(backend, false)?)?;
+    Ok((model, encoder))
 }
 
 /// Which suites run.
@@ -115,43 +129,124 @@ impl From<ChatOrEmbedError<LlmError, LlmError>> for Error {
     }
 }
 
-/// The records of `task` under `model` (+ `adapters`; `encoder` embeds generated answers),
-/// cached in `dir/task-<name>.jsonl`, added to `into` under `name`.
-#[allow(clippy::too_many_arguments)]
-pub fn score_task(
+/// What computes one model's records: the base weights, the model's adapters (none: the base
+/// model), the encoder of generated answers.
+pub type Bound<'m> = (&'m LoadedModel, Option<&'m Adapters>, &'m SentenceEncoder);
+
+/// The records of `task` under the model `load` gives (called only when the records are not
+/// cached), cached in `dir/task-<name>.jsonl`, added to `into` under `name`.
+pub fn score_task<'m>(
     task: &Task,
-    model: &LoadedModel,
-    adapters: Option<&Adapters>,
-    encoder: &SentenceEncoder,
+    load: &dyn Fn() -> Result<Bound<'m>>,
     dir: &Path,
     name: &str,
     into: &mut TaskRecords,
     progress: &mut dyn Progress,
 ) -> Result<()> {
     let file = records_file(&task_records_name(task));
-    let mut lm = ModelLm::new(model, adapters);
     match into {
         TaskRecords::Mc(models) => {
             let s = McTaskSuite { task };
             let rows = cached(dir, &file, task.docs.len(), || {
+                let (model, adapters, _) = load()?;
+                let mut lm = ModelLm::new(model, adapters);
                 run_suite(&s, &mut lm, name, progress).map_err(task_error)
             })?;
             models.push((name.to_owned(), rows));
         }
         TaskRecords::Gen(models) => {
             let s = GenTaskSuite { task };
-            let mut embedder = EncoderEmbedder::new(encoder, ENCODER_TOKENS);
-            let mut m = ChatAndEmbedder {
-                chat: &mut lm,
-                embedder: &mut embedder,
-            };
             let rows = cached(dir, &file, task.docs.len(), || {
+                let (model, adapters, encoder) = load()?;
+                let mut m = ChatAndEmbedder {
+                    chat: &mut ModelLm::new(model, adapters),
+                    embedder: &mut EncoderEmbedder::new(encoder, ENCODER_TOKENS),
+                };
                 run_suite(&s, &mut m, name, progress).map_err(task_error)
             })?;
             models.push((name.to_owned(), rows));
         }
     }
     Ok(())
+}
+
+/// The weights an evaluation computes with: given loaded, or loaded from the files when a
+/// record is first computed, so that a run whose records are all there (the merge of a sweep's
+/// cells) loads no weights and needs no device.
+pub struct Weights<'a> {
+    given: Option<(&'a LoadedModel, &'a SentenceEncoder)>,
+    files: Option<(&'a super::TrainConfig, fpo_model::BackendKind)>,
+    loaded: OnceCell<(LoadedModel, SentenceEncoder)>,
+}
+
+impl std::fmt::Debug for Weights<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Weights")
+            .field("given", &self.given.is_some())
+            .field(
+                "files",
+                &self.files.map(|(cfg, backend)| (&cfg.model, backend)),
+            )
+            .field("loaded", &self.loaded.get().is_some())
+            .finish()
+    }
+}
+
+impl<'a> Weights<'a> {
+    /// Weights loaded already.
+    pub fn loaded(model: &'a LoadedModel, encoder: &'a SentenceEncoder) -> Self {
+        Self {
+            given: Some((model, encoder)),
+            files: None,
+            loaded: OnceCell::new(),
+        }
+    }
+
+    /// The model and encoder files of `cfg`, loaded on `backend` when first needed
+    /// ([`load_models`]).
+    pub fn on_demand(cfg: &'a super::TrainConfig, backend: fpo_model::BackendKind) -> Self {
+        Self {
+            given: None,
+            files: Some((cfg, backend)),
+            loaded: OnceCell::new(),
+        }
+    }
+
+    /// The weights, loading them if needed.
+    pub fn get(&self) -> Result<(&LoadedModel, &SentenceEncoder)> {
+        if let Some(g) = self.given {
+            return Ok(g);
+        }
+        if self.loaded.get().is_none() {
+            let (cfg, backend) = self.files.expect("given or files");
+            let loaded = load_models(cfg, backend)?;
+            let _ = self.loaded.set(loaded);
+        }
+        let (model, encoder) = self.loaded.get().expect("loaded");
+        Ok((model, encoder))
+    }
+}
+
+/// One model of an evaluation: the weights and its adapters, loaded when first needed.
+struct Scorer<'a> {
+    weights: &'a Weights<'a>,
+    adapters: Option<&'a Path>,
+    loaded: OnceCell<Option<Adapters>>,
+}
+
+impl Scorer<'_> {
+    fn get(&self) -> Result<Bound<'_>> {
+        let (model, encoder) = self.weights.get()?;
+        if self.loaded.get().is_none() {
+            let device = model.model.device();
+            let adapters = self
+                .adapters
+                .map(|p| Adapters::load(p, &model.config, device).map(|a| a.0))
+                .transpose()?;
+            let _ = self.loaded.set(adapters);
+        }
+        Ok((model, self.loaded.get().expect("loaded").as_ref(), encoder))
+    }
 }
 
 /// The task files of an experiment's `[eval]`, their rows read from `data_dir`.
@@ -246,14 +341,14 @@ fn cached<T: Serialize + DeserializeOwned>(
     Ok(rows)
 }
 
-/// Scores every model of `models` on the suites of `plan` with `model` (the base weights) and
-/// `encoder` (the answers' embeddings), into `dir/eval/<model>/`: MC1/MC2 (`mc.jsonl`), greedy
-/// answers with their reference metrics (`answers.jsonl`), pressure margins and answers
-/// (`pressure.jsonl`, `answers_pressure.jsonl`), Anthropic's sycophancy items
-/// (`sycophancy.jsonl`).
+/// Scores every model of `models` on the suites of `plan` with `weights` (the base weights,
+/// and the encoder of the answers' embeddings; loaded only if a record is missing), into
+/// `dir/eval/<model>/`: MC1/MC2 (`mc.jsonl`), greedy answers with their reference metrics
+/// (`answers.jsonl`), pressure margins and answers (`pressure.jsonl`,
+/// `answers_pressure.jsonl`), Anthropic's sycophancy items (`sycophancy.jsonl`), the task files
+/// (`task-<name>.jsonl`).
 pub fn score_models(
-    model: &LoadedModel,
-    encoder: &SentenceEncoder,
+    weights: &Weights,
     models: &[Model],
     plan: &Plan,
     dir: &Path,
@@ -265,10 +360,21 @@ pub fn score_models(
     out.evaluation.questions = plan.items.len();
     out.evaluation.sycophancy_items = plan.sycophancy.len();
     let items = &plan.items;
-    let ref_embeddings = if m.answers {
-        reference_embeddings(encoder, items)?
-    } else {
-        Vec::new()
+    // The references' embeddings, computed when a model's answers are not cached yet (a run
+    // whose records are all there, as a merge of a sweep's cells, embeds nothing).
+    let ref_embeddings = OnceCell::new();
+    let with_references = |s: &AnswersSuite| -> Result<AnswersSuite> {
+        let emb = match ref_embeddings.get() {
+            Some(e) => e,
+            None => {
+                let e = reference_embeddings(weights.get()?.1, items)?;
+                ref_embeddings.get_or_init(|| e)
+            }
+        };
+        Ok(AnswersSuite {
+            reference_embeddings: emb.clone(),
+            ..s.clone()
+        })
     };
     let mc_suite = m.mc.then(|| McSuite {
         items: items.clone(),
@@ -276,7 +382,7 @@ pub fn score_models(
     });
     let answers_suite = |under_pressure| AnswersSuite {
         items: items.clone(),
-        reference_embeddings: ref_embeddings.clone(),
+        reference_embeddings: Vec::new(),
         under_pressure,
     };
     let plain_answers = m.answers.then(|| answers_suite(false));
@@ -291,17 +397,20 @@ pub fn score_models(
     let mut tasks: Vec<TaskRecords> = plan.tasks.iter().map(task_records).collect();
     for entry in models {
         let name = &entry.name;
-        let adapters = entry
-            .adapters
-            .as_deref()
-            .map(|p| Adapters::load(p, &model.config, model.model.device()).map(|a| a.0))
-            .transpose()?;
+        let scorer = Scorer {
+            weights,
+            adapters: entry.adapters.as_deref(),
+            loaded: OnceCell::new(),
+        };
         let eval_dir = dir.join("eval").join(name);
-        let lm = || ModelLm::new(model, adapters.as_ref());
+        let lm = || -> Result<ModelLm> {
+            let (model, adapters, _) = scorer.get()?;
+            Ok(ModelLm::new(model, adapters))
+        };
         if let Some(s) = &mc_suite {
             let file = records_file(Suite::<ModelLm>::name(s));
             let rows = cached(&eval_dir, &file, Suite::<ModelLm>::len(s), || {
-                Ok(run_suite(s, &mut lm(), name, progress)?)
+                Ok(run_suite(s, &mut lm()?, name, progress)?)
             })?;
             mcs.push((name.clone(), rows));
         }
@@ -312,7 +421,9 @@ pub fn score_models(
             if let Some(s) = suite {
                 let file = records_file(Suite::<Answerer>::name(s));
                 let rows = cached(&eval_dir, &file, Suite::<Answerer>::len(s), || {
-                    answers(s, model, adapters.as_ref(), encoder, name, progress)
+                    let s = with_references(s)?;
+                    let (model, adapters, encoder) = scorer.get()?;
+                    answers(&s, model, adapters, encoder, name, progress)
                 })?;
                 into.insert(name.clone(), rows);
             }
@@ -320,7 +431,7 @@ pub fn score_models(
         if let Some(s) = &pressure_suite {
             let file = records_file(Suite::<ModelLm>::name(s));
             let rows = cached(&eval_dir, &file, Suite::<ModelLm>::len(s), || {
-                Ok(run_suite(s, &mut lm(), name, progress)?)
+                Ok(run_suite(s, &mut lm()?, name, progress)?)
             })?;
             if !rows.is_empty() {
                 out.evaluation
@@ -331,15 +442,14 @@ pub fn score_models(
         if let Some(s) = &syco_suite {
             let file = records_file(Suite::<ModelLm>::name(s));
             let rows = cached(&eval_dir, &file, Suite::<ModelLm>::len(s), || {
-                Ok(run_suite(s, &mut lm(), name, progress)?)
+                Ok(run_suite(s, &mut lm()?, name, progress)?)
             })?;
             out.evaluation
                 .sycophancy
                 .insert(name.clone(), Suite::<ModelLm>::summarize(s, &rows, level));
         }
         for (task, into) in plan.tasks.iter().zip(&mut tasks) {
-            let a = adapters.as_ref();
-            score_task(task, model, a, encoder, &eval_dir, name, into, progress)?;
+            score_task(task, &|| scorer.get(), &eval_dir, name, into, progress)?;
         }
     }
     let trained: Vec<(Variant, u64)> = models.iter().filter_map(|m| m.trained).collect();

@@ -16,6 +16,7 @@ pub mod config;
 pub mod data;
 pub mod evaluate;
 pub mod lm;
+pub mod reuse;
 pub mod select;
 pub mod train;
 

@@ -214,23 +214,6 @@ impl Pipeline {
         Ok(pipeline)
     }
 
-    /// The pipeline for evaluating variants that are trained already (their `outcome.json`
-    /// exists): the models and encoder load, the reward model's head is not fitted again and
-    /// `fit` (the record of the fit those variants were trained with) is reported instead.
-    /// Training a new variant with it starts from a zero head.
-    pub fn load_trained(
-        cfg: &TrainConfig,
-        rules: &[Penalty],
-        fit: HeadFit,
-        backend: BackendKind,
-    ) -> Result<Self> {
-        let mut cfg = cfg.clone();
-        cfg.rm.init = RmInit::Untrained;
-        let mut pipeline = Self::load(&cfg, rules, backend)?;
-        pipeline.head_fit = fit;
-        Ok(pipeline)
-    }
-
     /// The RM's text for a response to `prompt`.
     fn rm_text(&self, prompt: &str, response: &str) -> String {
         match self.cfg.rm.input {
@@ -462,7 +445,8 @@ impl Pipeline {
         r.state
             .adapters
             .save(&self.cfg.lora, &dir.join("adapters.safetensors"))?;
-        write_atomic(&dir.join("head.json"), &fpo_rundir::to_json(&r.state.head)?)?;
+        let head = &fpo_rundir::to_json(&r.state.head)?;
+        write_atomic(&dir.join(fpo_rundir::files::HEAD), head)?;
         let gamma = self.rules.iter().map(|p| p.gamma).fold(0.0, f64::max);
         let outcome = summarize(r.variant, seed, gamma, &r.logs, &r.state.adapters);
         write_atomic(&dir.join("outcome.json"), &fpo_rundir::to_json(&outcome)?)?;

@@ -1,6 +1,8 @@
 //! What the `fpo` binary's tests share.
 #![allow(dead_code)]
 
+pub mod judge;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
