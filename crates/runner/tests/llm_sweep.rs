@@ -209,6 +209,10 @@ fn an_llm_sweep_merges_to_the_run_of_its_grid_byte_for_byte() {
         html.contains("standard-seed1"),
         "the report shows the merged run"
     );
+    assert!(
+        html.contains("summed over the cells of the sweep") && html.contains("6 runs merged"),
+        "the report says where the run came from"
+    );
 }
 
 #[test]
