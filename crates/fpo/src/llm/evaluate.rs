@@ -1,8 +1,8 @@
 //! The evaluation after training: every model (the base model, and the base with each trained
 //! variant's adapters) scored on each suite an experiment names, its per-item records cached in
 //! `<dir>/eval/<model>/<suite>.jsonl` (a resumed run scores nothing twice), then summarised
-//! through `fpo_eval::evaluation`. The LLM judge is not here: it is the runner's, over the
-//! answers this returns.
+//! through `fpo_eval::evaluation`. The judges are not here: `fpo_judge::comparisons` compares
+//! the answers this returns. Weights load only when a record is missing ([`Weights`]).
 
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
@@ -173,57 +173,55 @@ pub fn score_task<'m>(
 /// The weights an evaluation computes with: given loaded, or loaded from the files when a
 /// record is first computed, so that a run whose records are all there (the merge of a sweep's
 /// cells) loads no weights and needs no device.
-pub struct Weights<'a> {
-    given: Option<(&'a LoadedModel, &'a SentenceEncoder)>,
-    files: Option<(&'a super::TrainConfig, fpo_model::BackendKind)>,
-    loaded: OnceCell<(LoadedModel, SentenceEncoder)>,
+pub enum Weights<'a> {
+    /// Loaded by the caller.
+    Given(&'a LoadedModel, &'a SentenceEncoder),
+    /// The model and encoder files of a `[train]` section, on a backend, and what they load to.
+    Files(
+        &'a super::TrainConfig,
+        fpo_model::BackendKind,
+        OnceCell<Box<(LoadedModel, SentenceEncoder)>>,
+    ),
 }
 
 impl std::fmt::Debug for Weights<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Weights")
-            .field("given", &self.given.is_some())
-            .field(
-                "files",
-                &self.files.map(|(cfg, backend)| (&cfg.model, backend)),
-            )
-            .field("loaded", &self.loaded.get().is_some())
-            .finish()
+        match self {
+            Self::Given(..) => f.write_str("Weights::Given"),
+            Self::Files(cfg, backend, loaded) => f
+                .debug_struct("Weights::Files")
+                .field("model", &cfg.model)
+                .field("backend", backend)
+                .field("loaded", &loaded.get().is_some())
+                .finish(),
+        }
     }
 }
 
 impl<'a> Weights<'a> {
     /// Weights loaded already.
     pub fn loaded(model: &'a LoadedModel, encoder: &'a SentenceEncoder) -> Self {
-        Self {
-            given: Some((model, encoder)),
-            files: None,
-            loaded: OnceCell::new(),
-        }
+        Self::Given(model, encoder)
     }
 
     /// The model and encoder files of `cfg`, loaded on `backend` when first needed
     /// ([`load_models`]).
     pub fn on_demand(cfg: &'a super::TrainConfig, backend: fpo_model::BackendKind) -> Self {
-        Self {
-            given: None,
-            files: Some((cfg, backend)),
-            loaded: OnceCell::new(),
-        }
+        Self::Files(cfg, backend, OnceCell::new())
     }
 
     /// The weights, loading them if needed.
     pub fn get(&self) -> Result<(&LoadedModel, &SentenceEncoder)> {
-        if let Some(g) = self.given {
-            return Ok(g);
+        match self {
+            Self::Given(model, encoder) => Ok((*model, *encoder)),
+            Self::Files(cfg, backend, loaded) => {
+                if loaded.get().is_none() {
+                    let _ = loaded.set(Box::new(load_models(cfg, *backend)?));
+                }
+                let (model, encoder) = &**loaded.get().expect("loaded");
+                Ok((model, encoder))
+            }
         }
-        if self.loaded.get().is_none() {
-            let (cfg, backend) = self.files.expect("given or files");
-            let loaded = load_models(cfg, backend)?;
-            let _ = self.loaded.set(loaded);
-        }
-        let (model, encoder) = self.loaded.get().expect("loaded");
-        Ok((model, encoder))
     }
 }
 
