@@ -34,18 +34,18 @@ pub struct SweepFile {
     pub slurm: SlurmOptions,
 }
 
+/// The run directory of `cell` in the sweep directory `dir`.
+fn cell_dir(dir: &Path, cell: &Cell) -> PathBuf {
+    dir.join("cells").join(&cell.name)
+}
+
 impl SweepFile {
     /// The cells of `dir` without a finished run directory.
     fn missing(&self, dir: &Path) -> Vec<&Cell> {
         self.grid
             .cells
             .iter()
-            .filter(|c| {
-                !dir.join("cells")
-                    .join(&c.name)
-                    .join("summary.json")
-                    .is_file()
-            })
+            .filter(|c| !cell_dir(dir, c).join(files::SUMMARY).is_file())
             .collect()
     }
 
@@ -316,7 +316,7 @@ pub fn run_shard(
     let mut done = Vec::new();
     let grid = &file.grid;
     for cell in grid.cells.iter().filter(|c| c.index % shard.n == shard.k) {
-        let target = out.join("cells").join(&cell.name);
+        let target = cell_dir(out, cell);
         if target.join("summary.json").is_file() {
             continue;
         }
@@ -382,13 +382,17 @@ pub fn merge(dir: &Path, out: Option<&Path>, judge: &JudgeArgs) -> anyhow::Resul
         .iter()
         .map(|combo| grid.load(&grid.variants, seeds.clone(), combo, judge_flags.clone()))
         .collect::<Result<Vec<_>, _>>()?;
-    if judge.judge.is_some() && !single(&exps[0], &grid.experiment)?.suite.is_llm() {
+    let resolved = exps
+        .iter()
+        .map(|e| single(e, &grid.experiment))
+        .collect::<Result<Vec<_>, _>>()?;
+    if judge.judge.is_some() && !resolved[0].suite.is_llm() {
         bail!(BadFlag("--judge applies to the LLM suites".into()));
     }
+    let bases = grid.base_cells(&resolved);
     let run_dir = RunDir::create(&target)?;
     let mut written = Vec::new();
-    for (combo, exp) in combos.iter().zip(&exps) {
-        let resolved = single(exp, &grid.experiment)?;
+    for ((combo, resolved), base) in combos.iter().zip(resolved).zip(bases) {
         let name: String = combo
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -402,15 +406,11 @@ pub fn merge(dir: &Path, out: Option<&Path>, judge: &JudgeArgs) -> anyhow::Resul
         std::fs::create_dir_all(&merged)?;
         let started = std::time::Instant::now();
         let (runs, infos) = if resolved.suite.is_llm() {
-            merge_llm(grid, dir, resolved, combo, &merged)?
+            merge_llm(grid, dir, resolved, combo, base, &merged)?
         } else {
             merge_toy(grid, dir, resolved, combo, &merged)?
         };
-        let merge_s = if resolved.suite.is_llm() {
-            started.elapsed().as_secs_f64()
-        } else {
-            0.0
-        };
+        let merge_s = started.elapsed().as_secs_f64();
         let info = record::merged_run_info(resolved, dir, runs, &infos, merge_s);
         write_atomic(&merged, files::RUN_INFO, &json(&info)?)?;
         written.push(path);
@@ -433,7 +433,7 @@ fn merge_toy(
     let mut infos = Vec::new();
     for (penalty, seed) in crate::toys::grid(resolved)?.jobs() {
         let cell = grid.train_cell(combo, penalty.variant, seed);
-        let cdir = dir.join("cells").join(&cell.name);
+        let cdir = cell_dir(dir, cell);
         let label = penalty.label();
         let cell_rows = metrics::read(&cdir.join(files::METRICS))?;
         if let Some(r) = cell_rows
@@ -460,16 +460,18 @@ fn merge_toy(
     Ok((infos.len(), infos))
 }
 
-/// An LLM combination: the cells' trained folders, reward-model fit and evaluation records
-/// gathered into `merged`, then the whole run over them, which finds every variant trained and
-/// every model scored (it trains and scores nothing) and adds what needs models of several
-/// cells: the comparisons (offline judge, and the LLM judge's verdicts, cached), the claims
-/// and `summary.json`. Returns the runs taken and the cells' `run.json`s.
+/// An LLM combination (`base`: the cell that scored its base model): the cells' trained
+/// folders, reward-model fit and evaluation records gathered into `merged`, then the whole run
+/// over them, which finds every variant trained and every model scored (it trains and scores
+/// nothing) and adds what needs models of several cells: the comparisons (offline judge, and
+/// the LLM judge's verdicts, cached), the claims and `summary.json`. Returns the runs taken and
+/// the cells' `run.json`s.
 fn merge_llm(
     grid: &Grid,
     dir: &Path,
     resolved: &Resolved,
     combo: &Combination,
+    base: Option<&Cell>,
     merged: &Path,
 ) -> anyhow::Result<(usize, Vec<RunInfo>)> {
     let mut cells = Vec::new();
@@ -480,23 +482,22 @@ fn merge_llm(
     }
     let runs = cells.len();
     if base_key(resolved).is_some() {
-        let base = grid.base_cell(combo)?;
         cells.push(base.context("no cell of the sweep evaluates the base model")?);
     }
-    let infos = cells
-        .iter()
-        .map(|c| read_json::<RunInfo>(&dir.join("cells").join(&c.name).join(files::RUN_INFO)))
-        .collect::<Result<Vec<_>, _>>()?;
     let cells: Vec<reuse::Cell> = cells
         .iter()
         .map(|c| reuse::Cell {
-            dir: dir.join("cells").join(&c.name),
+            dir: cell_dir(dir, c),
             trained: match c.job {
                 Job::Train { variant, seed } => Some((variant, seed)),
                 Job::Base => None,
             },
         })
         .collect();
+    let infos = cells
+        .iter()
+        .map(|c| read_json::<RunInfo>(&c.dir.join(files::RUN_INFO)))
+        .collect::<Result<Vec<_>, _>>()?;
     reuse::gather(&cells, merged)?;
     llm_run::run(resolved, merged, None, Part::Whole)?;
     Ok((runs, infos))

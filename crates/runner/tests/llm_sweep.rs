@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::judge::PrefersShorter;
-use common::root;
+use common::{files_under, root};
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer};
@@ -36,24 +36,6 @@ fn json(p: &Path) -> Value {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Every file under `dir`, relative to it.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_owned()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().to_owned());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The cells of a sweep directory: (name, job).
@@ -158,7 +140,7 @@ fn an_llm_sweep_merges_to_the_run_of_its_grid_byte_for_byte() {
     ok(merge);
     let sent_by_merge = rt.block_on(server.received_requests()).unwrap().len() - sent_by_run;
     assert_eq!(sent_by_merge, sent_by_run);
-    let (ours, theirs) = (files(&merged), files(&single));
+    let (ours, theirs) = (files_under(&merged), files_under(&single));
     assert_eq!(ours, theirs, "the same files");
     let mut compared = 0;
     for f in &ours {

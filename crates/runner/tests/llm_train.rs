@@ -191,19 +191,7 @@ fn two_clean_runs_write_the_same_files() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     run_to_end(&a);
     run_to_end(&b);
-    let mut files = Vec::new();
-    let mut stack = vec![a.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p.strip_prefix(&a).unwrap().to_owned());
-            }
-        }
-    }
-    files.sort();
+    let files = common::files_under(&a);
     for must in [
         "config.json",
         "summary.json",

@@ -252,21 +252,23 @@ impl Grid {
             .expect("every (variant, seed) of every combination has a cell")
     }
 
-    /// The cell that evaluates the base model for the combination `combo` (none when its
-    /// suite has no evaluation).
-    pub fn base_cell(&self, combo: &[(String, String)]) -> Result<Option<&Cell>, SettingsError> {
-        let key = |set: &[(String, String)]| -> Result<Option<String>, SettingsError> {
-            let exp = self.load(&self.variants, None, set, None)?;
-            Ok(base_key(single(&exp, &self.experiment)?))
-        };
-        let Some(ours) = key(combo)? else {
-            return Ok(None);
-        };
-        for c in self.cells.iter().filter(|c| c.job == Job::Base) {
-            if key(&c.set)?.as_ref() == Some(&ours) {
-                return Ok(Some(c));
-            }
-        }
-        Ok(None)
+    /// The cell that evaluates the base model for each combination (none where its suite has
+    /// no evaluation), given the combinations' experiments in grid order: the base cell made for
+    /// the first combination with the same [`base_key`], as [`Grid::new`] makes them.
+    pub fn base_cells(&self, resolved: &[&Resolved]) -> Vec<Option<&Cell>> {
+        let combos = self.combinations();
+        let keys: Vec<Option<String>> = resolved.iter().map(|r| base_key(r)).collect();
+        keys.iter()
+            .map(|key| {
+                let key = key.as_ref()?;
+                let (first, _) = combos
+                    .iter()
+                    .zip(&keys)
+                    .find(|(_, k)| k.as_ref() == Some(key))?;
+                self.cells
+                    .iter()
+                    .find(|c| c.job == Job::Base && &c.set == first)
+            })
+            .collect()
     }
 }
