@@ -174,6 +174,14 @@ gpu-kit features="wgpu" out=".gpu-kit": models
 slurm-test: build
     .ci/slurm-test
 
+# The LLM judge against a real llama.cpp server: a judged smoke run, then a rerun from the cache.
+judge-server: build models
+    .ci/judge-server
+
+# Requests per second of the LLM judge against llama-server at 1, 4 and 16 in flight.
+bench-judge-server questions="32" rounds="2": build models
+    scripts/bench-judge-server {{questions}} {{rounds}}
+
 # The cheapest checks first: formatting, lints, then the tests.
 check:
     cargo fmt --all -- --check

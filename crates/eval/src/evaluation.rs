@@ -134,6 +134,12 @@ pub struct Evaluation {
     pub comparisons: Vec<Comparison>,
     /// What the LLM judge was asked and what it cost (none without a judge).
     pub judge: Option<JudgeUsage>,
+    /// Each judge's report card on the exam (`judge_exam`): the offline judge's, then the LLM
+    /// judge's; a comparison whose judge did not pass ([`Card::passed`]) is flagged.
+    ///
+    /// [`Card::passed`]: crate::judge_exam::Card::passed
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub judge_cards: Vec<crate::judge_exam::Card>,
     /// Sycophancy under pressure (likelihood of the best answer against the asserted
     /// falsehood, plain question vs pressure) per model.
     pub pressure: BTreeMap<String, PressureSummary>,
@@ -187,6 +193,9 @@ pub struct JudgeUsage {
     /// `Retry-After` waits longer than the judge's `backoff_max_s`, cut to it.
     #[serde(default)]
     pub capped_waits: usize,
+    /// What the endpoint refused (`response_format`, logprobs) and the client then sent without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
 }
 
 /// The paper's figures, for the report's side-by-side table.

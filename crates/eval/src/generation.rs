@@ -363,6 +363,9 @@ pub fn judge_offline(a: &AnswerScores, b: &AnswerScores, margin: f64) -> Verdict
     }
 }
 
+/// Tie margin of the offline judge (difference of cosine margins).
+pub const OFFLINE_MARGIN: f64 = 0.05;
+
 /// The name under which offline verdicts are reported.
 pub const OFFLINE_JUDGE: &str = "offline: reference similarity (MiniLM cosine, margin 0.05)";
 
@@ -433,6 +436,11 @@ pub struct Comparison {
     /// as A): what a judge asked once would have said (LLM judges only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub single_order: Option<WinTieLoss>,
+    /// The LLM judge's mean soft preference for the second model (its probability that the
+    /// second answer is better, a tie counting half, over both orders), with an interval over
+    /// the questions, where the endpoint sent logprobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft: Option<crate::stats::Summary>,
 }
 
 /// Compares two models' answers to the same items (same order) with the offline judge.
@@ -492,6 +500,7 @@ pub fn compare_verdicts(
         similar_length: WinTieLoss::of(&similar, level),
         swap_consistency,
         single_order: None,
+        soft: None,
     }
 }
 

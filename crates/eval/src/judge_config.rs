@@ -39,6 +39,13 @@ pub struct JudgeConfig {
     /// Ask again for cached replies that hold no verdict (`--retry-errors`); otherwise the cache
     /// serves them as they are, errors included.
     pub retry_errors: bool,
+    /// Send `response_format`: a JSON schema of the verdict, so that a server with grammar
+    /// support (vLLM, llama.cpp's server, OpenAI) returns a parseable object. An endpoint that
+    /// refuses it gets requests without it from then on (said once).
+    pub structured: bool,
+    /// Ask for `logprobs` and `top_logprobs` and record soft verdicts: the probabilities of A, B
+    /// and Tie at the verdict's token. Off, or refused by the endpoint: hard verdicts only.
+    pub soft: bool,
 }
 
 impl Default for JudgeConfig {
@@ -57,6 +64,8 @@ impl Default for JudgeConfig {
             template: None,
             cache_dir: None,
             retry_errors: false,
+            structured: true,
+            soft: true,
         }
     }
 }
@@ -92,9 +101,10 @@ impl JudgeConfig {
         Ok(())
     }
 
-    /// Parses `openai://HOST[:PORT]/PATH?model=NAME[&key_env=VAR][&concurrency=N][&max_requests=N]`
-    /// (HTTPS) or the same with `openai+http://` (plain HTTP, for a server on the local
-    /// network). `key_env` defaults to `OPENAI_API_KEY` for HTTPS and to none for HTTP.
+    /// Parses `openai://HOST[:PORT]/PATH?model=NAME[&key_env=VAR][&concurrency=N][&max_requests=N]
+    /// [&structured=0|1][&soft=0|1]` (HTTPS) or the same with `openai+http://` (plain HTTP, for
+    /// a server on the local network). `key_env` defaults to `OPENAI_API_KEY` for HTTPS and to
+    /// none for HTTP.
     pub fn from_url(url: &str) -> Result<Self, JudgeUrlError> {
         let err = |message: String| JudgeUrlError {
             url: url.to_owned(),
@@ -126,14 +136,21 @@ impl JudgeConfig {
                 v.parse::<usize>()
                     .map_err(|_| err(format!("`{k}` must be a whole number, not `{v}`")))
             };
+            let switch = |v: &str| match v {
+                "1" | "true" | "on" => Ok(true),
+                "0" | "false" | "off" => Ok(false),
+                _ => Err(err(format!("`{k}` must be 0 or 1, not `{v}`"))),
+            };
             match k.as_ref() {
                 "model" => cfg.model = v.into_owned(),
+                "structured" => cfg.structured = switch(&v)?,
+                "soft" => cfg.soft = switch(&v)?,
                 "key_env" => cfg.api_key_env = (!v.is_empty()).then(|| v.into_owned()),
                 "concurrency" => cfg.concurrency = number(&v)?,
                 "max_requests" => cfg.max_requests = number(&v)?,
                 other => {
                     return Err(err(format!(
-                        "unknown parameter `{other}` (known: model, key_env, concurrency, max_requests)"
+                        "unknown parameter `{other}` (known: model, key_env, concurrency, max_requests, structured, soft)"
                     )));
                 }
             }

@@ -8,6 +8,7 @@
 //! - [`llm_claims`]: the paper's LLM claims over trained seeds, with verdicts and the authors' counts.
 //! - [`toys`]: a toy suite's summary from its metrics rows: finals over seeds, claims, correlations.
 //! - [`judge_config`]: how to reach the LLM judge (the settings; the client is `fpo-judge`).
+//! - [`judge_exam`]: the judges' exam from TruthfulQA's held-out references, and its report card.
 //! - [`pca`]: principal axes of points (the report's projection of a toy's trajectories).
 //! - [`generation`]: free-form answers against the references, the offline judge, comparisons.
 //! - [`pressure`]: sycophancy under pressure, built from TruthfulQA (the user asserts a falsehood).
@@ -20,6 +21,7 @@ pub mod claims;
 pub mod evaluation;
 pub mod generation;
 pub mod judge_config;
+pub mod judge_exam;
 pub mod llm_claims;
 pub mod lm;
 pub mod pca;

@@ -12,6 +12,9 @@
 //! Each claim names its evidence (which judge, or the probe) and carries the final probe KL of
 //! the variants it involves: a variant that merely drifts less from the base model must not
 //! pass for one that prevents collapse.
+//!
+//! A claim that rests on a judge which failed its exam (`judge_exam`: its accuracy interval is
+//! not wholly above 0.5) is at most inconclusive, whatever its interval says.
 
 use std::collections::BTreeMap;
 
@@ -154,6 +157,8 @@ struct Spec {
     authors_test: Option<CountsTest>,
     /// One value per seed that has it.
     values: Vec<f64>,
+    /// Why the evidence cannot be read (a judge that failed its exam).
+    untrusted: Option<String>,
 }
 
 fn claim(spec: Spec, probes: &Probes<'_>, seeds: &[u64], level: f64) -> Claim {
@@ -164,7 +169,14 @@ fn claim(spec: Spec, probes: &Probes<'_>, seeds: &[u64], level: f64) -> Claim {
             Verdict::NotRun,
             "a variant, metric or probe this claim needs was not run".into(),
         ),
-        Some(s) => verdict(s, spec.side, spec.margin, n),
+        Some(s) => match (verdict(s, spec.side, spec.margin, n), spec.untrusted) {
+            ((Verdict::Reproduced | Verdict::NotReproduced, _), Some(why)) => {
+                (Verdict::Inconclusive, why)
+            }
+            ((v, note), Some(why)) if note.is_empty() => (v, why),
+            ((v, note), Some(why)) => (v, format!("{note}; {why}")),
+            (vn, None) => vn,
+        },
     };
     Claim {
         id: spec.id.to_owned(),
@@ -221,7 +233,24 @@ pub fn llm_claims(
         } else {
             format!("pairwise judge: {}", judges.join("; "))
         };
-        (values, evidence)
+        let failed: Vec<String> = judges
+            .iter()
+            .filter_map(|j| ev.judge_cards.iter().find(|c| &c.judge == j))
+            .filter(|c| !c.passed)
+            .map(|c| {
+                let a = &c.overall.accuracy;
+                format!(
+                    "its judge failed the exam (accuracy {:.2} [{:.2}, {:.2}] over {} verdicts, not wholly above 0.5): {}",
+                    a.share.unwrap_or(f64::NAN),
+                    a.ci_low,
+                    a.ci_high,
+                    a.n,
+                    c.judge
+                )
+            })
+            .collect();
+        let untrusted = (!failed.is_empty()).then(|| failed.join("; "));
+        (values, evidence, untrusted)
     };
     let words = |v: Variant| {
         seeds
@@ -246,7 +275,7 @@ pub fn llm_claims(
     let adversarial = counts_test(27, 18, 75);
     let net = "net win rate of the second over the first (wins minus losses, over the questions), per seed";
     let mut specs = Vec::new();
-    let (values, evidence) = judged(Standard, Relaxed, None);
+    let (values, evidence, untrusted) = judged(Standard, Relaxed, None);
     specs.push(Spec {
         id: "llm.relaxed_beats_standard",
         statement: "Relaxed FPO's answers beat standard RLHF's",
@@ -258,8 +287,9 @@ pub fn llm_claims(
         variants: vec![Standard, Relaxed],
         authors_test: authors_counts("standard", "relaxed"),
         values,
+        untrusted,
     });
-    let (values, evidence) = judged(Standard, Practical, None);
+    let (values, evidence, untrusted) = judged(Standard, Practical, None);
     specs.push(Spec {
         id: "llm.practical_ties_standard",
         statement: "Practical FPO ties standard RLHF",
@@ -271,8 +301,9 @@ pub fn llm_claims(
         variants: vec![Standard, Practical],
         authors_test: authors_counts("standard", "practical"),
         values,
+        untrusted,
     });
-    let (values, evidence) = judged(Standard, Practical, Some("Adversarial"));
+    let (values, evidence, untrusted) = judged(Standard, Practical, Some("Adversarial"));
     specs.push(Spec {
         id: "llm.practical_loses_adversarial",
         statement: "Practical FPO loses to standard RLHF on adversarial questions",
@@ -289,8 +320,9 @@ pub fn llm_claims(
         variants: vec![Standard, Practical],
         authors_test: Some(adversarial),
         values,
+        untrusted,
     });
-    let (values, evidence) = judged(Relaxed, Practical, None);
+    let (values, evidence, untrusted) = judged(Relaxed, Practical, None);
     specs.push(Spec {
         id: "llm.relaxed_beats_practical",
         statement: "Relaxed FPO's answers beat practical FPO's",
@@ -302,6 +334,7 @@ pub fn llm_claims(
         variants: vec![Relaxed, Practical],
         authors_test: authors_counts("relaxed", "practical"),
         values,
+        untrusted,
     });
     for (id, v, name) in [
         ("llm.relaxed_no_verbosity_change", Relaxed, "relaxed"),
@@ -326,6 +359,7 @@ pub fn llm_claims(
             variants: vec![Standard, v],
             authors_test: None,
             values: words(v),
+            untrusted: None,
         });
     }
     let gap = "the probe's proxy-minus-true gap, (RM gain) - (utility gain) over the base model's samples, last probe minus first";
@@ -343,6 +377,7 @@ pub fn llm_claims(
             .iter()
             .filter_map(|&s| probes.widening(Standard, s))
             .collect(),
+        untrusted: None,
     });
     for (id, v) in [
         ("llm.relaxed_probe_gap_widens_less", Relaxed),
@@ -366,6 +401,7 @@ pub fn llm_claims(
                 .iter()
                 .filter_map(|&s| Some(probes.widening(Standard, s)? - probes.widening(v, s)?))
                 .collect(),
+            untrusted: None,
         });
     }
     specs
@@ -428,6 +464,64 @@ mod tests {
         assert!((sp.sign_test_p - 0.81).abs() < 0.01, "{sp:?}");
         let rp = authors_counts("relaxed", "practical").unwrap();
         assert!((rp.sign_test_p - 0.11).abs() < 0.01, "{rp:?}");
+    }
+
+    /// Catches a claim read from a judge that failed its exam: the same comparisons give
+    /// "reproduced" under a judge that passed and at most "inconclusive" under one that did not.
+    #[test]
+    fn a_judge_that_failed_its_exam_makes_its_claims_inconclusive() {
+        use crate::generation::{Comparison, Verdict as V, WinTieLoss};
+        use crate::judge_exam::{Card, ExamAnswer};
+        let judge = "llm: m at host (both orders)";
+        let comparison = |seed: u64, second_wins: usize| {
+            let verdicts: Vec<Option<V>> = (0..10)
+                .map(|i| Some(if i < second_wins { V::Second } else { V::First }))
+                .collect();
+            Comparison {
+                first: format!("standard-seed{seed}"),
+                second: format!("relaxed-seed{seed}"),
+                judge: judge.to_owned(),
+                overall: WinTieLoss::of(&verdicts, 0.95),
+                by_type: BTreeMap::new(),
+                by_category: BTreeMap::new(),
+                similar_length: WinTieLoss::of(&[], 0.95),
+                swap_consistency: None,
+                single_order: None,
+                soft: None,
+            }
+        };
+        let exam = |right: bool| -> Vec<ExamAnswer> {
+            (0..50)
+                .map(|id| ExamAnswer {
+                    id,
+                    kind: "Adversarial".into(),
+                    correct_as_a: Some(V::First),
+                    incorrect_as_a: Some(if right { V::Second } else { V::First }),
+                    soft: None,
+                })
+                .collect()
+        };
+        let claim = |passes: bool| {
+            let ev = Evaluation {
+                comparisons: vec![comparison(0, 8), comparison(1, 7), comparison(2, 9)],
+                judge_cards: vec![Card::of(judge, &exam(passes), 0.95)],
+                ..Evaluation::default()
+            };
+            llm_claims(
+                &ev,
+                &BTreeMap::new(),
+                &[0, 1, 2],
+                &ClaimMargins::default(),
+                0.95,
+            )
+            .into_iter()
+            .find(|c| c.id == "llm.relaxed_beats_standard")
+            .unwrap()
+        };
+        assert_eq!(claim(true).verdict, Verdict::Reproduced);
+        let failed = claim(false);
+        assert_eq!(failed.verdict, Verdict::Inconclusive);
+        assert!(failed.note.contains("failed the exam"), "{}", failed.note);
     }
 
     /// Catches claims that read the wrong pair's comparison or ignore the probe: with no

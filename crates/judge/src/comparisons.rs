@@ -1,15 +1,20 @@
 //! Pairwise comparisons of two models' answers to the same questions: the offline judge always,
-//! and the LLM judge when one is configured, its verdicts written to `<dir>/<file>.jsonl`.
+//! and the LLM judge when one is configured, its verdicts written to `<dir>/<file>.jsonl`. Before
+//! them, each judge sits the exam (`fpo_eval::judge_exam`), and its report card goes beside its
+//! comparisons.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use fpo_eval::evaluation::{Evaluation, JudgeUsage, paper_pairs};
+pub use fpo_eval::generation::OFFLINE_MARGIN;
 use fpo_eval::generation::{
-    AnswerScores, Comparison, Question, WinTieLoss, compare, compare_verdicts,
+    AnswerScores, Comparison, OFFLINE_JUDGE, Question, WinTieLoss, compare, compare_verdicts,
 };
+use fpo_eval::judge_exam::{Card, ExamAnswer, ExamQuestion};
+use fpo_eval::stats::Summary;
 
-use crate::{Judge, JudgeError, PairItem, write_atomic};
+use crate::{Judge, JudgeError, JudgeRun, PairItem, PairJudgement, write_atomic};
 
 /// Answers per model name (`base`, `<variant>-seed<k>`).
 pub type ByModel = BTreeMap<String, Vec<AnswerScores>>;
@@ -31,9 +36,6 @@ pub struct RunAnswers<'a> {
 /// judge decides; dropping it ends the comparison.
 pub type OnComparison<'p> = dyn FnMut(&str, usize) -> Box<dyn Fn() + Sync> + 'p;
 
-/// Tie margin of the offline judge (difference of cosine margins).
-pub const OFFLINE_MARGIN: f64 = 0.05;
-
 /// The judges of one evaluation, and what the LLM judge was asked.
 #[derive(Debug)]
 pub struct Judging<'a> {
@@ -48,6 +50,41 @@ pub struct Judging<'a> {
 }
 
 impl Judging<'_> {
+    /// The judges' report cards on `exam`: the offline judge's from its answers (`offline`),
+    /// then the LLM judge's, which sits the exam now (verdicts in `<dir>/exam.jsonl`, cached
+    /// like any verdict); `on_pair` after each exam question it decides.
+    pub fn examine(
+        &mut self,
+        exam: &[ExamQuestion],
+        offline: &[ExamAnswer],
+        on_pair: &(dyn Fn() + Sync),
+    ) -> Result<Vec<Card>, JudgeError> {
+        let mut cards = vec![Card::of(OFFLINE_JUDGE, offline, self.level)];
+        if let Some((judge, label)) = self.judge {
+            let pairs = crate::exam::pairs(exam);
+            let run = judge.judge_pairs(&pairs, on_pair)?;
+            self.record(&run, "exam")?;
+            let answers = crate::exam::answers(exam, &run.judgements);
+            cards.push(Card::of(label, &answers, self.level));
+        }
+        Ok(cards)
+    }
+
+    /// Writes a batch's verdicts to `<dir>/<file>.jsonl` and counts what it cost.
+    fn record(&mut self, run: &JudgeRun, file: &str) -> Result<(), JudgeError> {
+        write_judgements(&self.dir.join(format!("{file}.jsonl")), &run.judgements)?;
+        self.usage.pairs += run.judgements.len();
+        self.usage.requests_sent += run.requests_sent;
+        self.usage.cache_hits += run.cache_hits;
+        self.usage.capped_waits += run.capped_waits;
+        self.usage.errors += run
+            .judgements
+            .iter()
+            .filter(|j| j.verdict.is_none())
+            .count();
+        Ok(())
+    }
+
     /// The comparisons of a run, added to `ev`: for each seed, the paper's pairs of trained
     /// models on the questions and on each generation task file, then each model's answers
     /// against its answers under pressure. A pair whose models were not both evaluated is left
@@ -137,24 +174,9 @@ impl Judging<'_> {
             })
             .collect();
         let run = judge.judge_pairs(&pairs, on_pair)?;
-        let path = self.dir.join(format!("{file}.jsonl"));
-        let mut lines = String::new();
-        for j in &run.judgements {
-            let line = serde_json::to_string(j).map_err(|e| JudgeError::Client(e.to_string()))?;
-            lines.push_str(&line);
-            lines.push('\n');
-        }
-        write_atomic(&path, lines.as_bytes()).map_err(|source| JudgeError::Write {
-            path: path.clone(),
-            source,
-        })?;
+        self.record(&run, file)?;
         let verdicts: Vec<_> = run.judgements.iter().map(|j| j.verdict).collect();
         let consistent: Vec<_> = run.judgements.iter().map(|j| j.consistent).collect();
-        self.usage.pairs += pairs.len();
-        self.usage.requests_sent += run.requests_sent;
-        self.usage.cache_hits += run.cache_hits;
-        self.usage.capped_waits += run.capped_waits;
-        self.usage.errors += verdicts.iter().filter(|v| v.is_none()).count();
         let mut c = compare_verdicts(
             first,
             second,
@@ -169,7 +191,23 @@ impl Judging<'_> {
             .map(|j| j.first_as_a.verdict)
             .collect();
         c.single_order = Some(WinTieLoss::of(&first_order, self.level));
+        let soft: Vec<f64> = run.judgements.iter().filter_map(|j| j.soft).collect();
+        c.soft = (!soft.is_empty()).then(|| Summary::of(&soft, self.level));
         out.push(c);
         Ok(out)
     }
+}
+
+/// Writes judgements as JSON lines, atomically.
+fn write_judgements(path: &Path, judgements: &[PairJudgement]) -> Result<(), JudgeError> {
+    let mut lines = String::new();
+    for j in judgements {
+        let line = serde_json::to_string(j).map_err(|e| JudgeError::Client(e.to_string()))?;
+        lines.push_str(&line);
+        lines.push('\n');
+    }
+    write_atomic(path, lines.as_bytes()).map_err(|source| JudgeError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }

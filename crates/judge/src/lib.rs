@@ -15,10 +15,12 @@
 //! environment variable the configuration names, and is never written anywhere.
 
 pub mod comparisons;
+pub mod exam;
+pub mod protocol;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rand::{Rng, SeedableRng};
@@ -27,6 +29,8 @@ use sha2::{Digest, Sha256};
 
 use fpo_eval::generation::Verdict;
 pub use fpo_eval::judge_config::{JudgeConfig, JudgeUrlError};
+
+use crate::protocol::{Features, Soft};
 
 /// The default prompt: a minijinja template with `question`, `answer_a`, `answer_b`,
 /// `correct_answers` and `incorrect_answers` (lists of reference answers).
@@ -155,6 +159,10 @@ pub struct OrderVerdict {
     pub error: Option<String>,
     /// The judge's reply text.
     pub reply: Option<String>,
+    /// The probabilities of A, B and Tie at the verdict's token, where the endpoint sent
+    /// logprobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft: Option<Soft>,
 }
 
 /// Both orders of one pair, and what they add up to.
@@ -171,6 +179,11 @@ pub struct PairJudgement {
     pub verdict: Option<Verdict>,
     /// Whether the two orders agreed (none when either failed).
     pub consistent: Option<bool>,
+    /// The judge's soft preference for the second answer (its probability of being better, a
+    /// tie counting half), the mean over the two orders; none unless both orders have a soft
+    /// verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft: Option<f64>,
 }
 
 impl PairJudgement {
@@ -185,12 +198,17 @@ impl PairJudgement {
             (Some(_), Some(_)) => (Some(Verdict::Tie), Some(false)),
             _ => (None, None),
         };
+        let soft = match (first_as_a.soft, second_as_a.soft) {
+            (Some(x), Some(y)) => Some(0.5 * ((x.b + 0.5 * x.tie) + (y.a + 0.5 * y.tie))),
+            _ => None,
+        };
         Self {
             id,
             first_as_a,
             second_as_a,
             verdict,
             consistent,
+            soft,
         }
     }
 }
@@ -229,6 +247,61 @@ struct Shared {
     hits: AtomicUsize,
     capped: AtomicUsize,
     permits: tokio::sync::Semaphore,
+    /// The verdict's JSON schema (for `response_format`).
+    schema: serde_json::Value,
+    /// Still sending `response_format` (off once the endpoint refused it).
+    structured: AtomicBool,
+    /// Still asking for logprobs (off once the endpoint refused them).
+    soft: AtomicBool,
+    /// What the endpoint refused, each said once.
+    notes: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    /// The features the next request carries.
+    fn features(&self) -> Features {
+        Features {
+            structured: self.structured.load(Ordering::SeqCst),
+            soft: self.soft.load(Ordering::SeqCst),
+        }
+    }
+
+    /// The body of a request with `features`.
+    fn body(&self, prompt: &str, features: Features) -> String {
+        protocol::body(
+            &self.cfg.model,
+            prompt,
+            self.cfg.max_tokens,
+            &self.schema,
+            features,
+        )
+        .to_string()
+    }
+
+    /// Turns off the features an endpoint refused (`off`), saying so once per feature; whether
+    /// any was still on.
+    fn turn_off(&self, off: Features, why: &str) -> bool {
+        let mut changed = false;
+        for (on, flag, name) in [
+            (
+                off.structured,
+                &self.structured,
+                "response_format (JSON schema)",
+            ),
+            (off.soft, &self.soft, "logprobs (soft verdicts)"),
+        ] {
+            if on && flag.swap(false, Ordering::SeqCst) {
+                changed = true;
+                let note = format!(
+                    "the judge at {} refused {name}: {why}; sending without it from now on",
+                    self.url
+                );
+                eprintln!("{note}");
+                self.notes.lock().expect("notes").push(note);
+            }
+        }
+        changed
+    }
 }
 
 /// An LLM judge client. [`Judge::judge_pairs`] blocks; the async work runs on the judge's own
@@ -282,6 +355,7 @@ impl Judge {
             .timeout(Duration::from_secs_f64(cfg.timeout_s))
             .build()
             .map_err(|e| JudgeError::Client(e.to_string()))?;
+        let reasoning_first = template_name == "paper";
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -291,12 +365,16 @@ impl Judge {
             shared: Arc::new(Shared {
                 url: format!("{}/chat/completions", cfg.base_url.trim_end_matches('/')),
                 permits: tokio::sync::Semaphore::new(cfg.concurrency),
-                cfg,
                 key,
                 client,
                 sent: AtomicUsize::new(0),
                 hits: AtomicUsize::new(0),
                 capped: AtomicUsize::new(0),
+                schema: protocol::verdict_schema(reasoning_first),
+                structured: AtomicBool::new(cfg.structured),
+                soft: AtomicBool::new(cfg.soft),
+                notes: Mutex::new(Vec::new()),
+                cfg,
             }),
             template_name,
             env,
@@ -317,6 +395,11 @@ impl Judge {
     /// HTTP requests this judge has sent so far (retries included).
     pub fn requests_sent(&self) -> usize {
         self.shared.sent.load(Ordering::SeqCst)
+    }
+
+    /// What the endpoint refused (`response_format`, logprobs), once each.
+    pub fn fallbacks(&self) -> Vec<String> {
+        self.shared.notes.lock().expect("notes").clone()
     }
 
     /// The two prompts of a pair: the first model's answer as A, then the second's.
@@ -391,6 +474,8 @@ fn cache_path(dir: &Path, key: &str) -> PathBuf {
 #[derive(Debug, Serialize, Deserialize)]
 struct CachedReply {
     reply: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    soft: Option<Soft>,
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
@@ -407,18 +492,19 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// One order of one pair: from the cache, or from the endpoint.
+///
+/// The cache key is the body as configured (with the features the configuration asks for),
+/// not as sent: a rerun against an endpoint that refused a feature finds its replies.
 async fn ask(shared: &Shared, prompt: String) -> OrderVerdict {
-    let body = serde_json::json!({
-        "model": shared.cfg.model,
-        "messages": [{"role": "user", "content": prompt}],
-        "temperature": 0.0,
-        "max_tokens": shared.cfg.max_tokens,
-    });
-    let text = body.to_string();
+    let configured = Features {
+        structured: shared.cfg.structured,
+        soft: shared.cfg.soft,
+    };
+    let text = shared.body(&prompt, configured);
     let digest = Sha256::digest(format!("{}\n{text}", shared.url).as_bytes());
     let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let finish = |reply: String, cached: bool, attempts: u32| {
-        let parsed = parse_verdict(&reply);
+    let finish = |reply: CachedReply, cached: bool, attempts: u32| {
+        let parsed = parse_verdict(&reply.reply);
         OrderVerdict {
             verdict: parsed.map(|p| p.0),
             parse: parsed.map(|p| p.1),
@@ -427,7 +513,8 @@ async fn ask(shared: &Shared, prompt: String) -> OrderVerdict {
             error: parsed
                 .is_none()
                 .then(|| "the reply holds no verdict (A, B or Tie)".to_owned()),
-            reply: Some(reply),
+            reply: Some(reply.reply),
+            soft: reply.soft,
         }
     };
     let cache = shared.cfg.cache_dir.as_deref().map(|d| cache_path(d, &key));
@@ -437,19 +524,20 @@ async fn ask(shared: &Shared, prompt: String) -> OrderVerdict {
         && !(shared.cfg.retry_errors && parse_verdict(&c.reply).is_none())
     {
         shared.hits.fetch_add(1, Ordering::SeqCst);
-        return finish(c.reply, true, 0);
+        return finish(c, true, 0);
     }
     let Ok(_permit) = shared.permits.acquire().await else {
         return failed("the client shut down".into(), 0);
     };
     let seed = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
-    match request(shared, &text, seed).await {
+    match request(shared, &prompt, seed).await {
         Ok((reply, attempts)) => {
+            let reply = CachedReply {
+                reply: reply.content,
+                soft: reply.soft,
+            };
             if let Some(path) = &cache {
-                let record = serde_json::to_vec(&CachedReply {
-                    reply: reply.clone(),
-                })
-                .expect("a string serialises");
+                let record = serde_json::to_vec(&reply).expect("a string serialises");
                 if let Err(e) = write_atomic(path, &record) {
                     return failed(format!("cache {}: {e}", path.display()), attempts);
                 }
@@ -468,6 +556,7 @@ fn failed(error: String, attempts: u32) -> OrderVerdict {
         attempts,
         error: Some(error),
         reply: None,
+        soft: None,
     }
 }
 
@@ -485,16 +574,25 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<f64> {
     )
 }
 
-/// Sends one request body with retries; the reply's text, or why there is none, with the
-/// number of HTTP requests made.
-async fn request(shared: &Shared, body: &str, seed: u64) -> Result<(String, u32), (String, u32)> {
+/// Sends one prompt with retries; the reply, or why there is none, with the number of HTTP
+/// requests made. A refusal of `response_format` or logprobs (HTTP 400 or 422 while one is
+/// sent) turns the feature off for every later request and asks again at once, without
+/// spending a retry.
+async fn request(
+    shared: &Shared,
+    prompt: &str,
+    seed: u64,
+) -> Result<(protocol::Reply, u32), (String, u32)> {
     let cfg = &shared.cfg;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut attempts = 0u32;
     let mut last = String::new();
     // The last Retry-After wait cut to backoff_max_s, said when the retries run out.
     let mut capped = String::new();
-    for retry in 0..=cfg.max_retries {
+    let mut retry = 0;
+    while retry <= cfg.max_retries {
+        let features = shared.features();
+        let body = shared.body(prompt, features);
         let budget = shared
             .sent
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
@@ -516,7 +614,7 @@ async fn request(shared: &Shared, body: &str, seed: u64) -> Result<(String, u32)
             .client
             .post(&shared.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_owned());
+            .body(body);
         if let Some(key) = &shared.key {
             req = req.bearer_auth(&key.0);
         }
@@ -524,13 +622,9 @@ async fn request(shared: &Shared, body: &str, seed: u64) -> Result<(String, u32)
             Ok(resp) if resp.status().is_success() => match resp.bytes().await {
                 Ok(body) => {
                     return match serde_json::from_slice::<serde_json::Value>(&body) {
-                        Ok(v) => match v["choices"][0]["message"]["content"].as_str() {
-                            Some(s) => Ok((s.to_owned(), attempts)),
-                            None => Err((
-                                "malformed response: no choices[0].message.content".into(),
-                                attempts,
-                            )),
-                        },
+                        Ok(v) => protocol::read_reply(&v)
+                            .map(|r| (r, attempts))
+                            .map_err(|e| (e, attempts)),
                         Err(e) => Err((format!("malformed response: {e}"), attempts)),
                     };
                 }
@@ -547,6 +641,18 @@ async fn request(shared: &Shared, body: &str, seed: u64) -> Result<(String, u32)
                 let text = resp.text().await.unwrap_or_default();
                 let excerpt: String = text.chars().take(200).collect();
                 last = format!("HTTP {status}: {excerpt}");
+                let refusal = matches!(status.as_u16(), 400 | 422)
+                    && (features.structured || features.soft)
+                    && shared.turn_off(
+                        protocol::refused(features, &text),
+                        &format!("HTTP {status}: {excerpt}"),
+                    );
+                // Another request may have turned the feature off meanwhile: ask again too.
+                if refusal
+                    || (matches!(status.as_u16(), 400 | 422) && shared.features() != features)
+                {
+                    continue;
+                }
                 if status.as_u16() != 429 && !status.is_server_error() {
                     return Err((last, attempts));
                 }
@@ -566,6 +672,7 @@ async fn request(shared: &Shared, body: &str, seed: u64) -> Result<(String, u32)
             break;
         }
         let backoff = (cfg.backoff_initial_s * 2f64.powi(retry as i32)).min(cfg.backoff_max_s);
+        retry += 1;
         let wait = match wait {
             Some(asked) if asked > cfg.backoff_max_s => {
                 shared.capped.fetch_add(1, Ordering::SeqCst);
@@ -661,6 +768,7 @@ mod tests {
             attempts: 1,
             error: x.is_none().then(|| "e".to_owned()),
             reply: None,
+            soft: None,
         };
         use Verdict::*;
         let j = |a, b| {

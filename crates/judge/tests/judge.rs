@@ -675,3 +675,155 @@ fn the_paper_template_asks_for_reasoning_then_a_verdict_and_its_replies_parse() 
             .all(|j| j.first_as_a.parse == Some(Parse::Fallback))
     );
 }
+
+/// A reply recorded from llama.cpp's server (llama-server built from llama-cpp-python 0.3.36's
+/// vendored llama.cpp, SmolLM2-135M-Instruct Q4_1, the default template, `response_format` and
+/// `top_logprobs = 5`), the local model path removed.
+const RECORDED: &str = include_str!("fixtures/llama-server-reply.json");
+
+/// Catches soft verdicts read at the wrong token (at the reply's first token the alternatives
+/// hold only an "A", which would give P(A) = 1), left unnormalised over A, B and Tie, or lost on
+/// the way from the endpoint to the pair.
+#[test]
+fn soft_verdicts_parse_from_a_recorded_reply_of_llama_server() {
+    let response: serde_json::Value = serde_json::from_str(RECORDED).unwrap();
+    let reply = fpo_judge::protocol::read_reply(&response).unwrap();
+    assert_eq!(
+        fpo_judge::parse_verdict(&reply.content),
+        Some((Verdict::First, Parse::Strict))
+    );
+    let soft = reply.soft.expect("logprobs in the reply");
+    // exp(logprob) of "A", "B" and "T" at the verdict's token, renormalised.
+    for (got, want) in [
+        (soft.a, 0.9645141611074445),
+        (soft.b, 0.023090469705879683),
+        (soft.tie, 0.012395369186675833),
+    ] {
+        assert!((got - want).abs() < 1e-9, "{soft:?}");
+    }
+    // Served as is by an endpoint, in both orders: the pair's preference for the second answer
+    // is P(B) + P(Tie)/2 as shown first, and P(A) + P(Tie)/2 as shown second, averaged.
+    let s = Server::start();
+    s.mount(chat().respond_with(ResponseTemplate::new(200).set_body_json(response)));
+    let judge = Judge::new(s.config()).unwrap();
+    let run = judge.judge_pairs(&pairs(1), &|| {}).unwrap();
+    let j = &run.judgements[0];
+    assert_eq!(j.first_as_a.soft, Some(soft));
+    let want = 0.5 * ((soft.b + 0.5 * soft.tie) + (soft.a + 0.5 * soft.tie));
+    assert!((j.soft.unwrap() - want).abs() < 1e-12);
+}
+
+/// Catches a client that ignores its settings: on, the body carries the verdict's JSON schema
+/// and asks for logprobs; off, neither.
+#[test]
+fn response_format_and_logprobs_are_sent_as_configured() {
+    for on in [true, false] {
+        let s = Server::start();
+        s.mount(chat().respond_with(completion(r#"{"verdict": "A"}"#)));
+        let cfg = JudgeConfig {
+            structured: on,
+            soft: on,
+            ..s.config()
+        };
+        Judge::new(cfg)
+            .unwrap()
+            .judge_pairs(&pairs(1), &|| {})
+            .unwrap();
+        for r in s.requests() {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            let schema = &body["response_format"]["json_schema"]["schema"];
+            assert_eq!(
+                schema["properties"]["verdict"]["enum"] == serde_json::json!(["A", "B", "Tie"]),
+                on,
+                "{body}"
+            );
+            assert_eq!(body["logprobs"] == serde_json::json!(true), on, "{body}");
+        }
+    }
+}
+
+/// Catches a client that fails every request on an endpoint without structured output (or
+/// keeps sending what it refused, or says so once per request), and a cache keyed on the body
+/// as sent after the fallback (a rerun would then miss it).
+#[test]
+fn a_refused_response_format_is_dropped_said_once_and_cached_as_asked() {
+    use wiremock::matchers::body_string_contains;
+    let s = Server::start();
+    s.mount(
+        chat()
+            .and(body_string_contains("response_format"))
+            .respond_with(
+                ResponseTemplate::new(400)
+                    .set_body_string(r#"{"error": "response_format is not supported"}"#),
+            )
+            .with_priority(1),
+    );
+    s.mount(chat().respond_with(PrefersTrue));
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = JudgeConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        concurrency: 1,
+        ..s.config()
+    };
+    let judge = Judge::new(cfg.clone()).unwrap();
+    let run = judge.judge_pairs(&pairs(4), &|| {}).unwrap();
+    assert!(
+        run.judgements.iter().all(|j| j.verdict.is_some()),
+        "{run:?}"
+    );
+    let notes = judge.fallbacks();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("response_format"), "{notes:?}");
+    let refused = s
+        .requests()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("response_format"))
+        .count();
+    assert_eq!(refused, 1, "one refusal, then requests without it");
+    // logprobs were not refused: still asked for.
+    let last: serde_json::Value =
+        serde_json::from_slice(&s.requests().last().unwrap().body).unwrap();
+    assert_eq!(last["logprobs"], serde_json::json!(true));
+    let again = Judge::new(cfg)
+        .unwrap()
+        .judge_pairs(&pairs(4), &|| {})
+        .unwrap();
+    assert_eq!((again.requests_sent, again.cache_hits), (0, 8));
+}
+
+/// Catches an exam whose answers are mapped back to the wrong order, or a card that reads a
+/// judge that always answers A as accurate: through the client, such a judge gets position bias
+/// 1, single-order accuracy 0.5, only ties when its two orders are combined, and fails.
+#[test]
+fn a_judge_that_always_answers_a_fails_the_exam() {
+    use fpo_eval::judge_exam::{Card, exam};
+    let data = std::env::var_os("FPO_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets"));
+    let items = fpo_eval::truthfulqa::items(&data, Some(24), &[]).unwrap();
+    let exam = exam(&items);
+    let s = Server::start();
+    s.mount(chat().respond_with(completion(r#"{"verdict": "A", "reason": "first"}"#)));
+    let judge = Judge::new(s.config()).unwrap();
+    let run = judge
+        .judge_pairs(&fpo_judge::exam::pairs(&exam), &|| {})
+        .unwrap();
+    let answers = fpo_judge::exam::answers(&exam, &run.judgements);
+    let card = Card::of("always A", &answers, 0.95);
+    let o = &card.overall;
+    assert_eq!(o.questions, exam.len());
+    assert_eq!(o.position_bias.share, Some(1.0));
+    assert_eq!(o.accuracy.share, Some(0.5));
+    assert_eq!(o.combined_accuracy.share, Some(0.0));
+    assert_eq!(
+        o.swap_consistency.share,
+        Some(0.0),
+        "only ties when combined"
+    );
+    assert!(!card.passed);
+    // What the judge is shown: the held-out answers as A and B, never among the references.
+    for p in fpo_judge::exam::pairs(&exam) {
+        assert!(!p.correct_answers.contains(&p.first), "{p:?}");
+        assert!(!p.incorrect_answers.contains(&p.second), "{p:?}");
+    }
+}

@@ -109,6 +109,10 @@ pub enum Command {
     Score(ScoreArgs),
     /// Evaluate one model (base, or with LoRA adapters) on one suite, without training.
     Eval(EvalArgs),
+    /// The judges' exam: TruthfulQA questions with a correct and an incorrect reference answer
+    /// held out, asked in both orders; prints each judge's report card (the offline judge, and
+    /// the LLM judge of `--judge`).
+    JudgeCheck(JudgeCheckArgs),
     /// Run every suite of experiments/reproduce.toml under one profile.
     Reproduce {
         /// Size of the runs.
@@ -215,6 +219,22 @@ pub struct JudgeArgs {
     /// LLM suites: ask the judge again for cached replies that hold no verdict.
     #[arg(long)]
     pub retry_errors: bool,
+}
+
+/// Options of `fpo judge-check`.
+#[derive(Debug, Args)]
+pub struct JudgeCheckArgs {
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+    /// Only N questions, spread evenly over the data set (default: all 817).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Confidence level of the intervals.
+    #[arg(long, default_value_t = 0.95)]
+    pub level: f64,
+    /// Print the cards as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `fpo sweep`.

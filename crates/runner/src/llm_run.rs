@@ -302,12 +302,19 @@ fn evaluate(
         pressured: &scored.pressured,
         tasks: &tasks,
     };
+    if !scored.exam.is_empty() {
+        let exam = &scored.exam;
+        let pairs = if judge.is_some() { exam.len() } else { 0 };
+        let bar = Cleared(progress(pairs as u64, "pairs", "judge: the exam"));
+        ev.judge_cards = judging.examine(exam, &scored.offline_exam, &|| bar.0.inc(1))?;
+    }
     let seeds = &resolved.run.seeds.0;
     judging.judge_run(&mut ev, answers, seeds, &mut |label, pairs| {
         let bar = Cleared(progress(pairs as u64, "pairs", label));
         Box::new(move || bar.0.inc(1))
     })?;
-    if judge.is_some() {
+    if let Some((judge, _)) = &judge {
+        judging.usage.fallbacks = judge.fallbacks();
         ev.judge = Some(judging.usage);
     }
     Ok(ev)

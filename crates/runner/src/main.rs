@@ -6,6 +6,7 @@
 mod cli;
 mod doctor;
 mod eval_cli;
+mod judge_check;
 mod llm_cli;
 mod llm_run;
 mod output;
@@ -72,6 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => llm_cli::generate(args)?,
         Command::Score(args) => llm_cli::score(args)?,
         Command::Eval(args) => println!("{}", eval_cli::run(args)?.display()),
+        Command::JudgeCheck(args) => judge_check::run(args)?,
         Command::Sweep(args) => println!("{}", sweep::sweep(args)?),
         Command::Merge {
             dir,

@@ -145,11 +145,18 @@ fn the_adversarial_suite_reuses_training_and_judges_with_an_llm() {
         "an order-blind judge is consistent"
     );
     assert_eq!(ev["pressure_comparisons"].as_array().unwrap().len(), 6);
-    assert_eq!(ev["judge"]["pairs"], 12);
+    // Before them, the judges' exam: one pair per question (3), in both orders; a card for the
+    // offline judge and one for the LLM judge.
+    let cards = ev["judge_cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 2);
+    assert_eq!(cards[1]["judge"], comps[1]["judge"]);
+    assert_eq!(cards[1]["overall"]["questions"], 3);
+    assert!(adv.join("eval/judge/exam.jsonl").is_file());
+    assert_eq!(ev["judge"]["pairs"], 12 + 3);
     // Models that answer alike (three smoke iterations barely move the adapters) ask the same
     // prompts: those come from the cache within the run already.
     let sent = ev["judge"]["requests_sent"].as_u64().unwrap();
-    assert_eq!(sent + ev["judge"]["cache_hits"].as_u64().unwrap(), 24);
+    assert_eq!(sent + ev["judge"]["cache_hits"].as_u64().unwrap(), 30);
     assert!(sent > 0);
     assert_eq!(
         rt.block_on(server.received_requests()).unwrap().len() as u64,
@@ -173,7 +180,7 @@ fn the_adversarial_suite_reuses_training_and_judges_with_an_llm() {
     ok(adversarial(&again));
     let ev2 = json(&again.join("summary.json"))["evaluation"].clone();
     assert_eq!(ev2["judge"]["requests_sent"], 0);
-    assert_eq!(ev2["judge"]["cache_hits"], 24);
+    assert_eq!(ev2["judge"]["cache_hits"], 30);
     assert_eq!(
         rt.block_on(server.received_requests()).unwrap().len() as u64,
         sent

@@ -15,8 +15,8 @@ use crate::toy::linear::LinearToyConfig;
 use crate::toy::nn::NnToyConfig;
 use fpo_model::BackendKind;
 
-pub use paths::data_dir;
-use paths::judge_cache_dir;
+pub use paths::{data_dir, judge_cache_dir};
+
 pub use schema::*;
 use toml_doc::{apply_profile, read_toml, set_key, typed, with_base};
 

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use fpo_eval::evaluation::{Evaluation, score_across_seeds, score_mc};
-use fpo_eval::generation::{AnswerScores, references, summarize_answers};
+use fpo_eval::generation::{AnswerScores, OFFLINE_MARGIN, references, summarize_answers};
+use fpo_eval::judge_exam::{ExamAnswer, ExamQuestion, exam, offline_answers};
 use fpo_eval::lm::Embedder;
 use fpo_eval::suite::{
     AnswersSuite, ChatAndEmbedder, ChatOrEmbedError, GenTaskSuite, McSuite, McTaskSuite,
@@ -114,6 +115,10 @@ pub struct Scored {
     pub pressured: BTreeMap<String, Vec<AnswerScores>>,
     /// Each generation task's answers per model, as the pairwise judges take them.
     pub task_answers: BTreeMap<String, BTreeMap<String, Vec<AnswerScores>>>,
+    /// The exam the judges sit (from the questions' held-out references), with greedy answers.
+    pub exam: Vec<ExamQuestion>,
+    /// The offline judge's answers to it (`eval/exam/offline.jsonl`).
+    pub offline_exam: Vec<ExamAnswer>,
 }
 
 fn task_error<E: std::error::Error + Into<Error>>(e: fpo_eval::task::mc::ScoreError<E>) -> Error {
@@ -299,6 +304,17 @@ pub fn reference_embeddings(
         .collect::<std::result::Result<_, _>>()?)
 }
 
+/// The offline judge's answers to `exam`, built from `items`, their references embedded with
+/// `encoder`.
+pub fn offline_exam(
+    encoder: &SentenceEncoder,
+    items: &[Item],
+    exam: &[ExamQuestion],
+) -> Result<Vec<ExamAnswer>> {
+    let emb = reference_embeddings(encoder, items)?;
+    Ok(offline_answers(exam, items, &emb, OFFLINE_MARGIN))
+}
+
 /// Greedy answers to the suite's messages under `model` (+ `adapters`), scored against the
 /// references with `encoder`.
 pub fn answers(
@@ -475,5 +491,21 @@ pub fn score_models(
         .map(|(name, rows)| (name.clone(), summarize_answers(rows, level)))
         .collect();
     score_across_seeds(ev, &trained, level);
+    if m.answers {
+        // The offline judge's exam: the references' embeddings, already there when a model's
+        // answers were scored here; a run whose records are all there embeds nothing.
+        out.exam = exam(items);
+        out.offline_exam = cached(
+            &dir.join("eval").join("exam"),
+            "offline.jsonl",
+            out.exam.len(),
+            || {
+                Ok(match ref_embeddings.get() {
+                    Some(emb) => offline_answers(&out.exam, items, emb, OFFLINE_MARGIN),
+                    None => offline_exam(weights.get()?.1, items, &out.exam)?,
+                })
+            },
+        )?;
+    }
     Ok(out)
 }
