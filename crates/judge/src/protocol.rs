@@ -163,19 +163,16 @@ pub fn soft_verdict(tokens: &Value) -> Option<Soft> {
     })
 }
 
-/// Whether a refused request names one of the features: `(structured, soft)` to turn off.
-/// A refusal that names neither turns off both (the one retry without them tells).
+/// The features a refusal's message names, among those sent: the ones to turn off. A refusal
+/// that names neither is a client error like any other (not retried).
 pub fn refused(f: Features, message: &str) -> Features {
     let m = message.to_ascii_lowercase();
-    let soft = f.soft && m.contains("logprob");
-    let structured = f.structured
-        && ["response_format", "json_schema", "schema", "grammar"]
-            .iter()
-            .any(|k| m.contains(k));
-    if soft || structured {
-        Features { structured, soft }
-    } else {
-        f
+    Features {
+        structured: f.structured
+            && ["response_format", "json_schema", "schema", "grammar"]
+                .iter()
+                .any(|k| m.contains(k)),
+        soft: f.soft && m.contains("logprob"),
     }
 }
 
@@ -253,6 +250,12 @@ mod tests {
                 soft: false
             }
         );
-        assert_eq!(off("bad request"), both);
+        assert_eq!(
+            off("bad model"),
+            Features {
+                structured: false,
+                soft: false
+            }
+        );
     }
 }

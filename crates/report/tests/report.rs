@@ -160,6 +160,16 @@ fn judged() -> serde_json::Value {
     w
 }
 
+/// A judge's exam card: `passed` or not, with one Type.
+fn card(judge: &str, passed: bool) -> serde_json::Value {
+    let share = |k: usize, n: usize| serde_json::json!({"k": k, "n": n, "share": k as f64 / n as f64, "ci_low": 0.1, "ci_high": 0.9});
+    let figures = serde_json::json!({"questions": 10, "accuracy": share(if passed { 18 } else { 10 }, 20),
+        "combined_accuracy": share(5, 10), "position_bias": share(10, 16), "swap_consistency": share(6, 10),
+        "tie_rate": share(4, 20), "error_rate": share(0, 20),
+        "soft": {"n": 10, "mean": 0.61, "sd": 0.1, "ci_low": 0.55, "ci_high": 0.67, "level": 0.95}});
+    serde_json::json!({"judge": judge, "overall": figures, "by_type": {"Adversarial": figures}, "passed": passed})
+}
+
 fn llm_run(dir: &Path, text: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let config =
@@ -196,7 +206,9 @@ fn llm_run(dir: &Path, text: &str) {
                             {"first": "standard-seed0", "second": "relaxed-seed0", "judge": "llm: <m> at host/v1 (both orders)",
                              "overall": judged(), "by_type": {"Adversarial": judged()},
                              "by_category": {"Law <&>": judged()}, "similar_length": judged(),
-                             "swap_consistency": wtl()["second"]}],
+                             "swap_consistency": wtl()["second"],
+                             "soft": {"n": 11, "mean": 0.58, "sd": 0.1, "ci_low": 0.52, "ci_high": 0.64, "level": 0.95}}],
+            "judge_cards": [card("offline <judge>", true), card("llm: <m> at host/v1 (both orders)", false)],
             "judge": {"label": "llm: <m> at host/v1 (both orders)", "pairs": 10, "requests_sent": 21, "cache_hits": 0, "errors": 1},
             "types": ["Adversarial"],
             "across_seeds": {"relaxed": {"seeds": 1, "mc1": stat(0.3), "mc2": stat(0.4), "acc": null, "words": stat(40.0)}},
@@ -265,6 +277,11 @@ fn llm_report_plots_the_loop_and_escapes_model_outputs() {
         "judge label escaped"
     );
     assert!(html.contains("21 requests sent"));
+    // The judges' cards, the failed judge's comparison flagged (and only its), soft preferences.
+    assert!(html.contains("<h3>The judges' exam</h3>"));
+    assert_eq!(html.matches("failed its exam: accuracy 0.500").count(), 1);
+    assert!(html.contains("soft preference for the second (the judge's probability"));
+    assert!(html.contains("0.580 <span class=\"meta\">[0.520, 0.640]</span> over 11 questions"));
     assert!(html.contains("Variants over seeds"));
     assert!(html.contains("MC2 minus base") && html.contains("MC2, Non-Adversarial"));
     assert!(

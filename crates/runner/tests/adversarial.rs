@@ -208,8 +208,9 @@ fn the_adversarial_suite_reuses_training_and_judges_with_an_llm() {
         json(&tqa.join("summary.json"))["evaluation"]["mc"]
     );
     assert_eq!(
-        ev3["judge"]["pairs"], 4,
-        "standard vs relaxed on the 4 smoke questions"
+        ev3["judge"]["pairs"],
+        4 + 4,
+        "the exam on the 4 smoke questions, then standard vs relaxed on them"
     );
 }
 
