@@ -252,13 +252,24 @@ impl SentenceEncoder {
         max_len: usize,
         batch: usize,
     ) -> Result<Vec<Vec<f32>>, LlmError> {
+        self.embed_pooled(texts, max_len, batch, self.normalize)
+    }
+
+    /// [`Self::embed`], L2-normalised when `normalize` says so, whatever the folder asks.
+    pub fn embed_pooled(
+        &self,
+        texts: &[&str],
+        max_len: usize,
+        batch: usize,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>, LlmError> {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(batch.max(1)) {
             let ids = chunk
                 .iter()
                 .map(|t| self.encode(t, max_len))
                 .collect::<Result<Vec<_>, _>>()?;
-            let pooled = self.pool(&ids);
+            let pooled = self.pool(&ids, normalize);
             let vals = crate::backend::host_f32(pooled);
             out.extend(vals.chunks(self.hidden).map(<[f32]>::to_vec));
         }
@@ -277,7 +288,7 @@ impl SentenceEncoder {
     }
 
     /// Pooled embeddings `[batch, hidden]` of right-padded token ids.
-    fn pool(&self, ids: &[Vec<u32>]) -> Tensor<2> {
+    fn pool(&self, ids: &[Vec<u32>], normalize: bool) -> Tensor<2> {
         let (b, t, h) = (
             ids.len(),
             ids.iter().map(Vec::len).max().unwrap_or(1),
@@ -328,7 +339,7 @@ impl SentenceEncoder {
         let summed = (x * m).sum_dim(1).reshape([b, h]);
         let counts = mask.sum_dim(1).clamp_min(1e-9);
         let pooled = summed / counts;
-        if self.normalize {
+        if normalize {
             let norm = pooled.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
             pooled / norm
         } else {

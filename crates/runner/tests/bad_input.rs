@@ -78,6 +78,24 @@ fn an_unknown_profile_is_refused_and_the_known_ones_named() {
     );
 }
 
+/// The reward model's scale settings out of range, named by key before any work.
+#[test]
+fn reward_model_scale_settings_out_of_range_are_refused() {
+    for (set, key) in [
+        ("train.rm.feature_scale=0", "train.rm.feature_scale"),
+        ("train.rm.feature_scale=nan", "train.rm.feature_scale"),
+        ("train.rm.head_steps=0", "train.rm.head_steps"),
+        ("train.rm.features=cubed", "train.rm.features"),
+        ("train.rm.backbone=deberta", "train.rm.backbone"),
+    ] {
+        assert_rejected(
+            Some(&shipped("truthfulqa.toml")),
+            &["--profile", "smoke", "--set", set],
+            key,
+        );
+    }
+}
+
 /// `--retry-errors` with no judge to ask.
 #[test]
 fn retry_errors_without_a_judge_is_refused() {

@@ -314,3 +314,76 @@ fn variants_trained_together_equal_each_trained_alone() {
         assert_eq!(all["outcomes"][k], summary(&alone)["outcomes"][0], "{v}");
     }
 }
+
+/// Catches reward-model scale settings that do not reach what they claim to: `feature_scale`
+/// multiplies every feature, so the gradient term `∇r(y)·(∇r(y) - ∇r(ref))` of the first
+/// iteration with a winner other than the reference (a zero head: every reward 0, the same
+/// winner) is exactly 4 times larger at scale 2 (a power of two scales f32 and f64 exactly); `head_steps` moves the head further on the same
+/// pairs; raw features are not the normalised ones; the base model's hidden states are.
+#[test]
+fn the_reward_models_scale_settings_reach_its_features_and_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| -> Vec<Value> {
+        let out = tmp.path().join(name);
+        let mut args = vec![
+            "--set",
+            "train.iterations=3",
+            "--set",
+            "train.rm.init=untrained",
+            "--set",
+            "eval.metrics=[]",
+            "--set",
+            "eval.tasks=[]",
+        ];
+        args.extend_from_slice(extra);
+        let o = command(&out, &args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "fpo run {extra:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        log_without_seconds(&out.join("relaxed-seed0"))
+    };
+    let base = run("base", &[]);
+    // The first iteration whose winner is not the reference itself (then every term is 0). The
+    // head is still zero there (a zero gradient moved nothing), so every reward is 0 and the
+    // winner is the same at any scale: every penalty scales by s².
+    let i = base
+        .iter()
+        .position(|l| l["grad_term"].as_f64().unwrap() != 0.0)
+        .expect("a winner other than the reference");
+    let term = |log: &[Value]| log[i]["grad_term"].as_f64().unwrap();
+    let scaled = run("scaled", &["--set", "train.rm.feature_scale=2"]);
+    assert_eq!(scaled[i]["winner"], base[i]["winner"]);
+    assert!(
+        (term(&scaled) - 4.0 * term(&base)).abs() <= 1e-12 * term(&base).abs(),
+        "{} vs 4 x {}",
+        term(&scaled),
+        term(&base)
+    );
+    let follower = |log: &[Value]| log[i]["follower"]["delta_margin"].as_f64().unwrap();
+    let stepped = run("stepped", &["--set", "train.rm.head_steps=3"]);
+    assert_eq!(term(&stepped), term(&base), "the same features");
+    assert!(
+        follower(&stepped).abs() > follower(&base).abs(),
+        "three steps move the head further: {} vs {}",
+        follower(&stepped),
+        follower(&base)
+    );
+    let raw = run("raw", &["--set", "train.rm.features=raw"]);
+    assert!(
+        (term(&raw) - term(&base)).abs() > 1e-6 * term(&base).abs(),
+        "raw features are not the normalised ones"
+    );
+    // Features from the policy's base model: its hidden size (SmolLM2-135M: 576, MiniLM: 384).
+    let width = |name: &str| {
+        let head =
+            std::fs::read_to_string(tmp.path().join(name).join("relaxed-seed0/head.json")).unwrap();
+        serde_json::from_str::<Value>(&head).unwrap()["w"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    run("base-mean", &["--set", "train.rm.backbone=base-mean"]);
+    assert_eq!((width("base"), width("base-mean")), (384, 576));
+}

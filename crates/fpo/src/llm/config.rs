@@ -59,6 +59,14 @@ fn default_weight_decay() -> f64 {
     0.01
 }
 
+fn one() -> f64 {
+    1.0
+}
+
+fn one_step() -> usize {
+    1
+}
+
 fn yes() -> bool {
     true
 }
@@ -96,6 +104,32 @@ pub enum RmInput {
 
 pub use fpo_rundir::llm::RmInit;
 
+/// What the reward model's features are read from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RmBackbone {
+    /// The sentence encoder (`encoder`; MiniLM by default): mean-pooled.
+    #[default]
+    Encoder,
+    /// The policy's base model (an RM initialised from the policy's base, as is common
+    /// practice): its final hidden states, mean-pooled over the RM's text.
+    BaseMean,
+    /// The policy's base model: the final hidden state of the RM's text's last token.
+    BaseLast,
+}
+
+/// How the reward model's features come out of the encoder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RmFeatures {
+    /// Mean-pooled and L2-normalised (MiniLM's own setting, and the default).
+    #[default]
+    Normalised,
+    /// Mean-pooled, not normalised: their norms vary with the text, and so does the reward's
+    /// scale.
+    Raw,
+}
+
 /// The reward model: a frozen sentence encoder and a trainable linear head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,8 +140,23 @@ pub struct RmConfig {
     pub max_tokens: usize,
     /// What the RM reads.
     pub input: RmInput,
+    /// The sentence encoder's features, or the policy's base model's hidden states.
+    #[serde(default)]
+    pub backbone: RmBackbone,
+    /// Normalised or raw features.
+    #[serde(default)]
+    pub features: RmFeatures,
+    /// Every feature is multiplied by this before the head reads it: with `r = w·(sφ) + b`, the
+    /// reward's spread and `∇_w r = sφ` both scale with `s`, and so do the follower's response and
+    /// the penalties built on them.
+    #[serde(default = "one")]
+    pub feature_scale: f64,
     /// AdamW learning rate of the head in the loop.
     pub lr: f64,
+    /// AdamW steps of the head per update: the first on the accumulated gradient, each further
+    /// one on the gradient of the same pairs' BCE at the head as it then is.
+    #[serde(default = "one_step")]
+    pub head_steps: usize,
     /// AdamW weight decay of the head.
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
@@ -201,6 +250,13 @@ impl TrainConfig {
         check_positive("train.policy_lr", self.policy_lr)?;
         check_non_negative("train.policy_weight_decay", self.policy_weight_decay)?;
         check_positive("train.rm.lr", self.rm.lr)?;
+        check_positive("train.rm.feature_scale", self.rm.feature_scale)?;
+        if !(1..=1000).contains(&self.rm.head_steps) {
+            return Err(invalid(
+                "train.rm.head_steps",
+                format!("must be in 1..=1000, got {}", self.rm.head_steps),
+            ));
+        }
         check_non_negative("train.rm.weight_decay", self.rm.weight_decay)?;
         self.lora
             .check()

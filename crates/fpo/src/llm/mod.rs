@@ -20,5 +20,7 @@ pub mod reuse;
 pub mod select;
 pub mod train;
 
-pub use config::{OracleConfig, ProbeConfig, RmConfig, RmInit, RmInput, TrainConfig};
+pub use config::{
+    OracleConfig, ProbeConfig, RmBackbone, RmConfig, RmFeatures, RmInit, RmInput, TrainConfig,
+};
 pub use train::{FollowerResponse, HeadFit, IterationLog, Pipeline, ProbeRow, VariantOutcome};

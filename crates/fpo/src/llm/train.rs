@@ -35,7 +35,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::{self, CheckpointState, ckpt_err, io, read_log, write_atomic};
-use super::config::{RmInit, RmInput, TrainConfig};
+use super::config::{RmBackbone, RmFeatures, RmInit, RmInput, TrainConfig};
 use super::data::{Pair, Prompt, PromptSplit, read_pairs, read_prompts};
 use super::select::{self, Candidate, Reference};
 use crate::penalty::{Penalty, Variant, grad_term, sigmoid};
@@ -82,6 +82,8 @@ struct State {
     head_grad: Vec<f64>,
     /// `(winner, reference)` features of the iterations whose gradients `head_grad` holds.
     pending: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Their BCE labels `σ(U_win - U_ref)` (for `head_steps` past the first).
+    pending_labels: Vec<f64>,
 }
 
 /// One variant's run in progress: its state, log, probe and this process's timings.
@@ -222,16 +224,53 @@ impl Pipeline {
         }
     }
 
+    /// The RM's features of `texts`: pooled by the encoder or from the base model's hidden
+    /// states (`[train.rm] backbone`), normalised or raw, scaled (`features`, `feature_scale`).
+    /// The warm start, the loop and the probe all read features through here.
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        Ok(self
-            .encoder
-            .embed(&refs, self.cfg.rm.max_tokens, ENCODER_BATCH)?)
+        let rm = &self.cfg.rm;
+        let normalise = rm.features == RmFeatures::Normalised;
+        let mut phi = match rm.backbone {
+            RmBackbone::Encoder => {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                self.encoder
+                    .embed_pooled(&refs, rm.max_tokens, ENCODER_BATCH, normalise)?
+            }
+            backbone => {
+                let m = &self.inference;
+                let seqs = texts
+                    .iter()
+                    .map(|t| {
+                        let mut ids = m.tokenizer.encode(t, false)?;
+                        ids.truncate(rm.max_tokens);
+                        Ok(ids)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let mut phi = m
+                    .model
+                    .pooled_hidden(&seqs, backbone == RmBackbone::BaseLast);
+                if normalise {
+                    for p in &mut phi {
+                        let norm = p.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                        p.iter_mut().for_each(|x| *x /= norm);
+                    }
+                }
+                phi
+            }
+        };
+        if rm.feature_scale != 1.0 {
+            let s = rm.feature_scale as f32;
+            phi.iter_mut().flatten().for_each(|x| *x *= s);
+        }
+        Ok(phi)
     }
 
     /// Fits the head (Bradley-Terry) on the preference pairs, or starts it at zero.
     fn fit_head(&mut self) -> Result<()> {
-        let dim = self.encoder.dim();
+        let dim = match self.cfg.rm.backbone {
+            RmBackbone::Encoder => self.encoder.dim(),
+            _ => self.inference.config.hidden_size,
+        };
         let rm = &self.cfg.rm;
         if rm.init == RmInit::Untrained {
             self.head = LinearHead::zeros(dim);
@@ -311,6 +350,7 @@ impl Pipeline {
             head_optimizer: AdamW::new(dim + 1, self.cfg.rm.weight_decay),
             head_grad: vec![0.0; dim + 1],
             pending: Vec::new(),
+            pending_labels: Vec::new(),
         })
     }
 
@@ -638,6 +678,7 @@ impl Pipeline {
             *a += g / accum;
         }
         st.pending.push((phi[wi].clone(), phi[0].clone()));
+        st.pending_labels.push(label);
         lap.mark("selection and RM update");
 
         // Policy update: NLL of the winner's whole sequence through the adapters.
@@ -666,8 +707,24 @@ impl Pipeline {
             let before = st.head.clone();
             st.head_optimizer.step(&mut st.head, &hg, cfg.rm.lr);
             let pending = std::mem::take(&mut st.pending);
+            let labels = std::mem::take(&mut st.pending_labels);
+            for _ in 1..cfg.rm.head_steps {
+                // The same pairs' BCE at the head as it now is, scaled as the accumulation was.
+                let mut g = vec![0.0; hg.len()];
+                for ((win, reference), &label) in pending.iter().zip(&labels) {
+                    let (_, gi) = bce(&st.head, win, reference, label);
+                    g.iter_mut().zip(&gi).for_each(|(a, b)| *a += b / accum);
+                }
+                st.head_optimizer.step(&mut st.head, &g, cfg.rm.lr);
+            }
+            // The first-order prediction of `head_steps` plain steps on the first gradient.
+            let steps = cfg.rm.head_steps as f64;
             follower = Some(follower_response(
-                &before, &st.head, &pending, &hg, cfg.rm.lr,
+                &before,
+                &st.head,
+                &pending,
+                &hg,
+                cfg.rm.lr * steps,
             ));
         }
         lap.mark("policy step");
@@ -744,6 +801,7 @@ impl Pipeline {
             head_optimizer: saved.head_optimizer,
             head_grad: vec![0.0; dim + 1],
             pending: Vec::new(),
+            pending_labels: Vec::new(),
         }))
     }
 }

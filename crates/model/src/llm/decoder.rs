@@ -343,6 +343,32 @@ impl Llama {
         self.run(input, cache, adapters, None, self.quantized.as_deref())
     }
 
+    /// Pooled final hidden states (after the last RMSNorm) of each sequence, without gradients
+    /// and without adapters: the mean over its tokens, or (`last`) its last token's. One pass
+    /// per sequence, unpadded; an empty sequence pools to zeros.
+    pub fn pooled_hidden(&self, seqs: &[Vec<u32>], last: bool) -> Vec<Vec<f32>> {
+        let h = self.config.hidden_size;
+        seqs.iter()
+            .map(|ids| {
+                if ids.is_empty() {
+                    return vec![0.0; h];
+                }
+                let n = ids.len();
+                let hidden = self.forward_inference(&Input::single(ids, 0), None, None);
+                let rows = crate::backend::host_f32(hidden.reshape([n, h]));
+                if last {
+                    return rows[(n - 1) * h..].to_vec();
+                }
+                let mut mean = vec![0.0f32; h];
+                for row in rows.chunks(h) {
+                    mean.iter_mut().zip(row).for_each(|(m, x)| *m += x);
+                }
+                mean.iter_mut().for_each(|m| *m /= n as f32);
+                mean
+            })
+            .collect()
+    }
+
     /// Whether continuation scoring runs on the host kernels ([`HostDecoder::pass_packed`])
     /// rather than through burn's f32 gemm: on a model with quantised blocks, on the AVX2 path.
     /// Chosen by measurement (TruthfulQA MC, 100 questions, 2 threads): on this AVX-512
