@@ -349,6 +349,17 @@ pub enum Verdict {
     Tie,
 }
 
+impl Verdict {
+    /// The same verdict about the two answers shown in the other order.
+    pub fn swapped(self) -> Self {
+        match self {
+            Self::First => Self::Second,
+            Self::Second => Self::First,
+            Self::Tie => Self::Tie,
+        }
+    }
+}
+
 /// The offline judge: the answer whose similarity to the correct references exceeds its
 /// similarity to the incorrect ones by more (`cos_diff`) wins, unless the two differ by at most
 /// `margin` (a tie). Not an LLM judge: results carry the label [`OFFLINE_JUDGE`].

@@ -188,11 +188,7 @@ impl CardFigures {
             }
             if let (Some(p), Some(q)) = (x.correct_as_a, x.incorrect_as_a) {
                 both += 1;
-                let q_back = match q {
-                    Verdict::First => Verdict::Second,
-                    Verdict::Second => Verdict::First,
-                    Verdict::Tie => Verdict::Tie,
-                };
+                let q_back = q.swapped();
                 agree += usize::from(p == q_back);
                 both_right += usize::from(p == Verdict::First && q_back == Verdict::First);
             }

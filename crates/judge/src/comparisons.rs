@@ -61,10 +61,8 @@ impl Judging<'_> {
     ) -> Result<Vec<Card>, JudgeError> {
         let mut cards = vec![Card::of(OFFLINE_JUDGE, offline, self.level)];
         if let Some((judge, label)) = self.judge {
-            let pairs = crate::exam::pairs(exam);
-            let run = judge.judge_pairs(&pairs, on_pair)?;
+            let (run, answers) = crate::exam::sit(judge, exam, on_pair)?;
             self.record(&run, "exam")?;
-            let answers = crate::exam::answers(exam, &run.judgements);
             cards.push(Card::of(label, &answers, self.level));
         }
         Ok(cards)

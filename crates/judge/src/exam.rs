@@ -3,7 +3,19 @@
 
 use fpo_eval::judge_exam::{ExamAnswer, ExamQuestion};
 
-use crate::{PairItem, PairJudgement};
+use crate::{Judge, JudgeError, JudgeRun, PairItem, PairJudgement};
+
+/// `judge` sits the exam: its verdicts on [`pairs`] (`on_pair` after each), and the answers in
+/// them.
+pub fn sit(
+    judge: &Judge,
+    exam: &[ExamQuestion],
+    on_pair: &(dyn Fn() + Sync),
+) -> Result<(JudgeRun, Vec<ExamAnswer>), JudgeError> {
+    let run = judge.judge_pairs(&pairs(exam), on_pair)?;
+    let answers = answers(exam, &run.judgements);
+    Ok((run, answers))
+}
 
 /// The exam as pairs: the held-out correct answer first, the held-out incorrect one second,
 /// with only the references the judge may be shown.

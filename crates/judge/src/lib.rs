@@ -188,11 +188,7 @@ pub struct PairJudgement {
 
 impl PairJudgement {
     fn combine(id: usize, first_as_a: OrderVerdict, second_as_a: OrderVerdict) -> Self {
-        let swapped = second_as_a.verdict.map(|v| match v {
-            Verdict::First => Verdict::Second,
-            Verdict::Second => Verdict::First,
-            Verdict::Tie => Verdict::Tie,
-        });
+        let swapped = second_as_a.verdict.map(Verdict::swapped);
         let (verdict, consistent) = match (first_as_a.verdict, swapped) {
             (Some(a), Some(b)) if a == b => (Some(a), Some(true)),
             (Some(_), Some(_)) => (Some(Verdict::Tie), Some(false)),
@@ -278,10 +274,8 @@ impl Shared {
         .to_string()
     }
 
-    /// Turns off the features an endpoint refused (`off`), saying so once per feature; whether
-    /// any was still on.
-    fn turn_off(&self, off: Features, why: &str) -> bool {
-        let mut changed = false;
+    /// Turns off the features an endpoint refused (`off`), saying so once per feature.
+    fn turn_off(&self, off: Features, why: &str) {
         for (on, flag, name) in [
             (
                 off.structured,
@@ -291,7 +285,6 @@ impl Shared {
             (off.soft, &self.soft, "logprobs (soft verdicts)"),
         ] {
             if on && flag.swap(false, Ordering::SeqCst) {
-                changed = true;
                 let note = format!(
                     "the judge at {} refused {name}: {why}; sending without it from now on",
                     self.url
@@ -300,7 +293,6 @@ impl Shared {
                 self.notes.lock().expect("notes").push(note);
             }
         }
-        changed
     }
 }
 
@@ -641,17 +633,12 @@ async fn request(
                 let text = resp.text().await.unwrap_or_default();
                 let excerpt: String = text.chars().take(200).collect();
                 last = format!("HTTP {status}: {excerpt}");
-                let refusal = matches!(status.as_u16(), 400 | 422)
-                    && (features.structured || features.soft)
-                    && shared.turn_off(
-                        protocol::refused(features, &text),
-                        &format!("HTTP {status}: {excerpt}"),
-                    );
-                // Another request may have turned the feature off meanwhile: ask again too.
-                if refusal
-                    || (matches!(status.as_u16(), 400 | 422) && shared.features() != features)
-                {
-                    continue;
+                if matches!(status.as_u16(), 400 | 422) {
+                    shared.turn_off(protocol::refused(features, &text), &last);
+                    // Turned off here, or by another request meanwhile: ask again without it.
+                    if shared.features() != features {
+                        continue;
+                    }
                 }
                 if status.as_u16() != 429 && !status.is_server_error() {
                     return Err((last, attempts));

@@ -5,7 +5,7 @@ use fpo::llm::evaluate::offline_exam;
 use fpo_eval::generation::OFFLINE_JUDGE;
 use fpo_eval::judge_exam::{Card, describe, exam};
 use fpo_eval::truthfulqa;
-use fpo_judge::{Judge, JudgeConfig};
+use fpo_judge::Judge;
 use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::{DEFAULT_ENCODER, models_dir};
 
@@ -14,6 +14,10 @@ use crate::output::{json, progress};
 
 /// Runs `fpo judge-check`; prints each judge's card (text, or JSON with `--json`).
 pub fn run(args: JudgeCheckArgs) -> anyhow::Result<()> {
+    // Bad flags are refused before any work.
+    let cfg =
+        fpo::experiment::resolve_judge(None, args.judge.judge.as_deref(), args.judge.retry_errors)
+            .map_err(|(flag, message)| BadFlag(format!("{flag}: {message}")))?;
     let data = fpo::experiment::data_dir(None).map_err(BadFlag)?;
     let items = truthfulqa::items(&data, args.limit, &[])?;
     let exam = exam(&items);
@@ -29,17 +33,12 @@ pub fn run(args: JudgeCheckArgs) -> anyhow::Result<()> {
         &offline_exam(&encoder, &items, &exam)?,
         args.level,
     )];
-    if let Some(url) = &args.judge.judge {
-        let cfg = JudgeConfig {
-            cache_dir: Some(fpo::experiment::judge_cache_dir()),
-            retry_errors: args.judge.retry_errors,
-            ..JudgeConfig::from_url(url)?
-        };
+    if let Some(cfg) = cfg {
         let label = cfg.label();
         let judge = Judge::new(cfg)?;
         let bar = progress(exam.len() as u64, "pairs", "judge: the exam");
         let start = std::time::Instant::now();
-        let run = judge.judge_pairs(&fpo_judge::exam::pairs(&exam), &|| bar.inc(1))?;
+        let (run, answers) = fpo_judge::exam::sit(&judge, &exam, &|| bar.inc(1))?;
         let seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
         eprintln!(
@@ -48,10 +47,6 @@ pub fn run(args: JudgeCheckArgs) -> anyhow::Result<()> {
             run.cache_hits,
             run.requests_sent as f64 / seconds
         );
-        for note in judge.fallbacks() {
-            eprintln!("{note}");
-        }
-        let answers = fpo_judge::exam::answers(&exam, &run.judgements);
         cards.push(Card::of(&label, &answers, args.level));
     }
     if args.json {

@@ -8,12 +8,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::judge::PrefersShorter;
+use common::judge::{Endpoint, PrefersShorter};
 use common::root;
 
 use serde_json::Value;
-use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer};
+use wiremock::matchers::header;
 
 fn fpo(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fpo"));
@@ -64,20 +63,12 @@ fn the_adversarial_suite_reuses_training_and_judges_with_an_llm() {
         tqa.to_str().unwrap(),
     ]));
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(MockServer::start());
     let secret = "sk-fpo-test-secret-4242";
-    rt.block_on(
-        Mock::given(method("POST"))
-            .and(path("/v1/chat/completions"))
-            .and(header("authorization", format!("Bearer {secret}").as_str()))
+    let endpoint = Endpoint::start(|m| {
+        m.and(header("authorization", format!("Bearer {secret}").as_str()))
             .respond_with(PrefersShorter)
-            .mount(&server),
-    );
-    let url = format!(
-        "openai+http://{}/v1?model=mock-judge&key_env=FPO_TEST_JUDGE_KEY",
-        server.address()
-    );
+    });
+    let url = endpoint.url("model=mock-judge&key_env=FPO_TEST_JUDGE_KEY");
     let cache = tmp.path().join("cache");
     // `experiment` reusing the truthfulqa run's variants, judged by the mock.
     let judged_run = |experiment: &str, out: &Path| {
@@ -158,10 +149,7 @@ fn the_adversarial_suite_reuses_training_and_judges_with_an_llm() {
     let sent = ev["judge"]["requests_sent"].as_u64().unwrap();
     assert_eq!(sent + ev["judge"]["cache_hits"].as_u64().unwrap(), 30);
     assert!(sent > 0);
-    assert_eq!(
-        rt.block_on(server.received_requests()).unwrap().len() as u64,
-        sent
-    );
+    assert_eq!(endpoint.requests() as u64, sent);
     assert!(
         adv.join("eval/judge/standard-seed0__relaxed-seed0.jsonl")
             .is_file()
@@ -181,10 +169,7 @@ fn the_adversarial_suite_reuses_training_and_judges_with_an_llm() {
     let ev2 = json(&again.join("summary.json"))["evaluation"].clone();
     assert_eq!(ev2["judge"]["requests_sent"], 0);
     assert_eq!(ev2["judge"]["cache_hits"], 30);
-    assert_eq!(
-        rt.block_on(server.received_requests()).unwrap().len() as u64,
-        sent
-    );
+    assert_eq!(endpoint.requests() as u64, sent);
     assert_eq!(ev2["comparisons"], ev["comparisons"]);
 
     // Judging a finished truthfulqa run later: its training and scores are reused, only the

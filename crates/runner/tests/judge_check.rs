@@ -5,27 +5,22 @@ mod common;
 
 use std::process::Command;
 
+use common::judge::Endpoint;
 use common::root;
 use serde_json::Value;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 /// Catches a judge-check that scores a judge that always answers A as accurate, prints no card
 /// for the offline judge, or asks the judge again for what its cache holds.
 #[test]
 fn judge_check_gives_each_judge_its_card() {
     let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(MockServer::start());
-    rt.block_on(
-        Mock::given(method("POST"))
-            .and(path("/v1/chat/completions"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "choices": [{"message": {"role": "assistant", "content": "{\"verdict\": \"A\", \"reason\": \"first\"}"}}]
-            })))
-            .mount(&server),
-    );
-    let judge = format!("openai+http://{}/v1?model=always-a", server.address());
+    let endpoint = Endpoint::start(|m| {
+        m.respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "choices": [{"message": {"role": "assistant", "content": "{\"verdict\": \"A\", \"reason\": \"first\"}"}}]
+        })))
+    });
+    let judge = endpoint.url("model=always-a");
     let check = || {
         let out = Command::new(env!("CARGO_BIN_EXE_fpo"))
             .current_dir(root())
@@ -54,12 +49,12 @@ fn judge_check_gives_each_judge_its_card() {
         stderr.contains(&format!("{} requests sent", 2 * questions)),
         "{stderr}"
     );
-    let sent = rt.block_on(server.received_requests()).unwrap().len();
+    let sent = endpoint.requests();
     let (again, stderr) = check();
     assert_eq!(
         again.as_array().unwrap()[1]["overall"]["accuracy"],
         *llm.get("accuracy").unwrap()
     );
     assert!(stderr.contains("0 requests sent"), "{stderr}");
-    assert_eq!(rt.block_on(server.received_requests()).unwrap().len(), sent);
+    assert_eq!(endpoint.requests(), sent);
 }

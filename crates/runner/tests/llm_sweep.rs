@@ -8,11 +8,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::judge::PrefersShorter;
+use common::judge::{Endpoint, PrefersShorter};
 use common::{files_under, root};
 use serde_json::Value;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer};
 
 fn fpo(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fpo"));
@@ -60,15 +58,8 @@ const GRID: [&str; 6] = [
 #[test]
 fn an_llm_sweep_merges_to_the_run_of_its_grid_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(MockServer::start());
-    rt.block_on(
-        Mock::given(method("POST"))
-            .and(path("/v1/chat/completions"))
-            .respond_with(PrefersShorter)
-            .mount(&server),
-    );
-    let judge = format!("openai+http://{}/v1?model=mock-judge", server.address());
+    let endpoint = Endpoint::start(|m| m.respond_with(PrefersShorter));
+    let judge = endpoint.url("model=mock-judge");
     let cache = tmp.path().join("cache");
 
     // One `fpo run` of 2 seeds x 3 variants, judged.
@@ -80,7 +71,7 @@ fn an_llm_sweep_merges_to_the_run_of_its_grid_byte_for_byte() {
     ok(run);
     // The cache's folder is part of the judge's settings (config.json); its replies are not.
     std::fs::remove_dir_all(&cache).unwrap();
-    let sent_by_run = rt.block_on(server.received_requests()).unwrap().len();
+    let sent_by_run = endpoint.requests();
     assert!(sent_by_run > 0);
 
     // The same grid as a sweep: the base model's cell, then the 6 (variant, seed) cells.
@@ -108,10 +99,7 @@ fn an_llm_sweep_merges_to_the_run_of_its_grid_byte_for_byte() {
         }
     }
     // No cell asked the judge: the comparisons need models of several cells.
-    assert_eq!(
-        rt.block_on(server.received_requests()).unwrap().len(),
-        sent_by_run
-    );
+    assert_eq!(endpoint.requests(), sent_by_run);
 
     // A missing cell is named, and nothing is written.
     let cell = sw.join("cells/relaxed-seed1");
@@ -138,7 +126,7 @@ fn an_llm_sweep_merges_to_the_run_of_its_grid_byte_for_byte() {
         .args(["--out", s(&merged)])
         .env("FPO_CACHE_DIR", &cache);
     ok(merge);
-    let sent_by_merge = rt.block_on(server.received_requests()).unwrap().len() - sent_by_run;
+    let sent_by_merge = endpoint.requests() - sent_by_run;
     assert_eq!(sent_by_merge, sent_by_run);
     let (ours, theirs) = (files_under(&merged), files_under(&single));
     assert_eq!(ours, theirs, "the same files");
@@ -178,10 +166,7 @@ fn an_llm_sweep_merges_to_the_run_of_its_grid_byte_for_byte() {
         .args(["--out", s(&again), "--reports", s(&reports)])
         .env("FPO_CACHE_DIR", &cache);
     let out = ok(merge);
-    assert_eq!(
-        rt.block_on(server.received_requests()).unwrap().len(),
-        2 * sent_by_run
-    );
+    assert_eq!(endpoint.requests(), 2 * sent_by_run);
     let ev = json(&again.join("summary.json"))["evaluation"].clone();
     assert_eq!(ev["judge"]["requests_sent"], 0);
     assert_eq!(ev["comparisons"], summary["evaluation"]["comparisons"]);

@@ -13,12 +13,54 @@ use crate::Variant;
 use crate::llm::data::resolve as resolve_path;
 use crate::toy::linear::LinearToyConfig;
 use crate::toy::nn::NnToyConfig;
+use fpo_eval::judge_config::JudgeConfig;
 use fpo_model::BackendKind;
 
-pub use paths::{data_dir, judge_cache_dir};
+pub use paths::data_dir;
+use paths::judge_cache_dir;
 
 pub use schema::*;
 use toml_doc::{apply_profile, read_toml, set_key, typed, with_base};
+
+/// The LLM judge of a run: the file's `[eval.judge]` (`file`), replaced by `--judge URL` when
+/// one is given, asked again for its failed replies with `--retry-errors`; its limits checked,
+/// its key's variable set, its reply cache `$FPO_CACHE_DIR/judge` unless the file names one.
+/// An error names the key or flag, with its message.
+pub fn resolve_judge(
+    file: Option<JudgeConfig>,
+    url: Option<&str>,
+    retry_errors: bool,
+) -> Result<Option<JudgeConfig>, (String, String)> {
+    let judge = match url {
+        Some(url) => {
+            Some(JudgeConfig::from_url(url).map_err(|e| ("--judge".to_owned(), e.to_string()))?)
+        }
+        None => file,
+    };
+    let Some(mut judge) = judge else {
+        if retry_errors {
+            return Err((
+                "--retry-errors".into(),
+                "there is no LLM judge to ask again (--judge URL or [eval.judge])".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    judge.retry_errors |= retry_errors;
+    judge.check().map_err(|m| ("eval.judge".to_owned(), m))?;
+    if let Some(var) = &judge.api_key_env
+        && std::env::var_os(var).is_none()
+    {
+        return Err((
+            "eval.judge.api_key_env".into(),
+            format!("the judge's API key: environment variable {var} is not set"),
+        ));
+    }
+    if judge.cache_dir.is_none() {
+        judge.cache_dir = Some(judge_cache_dir());
+    }
+    Ok(Some(judge))
+}
 
 /// Reads an experiment file: a toy suite, or a ladder over toy suites.
 pub fn load_experiment(
@@ -205,33 +247,12 @@ fn resolve(
                 ));
             }
             let mut eval = f.eval;
-            if let Some(url) = &overrides.judge {
-                eval.judge = Some(
-                    fpo_eval::judge_config::JudgeConfig::from_url(url)
-                        .map_err(|e| invalid("--judge".into(), e.to_string()))?,
-                );
-            }
-            if overrides.retry_errors && eval.judge.is_none() {
-                return Err(invalid(
-                    "--retry-errors".into(),
-                    "there is no LLM judge to ask again (--judge URL or [eval.judge])".into(),
-                ));
-            }
-            if let Some(judge) = &mut eval.judge {
-                judge.retry_errors |= overrides.retry_errors;
-                judge.check().map_err(|m| invalid("eval.judge".into(), m))?;
-                if let Some(var) = &judge.api_key_env
-                    && std::env::var_os(var).is_none()
-                {
-                    return Err(invalid(
-                        "eval.judge.api_key_env".into(),
-                        format!("the judge's API key: environment variable {var} is not set"),
-                    ));
-                }
-                if judge.cache_dir.is_none() {
-                    judge.cache_dir = Some(judge_cache_dir());
-                }
-            }
+            eval.judge = resolve_judge(
+                eval.judge,
+                overrides.judge.as_deref(),
+                overrides.retry_errors,
+            )
+            .map_err(|(key, message)| invalid(key, message))?;
             // Inputs are checked before any run directory exists.
             let data_hint = format!(
                 "relative paths are read from the data folder {}; FPO_DATA_DIR sets another",

@@ -32,7 +32,7 @@ pub fn data_dir(near: Option<&Path>) -> Result<PathBuf, String> {
 }
 
 /// The judge's reply cache: `$FPO_CACHE_DIR/judge`, else `~/.cache/fpo/judge`.
-pub fn judge_cache_dir() -> PathBuf {
+pub(super) fn judge_cache_dir() -> PathBuf {
     std::env::var_os("FPO_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/fpo")))

@@ -115,7 +115,7 @@ pub struct Scored {
     pub pressured: BTreeMap<String, Vec<AnswerScores>>,
     /// Each generation task's answers per model, as the pairwise judges take them.
     pub task_answers: BTreeMap<String, BTreeMap<String, Vec<AnswerScores>>>,
-    /// The exam the judges sit (from the questions' held-out references), with greedy answers.
+    /// The exam the judges sit, built from the questions' references (`judge_exam::exam`).
     pub exam: Vec<ExamQuestion>,
     /// The offline judge's answers to it (`eval/exam/offline.jsonl`).
     pub offline_exam: Vec<ExamAnswer>,

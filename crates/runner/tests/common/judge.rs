@@ -28,3 +28,35 @@ impl Respond for PrefersShorter {
         }))
     }
 }
+
+/// A mock chat-completions endpoint on localhost (`POST /v1/chat/completions`), on its own
+/// runtime, answering as the mock `mock` makes of that request matcher.
+pub struct Endpoint {
+    rt: tokio::runtime::Runtime,
+    server: wiremock::MockServer,
+}
+
+impl Endpoint {
+    /// Starts the server and mounts `mock(matcher)`, e.g. `|m| m.respond_with(PrefersShorter)`.
+    pub fn start(mock: impl FnOnce(wiremock::MockBuilder) -> wiremock::Mock) -> Self {
+        use wiremock::matchers::{method, path};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let server = rt.block_on(wiremock::MockServer::start());
+        let matcher = wiremock::Mock::given(method("POST")).and(path("/v1/chat/completions"));
+        rt.block_on(mock(matcher).mount(&server));
+        Self { rt, server }
+    }
+
+    /// The `--judge` URL of this endpoint, with `query` (`model=NAME[&...]`).
+    pub fn url(&self, query: &str) -> String {
+        format!("openai+http://{}/v1?{query}", self.server.address())
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.rt
+            .block_on(self.server.received_requests())
+            .unwrap()
+            .len()
+    }
+}
