@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use fpo::reward::{BradleyTerry, LinearHead};
+use fpo::reward::{BradleyTerry, Head};
 use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::{DEFAULT_ENCODER, models_dir};
 use fpo_model::{BackendKind, device};
@@ -38,7 +38,7 @@ fn main() {
     let split = pairs.len() * 4 / 5;
     let (train, test) = pairs.split_at(split);
     let t = Instant::now();
-    let (head, losses) = LinearHead::fit_bradley_terry(enc.dim(), train, &BradleyTerry::default());
+    let (head, losses) = Head::fit_bradley_terry(Head::zeros(enc.dim()), train, &BradleyTerry::default());
     println!(
         "{} pairs ({} train, {} held out); embedding {:.1} s, fit {:.1} s; final train loss {:.4}",
         pairs.len(),

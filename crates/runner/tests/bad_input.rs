@@ -85,6 +85,7 @@ fn reward_model_scale_settings_out_of_range_are_refused() {
         ("train.rm.feature_scale=0", "train.rm.feature_scale"),
         ("train.rm.feature_scale=nan", "train.rm.feature_scale"),
         ("train.rm.head_steps=0", "train.rm.head_steps"),
+        ("train.rm.head_hidden=5000", "train.rm.head_hidden"),
         ("train.rm.features=cubed", "train.rm.features"),
         ("train.rm.backbone=deberta", "train.rm.backbone"),
     ] {

@@ -319,7 +319,8 @@ fn variants_trained_together_equal_each_trained_alone() {
 /// multiplies every feature, so the gradient term `∇r(y)·(∇r(y) - ∇r(ref))` of the first
 /// iteration with a winner other than the reference (a zero head: every reward 0, the same
 /// winner) is exactly 4 times larger at scale 2 (a power of two scales f32 and f64 exactly); `head_steps` moves the head further on the same
-/// pairs; raw features are not the normalised ones; the base model's hidden states are.
+/// pairs; raw features are not the normalised ones; the base model's hidden states are; the MLP
+/// head is the one that runs.
 #[test]
 fn the_reward_models_scale_settings_reach_its_features_and_head() {
     let tmp = tempfile::tempdir().unwrap();
@@ -386,4 +387,19 @@ fn the_reward_models_scale_settings_reach_its_features_and_head() {
     };
     run("base-mean", &["--set", "train.rm.backbone=base-mean"]);
     assert_eq!((width("base"), width("base-mean")), (384, 576));
+    // The MLP head: 8 tanh units over the 384 features in head.json, and a gradient term that
+    // is its own (`(v(1 - h²)φ, v(1 - h²), h, 1)`, not `(φ, 1)`).
+    let mlp = run("mlp", &["--set", "train.rm.head_hidden=8"]);
+    assert_eq!(width("mlp"), 8);
+    let head: Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("mlp/relaxed-seed0/head.json")).unwrap(),
+    )
+    .unwrap();
+    let rows = head["hidden"]["w"].as_array().unwrap();
+    assert_eq!((rows.len(), rows[0].as_array().unwrap().len()), (8, 384));
+    assert!(
+        mlp.iter().any(|l| l["grad_term"].as_f64().unwrap() != 0.0)
+            && mlp.iter().zip(&base).any(|(m, b)| m["grad_term"] != b["grad_term"]),
+        "the MLP's gradient term is its own"
+    );
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::IterationLog;
 use crate::penalty::Variant;
-use crate::reward::{AdamW, LinearHead};
+use crate::reward::{AdamW, Head};
 use crate::{Error, Result};
 
 /// The state a checkpoint carries besides the adapters and the optimiser record.
@@ -23,7 +23,7 @@ pub(super) struct CheckpointState {
     pub(super) seed: u64,
     /// The experiment's settings, so a checkpoint is never resumed under others.
     pub(super) fingerprint: String,
-    pub(super) head: LinearHead,
+    pub(super) head: Head,
     pub(super) head_optimizer: AdamW,
 }
 

@@ -130,7 +130,8 @@ pub enum RmFeatures {
     Raw,
 }
 
-/// The reward model: a frozen sentence encoder and a trainable linear head.
+/// The reward model: frozen features (a sentence encoder's, or the base model's hidden states)
+/// and a trainable head, linear or a small tanh MLP.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RmConfig {
@@ -151,6 +152,11 @@ pub struct RmConfig {
     /// the penalties built on them.
     #[serde(default = "one")]
     pub feature_scale: f64,
+    /// Tanh hidden units of the head: 0 (the default) for the linear head `r = w·φ + b`, whose
+    /// gradient `(φ, 1)` does not depend on its weights; `H` for `r = v·tanh(Wφ + c) + b`, whose
+    /// gradient does.
+    #[serde(default)]
+    pub head_hidden: usize,
     /// AdamW learning rate of the head in the loop.
     pub lr: f64,
     /// AdamW steps of the head per update: the first on the accumulated gradient, each further
@@ -255,6 +261,12 @@ impl TrainConfig {
             return Err(invalid(
                 "train.rm.head_steps",
                 format!("must be in 1..=1000, got {}", self.rm.head_steps),
+            ));
+        }
+        if self.rm.head_hidden > 4096 {
+            return Err(invalid(
+                "train.rm.head_hidden",
+                format!("must be in 0..=4096, got {}", self.rm.head_hidden),
             ));
         }
         check_non_negative("train.rm.weight_decay", self.rm.weight_decay)?;

@@ -39,7 +39,7 @@ use super::config::{RmBackbone, RmFeatures, RmInit, RmInput, TrainConfig};
 use super::data::{Pair, Prompt, PromptSplit, read_pairs, read_prompts};
 use super::select::{self, Candidate, Reference};
 use crate::penalty::{Penalty, Variant, grad_term, sigmoid};
-use crate::reward::{AdamW, LinearHead, bce, follower_response};
+use crate::reward::{AdamW, Head, bce, follower_response};
 
 mod probe;
 use crate::{Error, Result};
@@ -65,7 +65,7 @@ pub struct Pipeline {
     prompts: PromptSplit,
     /// The probe's prompts in the chat template.
     probe_ids: Vec<Vec<u32>>,
-    head: LinearHead,
+    head: Head,
     head_fit: HeadFit,
     /// Seconds spent embedding the warm-start pairs in this process.
     embed_seconds: f64,
@@ -77,7 +77,7 @@ struct State {
     adapters: Adapters,
     optimizer: ModuleOptimizer,
     accumulated: GradientsAccumulator<Adapters>,
-    head: LinearHead,
+    head: Head,
     head_optimizer: AdamW,
     head_grad: Vec<f64>,
     /// `(winner, reference)` features of the iterations whose gradients `head_grad` holds.
@@ -201,7 +201,7 @@ impl Pipeline {
             encoder,
             prompts,
             probe_ids,
-            head: LinearHead::zeros(0),
+            head: Head::zeros(0),
             head_fit: HeadFit {
                 init: cfg.rm.init,
                 train_pairs: 0,
@@ -273,7 +273,9 @@ impl Pipeline {
         };
         let rm = &self.cfg.rm;
         if rm.init == RmInit::Untrained {
-            self.head = LinearHead::zeros(dim);
+            // Normalised features have squared norm `feature_scale²`; raw ones are not measured
+            // without texts, so the MLP's pre-activations start at that scale too.
+            self.head = Head::init(dim, rm.head_hidden, rm.feature_scale.powi(2));
             return Ok(());
         }
         let pairs: Vec<Pair> = read_pairs(&rm.pairs, rm.pairs_limit)?;
@@ -290,7 +292,14 @@ impl Pipeline {
         let feats: Vec<(Vec<f32>, Vec<f32>)> = chosen.into_iter().zip(rejected).collect();
         let held = ((feats.len() as f64 * rm.holdout).round() as usize).clamp(1, feats.len() - 1);
         let (train, test) = feats.split_at(feats.len() - held);
-        let (head, losses) = LinearHead::fit_bradley_terry(dim, train, &rm.fit);
+        let sq_norm = mean(
+            train
+                .iter()
+                .flat_map(|(c, r)| [c, r])
+                .map(|x| x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>()),
+        );
+        let start = Head::init(dim, rm.head_hidden, sq_norm);
+        let (head, losses) = Head::fit_bradley_terry(start, train, &rm.fit);
         self.head_fit = HeadFit {
             init: rm.init,
             train_pairs: train.len(),
@@ -314,7 +323,7 @@ impl Pipeline {
     }
 
     /// The head every variant starts from.
-    pub fn initial_head(&self) -> &LinearHead {
+    pub fn initial_head(&self) -> &Head {
         &self.head
     }
 
@@ -340,15 +349,15 @@ impl Pipeline {
             seed,
             self.trainer.device(),
         )?;
-        let dim = self.head.w.len();
+        let n = self.head.n_params();
         Ok(State {
             iteration: 0,
             adapters,
             optimizer: self.policy_optimizer(),
             accumulated: GradientsAccumulator::new(),
             head: self.head.clone(),
-            head_optimizer: AdamW::new(dim + 1, self.cfg.rm.weight_decay),
-            head_grad: vec![0.0; dim + 1],
+            head_optimizer: AdamW::new(n, self.cfg.rm.weight_decay),
+            head_grad: vec![0.0; n],
             pending: Vec::new(),
             pending_labels: Vec::new(),
         })
@@ -791,7 +800,7 @@ impl Pipeline {
         else {
             return Ok(None);
         };
-        let dim = saved.head.w.len();
+        let n = saved.head.n_params();
         Ok(Some(State {
             iteration: saved.iteration,
             adapters,
@@ -799,7 +808,7 @@ impl Pipeline {
             accumulated: GradientsAccumulator::new(),
             head: saved.head,
             head_optimizer: saved.head_optimizer,
-            head_grad: vec![0.0; dim + 1],
+            head_grad: vec![0.0; n],
             pending: Vec::new(),
             pending_labels: Vec::new(),
         }))

@@ -19,7 +19,7 @@ use fpo_model::llm::Generation;
 use super::{Pipeline, SCORE_BATCH_TOKENS, State, VariantTiming, mean, stream_rng};
 use crate::Result;
 use crate::llm::checkpoint::{io, write_atomic};
-use crate::reward::LinearHead;
+use crate::reward::Head;
 use fpo_rundir::llm::ProbeRow;
 
 /// The samples of one model on the probe prompts, scored.
@@ -161,10 +161,10 @@ fn row(
     t: usize,
     policy: &Scored,
     base: &Scored,
-    head: &LinearHead,
+    head: &Head,
     kl: f64,
 ) -> ProbeRow {
-    let rm = |s: &Scored, h: &LinearHead| mean(s.phi.iter().map(|x| h.score(x)));
+    let rm = |s: &Scored, h: &Head| mean(s.phi.iter().map(|x| h.score(x)));
     let avg = |v: &[f64]| mean(v.iter().copied());
     let length = |s: &Scored| mean(s.gens.iter().map(|g| g.ids.len() as f64));
     let ids: Vec<Vec<u32>> = policy.seqs.iter().map(|(_, r)| r.clone()).collect();
