@@ -58,6 +58,8 @@ pub struct LlmSection {
     pub curves: BTreeMap<String, LlmCurves>,
     /// Per variant: the held-out probe over training (mean and interval over seeds).
     pub probe: BTreeMap<String, ProbeCurves>,
+    /// Per trained model (`<variant>-seed<k>`): the KL from the base model at its last probe.
+    pub kl: BTreeMap<String, f64>,
     /// The last iterations' winners side by side (first seed), newest first.
     pub samples: Vec<Sample>,
     /// The evaluation's greedy answers side by side, per question (the first questions).
@@ -472,13 +474,18 @@ fn llm(dir: &Path) -> Result<LlmSection> {
         );
     }
     let mut probe_rows: BTreeMap<String, Vec<Vec<ProbeRow>>> = BTreeMap::new();
+    let mut kl = BTreeMap::new();
     for o in &summary.outcomes {
         let path = fpo_rundir::variant_dir(dir, o.variant, o.seed).join(files::PROBE);
         if path.is_file() {
+            let rows: Vec<ProbeRow> = read_jsonl(&path)?;
+            if let Some(last) = rows.last() {
+                kl.insert(fpo_rundir::variant_name(o.variant, o.seed), last.kl);
+            }
             probe_rows
                 .entry(o.variant.to_string())
                 .or_default()
-                .push(read_jsonl(&path)?);
+                .push(rows);
         }
     }
     let level = config.run.as_ref().map_or(0.95, |r| r.confidence);
@@ -521,6 +528,7 @@ fn llm(dir: &Path) -> Result<LlmSection> {
         window,
         curves,
         probe,
+        kl,
         samples,
         answers: answer_rows(dir)?,
         provenance: crate::provenance::of_config(&config),

@@ -180,6 +180,28 @@ fn an_llm_sweep_merges_to_the_run_of_its_grid_byte_for_byte() {
         html.contains("summed over the cells of the sweep") && html.contains("6 runs merged"),
         "the report says where the run came from"
     );
+    // Beside each comparison, each model's KL from the base model at its last probe.
+    let g3 = |v: f64| {
+        if v != 0.0 && v.abs() < 1e-2 {
+            format!("{v:.2e}")
+        } else {
+            format!("{v:.3}")
+        }
+    };
+    let last_kl = |model: &str| {
+        let probe = std::fs::read_to_string(again.join(model).join("probe.jsonl")).unwrap();
+        let last: Value = serde_json::from_str(probe.lines().last().unwrap()).unwrap();
+        g3(last["kl"].as_f64().unwrap())
+    };
+    for c in ev["comparisons"].as_array().unwrap() {
+        let (a, b) = (c["first"].as_str().unwrap(), c["second"].as_str().unwrap());
+        let cell = format!(
+            "{a} vs {b}</td><td class=\"num\">{} / {}</td>",
+            last_kl(a),
+            last_kl(b)
+        );
+        assert!(html.contains(&cell), "no {cell} in the report");
+    }
 }
 
 #[test]
