@@ -38,7 +38,8 @@ fn main() {
     let split = pairs.len() * 4 / 5;
     let (train, test) = pairs.split_at(split);
     let t = Instant::now();
-    let (head, losses) = Head::fit_bradley_terry(Head::zeros(enc.dim()), train, &BradleyTerry::default());
+    let (head, losses) =
+        Head::fit_bradley_terry(Head::zeros(enc.dim()), train, &BradleyTerry::default());
     println!(
         "{} pairs ({} train, {} held out); embedding {:.1} s, fit {:.1} s; final train loss {:.4}",
         pairs.len(),

@@ -130,7 +130,10 @@ impl Head {
 
     /// Parameters, in the layout of [`Head::param_grad`].
     pub fn n_params(&self) -> usize {
-        let hidden = self.hidden.as_ref().map_or(0, |h| h.w.len() * (self.dim() + 1));
+        let hidden = self
+            .hidden
+            .as_ref()
+            .map_or(0, |h| h.w.len() * (self.dim() + 1));
         hidden + self.w.len() + 1
     }
 
@@ -423,7 +426,8 @@ mod tests {
     fn the_fit_learns_a_linear_preference_and_generalises() {
         let train = synthetic(400, 8, 2);
         let test = synthetic(400, 8, 3);
-        let (head, losses) = Head::fit_bradley_terry(Head::zeros(8), &train, &BradleyTerry::default());
+        let (head, losses) =
+            Head::fit_bradley_terry(Head::zeros(8), &train, &BradleyTerry::default());
         assert!(losses.last().unwrap() < &(0.9 * std::f64::consts::LN_2));
         assert!(losses.windows(2).filter(|w| w[1] > w[0] + 1e-9).count() < 10);
         let acc = head.pair_accuracy(&test);
@@ -556,7 +560,12 @@ mod tests {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             (0..n)
                 .map(|_| {
-                    let mut x = || [rng.random_range(-1.0f32..1.0), rng.random_range(-1.0f32..1.0)];
+                    let mut x = || {
+                        [
+                            rng.random_range(-1.0f32..1.0),
+                            rng.random_range(-1.0f32..1.0),
+                        ]
+                    };
                     let (a, b) = (x(), x());
                     if a[0] * a[1] > b[0] * b[1] {
                         (a.to_vec(), b.to_vec())
@@ -578,7 +587,10 @@ mod tests {
         assert!(ma > 0.85, "MLP held-out accuracy {ma}");
         assert!(la < 0.65, "linear held-out accuracy {la}");
         let json = serde_json::to_string(&Head::zeros(2)).unwrap();
-        assert_eq!(json, r#"{"w":[0.0,0.0],"b":0.0}"#, "a linear head.json as before");
+        assert_eq!(
+            json, r#"{"w":[0.0,0.0],"b":0.0}"#,
+            "a linear head.json as before"
+        );
         let back: Head = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back, m);
     }

@@ -399,7 +399,10 @@ fn the_reward_models_scale_settings_reach_its_features_and_head() {
     assert_eq!((rows.len(), rows[0].as_array().unwrap().len()), (8, 384));
     assert!(
         mlp.iter().any(|l| l["grad_term"].as_f64().unwrap() != 0.0)
-            && mlp.iter().zip(&base).any(|(m, b)| m["grad_term"] != b["grad_term"]),
+            && mlp
+                .iter()
+                .zip(&base)
+                .any(|(m, b)| m["grad_term"] != b["grad_term"]),
         "the MLP's gradient term is its own"
     );
 }

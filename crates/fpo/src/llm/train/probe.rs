@@ -156,14 +156,7 @@ fn sample(
     })
 }
 
-fn row(
-    p: &Pipeline,
-    t: usize,
-    policy: &Scored,
-    base: &Scored,
-    head: &Head,
-    kl: f64,
-) -> ProbeRow {
+fn row(p: &Pipeline, t: usize, policy: &Scored, base: &Scored, head: &Head, kl: f64) -> ProbeRow {
     let rm = |s: &Scored, h: &Head| mean(s.phi.iter().map(|x| h.score(x)));
     let avg = |v: &[f64]| mean(v.iter().copied());
     let length = |s: &Scored| mean(s.gens.iter().map(|g| g.ids.len() as f64));
