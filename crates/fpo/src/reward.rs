@@ -165,19 +165,29 @@ impl Head {
     pub fn score(&self, phi: &[f32]) -> f64 {
         match &self.hidden {
             None => dot(&self.w, phi) + self.b,
-            Some(h) => {
-                let a = h.forward(phi);
-                self.w.iter().zip(&a).map(|(v, a)| v * a).sum::<f64>() + self.b
-            }
+            Some(h) => self.output(&h.forward(phi)),
         }
+    }
+
+    /// The MLP's output `wᵀ h + b` on its hidden activations `h`.
+    fn output(&self, a: &[f64]) -> f64 {
+        self.w.iter().zip(a).map(|(v, a)| v * a).sum::<f64>() + self.b
     }
 
     /// `∇_θ r(z)`: `(φ, 1)` for the linear head; `(v_j (1 - h_j²) φ, v_j (1 - h_j²), h, 1)` in
     /// the layout `(W, c, w, b)` for the MLP.
     pub fn param_grad(&self, phi: &[f32]) -> Vec<f64> {
+        self.score_and_grad(phi).1
+    }
+
+    /// `r(z)` and `∇_θ r(z)` (see [`Head::param_grad`]) from one forward pass.
+    pub fn score_and_grad(&self, phi: &[f32]) -> (f64, Vec<f64>) {
         let mut g = Vec::with_capacity(self.n_params());
-        match &self.hidden {
-            None => g.extend(phi.iter().map(|&x| f64::from(x))),
+        let r = match &self.hidden {
+            None => {
+                g.extend(phi.iter().map(|&x| f64::from(x)));
+                dot(&self.w, phi) + self.b
+            }
             Some(h) => {
                 let a = h.forward(phi);
                 let local: Vec<f64> = self
@@ -191,10 +201,11 @@ impl Head {
                 }
                 g.extend(&local);
                 g.extend(&a);
+                self.output(&a)
             }
-        }
+        };
         g.push(1.0);
-        g
+        (r, g)
     }
 
     /// Mean Bradley-Terry loss `-log σ(r(chosen) - r(rejected))` over pairs, plus `l2/2 ||θ||²`
@@ -214,9 +225,10 @@ impl Head {
         let n = pairs.len().max(1) as f64;
         let mut g: Vec<f64> = self.decayed().map(|p| l2 * p).chain([0.0]).collect();
         for (c, r) in pairs {
+            let (d, diff) = margin(self, c, r);
             // d/dΔ softplus(-Δ) = -σ(-Δ).
-            let coef = -sigmoid(-(self.score(c) - self.score(r))) / n;
-            add_difference(&mut g, coef, self, c, r);
+            let coef = -sigmoid(-d) / n;
+            g.iter_mut().zip(diff).for_each(|(gi, x)| *gi += coef * x);
         }
         g
     }
@@ -269,20 +281,21 @@ impl Head {
     }
 }
 
-/// `g += coef (∇_θ r(a) - ∇_θ r(b))`; for the linear head, `coef (a - b)` on `w` and nothing on
-/// `b`, exactly as the difference of features.
-fn add_difference(g: &mut [f64], coef: f64, head: &Head, a: &[f32], b: &[f32]) {
+/// `r(a) - r(b)` and `∇_θ r(a) - ∇_θ r(b)`, one forward pass per side; for the linear head the
+/// difference of the features on `w` and 0 on `b`, which cancels.
+fn margin(head: &Head, a: &[f32], b: &[f32]) -> (f64, Vec<f64>) {
     match head.hidden {
-        None => {
-            for ((gi, &xa), &xb) in g.iter_mut().zip(a).zip(b) {
-                *gi += coef * (f64::from(xa) - f64::from(xb));
-            }
-        }
+        None => (
+            head.score(a) - head.score(b),
+            a.iter()
+                .zip(b)
+                .map(|(&xa, &xb)| f64::from(xa) - f64::from(xb))
+                .chain([0.0])
+                .collect(),
+        ),
         Some(_) => {
-            let (ga, gb) = (head.param_grad(a), head.param_grad(b));
-            for ((gi, xa), xb) in g.iter_mut().zip(ga).zip(gb) {
-                *gi += coef * (xa - xb);
-            }
+            let ((ra, ga), (rb, gb)) = (head.score_and_grad(a), head.score_and_grad(b));
+            (ra - rb, ga.iter().zip(&gb).map(|(x, y)| x - y).collect())
         }
     }
 }
@@ -290,11 +303,10 @@ fn add_difference(g: &mut [f64], coef: f64, head: &Head, a: &[f32], b: &[f32]) {
 /// The binary cross-entropy of `σ(r(a) - r(b))` against the soft label `label`, and its
 /// gradient in the layout of [`Head::param_grad`] (the output bias cancels in the difference).
 pub fn bce(head: &Head, a: &[f32], b: &[f32], label: f64) -> (f64, Vec<f64>) {
-    let d = head.score(a) - head.score(b);
+    let (d, diff) = margin(head, a, b);
     let loss = label * softplus(-d) + (1.0 - label) * softplus(d);
-    let mut grad = vec![0.0; head.n_params()];
-    add_difference(&mut grad, sigmoid(d) - label, head, a, b);
-    (loss, grad)
+    let coef = sigmoid(d) - label;
+    (loss, diff.into_iter().map(|x| coef * x).collect())
 }
 
 /// AdamW (torch's `AdamW`: bias-corrected moments, decoupled weight decay on every parameter)

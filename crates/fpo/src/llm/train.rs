@@ -650,8 +650,8 @@ impl Pipeline {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let rm_texts: Vec<String> = texts.iter().map(|t| self.rm_text(prompt_text, t)).collect();
         let phi = self.embed(&rm_texts)?;
-        let rewards: Vec<f64> = phi.iter().map(|p| st.head.score(p)).collect();
-        let grads: Vec<Vec<f64>> = phi.iter().map(|p| st.head.param_grad(p)).collect();
+        let (rewards, grads): (Vec<f64>, Vec<Vec<f64>>) =
+            phi.iter().map(|p| st.head.score_and_grad(p)).unzip();
         lap.mark("RM features");
         let (r_ref, u_ref, g_ref) = (rewards[0], utilities[0], &grads[0]);
         let reference = Reference {
