@@ -895,3 +895,48 @@ fn scores_after_a_prompt_pass_equal_score() {
         "a pass without log-probabilities"
     );
 }
+
+/// The host policy step on SmolLM2 (30 layers, 9 query heads on 3 key/value heads, a vocabulary
+/// of 49,152) gives burn autodiff's log-probs and adapter gradients for a chat prompt and its
+/// answer, with dropout: the step the training loop takes on a CPU.
+#[test]
+fn host_step_equals_burn_autodiff_on_smollm2() {
+    let path = models_dir().join(DEFAULT_LLM);
+    let trainer = LoadedModel::load(&path, BackendKind::Flex, true)
+        .unwrap()
+        .model;
+    let dev = trainer.device().clone();
+    let cfg = LoraConfig {
+        rank: 16,
+        ..LoraConfig::default()
+    };
+    let fresh = Adapters::new(&cfg, &trainer.config, 11, &dev).unwrap();
+    let adapters = common::tiny::randomized(fresh, 12, &dev);
+    let mut seq = two_chat_prompts().remove(1);
+    seq.extend(
+        MODEL
+            .tokenizer
+            .encode("The sea is wide, grey and cold in winter.", false)
+            .unwrap(),
+    );
+    let (lp_diff, grads) =
+        common::tiny::host_step_against_autodiff(&trainer, &adapters, &seq, cfg.dropout, 5);
+    let worst = grads.iter().map(|(_, d, l)| d / l).fold(0.0f32, f32::max);
+    eprintln!(
+        "host step vs autodiff, {} tokens: max |log-prob diff| {lp_diff:.2e}, worst gradient \
+         difference over its largest entry {worst:.2e}",
+        seq.len()
+    );
+    // Rounding over 30 layers in f32 (different summation orders, as the host decoder's logits
+    // against burn's): log-probs within 2e-4, gradients within 2.5e-3 of their largest entry
+    // (2026-12-05); a wrong term anywhere moves a gradient by its own size.
+    assert!(lp_diff < 1e-3, "log-probs differ by {lp_diff}");
+    assert_eq!(grads.len(), 30 * 4 * 2);
+    for (name, diff, largest) in grads {
+        assert!(largest > 0.0, "{name}: no gradient");
+        assert!(
+            diff <= 1e-2 * largest,
+            "{name}: host and autodiff gradients differ by {diff} (largest {largest})"
+        );
+    }
+}

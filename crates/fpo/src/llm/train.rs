@@ -29,6 +29,7 @@ use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::lora::DropoutMasks;
 use fpo_model::llm::{
     Adapters, Generation, Llama, LoadedModel, Message, PromptPass, SampleGroup, Sampling,
+    decoder::HostStep,
 };
 use fpo_model::{BackendKind, device};
 use rand::SeedableRng;
@@ -60,6 +61,8 @@ pub struct Pipeline {
     rules: Vec<Penalty>,
     inference: LoadedModel,
     trainer: Llama,
+    /// The policy step on the host (a CPU backend); `None`: through burn's autodiff.
+    host_step: Option<HostStep>,
     encoder: SentenceEncoder,
     /// The probe's prompts and the training pool.
     prompts: PromptSplit,
@@ -197,6 +200,7 @@ impl Pipeline {
             cfg: cfg.clone(),
             rules: rules.to_vec(),
             inference,
+            host_step: trainer.host_step(),
             trainer,
             encoder,
             prompts,
@@ -698,14 +702,24 @@ impl Pipeline {
             seed ^ ((it as u64 + 1) << 20),
             self.trainer.device(),
         );
-        let lp = self.trainer.token_logprobs(
-            std::slice::from_ref(&full),
-            Some(&st.adapters),
-            dropout.as_mut(),
-        )?;
-        let nll = lp.tensor.mean().neg();
-        let policy_loss = f64::from(nll.clone().into_scalar::<f32>());
-        let grads_p = GradientsParams::from_grads((nll / accum).backward(), &st.adapters);
+        let (policy_loss, grads_p) = match &self.host_step {
+            Some(host) => {
+                let g = host.nll_gradients(&full, &st.adapters, dropout.as_mut());
+                let params = g.to_params(&st.adapters, (1.0 / accum) as f32);
+                (f64::from(g.mean_nll()), params)
+            }
+            None => {
+                let lp = self.trainer.token_logprobs(
+                    std::slice::from_ref(&full),
+                    Some(&st.adapters),
+                    dropout.as_mut(),
+                )?;
+                let nll = lp.tensor.mean().neg();
+                let loss = f64::from(nll.clone().into_scalar::<f32>());
+                let grads = (nll / accum).backward();
+                (loss, GradientsParams::from_grads(grads, &st.adapters))
+            }
+        };
         st.accumulated.accumulate(&st.adapters, grads_p);
         let step = (it + 1).is_multiple_of(cfg.grad_accumulation) || it + 1 == cfg.iterations;
         let mut follower = None;

@@ -17,10 +17,12 @@ use super::{LlamaConfig, LlmError};
 
 mod dense;
 mod host;
+mod host_step;
 mod quantized;
 
 use dense::{Dense, dense_products};
 pub use host::{HostDecoder, HostPrefix};
+pub use host_step::{AdapterGradient, HostStep, StepGradients};
 use quantized::{Quantized, quantized};
 
 /// Longest context the RoPE tables are built for (Llama 3.2 declares 131072).

@@ -333,8 +333,17 @@ impl DropoutMasks {
 
     /// The next mask (entries 0 or `1 / (1 - p)`).
     pub fn next(&mut self, cols: usize) -> Tensor<2> {
+        let data = self.next_host(cols);
+        Tensor::from_data(
+            TensorData::new(data, [self.rows, cols]),
+            (&self.device, DType::F32),
+        )
+    }
+
+    /// [`DropoutMasks::next`] on the host (`[rows, cols]`, row-major): the same draws.
+    pub fn next_host(&mut self, cols: usize) -> Vec<f32> {
         let keep = (1.0 / (1.0 - self.p)) as f32;
-        let data: Vec<f32> = (0..self.rows * cols)
+        (0..self.rows * cols)
             .map(|_| {
                 if self.rng.random::<f64>() < self.p {
                     0.0
@@ -342,10 +351,6 @@ impl DropoutMasks {
                     keep
                 }
             })
-            .collect();
-        Tensor::from_data(
-            TensorData::new(data, [self.rows, cols]),
-            (&self.device, DType::F32),
-        )
+            .collect()
     }
 }

@@ -20,6 +20,7 @@ pub mod decoder;
 pub mod generate;
 mod loaded;
 pub mod lora;
+pub mod panels;
 pub mod quant;
 pub mod tokenizer;
 pub mod weights;

@@ -129,3 +129,60 @@ pub fn randomized(adapters: Adapters, seed: u64, dev: &burn::tensor::Device) -> 
     }
     out
 }
+
+/// The host policy step against burn's autodiff on `m` (an autodiff copy) for `seq` with
+/// `adapters` and dropout `p` (masks from `seed`): the largest log-prob difference, and per
+/// adapter matrix its name, the largest gradient difference and the gradient's largest entry.
+pub fn host_step_against_autodiff(
+    m: &Llama,
+    adapters: &Adapters,
+    seq: &[u32],
+    p: f64,
+    seed: u64,
+) -> (f32, Vec<(String, f32, f32)>) {
+    use burn::optim::GradientsParams;
+    use fpo_model::llm::lora::DropoutMasks;
+    let dev = m.device().clone();
+    let seq = seq.to_vec();
+    let mut drop = DropoutMasks::new(p, seq.len(), seed, &dev);
+    let lp = m
+        .token_logprobs(std::slice::from_ref(&seq), Some(adapters), drop.as_mut())
+        .unwrap();
+    let burn_lp: Vec<f32> = lp
+        .tensor
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap();
+    let grads = GradientsParams::from_grads(lp.tensor.mean().neg().backward(), adapters);
+    let step = m.host_step().expect("a CPU model steps on the host");
+    let mut drop = DropoutMasks::new(p, seq.len(), seed, &dev);
+    let host = step.nll_gradients(&seq, adapters, drop.as_mut());
+    let lp_diff = max_diff(&burn_lp, &host.logprobs);
+    let host_params = host.to_params(adapters, 1.0);
+    let mut out = Vec::new();
+    for (li, l) in adapters.layers.iter().enumerate() {
+        for (slot, pair) in ["q", "k", "v", "o"].iter().zip([&l.q, &l.k, &l.v, &l.o]) {
+            let Some(pair) = pair else { continue };
+            for (which, param) in [("A", &pair.a), ("B", &pair.b)] {
+                let get = |g: &GradientsParams| -> Vec<f32> {
+                    g.get::<2>(param.id)
+                        .unwrap_or_else(|| panic!("no gradient for layer {li} {slot} {which}"))
+                        .into_data()
+                        .convert::<f32>()
+                        .try_into_vec()
+                        .unwrap()
+                };
+                let (want, got) = (get(&grads), get(&host_params));
+                let largest = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                out.push((
+                    format!("layer {li} {slot} {which}"),
+                    max_diff(&want, &got),
+                    largest,
+                ));
+            }
+        }
+    }
+    (lp_diff, out)
+}

@@ -244,7 +244,7 @@ fn rms_norm(x: &[f32], w: &[f32], eps: f64) -> Vec<f32> {
 }
 
 /// Rotate-half RoPE of one head in place: `x * cos + [-x2, x1] * sin`.
-fn rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+pub(super) fn rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
     let half = x.len() / 2;
     let (x1, x2) = x.split_at_mut(half);
     for j in 0..half {
@@ -254,8 +254,22 @@ fn rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
     }
 }
 
+/// Per position, the RoPE angles' cos and sin, `head_dim / 2` each (the burn path's tables:
+/// `p as f32 * inv_freq`).
+pub(super) fn rope_tables(
+    c: &crate::llm::LlamaConfig,
+    positions: &[usize],
+) -> (Vec<f32>, Vec<f32>) {
+    let inv: Vec<f32> = c.inv_freq().iter().map(|&f| f as f32).collect();
+    positions
+        .iter()
+        .flat_map(|&p| inv.iter().map(move |&f| (p as f32) * f))
+        .map(|a| (a.cos(), a.sin()))
+        .unzip()
+}
+
 /// `Σ a·b` in 16 lanes, reduced once (vectorises; the order is fixed).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 16];
     let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
     let tail: f32 = ac
@@ -535,13 +549,7 @@ impl HostDecoder<'_> {
                 self.valid[r * cap + at + j] = real.is_none_or(|v| v[r * t + j]);
             }
         }
-        // Per token, the RoPE angles' cos and sin (the burn path's tables: `p as f32 * inv_freq`).
-        let inv: Vec<f32> = c.inv_freq().iter().map(|&f| f as f32).collect();
-        let (cos, sin): (Vec<f32>, Vec<f32>) = positions
-            .iter()
-            .flat_map(|&p| inv.iter().map(move |&f| (p as f32) * f))
-            .map(|a| (a.cos(), a.sin()))
-            .unzip();
+        let (cos, sin) = rope_tables(c, positions);
         // Packed continuations: per token, which of the `at + t` positions it sees.
         let packed: Option<Vec<bool>> = segment.map(|seg| {
             let mut m = vec![false; t * (at + t)];
