@@ -235,6 +235,10 @@ bench-loop iterations="8" rounds="4" old="8a1eb51": build models
     python3 scripts/bench-loop.py {{fpo}} "$HOME/.cache/fpo-bench-old/{{old}}/target/release/fpo" \
         "$tree" {{iterations}} {{rounds}}
 
+# The LoRA policy step on the host against burn's autodiff (5 alternating rounds, two lengths).
+bench-lora-step: models
+    cargo bench --workspace --bench lora_step
+
 # The LLM-judge client's own overhead per request and its concurrency, against a local mock endpoint.
 bench-judge:
     cargo bench -p fpo-eval --bench judge

@@ -7,7 +7,8 @@ The workload is frozen: `fpo run experiments/truthfulqa.toml` at the paper's siz
 best-of-8, 32 new tokens, LoRA r=16 on q/k/v/o), ITERATIONS iterations, a warm start of 40 RM
 pairs and no evaluation. The old binary runs in its own tree (its own experiment file); the new
 one trains on the same prompts (the file's first ones, `train.shuffle = false`) without the
-held-out probe (`train.probe.prompts = 0`), which the old code has neither of. Old and new
+held-out probe (`train.probe.prompts = 0`) and without the capability tasks (`eval.tasks =
+[]`), which the old code has none of. Old and new
 alternate for ROUNDS rounds; each round prints both wall times and their ratio. Then the new
 code's per-stage breakdown (its last round), the kernel path, and a check that the two
 computed the same run: the same winners and texts, and oracle utilities within 1e-4 (exit 1
@@ -33,7 +34,11 @@ def workload(iterations):
     ]
 
 
-SAME_PROMPTS = ["--set", "train.shuffle=false", "--set", "train.probe.prompts=0"]
+# What the new code does beyond the old one's workload is switched off: its prompts are the
+# file's first ones, no held-out probe, no capability tasks (added to the experiment file's
+# evaluation after the old commit; with `eval.metrics=[]` the old code evaluates nothing).
+SAME_PROMPTS = ["--set", "train.shuffle=false", "--set", "train.probe.prompts=0",
+                "--set", "eval.tasks=[]"]
 VARIANTS = ["standard", "relaxed", "practical"]
 
 

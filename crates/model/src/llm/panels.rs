@@ -73,12 +73,23 @@ impl Packed {
         self.n
     }
 
-    /// `x · B` for `x` row-major `[m, k]`: `[m, n]`, panels on rayon's threads.
+    /// `x · B` for `x` row-major `[m, k]`: `[m, n]`, panels on rayon's threads, on the kernel
+    /// path of this process ([`CpuPath::active`]).
     pub fn left_mul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        self.left_mul_on(x, m, CpuPath::active())
+            .expect("the active path is supported")
+    }
+
+    /// [`Packed::left_mul`] on the kernels of `path`, or `None` where this CPU lacks it. Every
+    /// path gives the same bits.
+    pub fn left_mul_on(&self, x: &[f32], m: usize, path: CpuPath) -> Option<Vec<f32>> {
+        if !path.is_supported() {
+            return None;
+        }
         let (k, n) = (self.k, self.n);
         assert_eq!(x.len(), m * k, "packed: {m} inputs of {k}");
         if m == 0 || n == 0 {
-            return vec![0.0; m * n];
+            return Some(vec![0.0; m * n]);
         }
         // The inputs in blocks of `LANES`, transposed: block `g` is `k` rows of `LANES` floats.
         let blocks = m.div_ceil(LANES);
@@ -90,7 +101,6 @@ impl Packed {
                 block[kk * LANES + l] = v;
             }
         }
-        let path = CpuPath::active();
         let panel = |p: usize| {
             let mut out = vec![0.0f32; blocks * NR * LANES];
             panel(
@@ -119,7 +129,7 @@ impl Packed {
                 }
             }
         }
-        y
+        Some(y)
     }
 }
 
@@ -277,13 +287,17 @@ mod tests {
         y
     }
 
-    /// Products against the naive sum for shapes that take every tile (6, 4, 2, 1 rows), a
-    /// partial last panel and more than one chunk of `k`; `Wᵀ` packed from `W` gives the same
-    /// bits as `Wᵀ` packed directly; and an input's outputs are the same bits in any batch.
+    /// Products against the naive sum on every kernel path this CPU has, for shapes that take
+    /// several blocks of inputs (a partial last one), a partial last panel and more than one
+    /// chunk of `k`; every path gives the same bits (one fused multiply-add chain per output in
+    /// the same order); `Wᵀ` packed from `W` gives the bits of `Wᵀ` packed directly; and an
+    /// input's outputs are the same bits alone as in its batch. Catches a kernel that drops a
+    /// lane or a column, sums a chunk twice, or reassociates its sums on one path.
     #[test]
-    fn products_match_the_naive_sum_in_any_batch() {
+    fn products_match_the_naive_sum_on_every_path_and_batch() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        for (m, k, n) in [(13, 300, 37), (7, 16, 16), (1, 600, 5), (6, 1, 40)] {
+        let mut ran = Vec::new();
+        for (m, k, n) in [(37, 300, 29), (16, 16, 12), (1, 600, 5), (6, 1, 40)] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
             let packed = Packed::new(&b, k, n);
@@ -293,6 +307,15 @@ mod tests {
                     (f64::from(*got) - want).abs() < 1e-4 * (1.0 + want.abs()),
                     "[{m}, {k}] x [{k}, {n}]: {got} vs {want}"
                 );
+            }
+            for path in CpuPath::ALL {
+                match packed.left_mul_on(&x, m, path) {
+                    Some(other) => {
+                        assert_eq!(other, y, "{path}: other bits");
+                        ran.push(path);
+                    }
+                    None => assert!(!path.is_supported(), "{path}: supported, but did not run"),
+                }
             }
             let mut bt = vec![0.0f32; k * n];
             for kk in 0..k {
@@ -306,5 +329,9 @@ mod tests {
                 assert_eq!(alone, y[i * n..(i + 1) * n], "input {i} of {m}");
             }
         }
+        ran.sort_by_key(|p| p.name());
+        ran.dedup();
+        eprintln!("panel paths checked: {ran:?}");
+        assert_eq!(ran.len(), CpuPath::supported().len());
     }
 }

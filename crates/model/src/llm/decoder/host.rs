@@ -22,14 +22,14 @@ use crate::llm::lora::{Adapters, LoraPair};
 use crate::llm::quant::QMatrix;
 
 /// One adapter on the host: `A` `[in, r]`, `B` `[r, out]`, row-major.
-struct HostLora {
-    a: Vec<f32>,
-    b: Vec<f32>,
-    rank: usize,
+pub(super) struct HostLora {
+    pub(super) a: Vec<f32>,
+    pub(super) b: Vec<f32>,
+    pub(super) rank: usize,
 }
 
 impl HostLora {
-    fn new(pair: &LoraPair) -> Self {
+    pub(super) fn new(pair: &LoraPair) -> Self {
         let a = pair.a.val().detach();
         let rank = a.dims()[1];
         Self {

@@ -20,8 +20,8 @@ use burn::tensor::{DType, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::Llama;
-use super::host::{dot, rope, rope_tables};
-use crate::llm::lora::{Adapters, DropoutMasks, LoraPair};
+use super::host::{HostLora, dot, rope, rope_tables};
+use crate::llm::lora::{Adapters, DropoutMasks};
 use crate::llm::panels::Packed;
 
 /// One block's f32 weights, as the training copy holds them.
@@ -51,25 +51,6 @@ impl std::fmt::Debug for HostStep {
         f.debug_struct("HostStep")
             .field("layers", &self.layers.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// One adapter on the host: `A` `[in, r]`, `B` `[r, out]`.
-struct HostAdapter {
-    a: Vec<f32>,
-    b: Vec<f32>,
-    rank: usize,
-}
-
-impl HostAdapter {
-    fn new(pair: &LoraPair) -> Self {
-        let a = pair.a.val().detach();
-        let rank = a.dims()[1];
-        Self {
-            a: crate::backend::host_f32(a),
-            b: crate::backend::host_f32(pair.b.val().detach()),
-            rank,
-        }
     }
 }
 
@@ -252,6 +233,28 @@ fn add(a: &mut [f32], b: &[f32]) {
     }
 }
 
+/// `f(head, cos, sin)` for every `hd`-wide head of every token of `x` (`[t, heads * hd]`), with
+/// the token's RoPE tables (`cos`, `sin`: `[t, hd / 2]`).
+fn each_head(
+    x: &mut [f32],
+    hd: usize,
+    cos: &[f32],
+    sin: &[f32],
+    f: fn(&mut [f32], &[f32], &[f32]),
+) {
+    let half = hd / 2;
+    let width = x.len() / (cos.len() / half);
+    for ((row, c), s) in x
+        .chunks_exact_mut(width)
+        .zip(cos.chunks_exact(half))
+        .zip(sin.chunks_exact(half))
+    {
+        for head in row.chunks_exact_mut(hd) {
+            f(head, c, s);
+        }
+    }
+}
+
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -331,13 +334,12 @@ impl HostStep {
         let (qw, kvw, rep, inter) = (nh * hd, nkv * hd, nh / nkv, c.intermediate_size);
         let scale = adapters.scale as f32;
         let scale_attn = (1.0 / (hd as f64).sqrt()) as f32;
-        let half = hd / 2;
         let positions: Vec<usize> = (0..t).collect();
         let (cos, sin) = rope_tables(c, &positions);
-        let lora: Vec<[Option<HostAdapter>; 4]> = adapters
+        let lora: Vec<[Option<HostLora>; 4]> = adapters
             .layers
             .iter()
-            .map(|l| [&l.q, &l.k, &l.v, &l.o].map(|p| p.as_ref().map(HostAdapter::new)))
+            .map(|l| [&l.q, &l.k, &l.v, &l.o].map(|p| p.as_ref().map(HostLora::new)))
             .collect();
         let ids = Tensor::<1, Int>::from_data(
             TensorData::new(seq.iter().map(|&i| i64::from(i)).collect(), [t]),
@@ -376,18 +378,8 @@ impl HostStep {
             let mut q = proj(0, &xn, h, w.q.forward(&xn, t));
             let mut k = proj(1, &xn, h, w.k.forward(&xn, t));
             let v = proj(2, &xn, h, w.v.forward(&xn, t));
-            for i in 0..t {
-                let (ci, si) = (
-                    &cos[i * half..(i + 1) * half],
-                    &sin[i * half..(i + 1) * half],
-                );
-                for head in q[i * qw..(i + 1) * qw].chunks_exact_mut(hd) {
-                    rope(head, ci, si);
-                }
-                for head in k[i * kvw..(i + 1) * kvw].chunks_exact_mut(hd) {
-                    rope(head, ci, si);
-                }
-            }
+            each_head(&mut q, hd, &cos, &sin, rope);
+            each_head(&mut k, hd, &cos, &sin, rope);
             // Causal attention, one task per query head: probabilities and output `[t, hd]`.
             let heads: Vec<(Vec<f32>, Vec<f32>)> = (0..nh)
                 .into_par_iter()
@@ -611,18 +603,8 @@ impl HostStep {
                     }
                 }
             }
-            for i in 0..t {
-                let (ci, si) = (
-                    &cos[i * half..(i + 1) * half],
-                    &sin[i * half..(i + 1) * half],
-                );
-                for head in dq[i * qw..(i + 1) * qw].chunks_exact_mut(hd) {
-                    rope_backward(head, ci, si);
-                }
-                for head in dk[i * kvw..(i + 1) * kvw].chunks_exact_mut(hd) {
-                    rope_backward(head, ci, si);
-                }
-            }
+            each_head(&mut dq, hd, &cos, &sin, rope_backward);
+            each_head(&mut dk, hd, &cos, &sin, rope_backward);
             // Q, K, V projections from the attention norm's output.
             let mut dxn = w.q.backward(&dq, t);
             add(&mut dxn, &w.k.backward(&dk, t));
