@@ -927,15 +927,16 @@ fn host_step_equals_burn_autodiff_on_smollm2() {
          difference over its largest entry {worst:.2e}",
         seq.len()
     );
-    // Rounding over 30 layers in f32 (different summation orders, as the host decoder's logits
-    // against burn's): log-probs within 2e-4, gradients within 2.5e-3 of their largest entry
-    // (2026-12-05); a wrong term anywhere moves a gradient by its own size.
-    assert!(lp_diff < 1e-3, "log-probs differ by {lp_diff}");
+    // Rounding over 30 layers in f32 (other summation orders, as the host decoder's logits
+    // against burn's): log-probs within 5.2e-5, gradients within 6.3e-4 of their largest entry
+    // (2026-12-05; with the vocabulary's softmax summed in f32, 1.9e-4 and 1.9e-3); a wrong
+    // term anywhere moves a gradient by its own size.
+    assert!(lp_diff < 2e-4, "log-probs differ by {lp_diff}");
     assert_eq!(grads.len(), 30 * 4 * 2);
     for (name, diff, largest) in grads {
         assert!(largest > 0.0, "{name}: no gradient");
         assert!(
-            diff <= 1e-2 * largest,
+            diff <= 5e-3 * largest,
             "{name}: host and autodiff gradients differ by {diff} (largest {largest})"
         );
     }

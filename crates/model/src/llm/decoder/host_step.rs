@@ -468,13 +468,15 @@ impl HostStep {
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let target = seq[i + 1] as usize;
                 let picked = row[target] - max;
-                let mut sum = 0.0f32;
+                // The sum over the vocabulary in f64: in f32, one after the other, its rounding
+                // reached 1e-4 in the log-probs.
+                let mut sum = 0.0f64;
                 for l in row.iter_mut() {
                     *l = (*l - max).exp();
-                    sum += *l;
+                    sum += f64::from(*l);
                 }
-                *lp = picked - sum.ln();
-                let scale = 1.0 / (sum * n as f32);
+                *lp = picked - sum.ln() as f32;
+                let scale = (1.0 / (sum * n as f64)) as f32;
                 for l in row.iter_mut() {
                     *l *= scale;
                 }
