@@ -40,8 +40,8 @@ fn main() {
     let host = m.host_step().expect("a CPU model");
     let threads = rayon::current_num_threads();
     println!(
-        "LoRA step, SmolLM2-135M, r = 16 on q/k/v/o, dropout {}; {threads} threads; the host \
-         decoder's kernel path: {} (the step multiplies f32 weights through burn's gemm)",
+        "LoRA step, SmolLM2-135M, r = 16 on q/k/v/o, dropout {}; {threads} threads; kernel \
+         path of the host step's products: {} (autodiff multiplies through burn's gemm)",
         cfg.dropout,
         fpo_model::CpuPath::active()
     );
