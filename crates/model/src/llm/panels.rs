@@ -63,11 +63,6 @@ impl Packed {
         Self { k, n, data }
     }
 
-    /// Rows (the inner dimension).
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
     /// Columns.
     pub fn n(&self) -> usize {
         self.n

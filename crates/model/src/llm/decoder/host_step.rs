@@ -110,20 +110,16 @@ struct Saved {
     /// The block's input and its RMS, per token.
     x_in: Vec<f32>,
     rms_attn: Vec<f32>,
-    /// The attention norm's output.
-    xn: Vec<f32>,
     /// Dropout masks of the adapters' inputs (q, k, v, o).
     masks: [Option<Vec<f32>>; 4],
-    /// `drop(x) A` per adapter.
-    u: [Option<Vec<f32>>; 4],
+    /// Per adapter, its input after dropout `drop(x)` and `drop(x) A`.
+    lora_in: [Option<(Vec<f32>, Vec<f32>)>; 4],
     /// Queries and keys after RoPE, values: `[t, heads * hd]` each.
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
     /// Attention probabilities, `[heads, t, t]` (zero above the diagonal).
     probs: Vec<f32>,
-    /// The attention output (the o projection's input).
-    att: Vec<f32>,
     /// The residual stream after attention and its RMS.
     x_mid: Vec<f32>,
     rms_ffn: Vec<f32>,
@@ -357,7 +353,7 @@ impl HostStep {
                     *m = Some(d.next_host(cols));
                 }
             }
-            let mut u: [Option<Vec<f32>>; 4] = Default::default();
+            let mut lora_in: [Option<(Vec<f32>, Vec<f32>)>; 4] = Default::default();
             let mut proj = |slot: usize, input: &[f32], inp: usize, base: Vec<f32>| {
                 let mut y = base;
                 if let Some(a) = &ad[slot] {
@@ -371,7 +367,7 @@ impl HostStep {
                     for (yv, dv) in y.iter_mut().zip(&delta) {
                         *yv += dv * scale;
                     }
-                    u[slot] = Some(ui);
+                    lora_in[slot] = Some((xd, ui));
                 }
                 y
             };
@@ -440,14 +436,12 @@ impl HostStep {
             saved.push(Saved {
                 x_in,
                 rms_attn,
-                xn,
                 masks,
-                u,
+                lora_in,
                 q,
                 k,
                 v,
                 probs,
-                att,
                 x_mid,
                 rms_ffn,
                 gate,
@@ -495,37 +489,32 @@ impl HostStep {
             let (w, ad) = (&self.layers[li], &lora[li]);
             // An adapter's backward from `dy` (`[t, out]`) of its slot: its gradients, and
             // `scale * (dy Bᵀ) Aᵀ ⊙ mask` added to `dinput` (`[t, inp]`).
-            let mut adapter_backward =
-                |slot: usize, input: &[f32], inp: usize, dy: &[f32], dinput: &mut [f32]| {
-                    let (Some(a), Some(u)) = (&ad[slot], &s.u[slot]) else {
-                        return;
-                    };
-                    let (r, out) = (a.rank, dy.len() / t);
-                    let gb = small(u, true, dy, false, (r, t, out));
-                    let dv = small(dy, false, &a.b, true, (t, out, r));
-                    let xd: Vec<f32> = match &s.masks[slot] {
-                        Some(m) => input.iter().zip(m).map(|(x, m)| x * m).collect(),
-                        None => input.to_vec(),
-                    };
-                    let ga = small(&xd, true, &dv, false, (inp, t, r));
-                    let dxd = small(&dv, false, &a.a, true, (t, r, inp));
-                    match &s.masks[slot] {
-                        Some(m) => {
-                            for ((d, g), m) in dinput.iter_mut().zip(&dxd).zip(m) {
-                                *d += scale * g * m;
-                            }
-                        }
-                        None => {
-                            for (d, g) in dinput.iter_mut().zip(&dxd) {
-                                *d += scale * g;
-                            }
+            let mut adapter_backward = |slot: usize, dy: &[f32], dinput: &mut [f32]| {
+                let (Some(a), Some((xd, u))) = (&ad[slot], &s.lora_in[slot]) else {
+                    return;
+                };
+                let (r, out, inp) = (a.rank, dy.len() / t, xd.len() / t);
+                let gb = small(u, true, dy, false, (r, t, out));
+                let dv = small(dy, false, &a.b, true, (t, out, r));
+                let ga = small(xd, true, &dv, false, (inp, t, r));
+                let dxd = small(&dv, false, &a.a, true, (t, r, inp));
+                match &s.masks[slot] {
+                    Some(m) => {
+                        for ((d, g), m) in dinput.iter_mut().zip(&dxd).zip(m) {
+                            *d += scale * g * m;
                         }
                     }
-                    grads[li][slot] = Some(AdapterGradient {
-                        a: ga.iter().map(|g| g * scale).collect(),
-                        b: gb.iter().map(|g| g * scale).collect(),
-                    });
-                };
+                    None => {
+                        for (d, g) in dinput.iter_mut().zip(&dxd) {
+                            *d += scale * g;
+                        }
+                    }
+                }
+                grads[li][slot] = Some(AdapterGradient {
+                    a: ga.iter().map(|g| g * scale).collect(),
+                    b: gb.iter().map(|g| g * scale).collect(),
+                });
+            };
             // MLP: `x_out = x_mid + (silu(gate) ⊙ up) W_down`.
             let dact = w.down.backward(&dx, t);
             let (mut dgate, mut dup) = (vec![0.0f32; t * inter], vec![0.0f32; t * inter]);
@@ -540,7 +529,7 @@ impl HostStep {
             rms_norm_backward(&s.x_mid, &s.rms_ffn, &w.ffn_norm, &dxn, &mut dx);
             // Attention output projection: `x_mid = x_in + o(att)`.
             let mut datt = w.o.backward(&dx, t);
-            adapter_backward(3, &s.att, qw, &dx, &mut datt);
+            adapter_backward(3, &dx, &mut datt);
             // Attention, per query head: `dq` of the head, `dk` and `dv` towards its group.
             let heads: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..nh)
                 .into_par_iter()
@@ -611,9 +600,9 @@ impl HostStep {
             let mut dxn = w.q.backward(&dq, t);
             add(&mut dxn, &w.k.backward(&dk, t));
             add(&mut dxn, &w.v.backward(&dv, t));
-            adapter_backward(0, &s.xn, h, &dq, &mut dxn);
-            adapter_backward(1, &s.xn, h, &dk, &mut dxn);
-            adapter_backward(2, &s.xn, h, &dv, &mut dxn);
+            adapter_backward(0, &dq, &mut dxn);
+            adapter_backward(1, &dk, &mut dxn);
+            adapter_backward(2, &dv, &mut dxn);
             rms_norm_backward(&s.x_in, &s.rms_attn, &w.attn_norm, &dxn, &mut dx);
         }
         StepGradients {
