@@ -159,6 +159,11 @@ pub fn on_host(device: &Device) -> bool {
     plain == Device::flex() || plain == ndarray
 }
 
+/// Whether `device` (with or without autodiff) is burn's flex CPU backend.
+pub fn on_flex(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
+
 /// The devices burn finds for a GPU backend on this machine (none for the CPU backends).
 pub fn gpu_devices(kind: BackendKind) -> Vec<Device> {
     #[allow(unused_imports)]

@@ -174,3 +174,16 @@ mod tests {
         assert_eq!(CpuPath::detected(), CpuPath::supported()[0]);
     }
 }
+
+/// `f()` on a rayon worker. Called from outside the pool, each parallel product would hand its
+/// work to the pool and block on it (two thread switches per product, ~120 per token of a
+/// pass), and a third thread would share the two cores with the workers; on a worker, the
+/// caller takes part in every split instead. Results do not change: every parallel loop here
+/// computes the same values in any split.
+pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none() {
+        rayon::scope(|_| f())
+    } else {
+        f()
+    }
+}

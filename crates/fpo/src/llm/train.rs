@@ -425,7 +425,9 @@ impl Pipeline {
                     .maybe(self, &r.state, it, &mut r.timing, &mut probe_base)?;
             }
             let prompt = &self.prompts.pool[order[it]];
-            let lines = self.iteration(&mut due, seed, it, prompt)?;
+            // On a rayon worker: the iteration's many parallel products and loops split
+            // there instead of waking the pool from this thread each time.
+            let lines = fpo_model::cpu::on_worker(|| self.iteration(&mut due, seed, it, prompt))?;
             for (r, (line, seconds)) in due.into_iter().zip(lines) {
                 r.record(line, seconds, on_iteration)?;
                 if r.state.iteration.is_multiple_of(self.cfg.checkpoint_every)

@@ -17,8 +17,7 @@ use rand::Rng;
 use super::LlmError;
 use super::decoder::{HostDecoder, HostPrefix, Llama};
 use super::generate::{
-    Generation, Packed, Sampling, TokenScores, append_packed, first_tokens, log_sum_exp,
-    sample_token,
+    Generation, Packed, Pick, Sampling, TokenScores, append_packed, first_tokens, target_logprobs,
 };
 use super::lora::Adapters;
 
@@ -91,11 +90,12 @@ impl Llama {
             let mut after = Vec::new();
             for (c, rows) in x.chunks(LOGIT_ROWS * h).enumerate() {
                 let logits = dec.logits(rows);
-                for (j, row) in logits.chunks_exact(vocab).enumerate() {
-                    match prompt.get(c * LOGIT_ROWS + j + 1) {
-                        Some(&next) => lp.push(row[next as usize] - log_sum_exp(row)),
-                        None => after = row.to_vec(),
-                    }
+                // The rows that predict a prompt token; the last one's logits are kept.
+                let start = c * LOGIT_ROWS + 1;
+                let targets = &prompt[start.min(p)..(start + rows.len() / h).min(p)];
+                lp.extend(target_logprobs(&logits[..targets.len() * vocab], targets));
+                if targets.len() < rows.len() / h {
+                    after = logits[targets.len() * vocab..].to_vec();
                 }
             }
             (lp, after)
@@ -222,14 +222,7 @@ pub(super) fn packed_logprobs(dec: &mut HostDecoder<'_>, packed: &Packed) -> Vec
         .chunks(LOGIT_ROWS * h)
         .zip(packed.targets.chunks(LOGIT_ROWS))
     {
-        let logits = dec.logits(rows);
-        let vocab = logits.len() / targets.len();
-        picked.extend(
-            logits
-                .chunks_exact(vocab)
-                .zip(targets)
-                .map(|(row, &t)| row[t as usize] - log_sum_exp(row)),
-        );
+        picked.extend(target_logprobs(&dec.logits(rows), targets));
     }
     picked
 }
@@ -281,19 +274,21 @@ fn decode_groups<R: Rng>(
             &[]
         };
         let mut next = Vec::with_capacity(batch);
-        let mut r = 0;
+        // Every row's nucleus in parallel, then the draws in row order from each group's
+        // generator.
+        let active: Vec<bool> = out.iter().flatten().map(|g| !g.stopped).collect();
+        let mut picks = Pick::rows(&logits[..batch * vocab], &active, sampling, banned).into_iter();
         for (g, gens) in groups.iter_mut().zip(out.iter_mut()) {
-            for made in gens.iter_mut() {
-                if made.stopped {
-                    next.push(pad);
-                } else {
-                    let row = &logits[r * vocab..(r + 1) * vocab];
-                    let tok = sample_token(row, sampling, banned, g.rng);
-                    made.ids.push(tok);
-                    made.stopped = stop.contains(&tok);
-                    next.push(tok);
+            for (made, pick) in gens.iter_mut().zip(&mut picks) {
+                match pick {
+                    None => next.push(pad),
+                    Some(pick) => {
+                        let tok = pick.draw(g.rng);
+                        made.ids.push(tok);
+                        made.stopped = stop.contains(&tok);
+                        next.push(tok);
+                    }
                 }
-                r += 1;
             }
         }
         if out.iter().flatten().all(|g| g.stopped) || step + 1 == sampling.max_new_tokens {

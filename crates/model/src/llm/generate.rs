@@ -200,58 +200,115 @@ pub fn sample_token(
     banned: &[u32],
     rng: &mut impl Rng,
 ) -> u32 {
-    let allowed = |i: usize| !banned.contains(&(i as u32));
-    if sampling.temperature == 0.0 {
-        // First maximum, as torch.argmax.
-        let mut best = (0usize, f32::NEG_INFINITY);
-        for (i, &l) in logits.iter().enumerate() {
-            if l > best.1 && allowed(i) {
-                best = (i, l);
+    Pick::new(logits, sampling, banned).draw(rng)
+}
+
+/// What [`sample_token`] draws from one row of logits: everything but the draw, which needs no
+/// randomness, so a batch's rows compute theirs in parallel and then draw in row order from
+/// their generators (the same tokens as row after row).
+#[derive(Debug, Clone)]
+pub enum Pick {
+    /// Temperature 0: the first maximum, as torch.argmax (no draw).
+    Greedy(u32),
+    /// The nucleus, in descending order of probability (ties by token id), with the weights'
+    /// sum.
+    Nucleus { probs: Vec<(usize, f64)>, kept: f64 },
+}
+
+impl Pick {
+    /// The row's greedy token or nucleus under `sampling`, without the tokens `banned`.
+    pub fn new(logits: &[f32], sampling: &Sampling, banned: &[u32]) -> Self {
+        let allowed = |i: usize| !banned.contains(&(i as u32));
+        if sampling.temperature == 0.0 {
+            let mut best = (0usize, f32::NEG_INFINITY);
+            for (i, &l) in logits.iter().enumerate() {
+                if l > best.1 && allowed(i) {
+                    best = (i, l);
+                }
+            }
+            return Pick::Greedy(best.0 as u32);
+        }
+        let t = sampling.temperature as f32;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut probs: Vec<(usize, f64)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| allowed(*i))
+            .map(|(i, &l)| (i, f64::from(((l - max) / t).exp())))
+            .collect();
+        let total: f64 = probs.iter().map(|p| p.1).sum();
+        // The nucleus is the head of the probabilities in descending order (ties by token id):
+        // sort only the `k` largest, more while they fall short (a full sort of the vocabulary
+        // cost more than a decoding step's products). The head of a total order is the same
+        // either way.
+        let order = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let mut k = NUCLEUS_FIRST_GUESS.min(probs.len());
+        let (kept, n) = loop {
+            if k < probs.len() {
+                probs.select_nth_unstable_by(k, order);
+            }
+            probs[..k].sort_by(order);
+            let mut kept = 0.0;
+            let mut n = 0;
+            for p in &probs[..k] {
+                kept += p.1;
+                n += 1;
+                if kept / total >= sampling.top_p {
+                    break;
+                }
+            }
+            if kept / total >= sampling.top_p || k == probs.len() {
+                break (kept, n);
+            }
+            k = (4 * k).min(probs.len());
+        };
+        probs.truncate(n);
+        Pick::Nucleus { probs, kept }
+    }
+
+    /// The token: one uniform draw from `rng` into the nucleus (none when greedy).
+    pub fn draw(&self, rng: &mut impl Rng) -> u32 {
+        let (probs, kept) = match self {
+            Pick::Greedy(tok) => return *tok,
+            Pick::Nucleus { probs, kept } => (probs, *kept),
+        };
+        let mut u = rng.random::<f64>() * kept;
+        for p in probs {
+            u -= p.1;
+            if u <= 0.0 {
+                return p.0 as u32;
             }
         }
-        return best.0 as u32;
+        probs[probs.len() - 1].0 as u32
     }
-    let t = sampling.temperature as f32;
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut probs: Vec<(usize, f64)> = logits
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| allowed(*i))
-        .map(|(i, &l)| (i, f64::from(((l - max) / t).exp())))
-        .collect();
-    let total: f64 = probs.iter().map(|p| p.1).sum();
-    // The nucleus is the head of the probabilities in descending order (ties by token id): sort
-    // only the `k` largest, more while they fall short (a full sort of the vocabulary cost more
-    // than a decoding step's products). The head of a total order is the same either way.
-    let order = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    let mut k = NUCLEUS_FIRST_GUESS.min(probs.len());
-    let (kept, n) = loop {
-        if k < probs.len() {
-            probs.select_nth_unstable_by(k, order);
-        }
-        probs[..k].sort_by(order);
-        let mut kept = 0.0;
-        let mut n = 0;
-        for p in &probs[..k] {
-            kept += p.1;
-            n += 1;
-            if kept / total >= sampling.top_p {
-                break;
-            }
-        }
-        if kept / total >= sampling.top_p || k == probs.len() {
-            break (kept, n);
-        }
-        k = (4 * k).min(probs.len());
-    };
-    let mut u = rng.random::<f64>() * kept;
-    for p in &probs[..n] {
-        u -= p.1;
-        if u <= 0.0 {
-            return p.0 as u32;
-        }
+
+    /// Each row's pick (`None` where `active` is false), rows in parallel.
+    pub fn rows(
+        logits: &[f32],
+        active: &[bool],
+        sampling: &Sampling,
+        banned: &[u32],
+    ) -> Vec<Option<Pick>> {
+        let vocab = logits.len() / active.len().max(1);
+        logits
+            .par_chunks_exact(vocab.max(1))
+            .zip(active)
+            .map(|(row, &on)| on.then(|| Pick::new(row, sampling, banned)))
+            .collect()
     }
-    probs[n - 1].0 as u32
+}
+
+/// `row[t] - log_sum_exp(row)` for each row of `logits` and its target `t`, rows in parallel.
+pub(super) fn target_logprobs(logits: &[f32], targets: &[u32]) -> Vec<f32> {
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    let vocab = logits.len() / targets.len();
+    logits
+        .par_chunks_exact(vocab)
+        .zip(targets)
+        .map(|(row, &t)| row[t as usize] - log_sum_exp(row))
+        .collect()
 }
 
 impl Llama {
@@ -351,12 +408,14 @@ impl Llama {
                 &[]
             };
             let mut next = Vec::with_capacity(b);
-            for (r, g) in out.iter_mut().enumerate() {
-                if g.stopped {
+            let active: Vec<bool> = out.iter().map(|g| !g.stopped).collect();
+            let picks = Pick::rows(&logits[..b * vocab], &active, sampling, banned);
+            for (g, pick) in out.iter_mut().zip(&picks) {
+                let Some(pick) = pick else {
                     next.push(pad);
                     continue;
-                }
-                let tok = sample_token(&logits[r * vocab..(r + 1) * vocab], sampling, banned, rng);
+                };
+                let tok = pick.draw(rng);
                 g.ids.push(tok);
                 g.stopped = stop.contains(&tok);
                 next.push(tok);
@@ -472,16 +531,10 @@ impl Llama {
             .copied()
             .collect();
         let targets: Vec<u32> = seqs.iter().flat_map(|s| s[1..].iter().copied()).collect();
-        let vocab = self.config.vocab_size;
         let mut picked = Vec::with_capacity(targets.len());
         for (rows, targets) in predicting.chunks(256 * h).zip(targets.chunks(256)) {
             let logits = host.logits(rows);
-            picked.par_extend(
-                logits
-                    .par_chunks(vocab)
-                    .zip(targets)
-                    .map(|(row, &t)| row[t as usize] - log_sum_exp(row)),
-            );
+            picked.extend(target_logprobs(&logits, targets));
         }
         let mut rest = picked.as_slice();
         Ok(Some(

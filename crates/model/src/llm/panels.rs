@@ -86,43 +86,52 @@ impl Packed {
         if m == 0 || n == 0 {
             return Some(vec![0.0; m * n]);
         }
+        let parallel = rayon::current_num_threads() > 1 && m * k * n >= 1 << 18;
         // The inputs in blocks of `LANES`, transposed: block `g` is `k` rows of `LANES` floats.
         let blocks = m.div_ceil(LANES);
         let mut xt = vec![0.0f32; blocks * k * LANES];
-        for (i, row) in x.chunks_exact(k).enumerate() {
-            let (g, l) = (i / LANES, i % LANES);
-            let block = &mut xt[g * k * LANES..(g + 1) * k * LANES];
-            for (kk, &v) in row.iter().enumerate() {
-                block[kk * LANES + l] = v;
+        let transpose = |(g, block): (usize, &mut [f32])| {
+            for (l, row) in x.chunks_exact(k).skip(g * LANES).take(LANES).enumerate() {
+                for (kk, &v) in row.iter().enumerate() {
+                    block[kk * LANES + l] = v;
+                }
             }
-        }
-        let panel = |p: usize| {
+        };
+        let panel = |xt: &[f32], p: usize| {
             let mut out = vec![0.0f32; blocks * NR * LANES];
             panel(
                 path,
-                &xt,
+                xt,
                 k,
                 &self.data[p * k * NR..(p + 1) * k * NR],
                 &mut out,
             );
             out
         };
-        let panels = n.div_ceil(NR);
-        let done: Vec<Vec<f32>> = if rayon::current_num_threads() > 1 && m * k * n >= 1 << 18 {
-            (0..panels).into_par_iter().map(panel).collect()
-        } else {
-            (0..panels).map(panel).collect()
-        };
-        // Each panel's `[blocks][NR][LANES]` back to `[m, n]`.
-        let mut y = vec![0.0f32; m * n];
-        for (p, out) in done.iter().enumerate() {
-            let w = NR.min(n - p * NR);
-            for (i, row) in y.chunks_exact_mut(n).enumerate() {
-                let (g, l) = (i / LANES, i % LANES);
-                for c in 0..w {
-                    row[p * NR + c] = out[(g * NR + c) * LANES + l];
+        // Each panel's `[blocks][NR][LANES]` back to row `i` of `[m, n]`.
+        let gather = |done: &[Vec<f32>], (i, row): (usize, &mut [f32])| {
+            let (g, l) = (i / LANES, i % LANES);
+            for (p, out) in done.iter().enumerate() {
+                let w = NR.min(n - p * NR);
+                for (c, v) in row[p * NR..p * NR + w].iter_mut().enumerate() {
+                    *v = out[(g * NR + c) * LANES + l];
                 }
             }
+        };
+        let panels = n.div_ceil(NR);
+        let mut y = vec![0.0f32; m * n];
+        if parallel {
+            xt.par_chunks_mut(k * LANES).enumerate().for_each(transpose);
+            let done: Vec<Vec<f32>> = (0..panels).into_par_iter().map(|p| panel(&xt, p)).collect();
+            y.par_chunks_mut(n)
+                .enumerate()
+                .for_each(|row| gather(&done, row));
+        } else {
+            xt.chunks_mut(k * LANES).enumerate().for_each(transpose);
+            let done: Vec<Vec<f32>> = (0..panels).map(|p| panel(&xt, p)).collect();
+            y.chunks_mut(n)
+                .enumerate()
+                .for_each(|row| gather(&done, row));
         }
         Some(y)
     }

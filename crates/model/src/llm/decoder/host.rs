@@ -218,17 +218,6 @@ fn for_rows(out: &mut [f32], width: usize, f: impl Fn(&mut [f32], usize) + Sync 
     }
 }
 
-/// `f()` on a rayon worker. Called from outside the pool, each parallel product of a pass would
-/// hand its work to the pool and block on it (two thread switches per product, ~120 per token);
-/// on a worker, the caller takes part in every split instead.
-fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none() {
-        rayon::scope(|_| f())
-    } else {
-        f()
-    }
-}
-
 /// `x / sqrt(mean(x²) + eps) * w` per row.
 fn rms_norm(x: &[f32], w: &[f32], eps: f64) -> Vec<f32> {
     let mut out = vec![0.0f32; x.len()];
@@ -396,7 +385,7 @@ impl HostDecoder<'_> {
     /// # Panics
     /// If the cache has no room for `t` more positions or the sizes disagree.
     pub fn feed(&mut self, ids: &[u32], positions: &[usize], real: Option<&[bool]>) -> Vec<f32> {
-        on_worker(|| {
+        crate::cpu::on_worker(|| {
             let t = ids.len() / self.batch.max(1);
             let x = self.pass(ids, positions, real);
             // Only each row's last token goes through the head.
@@ -414,7 +403,7 @@ impl HostDecoder<'_> {
     pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
         let c = &self.model.config;
         let n = hidden.len() / c.hidden_size;
-        on_worker(|| {
+        crate::cpu::on_worker(|| {
             let xn = rms_norm(hidden, &self.quant.norm, c.rms_eps);
             self.product(&self.quant.head, &xn, n)
         })
@@ -472,7 +461,7 @@ impl HostDecoder<'_> {
     /// # Panics
     /// As [`HostDecoder::feed`].
     pub fn pass(&mut self, ids: &[u32], positions: &[usize], real: Option<&[bool]>) -> Vec<f32> {
-        on_worker(|| self.pass_here(ids, positions, real, None))
+        crate::cpu::on_worker(|| self.pass_here(ids, positions, real, None))
     }
 
     /// One row of several continuations packed one after another (`segment[i]`: which one
@@ -488,7 +477,7 @@ impl HostDecoder<'_> {
             self.batch == 1 && segment.len() == ids.len(),
             "packed pass: one row"
         );
-        on_worker(|| self.pass_here(ids, positions, None, Some(segment)))
+        crate::cpu::on_worker(|| self.pass_here(ids, positions, None, Some(segment)))
     }
 
     /// A copy of the positions held (one row): to start other decoders from the same context.

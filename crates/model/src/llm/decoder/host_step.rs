@@ -424,8 +424,9 @@ impl HostStep {
             let gate = w.gate.forward(&xn2, t);
             let up = w.up.forward(&xn2, t);
             let act: Vec<f32> = gate
-                .iter()
+                .par_iter()
                 .zip(&up)
+                .with_min_len(inter)
                 .map(|(&g, &u)| g * sigmoid(g) * u)
                 .collect();
             let down = w.down.forward(&act, t);
@@ -518,12 +519,20 @@ impl HostStep {
             // MLP: `x_out = x_mid + (silu(gate) ⊙ up) W_down`.
             let dact = w.down.backward(&dx, t);
             let (mut dgate, mut dup) = (vec![0.0f32; t * inter], vec![0.0f32; t * inter]);
-            for i in 0..t * inter {
-                let (g, u, d) = (s.gate[i], s.up[i], dact[i]);
-                let sg = sigmoid(g);
-                dup[i] = d * g * sg;
-                dgate[i] = d * u * sg * (1.0 + g * (1.0 - sg));
-            }
+            // Per token on rayon's threads (the sigmoids were a tenth of the step on one).
+            dgate
+                .par_chunks_mut(inter)
+                .zip(dup.par_chunks_mut(inter))
+                .enumerate()
+                .for_each(|(ti, (dg, du))| {
+                    let at = ti * inter..(ti + 1) * inter;
+                    let (g, u, d) = (&s.gate[at.clone()], &s.up[at.clone()], &dact[at]);
+                    for j in 0..inter {
+                        let sg = sigmoid(g[j]);
+                        du[j] = d[j] * g[j] * sg;
+                        dg[j] = d[j] * u[j] * sg * (1.0 + g[j] * (1.0 - sg));
+                    }
+                });
             let mut dxn = w.gate.backward(&dgate, t);
             add(&mut dxn, &w.up.backward(&dup, t));
             rms_norm_backward(&s.x_mid, &s.rms_ffn, &w.ffn_norm, &dxn, &mut dx);

@@ -325,14 +325,32 @@ impl QMatrix {
                 .enumerate()
                 .for_each(|t| task(&mut buf, t));
         }
-        // [rows, n] -> [n, rows], 32 rows at a time so that the rows read stay in L1.
+        // [rows, n] -> [n, rows], 32 rows at a time so that the rows read stay in L1; the
+        // inputs split between rayon's threads when there are many outputs (the head's logits
+        // are 49,152 per input).
         let mut out = vec![0.0f32; n * self.rows];
-        for (b, block) in out_t.chunks(32 * n).enumerate() {
-            for (i, o) in out.chunks_exact_mut(self.rows).enumerate() {
-                for (v, t) in o[32 * b..].iter_mut().zip(block.chunks_exact(n)) {
-                    *v = t[i];
+        let threads = rayon::current_num_threads();
+        let per = if threads > 1 && n > 1 && n * self.rows >= 1 << 16 {
+            n.div_ceil(threads)
+        } else {
+            n
+        };
+        let gather = |(c, chunk): (usize, &mut [f32])| {
+            for (b, block) in out_t.chunks(32 * n).enumerate() {
+                for (k, o) in chunk.chunks_exact_mut(self.rows).enumerate() {
+                    let i = c * per + k;
+                    for (v, t) in o[32 * b..].iter_mut().zip(block.chunks_exact(n)) {
+                        *v = t[i];
+                    }
                 }
             }
+        };
+        if per < n {
+            out.par_chunks_mut(per * self.rows)
+                .enumerate()
+                .for_each(gather);
+        } else {
+            gather((0, &mut out));
         }
         out
     }
