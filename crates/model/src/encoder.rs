@@ -377,3 +377,28 @@ fn gelu(x: Tensor<2>) -> Tensor<2> {
         .for_each(|x| *x = 0.5 * *x * (1.0 + libm::erff(*x / sqrt2)));
     Tensor::from_data(TensorData::new(v, shape), &device)
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Tensor, TensorData, activation};
+
+    /// The host GELU is burn's bit for bit on flex (`x · (1/√2)` for `x / √2`, `erf` in f64, or
+    /// the tanh approximation would differ in the last bits), across both tails, zero and
+    /// erf's range boundaries, on more values than one thread's share.
+    #[test]
+    fn host_gelu_equals_burns_bit_for_bit() {
+        let dev = crate::backend::device(crate::BackendKind::Flex, false).unwrap();
+        let mut v: Vec<f32> = (0..40_000).map(|i| (i as f32 - 20_000.0) * 7.3e-4).collect();
+        v.extend([0.0, -0.0, 0.84375, -0.84375, 1.25, 2.857_143, 6.0, -6.0, 10.0, -10.0]);
+        let shape = [v.len() / 10, 10];
+        let x = Tensor::<2>::from_data(TensorData::new(v, shape), &dev);
+        let ours = crate::backend::host_f32(super::gelu(x.clone()));
+        let burns = crate::backend::host_f32(activation::gelu(x));
+        let differing = ours
+            .iter()
+            .zip(&burns)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(differing, 0, "{differing} of {} values differ", ours.len());
+    }
+}
