@@ -235,6 +235,10 @@ bench-loop iterations="8" rounds="4" old="8a1eb51": build models
     python3 scripts/bench-loop.py {{fpo}} "$HOME/.cache/fpo-bench-old/{{old}}/target/release/fpo" \
         "$tree" {{iterations}} {{rounds}}
 
+# This machine's f32 fused multiply-add peak on 1 thread and on all (the kernels' roofline).
+bench-fma-peak:
+    cargo bench --workspace --bench fma_peak
+
 # The LoRA policy step on the host against burn's autodiff (5 alternating rounds, two lengths).
 bench-lora-step: models
     cargo bench --workspace --bench lora_step

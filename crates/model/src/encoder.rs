@@ -388,8 +388,12 @@ mod tests {
     #[test]
     fn host_gelu_equals_burns_bit_for_bit() {
         let dev = crate::backend::device(crate::BackendKind::Flex, false).unwrap();
-        let mut v: Vec<f32> = (0..40_000).map(|i| (i as f32 - 20_000.0) * 7.3e-4).collect();
-        v.extend([0.0, -0.0, 0.84375, -0.84375, 1.25, 2.857_143, 6.0, -6.0, 10.0, -10.0]);
+        let mut v: Vec<f32> = (0..40_000)
+            .map(|i| (i as f32 - 20_000.0) * 7.3e-4)
+            .collect();
+        v.extend([
+            0.0, -0.0, 0.84375, -0.84375, 1.25, 2.857_143, 6.0, -6.0, 10.0, -10.0,
+        ]);
         let shape = [v.len() / 10, 10];
         let x = Tensor::<2>::from_data(TensorData::new(v, shape), &dev);
         let ours = crate::backend::host_f32(super::gelu(x.clone()));
