@@ -69,21 +69,29 @@ fn chains(path: CpuPath) -> usize {
     1
 }
 
+/// [`ACC`] chains of [`STEPS`] multiply-adds of one register width: `set1` and `fmadd` its
+/// intrinsics.
+#[cfg(target_arch = "x86_64")]
+macro_rules! register_chains {
+    ($set1:ident, $fmadd:ident) => {{
+        use std::arch::x86_64::*;
+        let (m, c) = ($set1(black_box(0.999_999_9)), $set1(black_box(1e-7)));
+        let mut acc = black_box([$set1(1.0); ACC]);
+        for _ in 0..STEPS {
+            for a in &mut acc {
+                *a = $fmadd(*a, m, c);
+            }
+        }
+        black_box(acc);
+    }};
+}
+
 #[cfg(target_arch = "x86_64")]
 #[multiversion::multiversion(targets("x86_64+avx512f+avx2+fma"))]
 fn chains_avx512() -> Option<usize> {
     multiversion::target::match_target! {
         "x86_64+avx512f" => {
-            use std::arch::x86_64::*;
-            use std::hint::black_box;
-            let (m, c) = (_mm512_set1_ps(black_box(0.999_999_9)), _mm512_set1_ps(black_box(1e-7)));
-            let mut acc = black_box([_mm512_set1_ps(1.0); ACC]);
-            for _ in 0..STEPS {
-                for a in &mut acc {
-                    *a = _mm512_fmadd_ps(*a, m, c);
-                }
-            }
-            black_box(acc);
+            register_chains!(_mm512_set1_ps, _mm512_fmadd_ps);
             Some(16)
         },
         _ => None
@@ -95,16 +103,7 @@ fn chains_avx512() -> Option<usize> {
 fn chains_avx2() -> Option<usize> {
     multiversion::target::match_target! {
         "x86_64+avx2+fma" => {
-            use std::arch::x86_64::*;
-            use std::hint::black_box;
-            let (m, c) = (_mm256_set1_ps(black_box(0.999_999_9)), _mm256_set1_ps(black_box(1e-7)));
-            let mut acc = black_box([_mm256_set1_ps(1.0); ACC]);
-            for _ in 0..STEPS {
-                for a in &mut acc {
-                    *a = _mm256_fmadd_ps(*a, m, c);
-                }
-            }
-            black_box(acc);
+            register_chains!(_mm256_set1_ps, _mm256_fmadd_ps);
             Some(8)
         },
         _ => None

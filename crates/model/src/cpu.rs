@@ -175,6 +175,24 @@ mod tests {
     }
 }
 
+/// `f(index, chunk)` for each `size`-long chunk of `data` (the last one shorter), on rayon's
+/// threads when `parallel`: the same values either way when `f` writes only its own chunk.
+pub(crate) fn for_chunks<T: Send>(
+    data: &mut [T],
+    size: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    if parallel {
+        data.par_chunks_mut(size)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        data.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
 /// `f()` on a rayon worker. Called from outside the pool, each parallel product would hand its
 /// work to the pool and block on it (two thread switches per product, ~120 per token of a
 /// pass), and a third thread would share the two cores with the workers; on a worker, the

@@ -420,14 +420,16 @@ impl Pipeline {
                 .iter_mut()
                 .filter(|r| r.state.iteration == it)
                 .collect();
-            for r in &mut due {
-                r.probe
-                    .maybe(self, &r.state, it, &mut r.timing, &mut probe_base)?;
-            }
             let prompt = &self.prompts.pool[order[it]];
-            // On a rayon worker: the iteration's many parallel products and loops split
-            // there instead of waking the pool from this thread each time.
-            let lines = fpo_model::cpu::on_worker(|| self.iteration(&mut due, seed, it, prompt))?;
+            // On a rayon worker: the probe's and the iteration's many parallel products and
+            // loops split there instead of waking the pool from this thread each time.
+            let lines = fpo_model::cpu::on_worker(|| {
+                for r in &mut due {
+                    r.probe
+                        .maybe(self, &r.state, it, &mut r.timing, &mut probe_base)?;
+                }
+                self.iteration(&mut due, seed, it, prompt)
+            })?;
             for (r, (line, seconds)) in due.into_iter().zip(lines) {
                 r.record(line, seconds, on_iteration)?;
                 if r.state.iteration.is_multiple_of(self.cfg.checkpoint_every)

@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use crate::cpu::CpuPath;
+use crate::cpu::{CpuPath, for_chunks};
 
 /// Columns per panel: the register tile's accumulators (12 vectors).
 const NR: usize = 12;
@@ -90,7 +90,7 @@ impl Packed {
         // The inputs in blocks of `LANES`, transposed: block `g` is `k` rows of `LANES` floats.
         let blocks = m.div_ceil(LANES);
         let mut xt = vec![0.0f32; blocks * k * LANES];
-        let transpose = |(g, block): (usize, &mut [f32])| {
+        let transpose = |g: usize, block: &mut [f32]| {
             for (l, row) in x.chunks_exact(k).skip(g * LANES).take(LANES).enumerate() {
                 for (kk, &v) in row.iter().enumerate() {
                     block[kk * LANES + l] = v;
@@ -109,7 +109,7 @@ impl Packed {
             out
         };
         // Each panel's `[blocks][NR][LANES]` back to row `i` of `[m, n]`.
-        let gather = |done: &[Vec<f32>], (i, row): (usize, &mut [f32])| {
+        let gather = |done: &[Vec<f32>], i: usize, row: &mut [f32]| {
             let (g, l) = (i / LANES, i % LANES);
             for (p, out) in done.iter().enumerate() {
                 let w = NR.min(n - p * NR);
@@ -119,20 +119,14 @@ impl Packed {
             }
         };
         let panels = n.div_ceil(NR);
-        let mut y = vec![0.0f32; m * n];
-        if parallel {
-            xt.par_chunks_mut(k * LANES).enumerate().for_each(transpose);
-            let done: Vec<Vec<f32>> = (0..panels).into_par_iter().map(|p| panel(&xt, p)).collect();
-            y.par_chunks_mut(n)
-                .enumerate()
-                .for_each(|row| gather(&done, row));
+        for_chunks(&mut xt, k * LANES, parallel, transpose);
+        let done: Vec<Vec<f32>> = if parallel {
+            (0..panels).into_par_iter().map(|p| panel(&xt, p)).collect()
         } else {
-            xt.chunks_mut(k * LANES).enumerate().for_each(transpose);
-            let done: Vec<Vec<f32>> = (0..panels).map(|p| panel(&xt, p)).collect();
-            y.chunks_mut(n)
-                .enumerate()
-                .for_each(|row| gather(&done, row));
-        }
+            (0..panels).map(|p| panel(&xt, p)).collect()
+        };
+        let mut y = vec![0.0f32; m * n];
+        for_chunks(&mut y, n, parallel, |i, row| gather(&done, i, row));
         Some(y)
     }
 }

@@ -209,13 +209,8 @@ impl Llama {
 /// `f(row_of_out, row_index)` for each `width`-wide row of `out`, on rayon's threads when there
 /// are enough rows to share.
 fn for_rows(out: &mut [f32], width: usize, f: impl Fn(&mut [f32], usize) + Sync + Send) {
-    if rayon::current_num_threads() > 1 && out.len() >= 16 * 1024 {
-        out.par_chunks_mut(width)
-            .enumerate()
-            .for_each(|(i, o)| f(o, i));
-    } else {
-        out.chunks_mut(width).enumerate().for_each(|(i, o)| f(o, i));
-    }
+    let parallel = rayon::current_num_threads() > 1 && out.len() >= 16 * 1024;
+    crate::cpu::for_chunks(out, width, parallel, |i, o| f(o, i));
 }
 
 /// `x / sqrt(mean(x²) + eps) * w` per row.

@@ -335,7 +335,7 @@ impl QMatrix {
         } else {
             n
         };
-        let gather = |(c, chunk): (usize, &mut [f32])| {
+        let gather = |c: usize, chunk: &mut [f32]| {
             for (b, block) in out_t.chunks(32 * n).enumerate() {
                 for (k, o) in chunk.chunks_exact_mut(self.rows).enumerate() {
                     let i = c * per + k;
@@ -345,13 +345,7 @@ impl QMatrix {
                 }
             }
         };
-        if per < n {
-            out.par_chunks_mut(per * self.rows)
-                .enumerate()
-                .for_each(gather);
-        } else {
-            gather((0, &mut out));
-        }
+        crate::cpu::for_chunks(&mut out, per * self.rows, per < n, gather);
         out
     }
 }
