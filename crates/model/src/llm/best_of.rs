@@ -24,7 +24,7 @@ use super::lora::Adapters;
 /// Tokens per batch where scoring falls back to [`Llama::score`].
 const FALLBACK_SCORE_TOKENS: usize = 2048;
 /// Rows of logits computed at once (a row is the vocabulary, 49152 floats for SmolLM2).
-const LOGIT_ROWS: usize = 256;
+const LOGIT_ROWS: usize = 64;
 
 /// One prompt run through one model (with or without adapters): what sampling and scoring after
 /// it need. On the host it holds the prompt's keys and values; elsewhere only its tokens.

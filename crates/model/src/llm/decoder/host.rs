@@ -39,27 +39,36 @@ impl HostLora {
         }
     }
 
-    /// `y[i, ..width] += scale * (x[i] A) B` for each of the rows of `x` (`[n, in]`), where row
-    /// `i` of `y` starts at `i * stride`.
-    fn add(&self, x: &[f32], inp: usize, y: &mut [f32], stride: usize, scale: f32) {
+    /// `y[..width] += scale * (x A) B` for one row `x` (`[in]`).
+    fn add(&self, x: &[f32], y: &mut [f32], scale: f32) {
         let width = self.b.len() / self.rank;
-        for (i, xi) in x.chunks_exact(inp).enumerate() {
-            let mut t = vec![0.0f32; self.rank];
-            for (xc, arow) in xi.iter().zip(self.a.chunks_exact(self.rank)) {
-                for (tr, &a) in t.iter_mut().zip(arow) {
-                    *tr += xc * a;
-                }
-            }
-            let mut u = vec![0.0f32; width];
-            for (&tr, brow) in t.iter().zip(self.b.chunks_exact(width)) {
-                for (uo, &b) in u.iter_mut().zip(brow) {
-                    *uo += tr * b;
-                }
-            }
-            for (yo, uo) in y[i * stride..i * stride + width].iter_mut().zip(&u) {
-                *yo += uo * scale;
+        let t = self.down(x);
+        let mut u = vec![0.0f32; width];
+        for (&tr, brow) in t.iter().zip(self.b.chunks_exact(width)) {
+            for (uo, &b) in u.iter_mut().zip(brow) {
+                *uo += tr * b;
             }
         }
+        for (yo, uo) in y[..width].iter_mut().zip(&u) {
+            *yo += uo * scale;
+        }
+    }
+
+    /// `x A` (`[rank]`): each entry summed over `x` in order, 16 entries at a time in
+    /// registers.
+    fn down(&self, x: &[f32]) -> Vec<f32> {
+        let mut t = vec![0.0f32; self.rank];
+        for (r0, tc) in (0..self.rank).step_by(16).zip(t.chunks_mut(16)) {
+            let mut acc = [0.0f32; 16];
+            let lanes = tc.len();
+            for (xc, arow) in x.iter().zip(self.a.chunks_exact(self.rank)) {
+                for (s, &a) in acc[..lanes].iter_mut().zip(&arow[r0..r0 + lanes]) {
+                    *s += xc * a;
+                }
+            }
+            tc.copy_from_slice(&acc[..lanes]);
+        }
+        t
     }
 }
 
@@ -555,19 +564,33 @@ impl HostDecoder<'_> {
                 Some((*at - s.rows * t, *at))
             })
             .collect();
-        let adapt = |slot: usize, li: usize, x: &[f32], inp: usize, y: &mut [f32], out: usize| {
-            for (seg, &(a, b)) in self.segments.iter().zip(&spans) {
-                if let Some(l) = seg.lora[li][slot].as_ref().filter(|_| b > a) {
-                    l.add(&x[a * inp..b * inp], inp, &mut y[a * out..], out, seg.scale);
-                }
+        // Adds layer `li`'s adapters on `slots` (slot, offset into a row of `y`) to each token's
+        // row of `y` (`stride` wide) from its row of `x` (`inp` wide): tokens on rayon's threads,
+        // each row's sums in the same order as alone.
+        let adapt = |slots: &[(usize, usize)], li: usize, x: &[f32], inp: usize, y: &mut [f32]| {
+            let stride = y.len() / n;
+            let used = |seg: &Segment| slots.iter().any(|&(slot, _)| seg.lora[li][slot].is_some());
+            if !self.segments.iter().any(used) {
+                return;
             }
+            let parallel = rayon::current_num_threads() > 1 && n >= 4;
+            crate::cpu::for_chunks(y, stride, parallel, |i, yi| {
+                let seg = spans
+                    .iter()
+                    .position(|&(a, b)| (a..b).contains(&i))
+                    .map(|s| &self.segments[s])
+                    .expect("every token in a segment");
+                for &(slot, offset) in slots {
+                    if let Some(l) = &seg.lora[li][slot] {
+                        l.add(&x[i * inp..(i + 1) * inp], &mut yi[offset..], seg.scale);
+                    }
+                }
+            });
         };
         for (li, qb) in self.quant.blocks.iter().enumerate() {
             let xn = rms_norm(&x, &qb.attn_norm, c.rms_eps);
             let mut f = self.product(&qb.qkv, &xn, n);
-            for (slot, offset) in [(0, 0), (1, qw), (2, qw + kvw)] {
-                adapt(slot, li, &xn, h, &mut f[offset..], width);
-            }
+            adapt(&[(0, 0), (1, qw), (2, qw + kvw)], li, &xn, h, &mut f);
             let (keys, values) = (&mut self.keys[li], &mut self.values[li]);
             for (i, fi) in f.chunks_exact_mut(width).enumerate() {
                 let (r, slot) = (i / t, at + i % t);
@@ -616,7 +639,7 @@ impl HostDecoder<'_> {
                 att.chunks_mut(rep * hd).enumerate().for_each(task);
             }
             let mut o = self.product(&qb.o, &att, n);
-            adapt(3, li, &att, qw, &mut o, h);
+            adapt(&[(3, 0)], li, &att, qw, &mut o);
             for (xv, ov) in x.iter_mut().zip(&o) {
                 *xv += ov;
             }

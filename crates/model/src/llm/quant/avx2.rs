@@ -100,13 +100,15 @@ pub(super) fn panel(
         "x86_64+avx2+fma" => {
             let Some(first) = rows.first() else { return };
             let bpr = first.d.len();
+            // Appended rather than written over zeros: filling the buffer first would write
+            // it twice.
             buf.clear();
-            buf.resize(rows.len() * bpr, [_mm256_setzero_ps(); 4]);
-            for (tile, out) in rows.chunks(TILE_ROWS).zip(buf.chunks_mut(TILE_ROWS * bpr)) {
+            buf.reserve(rows.len() * bpr);
+            for tile in rows.chunks(TILE_ROWS) {
                 if first.bits == 4 {
-                    dequantise::<4>(tile, out);
+                    dequantise::<4>(tile, bpr, buf);
                 } else {
-                    dequantise::<8>(tile, out);
+                    dequantise::<8>(tile, bpr, buf);
                 }
             }
             for g in groups {
@@ -138,15 +140,16 @@ pub(super) fn panel(
 /// Rows per register tile of [`panel`].
 const TILE_ROWS: usize = 3;
 
-/// `tile`'s rows dequantised into `out`, block-major: for each block, each row's four vectors.
+/// `tile`'s rows (`bpr` blocks each) dequantised onto the end of `out`, block-major: for each
+/// block, each row's four vectors.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn dequantise<const BITS: u8>(tile: &[Row<'_>], out: &mut [[__m256; 4]]) {
+fn dequantise<const BITS: u8>(tile: &[Row<'_>], bpr: usize, out: &mut Vec<[__m256; 4]>) {
     let qb = usize::from(BITS) * 4;
-    for (b, slots) in out.chunks_exact_mut(tile.len()).enumerate() {
-        for (row, slot) in tile.iter().zip(slots) {
+    for b in 0..bpr {
+        for row in tile {
             let m = row.m.map_or(0.0, |m| m[b]);
-            *slot = block::<BITS>(&row.q[b * qb..], row.d[b], m);
+            out.push(block::<BITS>(&row.q[b * qb..], row.d[b], m));
         }
     }
 }

@@ -105,13 +105,15 @@ pub(super) fn panel(
         "x86_64+avx512f+avx512bw" => {
             let Some(first) = rows.first() else { return };
             let bpr = first.d.len();
+            // Appended rather than written over zeros: filling the buffer first would write
+            // it twice.
             buf.clear();
-            buf.resize(rows.len() * bpr, [_mm512_setzero_ps(); 2]);
-            for (tile, out) in rows.chunks(TILE_ROWS).zip(buf.chunks_mut(TILE_ROWS * bpr)) {
+            buf.reserve(rows.len() * bpr);
+            for tile in rows.chunks(TILE_ROWS) {
                 if first.bits == 4 {
-                    dequantise::<4>(tile, out);
+                    dequantise::<4>(tile, bpr, buf);
                 } else {
-                    dequantise::<8>(tile, out);
+                    dequantise::<8>(tile, bpr, buf);
                 }
             }
             // Each group of inputs stays in L1 while every tile of rows passes it.
@@ -147,16 +149,17 @@ pub(super) fn panel(
 /// Rows per register tile of [`panel`] (3 x 8 inputs = 24 of the 32 vector registers).
 const TILE_ROWS: usize = 3;
 
-/// `tile`'s rows dequantised into `out`, block-major: for each block, each row's two vectors.
+/// `tile`'s rows (`bpr` blocks each) dequantised onto the end of `out`, block-major: for each
+/// block, each row's two vectors.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-fn dequantise<const BITS: u8>(tile: &[Row<'_>], out: &mut [[__m512; 2]]) {
+fn dequantise<const BITS: u8>(tile: &[Row<'_>], bpr: usize, out: &mut Vec<[__m512; 2]>) {
     let qb = usize::from(BITS) * 4;
-    for (b, slots) in out.chunks_exact_mut(tile.len()).enumerate() {
-        for (row, slot) in tile.iter().zip(slots) {
+    for b in 0..bpr {
+        for row in tile {
             let m = row.m.map_or(0.0, |m| m[b]);
             let (lo, hi) = block::<BITS>(&row.q[b * qb..], row.d[b], m);
-            *slot = [lo, hi];
+            out.push([lo, hi]);
         }
     }
 }
