@@ -34,6 +34,7 @@ use fpo_model::llm::{
 use fpo_model::{BackendKind, device};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use super::checkpoint::{self, CheckpointState, ckpt_err, io, read_log, write_atomic};
 use super::config::{RmBackbone, RmFeatures, RmInit, RmInput, TrainConfig};
@@ -539,12 +540,16 @@ impl Pipeline {
         let base = m.model.prompt_pass(&prompt, None, true)?;
         lap.mark("prompt passes");
         let policies: Vec<Adapters> = runs.iter().map(|r| r.state.adapters.valid()).collect();
-        let mut passes = Vec::with_capacity(runs.len());
-        for ((policy, stages), seconds) in policies.iter().zip(&mut own).zip(&mut own_seconds) {
-            let mut lap = Lap::new(stages);
-            passes.push(m.model.prompt_pass(&prompt, Some(policy), false)?);
-            *seconds += lap.mark("prompt passes");
-        }
+        let host = self.host_step.is_some();
+        let passes = each_timed(policies.iter().collect(), host, |policy, lap| {
+            let pass = m
+                .model
+                .prompt_pass(&prompt, Some(policy), false)
+                .map_err(Error::from);
+            lap.mark("prompt passes");
+            pass
+        });
+        let passes = take_timed(passes, &mut own, &mut own_seconds)?;
         let mut lap = Lap::new(&mut shared);
         // Each policy's candidates from the stream (seed, iteration, 1) (common random numbers
         // across variants), the reference from (seed, iteration, 0).
@@ -589,16 +594,13 @@ impl Pipeline {
             reference: &reference,
             reference_utility,
         };
-        let mut lines = Vec::with_capacity(runs.len());
-        for ((run, candidates), (stages, seconds)) in runs
-            .iter_mut()
-            .zip(sampled)
-            .zip(own.iter_mut().zip(&mut own_seconds))
-        {
-            let t = Instant::now();
-            lines.push(self.variant_step(run, &shared_response, candidates, stages)?);
-            *seconds += t.elapsed().as_secs_f64();
-        }
+        // The variants' own parts at once on the host (each computes what it computes alone;
+        // together they fill the gaps between each other's parallel loops).
+        let work: Vec<_> = runs.iter_mut().zip(sampled).collect();
+        let lines = each_timed(work, host, |(run, candidates), lap| {
+            self.variant_step(run, &shared_response, candidates, lap)
+        });
+        let lines = take_timed(lines, &mut own, &mut own_seconds)?;
         // The shared work in equal shares, so that the variants' seconds add up to the wall time.
         let share = runs.len() as f64;
         let shared_seconds = started.elapsed().as_secs_f64() - own_seconds.iter().sum::<f64>();
@@ -625,11 +627,10 @@ impl Pipeline {
         run: &mut VariantRun,
         shared: &Shared<'_>,
         candidates: Vec<Generation>,
-        stages: &mut BTreeMap<String, f64>,
+        lap: &mut Lap<'_>,
     ) -> Result<IterationLog> {
         let (seed, it, source) = (shared.seed, shared.it, shared.source);
         let (variant, st) = (run.variant, &mut run.state);
-        let mut lap = Lap::new(stages);
         let cfg = &self.cfg;
         let m = &self.inference;
         let tok = &m.tokenizer;
@@ -884,6 +885,55 @@ fn summarize(
 }
 
 pub use fpo_rundir::variant_dir;
+
+/// `f` on each item with a [`Lap`] of its own: at once on rayon's threads when `parallel`
+/// (each item computes what it computes alone), else one after another. Returns each result
+/// with its stages and seconds, scaled so that the items' seconds add up to the wall time of
+/// the whole (items at once overlap).
+fn each_timed<T: Send, R: Send>(
+    items: Vec<T>,
+    parallel: bool,
+    f: impl Fn(T, &mut Lap<'_>) -> R + Sync,
+) -> Vec<(R, BTreeMap<String, f64>)> {
+    let started = Instant::now();
+    let one = |item: T| {
+        let mut stages = BTreeMap::new();
+        let r = f(item, &mut Lap::new(&mut stages));
+        (r, stages)
+    };
+    let mut done: Vec<(R, BTreeMap<String, f64>)> = if parallel && rayon::current_num_threads() > 1
+    {
+        items.into_par_iter().map(one).collect()
+    } else {
+        items.into_iter().map(one).collect()
+    };
+    let busy: f64 = done.iter().flat_map(|d| d.1.values()).sum();
+    if busy > 0.0 {
+        let scale = started.elapsed().as_secs_f64() / busy;
+        for s in done.iter_mut().flat_map(|d| d.1.values_mut()) {
+            *s *= scale;
+        }
+    }
+    done
+}
+
+/// The results of [`each_timed`], their stages and seconds added to each variant's (`own`,
+/// `seconds`); the first error in order, if any.
+fn take_timed<R>(
+    done: Vec<(Result<R>, BTreeMap<String, f64>)>,
+    own: &mut [BTreeMap<String, f64>],
+    seconds: &mut [f64],
+) -> Result<Vec<R>> {
+    let mut out = Vec::with_capacity(done.len());
+    for ((r, stages), (own, seconds)) in done.into_iter().zip(own.iter_mut().zip(seconds)) {
+        for (stage, s) in stages {
+            *seconds += s;
+            *own.entry(stage).or_default() += s;
+        }
+        out.push(r?);
+    }
+    Ok(out)
+}
 
 /// Seconds per stage of an iteration, added to `stages` under each stage's name.
 struct Lap<'a> {
