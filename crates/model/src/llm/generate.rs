@@ -192,6 +192,9 @@ fn mean_neg(v: &[f32]) -> f64 {
 
 /// Tokens [`sample_token`] sorts first when it looks for the nucleus.
 const NUCLEUS_FIRST_GUESS: usize = 64;
+/// Weights (the largest is 1) from which [`sample_token`] looks for the nucleus first: the
+/// tokens below hold at most `vocab * HEAD_MIN` of the sum (5% for SmolLM2's 49,152).
+const HEAD_MIN: f64 = 1e-6;
 
 /// Picks the next token from one row of logits.
 pub fn sample_token(
@@ -230,20 +233,44 @@ impl Pick {
         }
         let t = sampling.temperature as f32;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut probs: Vec<(usize, f64)> = logits
+        let weight = |l: f32| f64::from(((l - max) / t).exp());
+        // One pass: the weights' sum over the allowed tokens in token order, and aside the
+        // tokens within `HEAD_MIN` of the largest weight (1). Those rank before all others, so
+        // when they reach `top_p` the nucleus is among them: the same tokens, sums and order
+        // as from the whole vocabulary, without ordering 49,152 weights per row.
+        let mut total = 0.0f64;
+        let mut head = Vec::new();
+        for (i, &l) in logits.iter().enumerate() {
+            if allowed(i) {
+                let w = weight(l);
+                total += w;
+                if w >= HEAD_MIN {
+                    head.push((i, w));
+                }
+            }
+        }
+        if let Some(pick) = Pick::nucleus(head, total, sampling.top_p, false) {
+            return pick;
+        }
+        let all: Vec<(usize, f64)> = logits
             .iter()
             .enumerate()
             .filter(|(i, _)| allowed(*i))
-            .map(|(i, &l)| (i, f64::from(((l - max) / t).exp())))
+            .map(|(i, &l)| (i, weight(l)))
             .collect();
-        let total: f64 = probs.iter().map(|p| p.1).sum();
+        Pick::nucleus(all, total, sampling.top_p, true).expect("the whole vocabulary")
+    }
+
+    /// The nucleus from `probs` (`total`: the sum over the whole vocabulary), or `None` where
+    /// `probs` falls short of `top_p` and is not `whole` (the rest of the vocabulary follows).
+    fn nucleus(mut probs: Vec<(usize, f64)>, total: f64, top_p: f64, whole: bool) -> Option<Self> {
         // The nucleus is the head of the probabilities in descending order (ties by token id):
         // sort only the `k` largest, more while they fall short (a full sort of the vocabulary
         // cost more than a decoding step's products). The head of a total order is the same
         // either way.
         let order = |a: &(usize, f64), b: &(usize, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         let mut k = NUCLEUS_FIRST_GUESS.min(probs.len());
-        let (kept, n) = loop {
+        loop {
             if k < probs.len() {
                 probs.select_nth_unstable_by(k, order);
             }
@@ -253,17 +280,20 @@ impl Pick {
             for p in &probs[..k] {
                 kept += p.1;
                 n += 1;
-                if kept / total >= sampling.top_p {
+                if kept / total >= top_p {
                     break;
                 }
             }
-            if kept / total >= sampling.top_p || k == probs.len() {
-                break (kept, n);
+            let reached = kept / total >= top_p;
+            if reached || k == probs.len() {
+                if !reached && !whole {
+                    return None;
+                }
+                probs.truncate(n);
+                return Some(Pick::Nucleus { probs, kept });
             }
             k = (4 * k).min(probs.len());
-        };
-        probs.truncate(n);
-        Pick::Nucleus { probs, kept }
+        }
     }
 
     /// The token: one uniform draw from `rng` into the nucleus (none when greedy).
@@ -846,13 +876,30 @@ pub struct LogProbs {
 
 #[cfg(test)]
 mod tests {
-    use super::{Sampling, sample_token};
+    use super::{Pick, Sampling, sample_token};
     use proptest::prelude::{Just, any, prop_assert_eq, prop_oneof, proptest};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
     /// The nucleus by a full sort of the vocabulary: the definition [`sample_token`] keeps.
     fn by_full_sort(logits: &[f32], s: &Sampling, banned: &[u32], rng: &mut impl Rng) -> u32 {
+        let (probs, kept) = nucleus_by_full_sort(logits, s, banned);
+        let mut u = rng.random::<f64>() * kept;
+        for p in &probs {
+            u -= p.1;
+            if u <= 0.0 {
+                return p.0 as u32;
+            }
+        }
+        probs[probs.len() - 1].0 as u32
+    }
+
+    /// The nucleus (tokens and weights in order) and its weights' sum, by a full sort.
+    fn nucleus_by_full_sort(
+        logits: &[f32],
+        s: &Sampling,
+        banned: &[u32],
+    ) -> (Vec<(usize, f64)>, f64) {
         let t = s.temperature as f32;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut probs: Vec<(usize, f64)> = logits
@@ -871,14 +918,8 @@ mod tests {
                 break;
             }
         }
-        let mut u = rng.random::<f64>() * kept;
-        for p in &probs[..n] {
-            u -= p.1;
-            if u <= 0.0 {
-                return p.0 as u32;
-            }
-        }
-        probs[n - 1].0 as u32
+        probs.truncate(n);
+        (probs, kept)
     }
 
     proptest! {
@@ -903,6 +944,13 @@ mod tests {
                 .collect();
             let s = Sampling { max_new_tokens: 1, min_new_tokens: 0, temperature, top_p };
             let banned = [0u32, 7];
+            // The nucleus itself, bit for bit: its tokens in order, their weights and sum.
+            let Pick::Nucleus { probs, kept } = Pick::new(&logits, &s, &banned) else {
+                panic!("a temperature above 0 samples");
+            };
+            let (want, want_kept) = nucleus_by_full_sort(&logits, &s, &banned);
+            prop_assert_eq!(&probs, &want);
+            prop_assert_eq!(kept.to_bits(), want_kept.to_bits());
             for _ in 0..4 {
                 let (mut a, mut b) = (rng.clone(), rng.clone());
                 let got = sample_token(&logits, &s, &banned, &mut a);

@@ -279,9 +279,11 @@ impl Llama {
             Weight::new(&out, rows, total)
         };
         let host = |t: &Tensor<1>| crate::backend::host_f32(t.clone().detach());
+        // Layers on rayon's threads: copied and packed one after another, the packing's own
+        // parallel loops left one thread waiting on each layer's copies.
         let layers = self
             .blocks
-            .iter()
+            .par_iter()
             .map(|b| Layer {
                 q: whole(&b.wq),
                 k: whole(&b.wk),
