@@ -109,7 +109,9 @@ fn streaming(file: &Gguf) {
         mats.len()
     );
     println!("|---|---|---|---|---|");
-    for n in [1usize, 8] {
+    // 25: the loop's decoding batch at the paper's sizes (3 policies x 8 candidates and the
+    // reference), on the batch-invariant kernels it takes.
+    for (n, invariant) in [(1usize, false), (8, false), (25, true)] {
         let xs: Vec<Vec<f32>> = mats
             .iter()
             .map(|m| {
@@ -121,11 +123,21 @@ fn streaming(file: &Gguf) {
         for path in CpuPath::supported() {
             let us = time(5, || {
                 for (m, x) in mats.iter().zip(&xs) {
-                    std::hint::black_box(m.matmul_on(std::hint::black_box(x), n, path));
+                    let x = std::hint::black_box(x);
+                    std::hint::black_box(if invariant {
+                        m.invariant_on(x, n, path)
+                    } else {
+                        m.matmul_on(x, n, path)
+                    });
                 }
             });
+            let inputs = if invariant {
+                format!("{n}, batch-invariant")
+            } else {
+                n.to_string()
+            };
             println!(
-                "| | {n} | {path} | {:.2} | {:.1} |",
+                "| | {inputs} | {path} | {:.2} | {:.1} |",
                 us / 1e3,
                 (flops * n) as f64 / us / 1e3
             );

@@ -100,15 +100,17 @@ pub(super) fn panel(
         "x86_64+avx2+fma" => {
             let Some(first) = rows.first() else { return };
             let bpr = first.d.len();
-            // Appended rather than written over zeros: filling the buffer first would write
-            // it twice.
-            buf.clear();
-            buf.reserve(rows.len() * bpr);
-            for tile in rows.chunks(TILE_ROWS) {
+            // Sized once per scratch buffer (zeros written once, on its first panel), then
+            // written by index: appending cost a store and a reload of the length per block.
+            if buf.len() < rows.len() * bpr {
+                buf.resize(rows.len() * bpr, [_mm256_setzero_ps(); 4]);
+            }
+            for (ti, tile) in rows.chunks(TILE_ROWS).enumerate() {
+                let out = &mut buf[ti * TILE_ROWS * bpr..(ti * TILE_ROWS + tile.len()) * bpr];
                 if first.bits == 4 {
-                    dequantise::<4>(tile, bpr, buf);
+                    dequantise::<4>(tile, out);
                 } else {
-                    dequantise::<8>(tile, bpr, buf);
+                    dequantise::<8>(tile, out);
                 }
             }
             for g in groups {
@@ -140,16 +142,27 @@ pub(super) fn panel(
 /// Rows per register tile of [`panel`].
 const TILE_ROWS: usize = 3;
 
-/// `tile`'s rows (`bpr` blocks each) dequantised onto the end of `out`, block-major: for each
+/// `tile`'s rows dequantised into `out` (`tile.len()` x their blocks), block-major: for each
 /// block, each row's four vectors.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn dequantise<const BITS: u8>(tile: &[Row<'_>], bpr: usize, out: &mut Vec<[__m256; 4]>) {
+fn dequantise<const BITS: u8>(tile: &[Row<'_>], out: &mut [[__m256; 4]]) {
     let qb = usize::from(BITS) * 4;
-    for b in 0..bpr {
-        for row in tile {
-            let m = row.m.map_or(0.0, |m| m[b]);
-            out.push(block::<BITS>(&row.q[b * qb..], row.d[b], m));
+    // As the AVX-512 kernel's: a row at a time, into every `tile.len()`-th slot.
+    for (k, row) in tile.iter().enumerate() {
+        let slots = out[k..].iter_mut().step_by(tile.len());
+        let blocks = slots.zip(row.q.chunks_exact(qb)).zip(row.d);
+        match row.m {
+            Some(m) => {
+                for (((slot, q), &d), &m) in blocks.zip(m) {
+                    *slot = block::<BITS>(q, d, m);
+                }
+            }
+            None => {
+                for ((slot, q), &d) in blocks {
+                    *slot = block::<BITS>(q, d, 0.0);
+                }
+            }
         }
     }
 }

@@ -105,15 +105,17 @@ pub(super) fn panel(
         "x86_64+avx512f+avx512bw" => {
             let Some(first) = rows.first() else { return };
             let bpr = first.d.len();
-            // Appended rather than written over zeros: filling the buffer first would write
-            // it twice.
-            buf.clear();
-            buf.reserve(rows.len() * bpr);
-            for tile in rows.chunks(TILE_ROWS) {
+            // Sized once per scratch buffer (zeros written once, on its first panel), then
+            // written by index: appending cost a store and a reload of the length per block.
+            if buf.len() < rows.len() * bpr {
+                buf.resize(rows.len() * bpr, [_mm512_setzero_ps(); 2]);
+            }
+            for (ti, tile) in rows.chunks(TILE_ROWS).enumerate() {
+                let out = &mut buf[ti * TILE_ROWS * bpr..(ti * TILE_ROWS + tile.len()) * bpr];
                 if first.bits == 4 {
-                    dequantise::<4>(tile, bpr, buf);
+                    dequantise::<4>(tile, out);
                 } else {
-                    dequantise::<8>(tile, bpr, buf);
+                    dequantise::<8>(tile, out);
                 }
             }
             // Each group of inputs stays in L1 while every tile of rows passes it.
@@ -149,17 +151,30 @@ pub(super) fn panel(
 /// Rows per register tile of [`panel`] (3 x 8 inputs = 24 of the 32 vector registers).
 const TILE_ROWS: usize = 3;
 
-/// `tile`'s rows (`bpr` blocks each) dequantised onto the end of `out`, block-major: for each
+/// `tile`'s rows dequantised into `out` (`tile.len()` x their blocks), block-major: for each
 /// block, each row's two vectors.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-fn dequantise<const BITS: u8>(tile: &[Row<'_>], bpr: usize, out: &mut Vec<[__m512; 2]>) {
+fn dequantise<const BITS: u8>(tile: &[Row<'_>], out: &mut [[__m512; 2]]) {
     let qb = usize::from(BITS) * 4;
-    for b in 0..bpr {
-        for row in tile {
-            let m = row.m.map_or(0.0, |m| m[b]);
-            let (lo, hi) = block::<BITS>(&row.q[b * qb..], row.d[b], m);
-            out.push([lo, hi]);
+    // A row at a time, its blocks, scales and offsets walked by iterators (no bounds check or
+    // reload of the row's slices per block), into every `tile.len()`-th slot.
+    for (k, row) in tile.iter().enumerate() {
+        let slots = out[k..].iter_mut().step_by(tile.len());
+        let blocks = slots.zip(row.q.chunks_exact(qb)).zip(row.d);
+        match row.m {
+            Some(m) => {
+                for (((slot, q), &d), &m) in blocks.zip(m) {
+                    let (lo, hi) = block::<BITS>(q, d, m);
+                    *slot = [lo, hi];
+                }
+            }
+            None => {
+                for ((slot, q), &d) in blocks {
+                    let (lo, hi) = block::<BITS>(q, d, 0.0);
+                    *slot = [lo, hi];
+                }
+            }
         }
     }
 }
