@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Row, Simd};
+use super::{Row, Simd, dequantise_into};
 
 /// Inputs `start..start + take` (`take` one of 8, 4, 2, 1) as 8-lane vectors in block-major
 /// order: for each block of 32 columns, each input's four vectors.
@@ -147,24 +147,7 @@ const TILE_ROWS: usize = 3;
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn dequantise<const BITS: u8>(tile: &[Row<'_>], out: &mut [[__m256; 4]]) {
-    let qb = usize::from(BITS) * 4;
-    // As the AVX-512 kernel's: a row at a time, into every `tile.len()`-th slot.
-    for (k, row) in tile.iter().enumerate() {
-        let slots = out[k..].iter_mut().step_by(tile.len());
-        let blocks = slots.zip(row.q.chunks_exact(qb)).zip(row.d);
-        match row.m {
-            Some(m) => {
-                for (((slot, q), &d), &m) in blocks.zip(m) {
-                    *slot = block::<BITS>(q, d, m);
-                }
-            }
-            None => {
-                for ((slot, q), &d) in blocks {
-                    *slot = block::<BITS>(q, d, 0.0);
-                }
-            }
-        }
-    }
+    dequantise_into(tile, out, |q, d, m| block::<BITS>(q, d, m));
 }
 
 /// `R` dequantised rows (`w`, block-major) against `N` inputs (`x`, block-major):

@@ -5,7 +5,7 @@
 //! those only on a CPU that has it.
 use std::arch::x86_64::*;
 
-use super::{Row, Simd};
+use super::{Row, Simd, dequantise_into};
 
 /// Inputs `start..start + take` (`take` one of the kernel widths 8, 4, 2, 1) as 16-lane
 /// vectors in block-major order: for each block of 32 columns, each input's two vectors.
@@ -156,27 +156,10 @@ const TILE_ROWS: usize = 3;
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 fn dequantise<const BITS: u8>(tile: &[Row<'_>], out: &mut [[__m512; 2]]) {
-    let qb = usize::from(BITS) * 4;
-    // A row at a time, its blocks, scales and offsets walked by iterators (no bounds check or
-    // reload of the row's slices per block), into every `tile.len()`-th slot.
-    for (k, row) in tile.iter().enumerate() {
-        let slots = out[k..].iter_mut().step_by(tile.len());
-        let blocks = slots.zip(row.q.chunks_exact(qb)).zip(row.d);
-        match row.m {
-            Some(m) => {
-                for (((slot, q), &d), &m) in blocks.zip(m) {
-                    let (lo, hi) = block::<BITS>(q, d, m);
-                    *slot = [lo, hi];
-                }
-            }
-            None => {
-                for ((slot, q), &d) in blocks {
-                    let (lo, hi) = block::<BITS>(q, d, 0.0);
-                    *slot = [lo, hi];
-                }
-            }
-        }
-    }
+    dequantise_into(tile, out, |q, d, m| {
+        let (lo, hi) = block::<BITS>(q, d, m);
+        [lo, hi]
+    });
 }
 
 /// `R` dequantised rows (`w`, block-major) against `N` inputs (`x`, block-major):

@@ -363,6 +363,37 @@ struct Row<'a> {
     m: Option<&'a [f32]>,
 }
 
+/// `block(quants, d, m)` of every block of `tile`'s rows into `out` (`tile.len()` x their
+/// blocks), block-major: for each block, each row's slot. A row at a time, its quants, scales
+/// and offsets walked by iterators, so that nothing is bounds-checked or reloaded per block
+/// (interleaving the rows block by block cost a fifth more per decoding step).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn dequantise_into<T>(
+    tile: &[Row<'_>],
+    out: &mut [T],
+    mut block: impl FnMut(&[u8], f32, f32) -> T,
+) {
+    let Some(first) = tile.first() else { return };
+    let qb = usize::from(first.bits) * 4;
+    for (k, row) in tile.iter().enumerate() {
+        let slots = out[k..].iter_mut().step_by(tile.len());
+        let blocks = slots.zip(row.q.chunks_exact(qb)).zip(row.d);
+        match row.m {
+            Some(m) => {
+                for (((slot, q), &d), &m) in blocks.zip(m) {
+                    *slot = block(q, d, m);
+                }
+            }
+            None => {
+                for ((slot, q), &d) in blocks {
+                    *slot = block(q, d, 0.0);
+                }
+            }
+        }
+    }
+}
+
 /// One instruction set's kernels ([`avx512`], [`avx2`]): the inputs converted once to its
 /// vectors (`None` where the CPU lacks it), a weight row against every input, and a tile of
 /// rows against every input.
