@@ -787,6 +787,58 @@ fn decoder_segments_compute_what_each_computes_alone() {
     assert!(together[0][..vocab] != together[0][3 * vocab..4 * vocab]);
 }
 
+/// A decoder that drops rows (`keep_rows`, as sampling does with finished rows) computes for
+/// each row it keeps what the full batch computes for that row, bit for bit: each row reads its
+/// own cache and runs its own segment's adapters wherever it sits in the pass.
+#[test]
+fn rows_kept_compute_what_the_full_batch_computes() {
+    let m = &MODEL.model;
+    let (a, b) = (random_adapters(5, 6), random_adapters(7, 8));
+    let prompt = best_of_prompt();
+    let segments: [(usize, Option<&Adapters>); 3] = [(3, Some(&a)), (2, Some(&b)), (1, None)];
+    let rows = 6;
+    // Each row its own tokens, so that rows of one segment differ too.
+    let token = |step: usize, row: usize| [504u32, 3437, 314][step] + 11 * row as u32;
+    let cap = prompt.len() + 3;
+    let positions: Vec<usize> = (0..prompt.len()).collect();
+    let fresh = || {
+        let mut d = m.host_decoder_segments(&segments, cap).unwrap();
+        let mut row = 0;
+        for &(n, ad) in &segments {
+            let mut p = m.host_decoder(1, prompt.len(), ad).unwrap();
+            p.pass(&prompt, &positions, None);
+            let p = p.snapshot();
+            for _ in 0..n {
+                d.load_prefix(row, &p);
+                row += 1;
+            }
+        }
+        d
+    };
+    let feed = |d: &mut fpo_model::llm::decoder::HostDecoder<'_>, step: usize, kept: &[usize]| {
+        let ids: Vec<u32> = kept.iter().map(|&r| token(step, r)).collect();
+        d.step(&ids, &vec![prompt.len() + step; kept.len()])
+    };
+    let all: Vec<usize> = (0..rows).collect();
+    let mut full = fresh();
+    let full_steps: Vec<Vec<f32>> = (0..3).map(|k| feed(&mut full, k, &all)).collect();
+    let mut part = fresh();
+    let vocab = m.config.vocab_size;
+    assert!(feed(&mut part, 0, &all) == full_steps[0]);
+    for (k, kept) in [(1, vec![1, 3, 5]), (2, vec![3, 5])] {
+        part.keep_rows(&kept);
+        let got = feed(&mut part, k, &kept);
+        for (i, &r) in kept.iter().enumerate() {
+            assert!(
+                got[i * vocab..(i + 1) * vocab] == full_steps[k][r * vocab..(r + 1) * vocab],
+                "step {k}: row {r}, kept as the batch's row {i}, differs from the full batch's"
+            );
+        }
+    }
+    // Rows of one segment differ, so a row that read another's cache would be caught.
+    assert!(full_steps[1][..vocab] != full_steps[1][vocab..2 * vocab]);
+}
+
 /// Sampling groups after their prompt passes gives each group what it gives alone, bit for bit,
 /// and the tokens `generate` of that group's rows (the prompt repeated) samples with the same
 /// random stream: the one prompt pass is the prefill of every copy (its products differ from

@@ -148,7 +148,7 @@ impl Llama {
                 })
                 .collect();
         };
-        decode_groups(dec, &host, groups, sampling, stop, pad, ids.len())
+        decode_groups(dec, &host, groups, sampling, stop, ids.len())
     }
 
     /// The log-probabilities of `(prompt, continuation)` for each continuation after `pass`
@@ -234,7 +234,6 @@ fn decode_groups<R: Rng>(
     groups: &mut [SampleGroup<'_, R>],
     sampling: &Sampling,
     stop: &[u32],
-    pad: u32,
     prompt_len: usize,
 ) -> Result<Vec<Vec<Generation>>, LlmError> {
     let mut row = 0;
@@ -267,34 +266,42 @@ fn decode_groups<R: Rng>(
             ]
         })
         .collect();
+    // `logits` holds one row per row still generating, in row order: a row that stops leaves
+    // the batch (the others compute what they computed with it, bit for bit).
+    let mut live = batch;
     for step in 0..sampling.max_new_tokens {
         let banned = if step < sampling.min_new_tokens {
             stop
         } else {
             &[]
         };
-        let mut next = Vec::with_capacity(batch);
-        // Every row's nucleus in parallel, then the draws in row order from each group's
+        // Every live row's nucleus in parallel, then the draws in row order from each group's
         // generator.
-        let active: Vec<bool> = out.iter().flatten().map(|g| !g.stopped).collect();
-        let mut picks = Pick::rows(&logits[..batch * vocab], &active, sampling, banned).into_iter();
+        let mut picks = Pick::rows(&logits, &vec![true; live], sampling, banned)
+            .into_iter()
+            .flatten();
+        let (mut next, mut kept) = (Vec::with_capacity(live), Vec::with_capacity(live));
+        let mut row = 0;
         for (g, gens) in groups.iter_mut().zip(out.iter_mut()) {
-            for (made, pick) in gens.iter_mut().zip(&mut picks) {
-                match pick {
-                    None => next.push(pad),
-                    Some(pick) => {
-                        let tok = pick.draw(g.rng);
-                        made.ids.push(tok);
-                        made.stopped = stop.contains(&tok);
+            for made in gens.iter_mut() {
+                if !made.stopped {
+                    let tok = picks.next().expect("a pick per live row").draw(g.rng);
+                    made.ids.push(tok);
+                    made.stopped = stop.contains(&tok);
+                    if !made.stopped {
                         next.push(tok);
+                        kept.push(row);
                     }
                 }
+                row += 1;
             }
         }
-        if out.iter().flatten().all(|g| g.stopped) || step + 1 == sampling.max_new_tokens {
+        if next.is_empty() || step + 1 == sampling.max_new_tokens {
             break;
         }
-        logits = dec.feed(&next, &vec![prompt_len + step; batch], None);
+        live = next.len();
+        dec.keep_rows(&kept);
+        logits = dec.feed(&next, &vec![prompt_len + step; live], None);
     }
     Ok(out)
 }

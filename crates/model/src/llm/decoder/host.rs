@@ -74,7 +74,6 @@ impl HostLora {
 
 /// Consecutive rows of a host decoder that run with the same adapters.
 struct Segment {
-    rows: usize,
     /// Per layer: adapters on q, k, v, o.
     lora: Vec<[Option<HostLora>; 4]>,
     scale: f32,
@@ -94,6 +93,10 @@ pub struct HostDecoder<'a> {
     /// Whether the products are batch-invariant.
     invariant: bool,
     batch: usize,
+    /// The rows that passes feed, in order (all of them until [`HostDecoder::keep_rows`]).
+    live: Vec<usize>,
+    /// Per row, the index of its segment.
+    row_segment: Vec<usize>,
     /// Positions held.
     len: usize,
     /// Positions the cache has room for.
@@ -180,11 +183,15 @@ impl Llama {
         let quant = self.quantized.as_deref()?;
         let c = &self.config;
         let batch = segments.iter().map(|s| s.0).sum::<usize>();
+        let row_segment = segments
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| std::iter::repeat_n(i, s.0))
+            .collect();
         let cache = || vec![vec![0.0f32; batch * c.num_kv_heads * cap * c.head_dim]; c.num_layers];
         let segments = segments
             .iter()
-            .map(|&(rows, adapters)| Segment {
-                rows,
+            .map(|&(_, adapters)| Segment {
                 lora: (0..c.num_layers)
                     .map(|li| {
                         let l = adapters.map(|a| &a.layers[li]);
@@ -206,6 +213,8 @@ impl Llama {
             segments,
             invariant,
             batch,
+            live: (0..batch).collect(),
+            row_segment,
             len: 0,
             cap,
             keys: cache(),
@@ -381,16 +390,17 @@ impl HostDecoder<'_> {
         self.feed(ids, positions, None)
     }
 
-    /// Feeds `t` tokens per row (`ids` and RoPE `positions` `[batch, t]`, row-major; `real`:
-    /// which of them are real tokens rather than padding, `None`: all), each attending to the
-    /// cached positions and to the row's earlier new tokens, and returns the logits after each
-    /// row's last token, `[batch, vocab]`. The prefill of a generation is one call.
+    /// Feeds `t` tokens per row fed (every row, or those [`HostDecoder::keep_rows`] kept; `ids`
+    /// and RoPE `positions` `[rows, t]`, row-major; `real`: which of them are real tokens
+    /// rather than padding, `None`: all), each attending to the cached positions and to the
+    /// row's earlier new tokens, and returns the logits after each row's last token, `[rows,
+    /// vocab]`. The prefill of a generation is one call.
     ///
     /// # Panics
     /// If the cache has no room for `t` more positions or the sizes disagree.
     pub fn feed(&mut self, ids: &[u32], positions: &[usize], real: Option<&[bool]>) -> Vec<f32> {
         crate::cpu::on_worker(|| {
-            let t = ids.len() / self.batch.max(1);
+            let t = ids.len() / self.live.len().max(1);
             let x = self.pass(ids, positions, real);
             // Only each row's last token goes through the head.
             let h = self.model.config.hidden_size;
@@ -484,6 +494,21 @@ impl HostDecoder<'_> {
         crate::cpu::on_worker(|| self.pass_here(ids, positions, None, Some(segment)))
     }
 
+    /// From now on, passes feed only `rows` (of those fed so far, in increasing order): a
+    /// batch drops the rows it has finished. Each row kept computes what it computed before,
+    /// bit for bit (batch-invariant products; attention, norms and adapters per row); the rows
+    /// dropped keep their cache but cannot be fed again.
+    ///
+    /// # Panics
+    /// If `rows` is not an increasing subset of the rows fed so far.
+    pub fn keep_rows(&mut self, rows: &[usize]) {
+        assert!(
+            rows.windows(2).all(|w| w[0] < w[1]) && rows.iter().all(|r| self.live.contains(r)),
+            "host decoder: the rows kept must be an increasing subset of the rows fed"
+        );
+        self.live = rows.to_vec();
+    }
+
     /// A copy of the positions held (one row): to start other decoders from the same context.
     ///
     /// # Panics
@@ -518,7 +543,7 @@ impl HostDecoder<'_> {
         real: Option<&[bool]>,
         segment: Option<&[usize]>,
     ) -> Vec<f32> {
-        let (b, cap, at) = (self.batch, self.cap, self.len);
+        let (b, cap, at) = (self.live.len(), self.cap, self.len);
         let t = ids.len() / b.max(1);
         assert!(
             t > 0 && ids.len() == b * t,
@@ -537,9 +562,9 @@ impl HostDecoder<'_> {
             self.model.device(),
         );
         let mut x = crate::backend::host_f32(self.model.embed.clone().select(0, ids_t));
-        for r in 0..b {
+        for (r, &row) in self.live.iter().enumerate() {
             for j in 0..t {
-                self.valid[r * cap + at + j] = real.is_none_or(|v| v[r * t + j]);
+                self.valid[row * cap + at + j] = real.is_none_or(|v| v[r * t + j]);
             }
         }
         let (cos, sin) = rope_tables(c, positions);
@@ -555,15 +580,7 @@ impl HostDecoder<'_> {
             m
         });
         let half = hd / 2;
-        // Each segment's tokens: the rows its adapters apply to.
-        let spans: Vec<(usize, usize)> = self
-            .segments
-            .iter()
-            .scan(0, |at, s| {
-                *at += s.rows * t;
-                Some((*at - s.rows * t, *at))
-            })
-            .collect();
+        let (live, row_segment) = (&self.live, &self.row_segment);
         // Adds layer `li`'s adapters on `slots` (slot, offset into a row of `y`) to each token's
         // row of `y` (`stride` wide) from its row of `x` (`inp` wide): tokens on rayon's threads,
         // each row's sums in the same order as alone.
@@ -575,11 +592,7 @@ impl HostDecoder<'_> {
             }
             let parallel = rayon::current_num_threads() > 1 && n >= 4;
             crate::cpu::for_chunks(y, stride, parallel, |i, yi| {
-                let seg = spans
-                    .iter()
-                    .position(|&(a, b)| (a..b).contains(&i))
-                    .map(|s| &self.segments[s])
-                    .expect("every token in a segment");
+                let seg = &self.segments[row_segment[live[i / t]]];
                 for &(slot, offset) in slots {
                     if let Some(l) = &seg.lora[li][slot] {
                         l.add(&x[i * inp..(i + 1) * inp], &mut yi[offset..], seg.scale);
@@ -593,7 +606,7 @@ impl HostDecoder<'_> {
             adapt(&[(0, 0), (1, qw), (2, qw + kvw)], li, &xn, h, &mut f);
             let (keys, values) = (&mut self.keys[li], &mut self.values[li]);
             for (i, fi) in f.chunks_exact_mut(width).enumerate() {
-                let (r, slot) = (i / t, at + i % t);
+                let (r, slot) = (live[i / t], at + i % t);
                 let (ci, si) = (
                     &cos[i * half..(i + 1) * half],
                     &sin[i * half..(i + 1) * half],
@@ -615,7 +628,7 @@ impl HostDecoder<'_> {
             let path = CpuPath::active();
             let task = |(k, out): (usize, &mut [f32])| {
                 let (i, g) = (k / nkv, k % nkv);
-                let r = i / t;
+                let r = live[i / t];
                 let q = &f[i * width + g * rep * hd..i * width + (g + 1) * rep * hd];
                 let base = (r * nkv + g) * cap * hd;
                 let seen = at + i % t + 1;
