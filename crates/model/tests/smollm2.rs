@@ -733,6 +733,39 @@ fn best_of_sampling() -> Sampling {
     }
 }
 
+/// Each segment's prompt pass (with its adapters), to start host decoders from.
+fn prompt_prefixes(
+    segments: &[(usize, Option<&Adapters>)],
+    prompt: &[u32],
+) -> Vec<fpo_model::llm::decoder::HostPrefix> {
+    let positions: Vec<usize> = (0..prompt.len()).collect();
+    segments
+        .iter()
+        .map(|&(_, ad)| {
+            let mut d = MODEL.model.host_decoder(1, prompt.len(), ad).unwrap();
+            d.pass(prompt, &positions, None);
+            d.snapshot()
+        })
+        .collect()
+}
+
+/// A host decoder of `segments` with each segment's prefix loaded into each of its rows.
+fn segments_decoder<'a>(
+    segments: &[(usize, Option<&Adapters>)],
+    prefixes: &[&fpo_model::llm::decoder::HostPrefix],
+    cap: usize,
+) -> fpo_model::llm::decoder::HostDecoder<'a> {
+    let mut d = MODEL.model.host_decoder_segments(segments, cap).unwrap();
+    let mut row = 0;
+    for (&(rows, _), p) in segments.iter().zip(prefixes) {
+        for _ in 0..rows {
+            d.load_prefix(row, p);
+            row += 1;
+        }
+    }
+    d
+}
+
 /// Rows of a host decoder in segments (each its own adapters) give, bit for bit, the logits of
 /// each segment decoded alone, step after step: catches products whose sums depend on the rows
 /// beside them (the plain kernels group 3 + 2 rows as 4 and 1), adapters applied to another
@@ -745,25 +778,11 @@ fn decoder_segments_compute_what_each_computes_alone() {
     let segments: [(usize, Option<&Adapters>); 3] = [(3, Some(&a)), (2, Some(&b)), (1, None)];
     let steps: [u32; 3] = [504, 3437, 314];
     let cap = prompt.len() + steps.len();
-    let positions: Vec<usize> = (0..prompt.len()).collect();
-    let prefixes: Vec<_> = segments
-        .iter()
-        .map(|&(_, ad)| {
-            let mut d = m.host_decoder(1, prompt.len(), ad).unwrap();
-            d.pass(&prompt, &positions, None);
-            d.snapshot()
-        })
-        .collect();
+    let prefixes = prompt_prefixes(&segments, &prompt);
     let run = |segs: &[(usize, Option<&Adapters>)],
                prefixes: &[&fpo_model::llm::decoder::HostPrefix]| {
-        let mut d = m.host_decoder_segments(segs, cap).unwrap();
-        let mut row = 0;
-        for (&(rows, _), p) in segs.iter().zip(prefixes) {
-            for _ in 0..rows {
-                d.load_prefix(row, p);
-                row += 1;
-            }
-        }
+        let mut d = segments_decoder(segs, prefixes, cap);
+        let row: usize = segs.iter().map(|s| s.0).sum();
         steps
             .iter()
             .enumerate()
@@ -800,21 +819,9 @@ fn rows_kept_compute_what_the_full_batch_computes() {
     // Each row its own tokens, so that rows of one segment differ too.
     let token = |step: usize, row: usize| [504u32, 3437, 314][step] + 11 * row as u32;
     let cap = prompt.len() + 3;
-    let positions: Vec<usize> = (0..prompt.len()).collect();
-    let fresh = || {
-        let mut d = m.host_decoder_segments(&segments, cap).unwrap();
-        let mut row = 0;
-        for &(n, ad) in &segments {
-            let mut p = m.host_decoder(1, prompt.len(), ad).unwrap();
-            p.pass(&prompt, &positions, None);
-            let p = p.snapshot();
-            for _ in 0..n {
-                d.load_prefix(row, &p);
-                row += 1;
-            }
-        }
-        d
-    };
+    let prefixes = prompt_prefixes(&segments, &prompt);
+    let prefixes: Vec<_> = prefixes.iter().collect();
+    let fresh = || segments_decoder(&segments, &prefixes, cap);
     let feed = |d: &mut fpo_model::llm::decoder::HostDecoder<'_>, step: usize, kept: &[usize]| {
         let ids: Vec<u32> = kept.iter().map(|&r| token(step, r)).collect();
         d.step(&ids, &vec![prompt.len() + step; kept.len()])

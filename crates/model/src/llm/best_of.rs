@@ -243,7 +243,6 @@ fn decode_groups<R: Rng>(
             row += 1;
         }
     }
-    let batch = row;
     // The first token's logits, once per group (the products are batch-invariant: each row's
     // copy would be the same), then one copy per row.
     let last: Vec<f32> = host.iter().flat_map(|hp| hp.last.iter().copied()).collect();
@@ -268,8 +267,8 @@ fn decode_groups<R: Rng>(
         .collect();
     // `logits` holds one row per row still generating, in row order: a row that stops leaves
     // the batch (the others compute what they computed with it, bit for bit).
-    let mut live = batch;
     for step in 0..sampling.max_new_tokens {
+        let live = logits.len() / vocab;
         let banned = if step < sampling.min_new_tokens {
             stop
         } else {
@@ -299,9 +298,8 @@ fn decode_groups<R: Rng>(
         if next.is_empty() || step + 1 == sampling.max_new_tokens {
             break;
         }
-        live = next.len();
         dec.keep_rows(&kept);
-        logits = dec.feed(&next, &vec![prompt_len + step; live], None);
+        logits = dec.feed(&next, &vec![prompt_len + step; kept.len()], None);
     }
     Ok(out)
 }
