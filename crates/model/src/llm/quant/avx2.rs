@@ -7,6 +7,7 @@
 //! AVX2 and FMA, and `multiversion` runs those only on a CPU that has them.
 
 use std::arch::x86_64::*;
+use std::cell::RefCell;
 
 use super::{Row, Simd, dequantise_into};
 
@@ -100,7 +101,7 @@ pub(super) fn panel(
         "x86_64+avx2+fma" => {
             let Some(first) = rows.first() else { return };
             let bpr = first.d.len();
-            // Sized once per scratch buffer (zeros written once, on its first panel), then
+            // Grown to the widest panel the thread has run (zeros written then only), then
             // written by index: appending cost a store and a reload of the length per block.
             if buf.len() < rows.len() * bpr {
                 buf.resize(rows.len() * bpr, [_mm256_setzero_ps(); 4]);
@@ -279,7 +280,6 @@ pub(super) struct Avx2;
 
 impl Simd for Avx2 {
     type Group = Group;
-    type Block = [__m256; 4];
     const PANEL_ROWS: usize = 24;
     const TOUCH_NEXT_ROW: bool = true;
 
@@ -291,13 +291,12 @@ impl Simd for Avx2 {
         row_dots(w, groups, acc);
     }
 
-    fn panel(
-        rows: &[Row<'_>],
-        groups: &[Group],
-        n: usize,
-        buf: &mut Vec<Self::Block>,
-        acc: &mut [f32],
-    ) {
-        panel(rows, groups, n, buf, acc);
+    fn panel(rows: &[Row<'_>], groups: &[Group], n: usize, acc: &mut [f32]) {
+        TILES.with_borrow_mut(|buf| panel(rows, groups, n, buf, acc));
     }
+}
+
+thread_local! {
+    /// Each thread's dequantised tiles for [`panel`], kept between products (as AVX-512's).
+    static TILES: RefCell<Vec<[__m256; 4]>> = const { RefCell::new(Vec::new()) };
 }

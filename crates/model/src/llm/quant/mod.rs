@@ -225,41 +225,30 @@ impl QMatrix {
         let panel = panel || n >= PANEL_MIN_INPUTS;
         let groups = K::groups(x, n, self.cols, panel)?;
         if panel {
-            let scratch = || Vec::with_capacity(K::PANEL_ROWS * self.cols / 32);
-            return Some(self.transposed(n, K::PANEL_ROWS, scratch, |r0, acc, buf| {
+            return Some(self.transposed(n, K::PANEL_ROWS, |r0, acc| {
                 let rows: Vec<Row<'_>> = (r0..r0 + acc.len() / n).map(|r| self.row(r)).collect();
-                K::panel(&rows, &groups, n, buf, acc);
+                K::panel(&rows, &groups, n, acc);
             }));
         }
-        Some(self.transposed(
-            n,
-            16,
-            || (),
-            |r0, acc, _| {
-                for (k, acc) in acc.chunks_mut(n).enumerate() {
-                    if K::TOUCH_NEXT_ROW {
-                        self.touch(r0 + k + 1);
-                    }
-                    K::row_dots(&self.row(r0 + k), &groups, acc);
+        Some(self.transposed(n, 16, |r0, acc| {
+            for (k, acc) in acc.chunks_mut(n).enumerate() {
+                if K::TOUCH_NEXT_ROW {
+                    self.touch(r0 + k + 1);
                 }
-            },
-        ))
+                K::row_dots(&self.row(r0 + k), &groups, acc);
+            }
+        }))
     }
 
     /// The product on the portable kernels (any CPU).
     fn portable(&self, x: &[f32], n: usize) -> Vec<f32> {
         let xsum = portable::block_sums(x);
-        self.transposed(
-            n,
-            16,
-            || (),
-            |r0, acc, _| {
-                for (k, acc) in acc.chunks_mut(n).enumerate() {
-                    self.touch(r0 + k + 1);
-                    portable::row_dots(&self.row(r0 + k), x, &xsum, self.cols, acc);
-                }
-            },
-        )
+        self.transposed(n, 16, |r0, acc| {
+            for (k, acc) in acc.chunks_mut(n).enumerate() {
+                self.touch(r0 + k + 1);
+                portable::row_dots(&self.row(r0 + k), x, &xsum, self.cols, acc);
+            }
+        })
     }
 
     /// Reads one byte of each cache line of row `r`'s blocks, scales and offsets, so that their
@@ -300,30 +289,21 @@ impl QMatrix {
         }
     }
 
-    /// The `[n, rows]` product from `work(first_row, out, scratch)`, which fills the products of
-    /// a tile of `tile` weight rows (the last one shorter) as `[rows of the tile, n]`. Tiles run
-    /// on rayon's threads (each amortises its scheduling; `scratch` makes the scratch space of
-    /// one run of tiles).
-    fn transposed<B>(
+    /// The `[n, rows]` product from `work(first_row, out)`, which fills the products of a tile
+    /// of `tile` weight rows (the last one shorter) as `[rows of the tile, n]`. Tiles run on
+    /// rayon's threads (each amortises its scheduling).
+    fn transposed(
         &self,
         n: usize,
         tile: usize,
-        scratch: impl Fn() -> B + Sync + Send,
-        work: impl Fn(usize, &mut [f32], &mut B) + Sync,
+        work: impl Fn(usize, &mut [f32]) + Sync,
     ) -> Vec<f32> {
         let mut out_t = vec![0.0f32; self.rows * n];
-        let task = |buf: &mut B, (ti, acc): (usize, &mut [f32])| work(ti * tile, acc, buf);
+        let task = |(ti, acc): (usize, &mut [f32])| work(ti * tile, acc);
         if rayon::current_num_threads() > 1 {
-            out_t
-                .par_chunks_mut(n * tile)
-                .enumerate()
-                .for_each_init(scratch, task);
+            out_t.par_chunks_mut(n * tile).enumerate().for_each(task);
         } else {
-            let mut buf = scratch();
-            out_t
-                .chunks_mut(n * tile)
-                .enumerate()
-                .for_each(|t| task(&mut buf, t));
+            out_t.chunks_mut(n * tile).enumerate().for_each(task);
         }
         // [rows, n] -> [n, rows], 32 rows at a time so that the rows read stay in L1; the
         // inputs split between rayon's threads when there are many outputs (the head's logits
@@ -401,8 +381,6 @@ fn dequantise_into<T>(
 trait Simd {
     /// Some inputs as vectors, block-major.
     type Group: Sync;
-    /// One dequantised block of 32 weights.
-    type Block: Send;
     /// Weight rows dequantised at once by [`Simd::panel`].
     const PANEL_ROWS: usize;
     /// Whether [`Simd::row_dots`] runs faster with the next row touched first
@@ -412,14 +390,9 @@ trait Simd {
     fn groups(x: &[f32], n: usize, cols: usize, panel: bool) -> Option<Vec<Self::Group>>;
     /// `acc[i] = w · x_i` for every input.
     fn row_dots(w: &Row<'_>, groups: &[Self::Group], acc: &mut [f32]);
-    /// `acc` (`[rows, n]`) = every row of `rows` against every input; `buf` is scratch.
-    fn panel(
-        rows: &[Row<'_>],
-        groups: &[Self::Group],
-        n: usize,
-        buf: &mut Vec<Self::Block>,
-        acc: &mut [f32],
-    );
+    /// `acc` (`[rows, n]`) = every row of `rows` against every input (the dequantised tiles
+    /// in a scratch buffer of the thread's).
+    fn panel(rows: &[Row<'_>], groups: &[Self::Group], n: usize, acc: &mut [f32]);
 }
 
 #[cfg(test)]
@@ -460,16 +433,18 @@ mod tests {
     fn products_match_the_dequantised_weights_for_every_block_type_and_batch() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut ran = BTreeSet::new();
-        // 37 rows: panels of 24 + 13, register tiles of 3 rows and one of 1; 26: a tile of 2.
-        for ((rows, cols), ty) in [(37, 96), (26, 64)]
+        // Panels ending in a short register tile: on AVX-512 (tiles of 5 rows, panels of 15)
+        // 37 rows end in a tile of 2, 26 in one of 1, 28 in one of 3; on AVX2 (tiles of 3,
+        // panels of 24) in 1, 2 and 1.
+        for ((rows, cols), ty) in [(37, 96), (26, 64), (28, 64)]
             .into_iter()
             .flat_map(|s| [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0].map(|ty| (s, ty)))
         {
             let raw = blocks(ty, rows, cols, &mut rng);
             let w = dequantize(ty, &raw).unwrap();
             let qm = QMatrix::from_blocks(ty, &raw, rows, cols).unwrap();
-            // 1, 2, 4 and 8 inputs are the kernels' widths; 3 = 2 + 1, 11 = 8 + 2 + 1; 35
-            // (= 4 x 8 + 2 + 1, or 8 x 4 + 2 + 1 on AVX2) takes the panel kernels.
+            // 1, 2, 4 and 8 inputs are the row kernels' widths; 3 = 2 + 1, 11 = 8 + 2 + 1; 35
+            // (7 groups of 5 on AVX-512, 8 x 4 + 3 on AVX2) takes the panel kernels.
             for n in [1, 3, 5, 8, 11, 35] {
                 let x: Vec<f32> = (0..n * cols).map(|_| rng.random_range(-1.0..1.0)).collect();
                 for path in CpuPath::ALL {
@@ -525,7 +500,8 @@ mod tests {
                     .chunks_exact(cols)
                     .map(|xi| qm.invariant_on(xi, 1, path).unwrap())
                     .collect();
-                for (start, n) in [(0, 3), (5, 9), (2, 25), (0, 41), (7, 33)] {
+                // Panel groups (AVX-512: of 5; AVX2: of 4) ending in every width.
+                for (start, n) in [(0, 3), (5, 9), (1, 7), (2, 25), (0, 41), (7, 33), (3, 38)] {
                     let batch = &x[start * cols..(start + n) * cols];
                     let got = qm.invariant_on(batch, n, path).unwrap();
                     for i in 0..n {
