@@ -158,14 +158,36 @@ fn by_chunks(
     out: &mut [f32],
     tile: impl Fn(&[f32], &[f32], &mut [f32]),
 ) {
+    by_chunks_paired(xt, k, b, out, &tile, |x0, x1, b, o0, o1| {
+        tile(x0, b, o0);
+        tile(x1, b, o1);
+    });
+}
+
+/// [`by_chunks`] with two blocks of inputs at a time through `pair` (each weight read once
+/// for both), the last odd block through `tile`.
+#[inline(always)]
+fn by_chunks_paired(
+    xt: &[f32],
+    k: usize,
+    b: &[f32],
+    out: &mut [f32],
+    tile: impl Fn(&[f32], &[f32], &mut [f32]),
+    pair: impl Fn(&[f32], &[f32], &[f32], &mut [f32], &mut [f32]),
+) {
     let mut k0 = 0;
     while k0 < k {
         let k1 = (k0 + KC).min(k);
-        for (xg, og) in xt
+        let bk = &b[k0 * NR..k1 * NR];
+        let mut blocks = xt
             .chunks_exact(k * LANES)
-            .zip(out.chunks_exact_mut(NR * LANES))
-        {
-            tile(&xg[k0 * LANES..k1 * LANES], &b[k0 * NR..k1 * NR], og);
+            .zip(out.chunks_exact_mut(NR * LANES));
+        while let Some((x0, o0)) = blocks.next() {
+            let x0 = &x0[k0 * LANES..k1 * LANES];
+            match blocks.next() {
+                Some((x1, o1)) => pair(x0, &x1[k0 * LANES..k1 * LANES], bk, o0, o1),
+                None => tile(x0, bk, o0),
+            }
         }
         k0 = k1;
     }
@@ -196,7 +218,14 @@ fn panel_avx512(xt: &[f32], k: usize, b: &[f32], out: &mut [f32]) -> bool {
         "x86_64+avx512f" => {
             // A closure: `#[target_feature]` functions are not `Fn`; closures inherit the
             // features.
-            by_chunks(xt, k, b, out, |x, b, o| tile_avx512(x, b, o));
+            by_chunks_paired(
+                xt,
+                k,
+                b,
+                out,
+                |x, b, o| tile_avx512(x, b, o),
+                |x0, x1, b, o0, o1| tile_pair_avx512(x0, x1, b, o0, o1),
+            );
             true
         },
         _ => {
@@ -225,6 +254,35 @@ fn tile_avx512(x: &[f32], b: &[f32], out: &mut [f32]) {
     for (a, o) in acc.iter().zip(out.chunks_exact_mut(LANES)) {
         let v: [f32; 16] = bytemuck::cast(*a);
         o.copy_from_slice(&v);
+    }
+}
+
+/// [`tile_avx512`] for two blocks of inputs at once: `2 NR` accumulators, each column's weight
+/// broadcast once for both (14 loads per 24 multiply-adds instead of 13 per 12, which bound
+/// the single tile on the load ports). Each output's chain is the single tile's.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn tile_pair_avx512(x0: &[f32], x1: &[f32], b: &[f32], out0: &mut [f32], out1: &mut [f32]) {
+    let load = |s: &[f32]| -> __m512 {
+        let a: [f32; 16] = s[..16].try_into().expect("16 lanes");
+        bytemuck::cast(a)
+    };
+    let mut acc0: [__m512; NR] = std::array::from_fn(|c| load(&out0[c * LANES..]));
+    let mut acc1: [__m512; NR] = std::array::from_fn(|c| load(&out1[c * LANES..]));
+    let steps = x0.chunks_exact(LANES).zip(x1.chunks_exact(LANES));
+    for ((xk0, xk1), bk) in steps.zip(b.chunks_exact(NR)) {
+        let (xv0, xv1) = (load(xk0), load(xk1));
+        for c in 0..NR {
+            let w = _mm512_set1_ps(bk[c]);
+            acc0[c] = _mm512_fmadd_ps(xv0, w, acc0[c]);
+            acc1[c] = _mm512_fmadd_ps(xv1, w, acc1[c]);
+        }
+    }
+    for (acc, out) in [(acc0, out0), (acc1, out1)] {
+        for (a, o) in acc.iter().zip(out.chunks_exact_mut(LANES)) {
+            let v: [f32; 16] = bytemuck::cast(*a);
+            o.copy_from_slice(&v);
+        }
     }
 }
 
