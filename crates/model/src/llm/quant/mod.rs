@@ -289,43 +289,50 @@ impl QMatrix {
         }
     }
 
-    /// The `[n, rows]` product from `work(first_row, out)`, which fills the products of a tile
-    /// of `tile` weight rows (the last one shorter) as `[rows of the tile, n]`. Tiles run on
-    /// rayon's threads (each amortises its scheduling).
+    /// The `[n, rows]` product from `work(first_row, acc)`, which fills the products of a tile
+    /// of `tile` weight rows (the last one shorter) as `[rows of the tile, n]`. The rows split
+    /// into a few spans of whole tiles per rayon thread; a span's task runs its tiles one after
+    /// another, each into a buffer of its own, and writes each input's run of the tile's
+    /// outputs straight into that input's row (no `[rows, n]` product and transposing pass:
+    /// the head's is 49,152 x 25 floats per decoding step).
     fn transposed(
         &self,
         n: usize,
         tile: usize,
         work: impl Fn(usize, &mut [f32]) + Sync,
     ) -> Vec<f32> {
-        let mut out_t = vec![0.0f32; self.rows * n];
-        let task = |(ti, acc): (usize, &mut [f32])| work(ti * tile, acc);
-        if rayon::current_num_threads() > 1 {
-            out_t.par_chunks_mut(n * tile).enumerate().for_each(task);
-        } else {
-            out_t.chunks_mut(n * tile).enumerate().for_each(task);
-        }
-        // [rows, n] -> [n, rows], 32 rows at a time so that the rows read stay in L1; the
-        // inputs split between rayon's threads when there are many outputs (the head's logits
-        // are 49,152 per input).
         let mut out = vec![0.0f32; n * self.rows];
         let threads = rayon::current_num_threads();
-        let per = if threads > 1 && n > 1 && n * self.rows >= 1 << 16 {
-            n.div_ceil(threads)
-        } else {
-            n
-        };
-        let gather = |c: usize, chunk: &mut [f32]| {
-            for (b, block) in out_t.chunks(32 * n).enumerate() {
-                for (k, o) in chunk.chunks_exact_mut(self.rows).enumerate() {
-                    let i = c * per + k;
-                    for (v, t) in o[32 * b..].iter_mut().zip(block.chunks_exact(n)) {
-                        *v = t[i];
+        let tiles = self.rows.div_ceil(tile);
+        let span = tiles.div_ceil(if threads > 1 { 4 * threads } else { 1 }) * tile;
+        // Each span's piece of every input's row: `spans[s][i]`.
+        let mut spans: Vec<Vec<&mut [f32]>> = (0..self.rows.div_ceil(span))
+            .map(|_| Vec::with_capacity(n))
+            .collect();
+        for row in out.chunks_exact_mut(self.rows) {
+            for (pieces, piece) in spans.iter_mut().zip(row.chunks_mut(span)) {
+                pieces.push(piece);
+            }
+        }
+        let task = |(s, mut pieces): (usize, Vec<&mut [f32]>)| {
+            let len = pieces.first().map_or(0, |p| p.len());
+            let mut acc = vec![0.0f32; tile * n];
+            for t0 in (0..len).step_by(tile) {
+                let here = tile.min(len - t0);
+                let acc = &mut acc[..here * n];
+                work(s * span + t0, acc);
+                for (i, piece) in pieces.iter_mut().enumerate() {
+                    for (v, a) in piece[t0..t0 + here].iter_mut().zip(acc.chunks_exact(n)) {
+                        *v = a[i];
                     }
                 }
             }
         };
-        crate::cpu::for_chunks(&mut out, per * self.rows, per < n, gather);
+        if threads > 1 && spans.len() > 1 {
+            spans.into_par_iter().enumerate().for_each(task);
+        } else {
+            spans.into_iter().enumerate().for_each(task);
+        }
         out
     }
 }
