@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::LlmError;
 use super::decoder::{Input, KvCache, Llama};
+use super::exp::exp_in_place;
 use super::lora::{Adapters, DropoutMasks};
 
 /// How new tokens are chosen.
@@ -112,10 +113,25 @@ pub fn kl_from_logits(p: &[f32], q: &[f32]) -> f64 {
         .max(0.0)
 }
 
+/// Logits per call of [`exp_in_place`] in the softmaxes over the vocabulary (a buffer on the
+/// stack).
+const EXP_CHUNK: usize = 256;
+
 /// `log Σ exp(x)`: `f32` exponentials summed in `f64`.
 pub(super) fn log_sum_exp(x: &[f32]) -> f32 {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = x.iter().map(|&v| f64::from((v - max).exp())).sum();
+    let mut sum = 0.0f64;
+    let mut buf = [0.0f32; EXP_CHUNK];
+    for c in x.chunks(EXP_CHUNK) {
+        let b = &mut buf[..c.len()];
+        for (e, &v) in b.iter_mut().zip(c) {
+            *e = v - max;
+        }
+        exp_in_place(b);
+        for &e in b.iter() {
+            sum += f64::from(e);
+        }
+    }
     (f64::from(max) + sum.ln()) as f32
 }
 
@@ -238,14 +254,24 @@ impl Pick {
         // tokens within `HEAD_MIN` of the largest weight (1). Those rank before all others, so
         // when they reach `top_p` the nucleus is among them: the same tokens, sums and order
         // as from the whole vocabulary, without ordering 49,152 weights per row.
+        // The weights `EXP_CHUNK` at a time (`weight`'s bits, in vectors).
         let mut total = 0.0f64;
         let mut head = Vec::new();
-        for (i, &l) in logits.iter().enumerate() {
-            if allowed(i) {
-                let w = weight(l);
-                total += w;
-                if w >= HEAD_MIN {
-                    head.push((i, w));
+        let mut buf = [0.0f32; EXP_CHUNK];
+        for (c, chunk) in logits.chunks(EXP_CHUNK).enumerate() {
+            let b = &mut buf[..chunk.len()];
+            for (e, &l) in b.iter_mut().zip(chunk) {
+                *e = (l - max) / t;
+            }
+            exp_in_place(b);
+            for (j, &e) in b.iter().enumerate() {
+                let i = c * EXP_CHUNK + j;
+                if allowed(i) {
+                    let w = f64::from(e);
+                    total += w;
+                    if w >= HEAD_MIN {
+                        head.push((i, w));
+                    }
                 }
             }
         }

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 pub mod best_of;
 pub mod config;
 pub mod decoder;
+mod exp;
 pub mod generate;
 mod loaded;
 pub mod lora;

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use super::{Llama, Quantized};
 use crate::cpu::CpuPath;
+use crate::llm::exp::exp_in_place;
 use crate::llm::lora::{Adapters, LoraPair};
 use crate::llm::quant::QMatrix;
 
@@ -338,8 +339,14 @@ fn attention(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &
     }
     let mut sum = vec![0.0f32; heads];
     for (j, pj) in p.chunks_exact_mut(len).enumerate() {
+        for s in pj.iter_mut() {
+            *s -= max[j];
+        }
+        exp_in_place(pj);
         for (s, &ok) in pj.iter_mut().zip(valid) {
-            *s = if ok { (*s - max[j]).exp() } else { 0.0 };
+            if !ok {
+                *s = 0.0;
+            }
             sum[j] += *s;
         }
     }
@@ -373,8 +380,12 @@ fn swiglu(gate_up: &[f32], inter: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; gate_up.len() / 2];
     for_rows(&mut out, inter, |o, i| {
         let (g, u) = gate_up[2 * i * inter..2 * (i + 1) * inter].split_at(inter);
+        for (o, &g) in o.iter_mut().zip(g) {
+            *o = -g;
+        }
+        exp_in_place(o);
         for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-            *o = g * (1.0 / (1.0 + (-g).exp())) * u;
+            *o = g * (1.0 / (1.0 + *o)) * u;
         }
     });
     out

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 
 use super::Llama;
 use super::host::{HostLora, dot, rope, rope_tables};
+use crate::llm::exp::exp_in_place;
 use crate::llm::lora::{Adapters, DropoutMasks};
 use crate::llm::panels::Packed;
 
@@ -393,9 +394,12 @@ impl HostStep {
                             *s = dot(qi, &k[j * kvw + g * hd..j * kvw + (g + 1) * hd]) * scale_attn;
                             max = max.max(*s);
                         }
-                        let mut sum = 0.0f32;
                         for s in row.iter_mut() {
-                            *s = (*s - max).exp();
+                            *s -= max;
+                        }
+                        exp_in_place(row);
+                        let mut sum = 0.0f32;
+                        for s in row.iter() {
                             sum += *s;
                         }
                         let oi = &mut o[i * hd..(i + 1) * hd];
@@ -467,9 +471,12 @@ impl HostStep {
                 let picked = row[target] - max;
                 // The sum over the vocabulary in f64: in f32, one after the other, its rounding
                 // reached 1e-4 in the log-probs.
-                let mut sum = 0.0f64;
                 for l in row.iter_mut() {
-                    *l = (*l - max).exp();
+                    *l -= max;
+                }
+                exp_in_place(row);
+                let mut sum = 0.0f64;
+                for l in row.iter() {
                     sum += f64::from(*l);
                 }
                 *lp = picked - sum.ln() as f32;
