@@ -339,8 +339,10 @@ fn attention(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &
     }
     let mut sum = vec![0.0f32; heads];
     for (j, pj) in p.chunks_exact_mut(len).enumerate() {
-        for s in pj.iter_mut() {
-            *s -= max[j];
+        // Hidden positions as 0 (then zeroed): any value would do, but one past 88 in
+        // magnitude would send its lanes through the library's scalar call.
+        for (s, &ok) in pj.iter_mut().zip(valid) {
+            *s = if ok { *s - max[j] } else { 0.0 };
         }
         exp_in_place(pj);
         for (s, &ok) in pj.iter_mut().zip(valid) {
