@@ -256,7 +256,8 @@ impl SentenceEncoder {
     }
 
     /// Mean-pooled embeddings (L2-normalised when the model asks for it) of `texts`, each
-    /// truncated to `max_len` tokens, batched `batch` at a time. One row per text.
+    /// truncated to `max_len` tokens, batched `batch` at a time, shortest first. One row per
+    /// text, in `texts`' order.
     pub fn embed(
         &self,
         texts: &[&str],
@@ -274,16 +275,24 @@ impl SentenceEncoder {
         batch: usize,
         normalize: bool,
     ) -> Result<Vec<Vec<f32>>, LlmError> {
-        let mut out = Vec::with_capacity(texts.len());
         let tok = self.truncating(max_len)?;
-        for chunk in texts.chunks(batch.max(1)) {
-            let ids = chunk
-                .iter()
-                .map(|t| self.encode_with(&tok, t))
-                .collect::<Result<Vec<_>, _>>()?;
-            let pooled = self.pool(&ids, normalize);
-            let vals = crate::backend::host_f32(pooled);
-            out.extend(vals.chunks(self.hidden).map(<[f32]>::to_vec));
+        let ids = texts
+            .iter()
+            .map(|t| self.encode_with(&tok, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Batched by length (then by tokens), so that a batch pads to little more than its
+        // texts and the batches do not depend on the texts' order. Padded keys weigh exactly 0;
+        // only the last bits of a text's embedding depend on its batch (burn's products take
+        // another path for a few rows than for many).
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by(|&a, &b| (ids[a].len(), &ids[a]).cmp(&(ids[b].len(), &ids[b])));
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(batch.max(1)) {
+            let batch_ids: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+            let vals = crate::backend::host_f32(self.pool(&batch_ids, normalize));
+            for (&i, row) in chunk.iter().zip(vals.chunks(self.hidden)) {
+                out[i] = row.to_vec();
+            }
         }
         Ok(out)
     }

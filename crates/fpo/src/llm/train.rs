@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::Device;
 use fpo_model::encoder::SentenceEncoder;
 use fpo_model::llm::lora::DropoutMasks;
 use fpo_model::llm::{
@@ -54,6 +55,15 @@ const ENCODER_BATCH: usize = 16;
 pub use fpo_rundir::VariantTiming;
 pub use fpo_rundir::llm::{FollowerResponse, HeadFit, IterationLog, ProbeRow, VariantOutcome};
 
+/// Where the policy's gradient is computed.
+#[derive(Debug)]
+enum PolicyStep {
+    /// On the host kernels (a CPU backend), from the inference copy's weights.
+    Host(HostStep),
+    /// Through burn's autodiff, on a training copy of the model.
+    Autodiff(Llama),
+}
+
 /// The models and data of one experiment, loaded once and shared by every variant and seed.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -61,9 +71,9 @@ pub struct Pipeline {
     /// The rules every candidate is scored under, one per variant.
     rules: Vec<Penalty>,
     inference: LoadedModel,
-    trainer: Llama,
-    /// The policy step on the host (a CPU backend); `None`: through burn's autodiff.
-    host_step: Option<HostStep>,
+    /// The device the adapters live on (autodiff).
+    train_device: Device,
+    policy_step: PolicyStep,
     encoder: SentenceEncoder,
     /// The probe's prompts and the training pool.
     prompts: PromptSplit,
@@ -187,7 +197,16 @@ impl Pipeline {
         }
         let device_of = |autodiff| device(backend, autodiff);
         let inference = LoadedModel::load(&cfg.model, backend, false)?;
-        let trainer = LoadedModel::load_on(&cfg.model, &device_of(true)?, false)?.model;
+        let train_device = device_of(true)?;
+        // On a CPU backend the policy step runs on the host kernels from the inference copy's
+        // f32 weights (the file's values, as a training copy would hold them): no second copy
+        // of the model is read.
+        let policy_step = match inference.model.host_step() {
+            Some(host) => PolicyStep::Host(host),
+            None => {
+                PolicyStep::Autodiff(LoadedModel::load_on(&cfg.model, &train_device, false)?.model)
+            }
+        };
         let plain = device_of(false)?;
         let encoder = SentenceEncoder::load(&cfg.rm.encoder, &plain)?;
         let all = read_prompts(&cfg.prompts, 0)?;
@@ -201,8 +220,8 @@ impl Pipeline {
             cfg: cfg.clone(),
             rules: rules.to_vec(),
             inference,
-            host_step: trainer.host_step(),
-            trainer,
+            train_device,
+            policy_step,
             encoder,
             prompts,
             probe_ids,
@@ -352,7 +371,7 @@ impl Pipeline {
             &self.cfg.lora,
             &self.inference.config,
             seed,
-            self.trainer.device(),
+            &self.train_device,
         )?;
         let n = self.head.n_params();
         Ok(State {
@@ -540,7 +559,7 @@ impl Pipeline {
         let base = m.model.prompt_pass(&prompt, None, true)?;
         lap.mark("prompt passes");
         let policies: Vec<Adapters> = runs.iter().map(|r| r.state.adapters.valid()).collect();
-        let host = self.host_step.is_some();
+        let host = matches!(self.policy_step, PolicyStep::Host(_));
         let passes = each_timed(policies.iter().collect(), host, |policy, lap| {
             let pass = m
                 .model
@@ -705,16 +724,16 @@ impl Pipeline {
             cfg.lora.dropout,
             full.len(),
             seed ^ ((it as u64 + 1) << 20),
-            self.trainer.device(),
+            &self.train_device,
         );
-        let (policy_loss, grads_p) = match &self.host_step {
-            Some(host) => {
+        let (policy_loss, grads_p) = match &self.policy_step {
+            PolicyStep::Host(host) => {
                 let g = host.nll_gradients(&full, &st.adapters, dropout.as_mut());
                 let params = g.to_params(&st.adapters, (1.0 / accum) as f32);
                 (f64::from(g.mean_nll()), params)
             }
-            None => {
-                let lp = self.trainer.token_logprobs(
+            PolicyStep::Autodiff(trainer) => {
+                let lp = trainer.token_logprobs(
                     std::slice::from_ref(&full),
                     Some(&st.adapters),
                     dropout.as_mut(),
@@ -814,7 +833,7 @@ impl Pipeline {
             seed,
             &self.fingerprint(),
             &self.inference.config,
-            self.trainer.device(),
+            &self.train_device,
         )?
         else {
             return Ok(None);
