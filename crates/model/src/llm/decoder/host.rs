@@ -40,36 +40,78 @@ impl HostLora {
         }
     }
 
-    /// `y[..width] += scale * (x A) B` for one row `x` (`[in]`).
+    /// `y[..width] += scale * (x A) B` for one row `x` (`[in]`): `x A` summed over `x` in
+    /// order, then `u = Σ_r t_r B_r` over the rank in order, then `y += u * scale`; every
+    /// multiply and add separate (no fused ones), so each kernel path gives the same bits.
+    /// Compiled with 16 lanes on the AVX-512 path, else for AVX2 (or NEON) where the CPU has
+    /// it, as the attention is.
     fn add(&self, x: &[f32], y: &mut [f32], scale: f32) {
-        let width = self.b.len() / self.rank;
-        let t = self.down(x);
-        let mut u = vec![0.0f32; width];
-        for (&tr, brow) in t.iter().zip(self.b.chunks_exact(width)) {
-            for (uo, &b) in u.iter_mut().zip(brow) {
-                *uo += tr * b;
-            }
-        }
-        for (yo, uo) in y[..width].iter_mut().zip(&u) {
-            *yo += uo * scale;
+        if crate::cpu::CpuPath::active() == crate::cpu::CpuPath::Avx512 {
+            lora_add_wide(&self.a, &self.b, self.rank, x, y, scale);
+        } else {
+            lora_add_narrow(&self.a, &self.b, self.rank, x, y, scale);
         }
     }
+}
 
-    /// `x A` (`[rank]`): each entry summed over `x` in order, 16 entries at a time in
-    /// registers.
-    fn down(&self, x: &[f32]) -> Vec<f32> {
-        let mut t = vec![0.0f32; self.rank];
-        for (r0, tc) in (0..self.rank).step_by(16).zip(t.chunks_mut(16)) {
-            let mut acc = [0.0f32; 16];
-            let lanes = tc.len();
-            for (xc, arow) in x.iter().zip(self.a.chunks_exact(self.rank)) {
-                for (s, &a) in acc[..lanes].iter_mut().zip(&arow[r0..r0 + lanes]) {
-                    *s += xc * a;
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma"))]
+fn lora_add_wide(a: &[f32], b: &[f32], rank: usize, x: &[f32], y: &mut [f32], scale: f32) {
+    lora_add(a, b, rank, x, y, scale);
+}
+
+#[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn lora_add_narrow(a: &[f32], b: &[f32], rank: usize, x: &[f32], y: &mut [f32], scale: f32) {
+    lora_add(a, b, rank, x, y, scale);
+}
+
+/// Widest output piece [`lora_add`] sums in registers.
+const LORA_PIECE: usize = 64;
+
+/// [`HostLora::add`]'s sums: `t = x A` 16 ranks at a time, then `y`'s outputs in pieces of
+/// [`LORA_PIECE`], each output summed over the rank in order and scaled once.
+#[inline(always)]
+fn lora_add(a: &[f32], b: &[f32], rank: usize, x: &[f32], y: &mut [f32], scale: f32) {
+    let width = b.len() / rank;
+    let (mut on_stack, mut on_heap) = ([0.0f32; 64], Vec::new());
+    let t: &mut [f32] = if rank <= on_stack.len() {
+        &mut on_stack[..rank]
+    } else {
+        on_heap.resize(rank, 0.0);
+        &mut on_heap
+    };
+    for r0 in (0..rank).step_by(16) {
+        let lanes = (rank - r0).min(16);
+        let mut acc = [0.0f32; 16];
+        if lanes == 16 {
+            for (&xc, arow) in x.iter().zip(a.chunks_exact(rank)) {
+                let arow: &[f32; 16] = arow[r0..r0 + 16].try_into().expect("16 ranks");
+                for (s, &av) in acc.iter_mut().zip(arow) {
+                    *s += xc * av;
                 }
             }
-            tc.copy_from_slice(&acc[..lanes]);
+        } else {
+            for (&xc, arow) in x.iter().zip(a.chunks_exact(rank)) {
+                for (s, &av) in acc[..lanes].iter_mut().zip(&arow[r0..r0 + lanes]) {
+                    *s += xc * av;
+                }
+            }
         }
-        t
+        t[r0..r0 + lanes].copy_from_slice(&acc[..lanes]);
+    }
+    for (o0, yp) in (0..width)
+        .step_by(LORA_PIECE)
+        .zip(y[..width].chunks_mut(LORA_PIECE))
+    {
+        let mut u = [0.0f32; LORA_PIECE];
+        let u = &mut u[..yp.len()];
+        for (&tr, brow) in t.iter().zip(b.chunks_exact(width)) {
+            for (uo, &bv) in u.iter_mut().zip(&brow[o0..o0 + yp.len()]) {
+                *uo += tr * bv;
+            }
+        }
+        for (yo, &uo) in yp.iter_mut().zip(u.iter()) {
+            *yo += uo * scale;
+        }
     }
 }
 
@@ -678,5 +720,60 @@ impl HostDecoder<'_> {
         }
         self.len += t;
         x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+
+    /// Both compiled paths of the adapters' update give the bits of the plain loops (`x A` per
+    /// rank over `x` in order, `Σ_r t_r B_r` per output, then `y += u · scale`), at ranks below,
+    /// at and above one register's 16 lanes and above the stack's 64, and widths with a partial
+    /// last piece.
+    #[test]
+    fn lora_add_is_the_plain_loops_bit_for_bit_on_every_path() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for (rank, inp, width) in [(4, 40, 24), (16, 576, 192), (20, 64, 130), (80, 33, 70)] {
+            let mut draw =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+            let (a, b, x, y0) = (
+                draw(inp * rank),
+                draw(rank * width),
+                draw(inp),
+                draw(width + 3),
+            );
+            let scale = 0.37f32;
+            let t: Vec<f32> = (0..rank)
+                .map(|r| {
+                    x.iter()
+                        .enumerate()
+                        .fold(0.0f32, |s, (c, &xc)| s + xc * a[c * rank + r])
+                })
+                .collect();
+            let mut want = y0.clone();
+            for (o, w) in want[..width].iter_mut().enumerate() {
+                let u = t
+                    .iter()
+                    .enumerate()
+                    .fold(0.0f32, |s, (r, &tr)| s + tr * b[r * width + o]);
+                *w += u * scale;
+            }
+            for (name, f) in [
+                (
+                    "wide",
+                    super::lora_add_wide as fn(&[f32], &[f32], usize, &[f32], &mut [f32], f32),
+                ),
+                ("narrow", super::lora_add_narrow),
+            ] {
+                let mut y = y0.clone();
+                f(&a, &b, rank, &x, &mut y, scale);
+                let same = y.iter().zip(&want).all(|(p, q)| p.to_bits() == q.to_bits());
+                assert!(
+                    same,
+                    "rank {rank}, width {width}, {name}: not the plain loops' bits"
+                );
+            }
+        }
     }
 }
