@@ -379,31 +379,53 @@ fn attention(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32, out: &
             max[j] = max[j].max(s);
         }
     }
-    let mut sum = vec![0.0f32; heads];
-    for (j, pj) in p.chunks_exact_mut(len).enumerate() {
-        // Hidden positions as 0 (then zeroed): any value would do, but one past 88 in
-        // magnitude would send its lanes through the library's scalar call.
+    // Hidden positions as 0 (then zeroed): any value would do, but one past 88 in magnitude
+    // would send its lanes through the library's scalar call.
+    for (pj, &m) in p.chunks_exact_mut(len).zip(&max) {
         for (s, &ok) in pj.iter_mut().zip(valid) {
-            *s = if ok { *s - max[j] } else { 0.0 };
+            *s = if ok { *s - m } else { 0.0 };
         }
-        exp_in_place(pj);
-        for (s, &ok) in pj.iter_mut().zip(valid) {
-            if !ok {
-                *s = 0.0;
+    }
+    exp_in_place(&mut p);
+    // Each head's sum over the positions in order; the heads side by side, so that their
+    // chains of additions overlap.
+    let mut sum = [0.0f32; MAX_SIDE_BY_SIDE];
+    for h0 in (0..heads).step_by(MAX_SIDE_BY_SIDE) {
+        let side = (heads - h0).min(MAX_SIDE_BY_SIDE);
+        let sum = &mut sum[..side];
+        sum.fill(0.0);
+        for (at, &ok) in valid.iter().enumerate() {
+            for (j, s) in sum.iter_mut().enumerate() {
+                let e = &mut p[(h0 + j) * len + at];
+                if !ok {
+                    *e = 0.0;
+                }
+                *s += *e;
             }
-            sum[j] += *s;
+        }
+        // The weights, each score over its head's sum.
+        for (pj, &s) in p[h0 * len..(h0 + side) * len]
+            .chunks_exact_mut(len)
+            .zip(sum.iter())
+        {
+            for e in pj {
+                *e /= s;
+            }
         }
     }
     out.fill(0.0);
     for (at, vv) in visible(v, hd, valid) {
         for (j, oh) in out.chunks_exact_mut(hd).enumerate() {
-            let w = p[j * len + at] / sum[j];
+            let w = p[j * len + at];
             for (o, &x) in oh.iter_mut().zip(vv) {
                 *o += w * x;
             }
         }
     }
 }
+
+/// Heads whose softmax sums [`attention`] runs side by side.
+const MAX_SIDE_BY_SIDE: usize = 8;
 
 /// The `hd`-wide rows of `x` at the positions `valid` marks, with their positions.
 #[inline(always)]
@@ -726,6 +748,87 @@ impl HostDecoder<'_> {
 #[cfg(test)]
 mod tests {
     use rand::{Rng, SeedableRng};
+
+    /// Attention as it was written first (each head's softmax in turn, a division per weight,
+    /// the library's `exp`): the reference the compiled paths must equal bit for bit.
+    fn plain_attention(q: &[f32], k: &[f32], v: &[f32], valid: &[bool], scale: f32) -> Vec<f32> {
+        let len = valid.len();
+        let hd = k.len() / len;
+        let heads = q.len() / hd;
+        let mut p = vec![0.0f32; heads * len];
+        let mut max = vec![f32::NEG_INFINITY; heads];
+        for at in (0..len).filter(|&at| valid[at]) {
+            for j in 0..heads {
+                let s = super::dot(&q[j * hd..(j + 1) * hd], &k[at * hd..(at + 1) * hd]) * scale;
+                p[j * len + at] = s;
+                max[j] = max[j].max(s);
+            }
+        }
+        let mut sum = vec![0.0f32; heads];
+        for j in 0..heads {
+            for at in 0..len {
+                let e = if valid[at] {
+                    (p[j * len + at] - max[j]).exp()
+                } else {
+                    0.0
+                };
+                p[j * len + at] = e;
+                sum[j] += e;
+            }
+        }
+        let mut out = vec![0.0f32; heads * hd];
+        for at in (0..len).filter(|&at| valid[at]) {
+            for j in 0..heads {
+                let w = p[j * len + at] / sum[j];
+                for (o, &x) in out[j * hd..(j + 1) * hd]
+                    .iter_mut()
+                    .zip(&v[at * hd..(at + 1) * hd])
+                {
+                    *o += w * x;
+                }
+            }
+        }
+        out
+    }
+
+    /// Both compiled paths of the attention give the plain loops' bits: 1 to 9 heads (past
+    /// the sums side by side), head widths of whole and partial 16-lane registers, 1 to 70
+    /// positions with some hidden, scores spread wide enough for `exp`'s whole range.
+    #[test]
+    fn attention_is_the_plain_loops_bit_for_bit_on_every_path() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for (heads, hd) in [(1, 64), (3, 64), (9, 16), (2, 40)] {
+            for len in [1, 2, 15, 16, 17, 33, 70] {
+                let mut draw = |n: usize, r: f32| -> Vec<f32> {
+                    (0..n).map(|_| rng.random_range(-r..r)).collect()
+                };
+                let (q, k, v) = (
+                    draw(heads * hd, 3.0),
+                    draw(len * hd, 3.0),
+                    draw(len * hd, 1.0),
+                );
+                let mut valid: Vec<bool> = (0..len).map(|_| rng.random_bool(0.8)).collect();
+                valid[len - 1] = true;
+                let scale = 0.125f32;
+                let want = plain_attention(&q, &k, &v, &valid, scale);
+                for (name, f) in [
+                    (
+                        "wide",
+                        super::attend_wide as fn(&[f32], &[f32], &[f32], &[bool], f32, &mut [f32]),
+                    ),
+                    ("narrow", super::attend_narrow),
+                ] {
+                    let mut out = vec![f32::NAN; heads * hd];
+                    f(&q, &k, &v, &valid, scale, &mut out);
+                    let same = out
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{heads} heads of {hd}, {len} positions, {name}");
+                }
+            }
+        }
+    }
 
     /// Both compiled paths of the adapters' update give the bits of the plain loops (`x A` per
     /// rank over `x` in order, `Σ_r t_r B_r` per output, then `y += u · scale`), at ranks below,
