@@ -86,16 +86,17 @@ pub(super) fn row_dots(w: &Row<'_>, groups: &[Group], acc: &mut [f32]) {
     }
 }
 
-/// `acc` (`[rows, n]`) = the products of `rows` with every input: the rows' blocks are
-/// dequantised once into `buf` (block-major per [`TILE_ROWS`] rows), then multiplied into each
-/// group of (at most 4) inputs by a register tile of up to `TILE_ROWS` rows x 4 inputs.
+/// The products of `rows` with every input, input `i`'s with `rows[r]` into `out[i][at + r]`:
+/// the rows' blocks are dequantised once into `buf` (block-major per [`TILE_ROWS`] rows), then
+/// multiplied into each group of (at most 4) inputs by a register tile of up to `TILE_ROWS`
+/// rows x 4 inputs.
 #[multiversion::multiversion(targets("x86_64+avx2+fma"))]
 pub(super) fn panel(
     rows: &[Row<'_>],
     groups: &[Group],
-    n: usize,
     buf: &mut Vec<[__m256; 4]>,
-    acc: &mut [f32],
+    out: &mut [&mut [f32]],
+    at: usize,
 ) {
     multiversion::target::match_target! {
         "x86_64+avx2+fma" => {
@@ -117,8 +118,7 @@ pub(super) fn panel(
             for g in groups {
                 for (ti, tile) in rows.chunks(TILE_ROWS).enumerate() {
                     let w = &buf[ti * TILE_ROWS * bpr..(ti * TILE_ROWS + tile.len()) * bpr];
-                    let out = &mut acc[ti * TILE_ROWS * n..(ti * TILE_ROWS + tile.len()) * n];
-                    let at = (g.start, n);
+                    let at = (g.start, at + ti * TILE_ROWS);
                     match (tile.len(), g.take) {
                         (3, 4) => tile_dots::<3, 4>(w, &g.v, out, at),
                         (3, 2) => tile_dots::<3, 2>(w, &g.v, out, at),
@@ -134,7 +134,7 @@ pub(super) fn panel(
             }
         },
         _ => {
-            let _ = (rows, groups, n, buf, acc);
+            let _ = (rows, groups, buf, out, at);
             unreachable!("input groups exist only on AVX2")
         }
     }
@@ -152,14 +152,14 @@ fn dequantise<const BITS: u8>(tile: &[Row<'_>], out: &mut [[__m256; 4]]) {
 }
 
 /// `R` dequantised rows (`w`, block-major) against `N` inputs (`x`, block-major):
-/// `out[r * n + start + i] = Σ w_r · x_i`, one sum per (row, input) in a register.
+/// `out[start + i][row + r] = Σ w_r · x_i`, one sum per (row, input) in a register.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn tile_dots<const R: usize, const N: usize>(
     w: &[[__m256; 4]],
     x: &[[__m256; 4]],
-    out: &mut [f32],
-    (start, n): (usize, usize),
+    out: &mut [&mut [f32]],
+    (start, row): (usize, usize),
 ) {
     let mut acc = [[_mm256_setzero_ps(); N]; R];
     for (wb, xb) in w.chunks_exact(R).zip(x.chunks_exact(N)) {
@@ -174,7 +174,11 @@ fn tile_dots<const R: usize, const N: usize>(
         }
     }
     for (r, a) in acc.iter().enumerate() {
-        sums(a, &mut out[r * n + start..r * n + start + N]);
+        let mut total = [0.0f32; N];
+        sums(a, &mut total);
+        for (piece, &v) in out[start..start + N].iter_mut().zip(&total) {
+            piece[row + r] = v;
+        }
     }
 }
 
@@ -291,8 +295,8 @@ impl Simd for Avx2 {
         row_dots(w, groups, acc);
     }
 
-    fn panel(rows: &[Row<'_>], groups: &[Group], n: usize, acc: &mut [f32]) {
-        TILES.with_borrow_mut(|buf| panel(rows, groups, n, buf, acc));
+    fn panel(rows: &[Row<'_>], groups: &[Group], out: &mut [&mut [f32]], at: usize) {
+        TILES.with_borrow_mut(|buf| panel(rows, groups, buf, out, at));
     }
 }
 

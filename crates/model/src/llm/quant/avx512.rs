@@ -93,17 +93,18 @@ pub(super) fn row_dots(w: &Row<'_>, groups: &[Group], acc: &mut [f32]) {
     }
 }
 
-/// `acc` (`[rows, n]`) = the products of `rows` with every input: the rows' blocks are
-/// dequantised once into `buf` (block-major per [`TILE_ROWS`] rows), then multiplied into
-/// each group of inputs by a register tile of up to [`TILE_ROWS`] rows x [`TILE_INPUTS`]
-/// inputs, which loads a weight vector once per group and an input vector once per tile.
+/// The products of `rows` with every input, input `i`'s with `rows[r]` into `out[i][at + r]`:
+/// the rows' blocks are dequantised once into `buf` (block-major per [`TILE_ROWS`] rows), then
+/// multiplied into each group of inputs by a register tile of up to [`TILE_ROWS`] rows x
+/// [`TILE_INPUTS`] inputs, which loads a weight vector once per group and an input vector once
+/// per tile.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma"))]
 pub(super) fn panel(
     rows: &[Row<'_>],
     groups: &[Group],
-    n: usize,
     buf: &mut Vec<[__m512; 2]>,
-    acc: &mut [f32],
+    out: &mut [&mut [f32]],
+    at: usize,
 ) {
     multiversion::target::match_target! {
         "x86_64+avx512f+avx512bw" => {
@@ -126,8 +127,7 @@ pub(super) fn panel(
             for g in groups {
                 for (ti, tile) in rows.chunks(TILE_ROWS).enumerate() {
                     let w = &buf[ti * TILE_ROWS * bpr..(ti * TILE_ROWS + tile.len()) * bpr];
-                    let out = &mut acc[ti * TILE_ROWS * n..(ti * TILE_ROWS + tile.len()) * n];
-                    let at = (g.start, n);
+                    let at = (g.start, at + ti * TILE_ROWS);
                     match tile.len() {
                         5 => tile_of::<5>(g.take, w, &g.v, out, at),
                         4 => tile_of::<4>(g.take, w, &g.v, out, at),
@@ -139,7 +139,7 @@ pub(super) fn panel(
             }
         },
         _ => {
-            let _ = (rows, groups, n, buf, acc);
+            let _ = (rows, groups, buf, out, at);
             unreachable!("input groups exist only on AVX-512")
         }
     }
@@ -160,7 +160,7 @@ fn tile_of<const R: usize>(
     take: usize,
     w: &[[__m512; 2]],
     x: &[[__m512; 2]],
-    out: &mut [f32],
+    out: &mut [&mut [f32]],
     at: (usize, usize),
 ) {
     match take {
@@ -184,14 +184,14 @@ fn dequantise<const BITS: u8>(tile: &[Row<'_>], out: &mut [[__m512; 2]]) {
 }
 
 /// `R` dequantised rows (`w`, block-major) against `N` inputs (`x`, block-major):
-/// `out[r * n + start + i] = Σ w_r · x_i`, one sum per (row, input) in a register.
+/// `out[start + i][row + r] = Σ w_r · x_i`, one sum per (row, input) in a register.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 fn tile_dots<const R: usize, const N: usize>(
     w: &[[__m512; 2]],
     x: &[[__m512; 2]],
-    out: &mut [f32],
-    (start, n): (usize, usize),
+    out: &mut [&mut [f32]],
+    (start, row): (usize, usize),
 ) {
     let mut acc = [[_mm512_setzero_ps(); N]; R];
     for (wb, xb) in w.chunks_exact(R).zip(x.chunks_exact(N)) {
@@ -224,8 +224,10 @@ fn tile_dots<const R: usize, const N: usize>(
     for (&v, t) in eight.remainder().iter().zip(sums8.into_remainder()) {
         *t = sum_one(v);
     }
-    for (r, t) in total[..R * N].chunks_exact(N).enumerate() {
-        out[r * n + start..r * n + start + N].copy_from_slice(t);
+    for (i, piece) in out[start..start + N].iter_mut().enumerate() {
+        for (r, v) in piece[row..row + R].iter_mut().enumerate() {
+            *v = total[r * N + i];
+        }
     }
 }
 
@@ -380,8 +382,8 @@ impl Simd for Avx512 {
         row_dots(w, groups, acc);
     }
 
-    fn panel(rows: &[Row<'_>], groups: &[Group], n: usize, acc: &mut [f32]) {
-        TILES.with_borrow_mut(|buf| panel(rows, groups, n, buf, acc));
+    fn panel(rows: &[Row<'_>], groups: &[Group], out: &mut [&mut [f32]], at: usize) {
+        TILES.with_borrow_mut(|buf| panel(rows, groups, buf, out, at));
     }
 }
 

@@ -225,9 +225,15 @@ impl QMatrix {
         let panel = panel || n >= PANEL_MIN_INPUTS;
         let groups = K::groups(x, n, self.cols, panel)?;
         if panel {
-            return Some(self.transposed(n, K::PANEL_ROWS, |r0, acc| {
-                let rows: Vec<Row<'_>> = (r0..r0 + acc.len() / n).map(|r| self.row(r)).collect();
-                K::panel(&rows, &groups, n, acc);
+            // The panels write each product straight into its input's row.
+            return Some(self.spans(n, K::PANEL_ROWS, |first, len, pieces| {
+                for t0 in (0..len).step_by(K::PANEL_ROWS) {
+                    let here = K::PANEL_ROWS.min(len - t0);
+                    let rows: Vec<Row<'_>> = (first + t0..first + t0 + here)
+                        .map(|r| self.row(r))
+                        .collect();
+                    K::panel(&rows, &groups, pieces, t0);
+                }
             }));
         }
         Some(self.transposed(n, 16, |r0, acc| {
@@ -290,16 +296,39 @@ impl QMatrix {
     }
 
     /// The `[n, rows]` product from `work(first_row, acc)`, which fills the products of a tile
-    /// of `tile` weight rows (the last one shorter) as `[rows of the tile, n]`. The rows split
-    /// into a few spans of whole tiles per rayon thread; a span's task runs its tiles one after
-    /// another, each into a buffer of its own, and writes each input's run of the tile's
-    /// outputs straight into that input's row (no `[rows, n]` product and transposing pass:
-    /// the head's is 49,152 x 25 floats per decoding step).
+    /// of `tile` weight rows (the last one shorter) as `[rows of the tile, n]`, each input's
+    /// run of a tile's outputs then written into that input's row (see [`QMatrix::spans`]).
     fn transposed(
         &self,
         n: usize,
         tile: usize,
         work: impl Fn(usize, &mut [f32]) + Sync,
+    ) -> Vec<f32> {
+        self.spans(n, tile, |first, len, pieces| {
+            let mut acc = vec![0.0f32; tile * n];
+            for t0 in (0..len).step_by(tile) {
+                let here = tile.min(len - t0);
+                let acc = &mut acc[..here * n];
+                work(first + t0, acc);
+                for (i, piece) in pieces.iter_mut().enumerate() {
+                    for (v, a) in piece[t0..t0 + here].iter_mut().zip(acc.chunks_exact(n)) {
+                        *v = a[i];
+                    }
+                }
+            }
+        })
+    }
+
+    /// The `[n, rows]` product from `work(first_row, len, pieces)`, which fills rows
+    /// `first_row..first_row + len` of every input's product: `pieces[i][r]` is input `i`'s
+    /// product with row `first_row + r`. The rows split into a few spans of whole tiles of
+    /// `tile` rows per rayon thread, one task each (no `[rows, n]` product and transposing
+    /// pass: the head's is 49,152 x 25 floats per decoding step).
+    fn spans(
+        &self,
+        n: usize,
+        tile: usize,
+        work: impl Fn(usize, usize, &mut [&mut [f32]]) + Sync,
     ) -> Vec<f32> {
         let mut out = vec![0.0f32; n * self.rows];
         let threads = rayon::current_num_threads();
@@ -316,17 +345,7 @@ impl QMatrix {
         }
         let task = |(s, mut pieces): (usize, Vec<&mut [f32]>)| {
             let len = pieces.first().map_or(0, |p| p.len());
-            let mut acc = vec![0.0f32; tile * n];
-            for t0 in (0..len).step_by(tile) {
-                let here = tile.min(len - t0);
-                let acc = &mut acc[..here * n];
-                work(s * span + t0, acc);
-                for (i, piece) in pieces.iter_mut().enumerate() {
-                    for (v, a) in piece[t0..t0 + here].iter_mut().zip(acc.chunks_exact(n)) {
-                        *v = a[i];
-                    }
-                }
-            }
+            work(s * span, len, &mut pieces);
         };
         if threads > 1 && spans.len() > 1 {
             spans.into_par_iter().enumerate().for_each(task);
@@ -397,9 +416,9 @@ trait Simd {
     fn groups(x: &[f32], n: usize, cols: usize, panel: bool) -> Option<Vec<Self::Group>>;
     /// `acc[i] = w · x_i` for every input.
     fn row_dots(w: &Row<'_>, groups: &[Self::Group], acc: &mut [f32]);
-    /// `acc` (`[rows, n]`) = every row of `rows` against every input (the dequantised tiles
-    /// in a scratch buffer of the thread's).
-    fn panel(rows: &[Row<'_>], groups: &[Self::Group], n: usize, acc: &mut [f32]);
+    /// Every row of `rows` against every input, input `i`'s product with `rows[r]` into
+    /// `out[i][at + r]` (the dequantised tiles in a scratch buffer of the thread's).
+    fn panel(rows: &[Row<'_>], groups: &[Self::Group], out: &mut [&mut [f32]], at: usize);
 }
 
 #[cfg(test)]
