@@ -38,7 +38,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::checkpoint::{self, CheckpointState, ckpt_err, io, read_log, write_atomic};
-use super::config::{RmBackbone, RmFeatures, RmInit, RmInput, TrainConfig};
+use super::config::{RmBackbone, RmConfig, RmFeatures, RmInit, RmInput, TrainConfig};
 use super::data::{Pair, Prompt, PromptSplit, read_pairs, read_prompts};
 use super::select::{self, Candidate, Reference};
 use crate::penalty::{Penalty, Variant, grad_term, sigmoid};
@@ -54,6 +54,85 @@ const ENCODER_BATCH: usize = 16;
 
 pub use fpo_rundir::VariantTiming;
 pub use fpo_rundir::llm::{FollowerResponse, HeadFit, IterationLog, ProbeRow, VariantOutcome};
+
+/// The warm start's preference pairs as (chosen, rejected) features, and the seconds their
+/// embedding took.
+type PairFeatures = (Vec<(Vec<f32>, Vec<f32>)>, f64);
+
+/// The features of `[train.rm] pairs` ([`features`]; `base` as there).
+fn pair_features(
+    rm: &RmConfig,
+    encoder: &SentenceEncoder,
+    base: Option<&LoadedModel>,
+) -> Result<PairFeatures> {
+    let pairs: Vec<Pair> = read_pairs(&rm.pairs, rm.pairs_limit)?;
+    let t = Instant::now();
+    let texts = |side: fn(&Pair) -> &str| -> Vec<String> {
+        pairs
+            .iter()
+            .map(|p| rm_text(rm, &p.context, side(p)))
+            .collect()
+    };
+    let chosen = features(rm, encoder, base, &texts(|p| &p.chosen))?;
+    let rejected = features(rm, encoder, base, &texts(|p| &p.rejected))?;
+    Ok((
+        chosen.into_iter().zip(rejected).collect(),
+        t.elapsed().as_secs_f64(),
+    ))
+}
+
+/// The RM's text for a response to `prompt`.
+fn rm_text(rm: &RmConfig, prompt: &str, response: &str) -> String {
+    match rm.input {
+        RmInput::Response => response.to_owned(),
+        RmInput::PromptAndResponse => format!("{prompt}\n\n{response}"),
+    }
+}
+
+/// The RM's features of `texts`: pooled by the encoder or from the base model's hidden states
+/// (`[train.rm] backbone`; `base` is the policy's base model, needed for those), normalised or
+/// raw, scaled (`features`, `feature_scale`). The warm start, the loop and the probe all read
+/// features through here.
+fn features(
+    rm: &RmConfig,
+    encoder: &SentenceEncoder,
+    base: Option<&LoadedModel>,
+    texts: &[String],
+) -> Result<Vec<Vec<f32>>> {
+    let normalise = rm.features == RmFeatures::Normalised;
+    let mut phi = match (rm.backbone, base) {
+        (RmBackbone::Encoder, _) => {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            encoder.embed_pooled(&refs, rm.max_tokens, ENCODER_BATCH, normalise)?
+        }
+        (backbone, Some(m)) => {
+            let seqs = texts
+                .iter()
+                .map(|t| {
+                    let mut ids = m.tokenizer.encode(t, false)?;
+                    ids.truncate(rm.max_tokens);
+                    Ok(ids)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut phi = m
+                .model
+                .pooled_hidden(&seqs, backbone == RmBackbone::BaseLast);
+            if normalise {
+                for p in &mut phi {
+                    let norm = p.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                    p.iter_mut().for_each(|x| *x /= norm);
+                }
+            }
+            phi
+        }
+        (_, None) => unreachable!("the base model's features need the base model"),
+    };
+    if rm.feature_scale != 1.0 {
+        let s = rm.feature_scale as f32;
+        phi.iter_mut().flatten().for_each(|x| *x *= s);
+    }
+    Ok(phi)
+}
 
 /// Where the policy's gradient is computed.
 #[derive(Debug)]
@@ -195,20 +274,42 @@ impl Pipeline {
         for p in rules {
             crate::error::check_non_negative("fpo.gamma", p.gamma)?;
         }
-        let device_of = |autodiff| device(backend, autodiff);
-        let inference = LoadedModel::load(&cfg.model, backend, false)?;
-        let train_device = device_of(true)?;
-        // On a CPU backend the policy step runs on the host kernels from the inference copy's
-        // f32 weights (the file's values, as a training copy would hold them): no second copy
-        // of the model is read.
-        let policy_step = match inference.model.host_step() {
-            Some(host) => PolicyStep::Host(host),
-            None => {
-                PolicyStep::Autodiff(LoadedModel::load_on(&cfg.model, &train_device, false)?.model)
-            }
+        let rm = &cfg.rm;
+        let warm = rm.init != RmInit::Untrained;
+        // The policy's model and the reward model's encoder load side by side, and with the
+        // encoder as the backbone the warm start's pairs embed beside the policy's model too:
+        // each leaves a thread waiting at times (reading, parsing) that the other fills.
+        let (llm, rm_side) = rayon::join(
+            || -> Result<_> {
+                let inference = LoadedModel::load(&cfg.model, backend, false)?;
+                let train_device = device(backend, true)?;
+                // On a CPU backend the policy step runs on the host kernels from the inference
+                // copy's f32 weights (the file's values, as a training copy would hold them):
+                // no second copy of the model is read.
+                let policy_step = match inference.model.host_step() {
+                    Some(host) => PolicyStep::Host(host),
+                    None => PolicyStep::Autodiff(
+                        LoadedModel::load_on(&cfg.model, &train_device, false)?.model,
+                    ),
+                };
+                Ok((inference, train_device, policy_step))
+            },
+            || -> Result<_> {
+                let encoder = SentenceEncoder::load(&rm.encoder, &device(backend, false)?)?;
+                let pairs = if warm && rm.backbone == RmBackbone::Encoder {
+                    Some(pair_features(rm, &encoder, None)?)
+                } else {
+                    None
+                };
+                Ok((encoder, pairs))
+            },
+        );
+        let (inference, train_device, policy_step) = llm?;
+        let (encoder, pairs) = rm_side?;
+        let pairs = match pairs {
+            None if warm => Some(pair_features(rm, &encoder, Some(&inference))?),
+            pairs => pairs,
         };
-        let plain = device_of(false)?;
-        let encoder = SentenceEncoder::load(&cfg.rm.encoder, &plain)?;
         let all = read_prompts(&cfg.prompts, 0)?;
         let prompts = PromptSplit::new(&cfg.prompts, all, cfg.probe.prompts, cfg.iterations)?;
         let probe_ids = prompts
@@ -236,84 +337,35 @@ impl Pipeline {
             },
             embed_seconds: 0.0,
         };
-        pipeline.fit_head()?;
+        pipeline.fit_head(pairs)?;
         Ok(pipeline)
     }
 
     /// The RM's text for a response to `prompt`.
     fn rm_text(&self, prompt: &str, response: &str) -> String {
-        match self.cfg.rm.input {
-            RmInput::Response => response.to_owned(),
-            RmInput::PromptAndResponse => format!("{prompt}\n\n{response}"),
-        }
+        rm_text(&self.cfg.rm, prompt, response)
     }
 
-    /// The RM's features of `texts`: pooled by the encoder or from the base model's hidden
-    /// states (`[train.rm] backbone`), normalised or raw, scaled (`features`, `feature_scale`).
-    /// The warm start, the loop and the probe all read features through here.
+    /// The RM's features of `texts` ([`features`]).
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        let rm = &self.cfg.rm;
-        let normalise = rm.features == RmFeatures::Normalised;
-        let mut phi = match rm.backbone {
-            RmBackbone::Encoder => {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                self.encoder
-                    .embed_pooled(&refs, rm.max_tokens, ENCODER_BATCH, normalise)?
-            }
-            backbone => {
-                let m = &self.inference;
-                let seqs = texts
-                    .iter()
-                    .map(|t| {
-                        let mut ids = m.tokenizer.encode(t, false)?;
-                        ids.truncate(rm.max_tokens);
-                        Ok(ids)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let mut phi = m
-                    .model
-                    .pooled_hidden(&seqs, backbone == RmBackbone::BaseLast);
-                if normalise {
-                    for p in &mut phi {
-                        let norm = p.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                        p.iter_mut().for_each(|x| *x /= norm);
-                    }
-                }
-                phi
-            }
-        };
-        if rm.feature_scale != 1.0 {
-            let s = rm.feature_scale as f32;
-            phi.iter_mut().flatten().for_each(|x| *x *= s);
-        }
-        Ok(phi)
+        features(&self.cfg.rm, &self.encoder, Some(&self.inference), texts)
     }
 
-    /// Fits the head (Bradley-Terry) on the preference pairs, or starts it at zero.
-    fn fit_head(&mut self) -> Result<()> {
+    /// Fits the head (Bradley-Terry) on the preference pairs' features and the seconds they
+    /// took ([`pair_features`]), or starts it at zero (`None`: `[train.rm] init` untrained).
+    fn fit_head(&mut self, pairs: Option<PairFeatures>) -> Result<()> {
         let dim = match self.cfg.rm.backbone {
             RmBackbone::Encoder => self.encoder.dim(),
             _ => self.inference.config.hidden_size,
         };
         let rm = &self.cfg.rm;
-        if rm.init == RmInit::Untrained {
+        let Some((feats, seconds)) = pairs else {
             // Normalised features have squared norm `feature_scale²`; raw ones are not measured
             // without texts, so the MLP's pre-activations start at that scale too.
             self.head = Head::init(dim, rm.head_hidden, rm.feature_scale.powi(2));
             return Ok(());
-        }
-        let pairs: Vec<Pair> = read_pairs(&rm.pairs, rm.pairs_limit)?;
-        let t = Instant::now();
-        let texts = |side: fn(&Pair) -> &str| -> Vec<String> {
-            pairs
-                .iter()
-                .map(|p| self.rm_text(&p.context, side(p)))
-                .collect()
         };
-        let chosen = self.embed(&texts(|p| &p.chosen))?;
-        let rejected = self.embed(&texts(|p| &p.rejected))?;
-        self.embed_seconds = t.elapsed().as_secs_f64();
-        let feats: Vec<(Vec<f32>, Vec<f32>)> = chosen.into_iter().zip(rejected).collect();
+        self.embed_seconds = seconds;
         let held = ((feats.len() as f64 * rm.holdout).round() as usize).clamp(1, feats.len() - 1);
         let (train, test) = feats.split_at(feats.len() - held);
         let sq_norm = mean(
