@@ -226,13 +226,11 @@ impl QMatrix {
         let groups = K::groups(x, n, self.cols, panel)?;
         if panel {
             // The panels write each product straight into its input's row.
+            // The span's rows are looked up once, then run a panel at a time.
             return Some(self.spans(n, K::PANEL_ROWS, |first, len, pieces| {
-                for t0 in (0..len).step_by(K::PANEL_ROWS) {
-                    let here = K::PANEL_ROWS.min(len - t0);
-                    let rows: Vec<Row<'_>> = (first + t0..first + t0 + here)
-                        .map(|r| self.row(r))
-                        .collect();
-                    K::panel(&rows, &groups, pieces, t0);
+                let rows: Vec<Row<'_>> = (first..first + len).map(|r| self.row(r)).collect();
+                for (p, panel) in rows.chunks(K::PANEL_ROWS).enumerate() {
+                    K::panel(panel, &groups, pieces, p * K::PANEL_ROWS);
                 }
             }));
         }
